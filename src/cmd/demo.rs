@@ -1,0 +1,107 @@
+//! `vigil demo`: the bundled sample data into a fresh store, the summary, and a few telling
+//! queries. Needs no configuration and no server.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::{exit, Globals};
+use crate::cli::{DemoArgs, SourceArg};
+use crate::ingest::{ingest, InputSpec};
+use crate::query::{run_sql, session};
+use crate::report::{write_batches, Format};
+use crate::store::Store;
+
+/// Where the demo store goes unless `--store` names one.
+const DEMO_STORE: &str = "./vigil-demo";
+/// Marks a directory as a demo store that the next demo may replace.
+const DEMO_MARKER: &str = ".vigil-demo";
+
+/// The sample files, built into the binary so the demo runs from any directory.
+const SAMPLES: [(&str, &[u8]); 3] = [
+    ("vault/audit.log", include_bytes!("../../sample-data/vault/audit.log")),
+    (
+        "cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz",
+        include_bytes!("../../sample-data/cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz"),
+    ),
+    ("cloudtrail/eventbridge-secretsmanager.jsonl", include_bytes!("../../sample-data/cloudtrail/eventbridge-secretsmanager.jsonl")),
+];
+
+const QUERIES: [(&str, &str); 3] = [
+    (
+        "Who read secrets, per source (is_secret_read counts denied attempts too)",
+        "SELECT source, actor_id, actor_type, count(*) AS reads, count(DISTINCT resource_id) AS secrets, \
+         sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied \
+         FROM secret_reads GROUP BY source, actor_id, actor_type ORDER BY reads DESC, source, actor_id",
+    ),
+    (
+        "Denied attempts",
+        "SELECT event_time, source, actor_name, operation, resource_name, status_code, src_ip \
+         FROM events WHERE outcome = 'denied' ORDER BY event_time, event_uid",
+    ),
+    (
+        "Secret reads outside 08:00-19:00 UTC on weekdays",
+        "SELECT event_time, source, actor_name, actor_type, resource_name, outcome, coalesce(src_ip, src_host) AS origin \
+         FROM secret_reads WHERE extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
+         OR extract(dow FROM event_time) IN (0, 6) ORDER BY event_time, event_uid",
+    ),
+];
+
+pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
+    let root = if g.store_explicit { g.store.root().to_owned() } else { PathBuf::from(DEMO_STORE) };
+    prepare_store(&root)?;
+    let store = Store::new(&root);
+    let samples = sample_dir(&root)?;
+    let mut opts = super::ingest::options(g, SourceArg::Auto, false)?;
+    opts.progress = false;
+    let report = ingest(&store, &[InputSpec::Path(samples.clone())], &opts).context("ingesting the sample data")?;
+    std::fs::write(root.join(DEMO_MARKER), b"created by vigil demo; the next demo replaces this directory\n")?;
+    let demo_globals = Globals { store: store.clone(), store_explicit: true, ..clone_globals(g) };
+    eprintln!("vigil demo: ingesting {} into {}", samples.display(), root.display());
+    super::ingest::print_summary(&report, &demo_globals)?;
+    eprintln!("(the rejected records are the malformed samples planted in each file)");
+
+    let ctx = session(&store).await?;
+    let mut out = std::io::stdout().lock();
+    for (title, sql) in QUERIES {
+        writeln!(out, "\n== {title}\n$ vigil --store {} sql \"{sql}\"", root.display())?;
+        let batches = run_sql(&ctx, sql).await?;
+        write_batches(&mut out, &batches, Format::Table)?;
+    }
+    writeln!(out, "\nThe store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"", root.display(), root.display())?;
+    Ok(exit::OK)
+}
+
+fn clone_globals(g: &Globals) -> Globals {
+    Globals { config: g.config.clone(), store: g.store.clone(), store_explicit: g.store_explicit, quiet: g.quiet, stderr_is_terminal: g.stderr_is_terminal }
+}
+
+/// Empties a previous demo store; refuses to touch a directory that is not one.
+fn prepare_store(root: &Path) -> anyhow::Result<()> {
+    if root.exists() {
+        let is_demo = root.join(DEMO_MARKER).exists();
+        let empty = std::fs::read_dir(root)?.next().is_none();
+        if !is_demo && !empty {
+            bail!("{} exists and is not a demo store; pass --store with a new directory", root.display());
+        }
+        std::fs::remove_dir_all(root).with_context(|| format!("clearing {}", root.display()))?;
+    }
+    std::fs::create_dir_all(root)?;
+    Ok(())
+}
+
+/// `./sample-data` when run from a checkout, else the built-in copy written into the store.
+fn sample_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    let local = PathBuf::from("sample-data");
+    if SAMPLES.iter().all(|(rel, _)| local.join(rel).is_file()) {
+        return Ok(local);
+    }
+    let dir = root.join("sample-data");
+    for (rel, bytes) in SAMPLES {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("sample paths have a directory"))?;
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(dir)
+}

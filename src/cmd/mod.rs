@@ -1,0 +1,60 @@
+//! One thin handler per subcommand: the only code that sees clap types.
+
+mod demo;
+mod ingest;
+mod sql;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, DEFAULT_CONFIG, DEFAULT_STORE};
+use crate::store::Store;
+
+/// Exit codes scripts rely on.
+pub mod exit {
+    /// Ran, nothing to flag.
+    pub const OK: u8 = 0;
+    /// Ran and flagged something (records rejected, problems found, findings).
+    pub const FLAGGED: u8 = 1;
+    /// Could not run.
+    pub const ERROR: u8 = 2;
+}
+
+/// Settings every command shares, resolved once.
+pub struct Globals {
+    pub config: Config,
+    pub store: Store,
+    /// The store was named by `--store` or `VIGIL_STORE` rather than defaulted.
+    pub store_explicit: bool,
+    pub quiet: bool,
+    pub stderr_is_terminal: bool,
+}
+
+/// Runs the command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config = Config::load(&config_path, cli.config.is_some())?;
+    let store_explicit = cli.store.is_some();
+    let store_path = cli.store.clone().or_else(|| config.store_path.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let globals = Globals {
+        config,
+        store: Store::new(store_path),
+        store_explicit,
+        quiet: cli.quiet,
+        stderr_is_terminal: std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    match cli.command {
+        Command::Ingest(args) => ingest::run(&globals, args),
+        Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
+        Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
+    }
+}
+
+/// True for errors from writing to a closed pipe (`vigil sql ... | head`), which end quietly.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

@@ -1,0 +1,109 @@
+//! Reading typed fields out of a JSON record, with reject reasons that name the field.
+
+use serde_json::Value;
+
+use super::source::Reject;
+use super::timestamp::{parse_time, ParsedTime};
+
+/// The value at a dotted path (`request.namespace.path`), if present and not null.
+pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = cur.as_object()?.get(part)?;
+    }
+    if cur.is_null() {
+        None
+    } else {
+        Some(cur)
+    }
+}
+
+/// A non-empty string at `path`; other types are treated as absent.
+pub fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    at(v, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Owned version of [`str_at`].
+pub fn string_at(v: &Value, path: &str) -> Option<String> {
+    str_at(v, path).map(str::to_owned)
+}
+
+/// A string at `path` that must be there.
+pub fn required_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, Reject> {
+    match at(v, path) {
+        None => Err(Reject::missing(path)),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(Reject::missing(path)),
+        Some(_) => Err(Reject::type_mismatch(path, "a string")),
+    }
+}
+
+/// A string at `path` that may be absent but must be a string when present.
+pub fn optional_str<'a>(v: &'a Value, path: &str) -> Result<Option<&'a str>, Reject> {
+    match at(v, path) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
+        Some(_) => Err(Reject::type_mismatch(path, "a string")),
+    }
+}
+
+/// A required timestamp string at `path`.
+pub fn required_time(v: &Value, path: &str) -> Result<ParsedTime, Reject> {
+    let text = required_str(v, path)?;
+    parse_time(text).map_err(|why| Reject::bad_timestamp(path, why))
+}
+
+/// Number or numeric string as text (sources disagree on which they write).
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Strings of an array at `path` (non-strings skipped).
+pub fn strings_at(v: &Value, path: &str) -> Vec<String> {
+    at(v, path)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Splits a caller address into an IP (port stripped) or a non-IP host marker.
+pub fn split_address(addr: &str) -> (Option<String>, Option<String>) {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return (None, None);
+    }
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return (Some(ip.to_string()), None);
+    }
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return (Some(sock.ip().to_string()), None);
+    }
+    (None, Some(addr.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn required_fields_name_the_path() {
+        let v = json!({"a": {"b": 5, "c": ""}});
+        assert_eq!(required_str(&v, "a.x").unwrap_err().reason, "missing_field:a.x");
+        assert_eq!(required_str(&v, "a.b").unwrap_err().reason, "type_mismatch:a.b");
+        assert_eq!(required_str(&v, "a.c").unwrap_err().reason, "missing_field:a.c");
+    }
+
+    #[test]
+    fn addresses_split_into_ip_or_host() {
+        assert_eq!(split_address("10.0.0.1"), (Some("10.0.0.1".into()), None));
+        assert_eq!(split_address("10.0.0.1:8200"), (Some("10.0.0.1".into()), None));
+        assert_eq!(split_address("[2001:db8::1]:443"), (Some("2001:db8::1".into()), None));
+        assert_eq!(split_address("AWS Internal"), (None, Some("AWS Internal".into())));
+    }
+}

@@ -1,0 +1,15 @@
+//! Reading audit logs: input files, record splitting, one parser per source, the ingest run.
+
+pub mod cloudtrail;
+pub mod fields;
+pub mod inputs;
+pub mod redact;
+pub mod rejects;
+pub mod run;
+pub mod source;
+pub mod splitter;
+pub mod timestamp;
+pub mod vault;
+
+pub use run::{ingest, IngestError, IngestOptions, IngestReport, InputSpec};
+pub use source::ParseOptions;

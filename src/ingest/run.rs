@@ -1,0 +1,512 @@
+//! One ingest run: inputs → records → rows → one commit, with exact accounting.
+//!
+//! Every record read ends as stored, merged, duplicate or rejected, per source. Rows go through
+//! the uid index (dedupe against the store and the run) into the partition writer; rejects go to
+//! the rejects file. Nothing is visible until the commit is written at the end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::inputs::{self, InputFile, Skipped};
+use super::rejects::RejectEntry;
+use super::source::{detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Source};
+use super::splitter::{RawRecord, SplitProblem, Splitter};
+use crate::event::{utc_date, Event, SourceKind, SCHEMA_VERSION};
+use crate::ingest::timestamp::format_nanos;
+use crate::store::commit::{write_commit, Commit, ConsumedInput, RejectsFile};
+use crate::store::dedupe::UidIndex;
+use crate::store::fsutil::{create_dir_all_durable, publish, temp_path};
+use crate::store::writer::PartitionWriter;
+use crate::store::{CommitLog, Store, StoreError, Tally, REJECTS_DIR};
+
+/// Records looked at to recognize a file's format before giving up.
+const DETECT_RECORDS: usize = 16;
+/// Rejects kept in memory to print; all of them go to the rejects file.
+const REJECTS_SHOWN: usize = 20;
+/// Tally name for files whose format was not recognized.
+pub const UNKNOWN_SOURCE: &str = "unknown";
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Input { path: String, source: io::Error },
+    #[error("no input files found in {0}")]
+    NoInputs(String),
+}
+
+/// What to ingest.
+#[derive(Debug, Clone)]
+pub enum InputSpec {
+    Path(PathBuf),
+    Stdin,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Parse every file as this source instead of detecting it.
+    pub source: Option<SourceKind>,
+    /// Commit nothing if any record is rejected.
+    pub strict: bool,
+    pub max_record_bytes: usize,
+    pub parse: ParseOptions,
+    pub progress: bool,
+    /// `ingest_time` of every row, nanoseconds.
+    pub now: i64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// Sequence number of the commit written, if any.
+    pub commit: Option<u64>,
+    pub counts: BTreeMap<String, Tally>,
+    pub total: Tally,
+    pub files_read: u64,
+    pub files_written: u64,
+    pub skipped: Vec<SkippedInput>,
+    pub rejects_file: Option<String>,
+    /// The first rejects (all are in the rejects file).
+    pub rejects: Vec<RejectEntry>,
+    /// True when `--strict` found rejects and nothing was committed.
+    pub strict_aborted: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedInput {
+    pub path: String,
+    pub why: String,
+}
+
+impl From<Skipped> for SkippedInput {
+    fn from(s: Skipped) -> Self {
+        SkippedInput { path: s.path, why: s.why }
+    }
+}
+
+/// Runs one ingest into `store`.
+pub fn ingest(store: &Store, specs: &[InputSpec], opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let lock = store.lock()?;
+    let log = store.log()?;
+    let mut warnings: Vec<String> = log.warnings.clone();
+    let orphans = store.remove_orphans(&log, &lock)?;
+    if !orphans.is_empty() {
+        warnings.push(format!("removed {} file(s) left by an interrupted ingest", orphans.len()));
+    }
+    let mut spooled = None;
+    let mut files = Vec::new();
+    let mut skipped: Vec<SkippedInput> = Vec::new();
+    let paths: Vec<PathBuf> = specs.iter().filter_map(|s| if let InputSpec::Path(p) = s { Some(p.clone()) } else { None }).collect();
+    let (found, walk_skipped) = inputs::expand(&paths).map_err(|e| IngestError::Input { path: "input".into(), source: e })?;
+    skipped.extend(walk_skipped.into_iter().map(SkippedInput::from));
+    if specs.iter().any(|s| matches!(s, InputSpec::Stdin)) {
+        let path = spool_stdin(store)?;
+        files.push(InputFile { path: path.clone(), display: "stdin".into() });
+        spooled = Some(path);
+    }
+    files.extend(found);
+    if files.is_empty() && skipped.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(IngestError::NoInputs(names.join(", ")));
+    }
+    let mut run = Run::new(store, &log, opts)?;
+    let result = run.ingest_files(&files, &mut skipped);
+    if let Some(p) = spooled {
+        let _ = std::fs::remove_file(p);
+    }
+    result?;
+    let report = run.commit(skipped, warnings)?;
+    drop(lock);
+    Ok(report)
+}
+
+fn spool_stdin(store: &Store) -> Result<PathBuf, IngestError> {
+    let dir = store.root().join("tmp");
+    create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let path = dir.join(format!("stdin-{}.spool", std::process::id()));
+    let mut out = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+    io::copy(&mut io::stdin().lock(), &mut out).map_err(|e| IngestError::Input { path: "stdin".into(), source: e })?;
+    Ok(path)
+}
+
+struct Run<'a> {
+    store: &'a Store,
+    log: &'a CommitLog,
+    opts: &'a IngestOptions,
+    seq: u64,
+    sources: HashMap<SourceKind, Box<dyn Source>>,
+    counts: BTreeMap<String, Tally>,
+    pending: HashMap<SourceKind, u64>,
+    uids: UidIndex,
+    writer: PartitionWriter,
+    consumed: Vec<ConsumedInput>,
+    fingerprints: HashMap<String, u64>,
+    rejects: RejectSink,
+    progress: ProgressBar,
+    files_read: u64,
+}
+
+impl<'a> Run<'a> {
+    fn new(store: &'a Store, log: &'a CommitLog, opts: &'a IngestOptions) -> Result<Self, IngestError> {
+        let seq = log.next_seq();
+        let mut fingerprints = HashMap::new();
+        for c in &log.commits {
+            for input in &c.commit.inputs {
+                fingerprints.insert(input.fingerprint.clone(), c.commit.seq);
+            }
+        }
+        let progress = if opts.progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        progress.set_style(
+            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}")
+                .expect("valid progress template"),
+        );
+        Ok(Run {
+            store,
+            log,
+            opts,
+            seq,
+            sources: HashMap::new(),
+            counts: BTreeMap::new(),
+            pending: HashMap::new(),
+            uids: UidIndex::default(),
+            writer: PartitionWriter::new(store.clone(), seq, opts.now),
+            consumed: Vec::new(),
+            fingerprints,
+            rejects: RejectSink::new(store, seq, opts.now)?,
+            progress,
+            files_read: 0,
+        })
+    }
+
+    fn ingest_files(&mut self, files: &[InputFile], skipped: &mut Vec<SkippedInput>) -> Result<(), IngestError> {
+        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(&f.path).ok()).map(|m| m.len()).sum();
+        self.progress.set_length(total);
+        for file in files {
+            self.progress.set_message(file.display.clone());
+            if let Some(why) = self.ingest_file(file)? {
+                skipped.push(SkippedInput { path: file.display.clone(), why });
+            }
+        }
+        let kinds: Vec<SourceKind> = self.sources.keys().copied().collect();
+        for kind in kinds {
+            let rows = self.sources.get_mut(&kind).expect("source present").finish();
+            for e in rows {
+                *self.pending.entry(kind).or_default() -= 1;
+                self.store_rows(kind, vec![e])?;
+            }
+        }
+        self.progress.finish_and_clear();
+        Ok(())
+    }
+
+    /// Reads one file; returns why it was skipped, if it was.
+    fn ingest_file(&mut self, file: &InputFile) -> Result<Option<String>, IngestError> {
+        let input_err = |e: io::Error| IngestError::Input { path: file.display.clone(), source: e };
+        let fp = inputs::fingerprint(&file.path).map_err(input_err)?;
+        let start_pos = self.progress.position();
+        if let Some(seq) = self.fingerprints.get(&fp.digest) {
+            self.progress.inc(fp.bytes);
+            return Ok(Some(if *seq == self.seq { "same content as another input of this run".into() } else { format!("already ingested (commit {seq})") }));
+        }
+        self.fingerprints.insert(fp.digest.clone(), self.seq);
+        self.files_read += 1;
+        let reader = inputs::open(&file.path, fp.gzip).map_err(input_err)?;
+        let mut records = Splitter::new(reader, self.opts.max_record_bytes);
+
+        // Recognize the format from the first records that parse.
+        let mut lookahead: Vec<RawRecord> = Vec::new();
+        let mut detected = self.opts.source.map(Detected::Source);
+        while detected.is_none() && lookahead.len() < DETECT_RECORDS {
+            match records.next() {
+                None => break,
+                Some(Err(_)) if fp.gzip_problem.is_some() => break,
+                Some(Err(e)) => return Err(input_err(e)),
+                Some(Ok(rec)) => {
+                    if let Ok(v) = decode(&rec) {
+                        detected = detect(&v);
+                    }
+                    lookahead.push(rec);
+                }
+            }
+        }
+        let kind = match detected {
+            Some(Detected::CloudTrailDigest) => {
+                self.progress.set_position(start_pos + fp.bytes);
+                return Ok(Some("CloudTrail digest file (hashes, not events)".into()));
+            }
+            Some(Detected::Source(k)) => Some(k),
+            None => None,
+        };
+        let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
+        if let Some((reason, detail)) = &fp.gzip_problem {
+            // Nothing from a damaged gzip file is stored; it counts as one rejected record.
+            self.reject_file(file, &fp, tally_name, reason, detail.clone())?;
+            return Ok(None);
+        }
+        let Some(kind) = kind else {
+            if lookahead.is_empty() {
+                self.consume(file, &fp, 0);
+                return Ok(Some("empty file".into()));
+            }
+            let detail = "no record looks like any supported source (vault, cloudtrail); use --source to force one".to_owned();
+            self.reject_file(file, &fp, UNKNOWN_SOURCE, "unknown_format", detail)?;
+            return Ok(None);
+        };
+        let mut n = 0u64;
+        for rec in lookahead {
+            n += 1;
+            self.handle_record(kind, file, rec)?;
+        }
+        for rec in records {
+            let rec = rec.map_err(input_err)?;
+            n += 1;
+            if n % 4096 == 0 && !fp.gzip {
+                self.progress.set_position(start_pos + rec.offset);
+            }
+            self.handle_record(kind, file, rec)?;
+        }
+        self.progress.set_position(start_pos + fp.bytes);
+        self.consume(file, &fp, n);
+        Ok(None)
+    }
+
+    fn consume(&mut self, file: &InputFile, fp: &inputs::Fingerprint, records: u64) {
+        self.consumed.push(ConsumedInput { path: file.display.clone(), fingerprint: fp.digest.clone(), bytes: fp.bytes, records });
+    }
+
+    fn reject_file(&mut self, file: &InputFile, fp: &inputs::Fingerprint, tally: &str, reason: &str, detail: String) -> Result<(), IngestError> {
+        let t = self.counts.entry(tally.to_owned()).or_default();
+        t.read += 1;
+        t.rejected += 1;
+        let source = (tally != UNKNOWN_SOURCE).then_some(tally);
+        self.rejects.push(RejectEntry::for_file(&file.display, source, reason, detail, 1))?;
+        self.consume(file, fp, 1);
+        Ok(())
+    }
+
+    fn handle_record(&mut self, kind: SourceKind, file: &InputFile, rec: RawRecord) -> Result<(), IngestError> {
+        self.counts.entry(kind.as_str().to_owned()).or_default().read += 1;
+        let value = match decode(&rec) {
+            Ok(v) => v,
+            Err(rej) => return self.reject(kind, file, &rec, rej),
+        };
+        let meta = RecordMeta { location: location(&file.display, &rec), prefix: rec.prefix.clone(), container: rec.container };
+        let opts = &self.opts.parse;
+        let parser = self.sources.entry(kind).or_insert_with(|| new_source(kind, opts));
+        match parser.parse(value, &meta) {
+            Err(rej) => self.reject(kind, file, &rec, rej),
+            Ok(Parsed::Rows { rows, merged }) => {
+                *self.pending.entry(kind).or_default() -= merged;
+                self.tally(kind).merged += merged;
+                self.store_rows(kind, rows)
+            }
+            Ok(Parsed::Held { released }) => {
+                *self.pending.entry(kind).or_default() += 1;
+                for e in released {
+                    *self.pending.entry(kind).or_default() -= 1;
+                    self.store_rows(kind, vec![e])?;
+                }
+                Ok(())
+            }
+            Ok(Parsed::Duplicate) => {
+                self.tally(kind).duplicates += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn tally(&mut self, kind: SourceKind) -> &mut Tally {
+        self.counts.entry(kind.as_str().to_owned()).or_default()
+    }
+
+    fn reject(&mut self, kind: SourceKind, file: &InputFile, rec: &RawRecord, rej: Reject) -> Result<(), IngestError> {
+        self.tally(kind).rejected += 1;
+        let entry = RejectEntry::for_record(&file.display, rec, Some(kind.as_str()), rej.reason, rej.detail);
+        self.rejects.push(entry)?;
+        Ok(())
+    }
+
+    /// Stores the rows of one record; the record counts as stored if any row is new.
+    fn store_rows(&mut self, kind: SourceKind, rows: Vec<Event>) -> Result<(), IngestError> {
+        let mut new_rows = 0;
+        for mut e in rows {
+            if !self.opts.parse.keep_raw {
+                e.raw_event = None;
+            }
+            let date = utc_date(e.event_time);
+            if self.uids.insert(self.store, self.log, kind.as_str(), &date, &e.event_uid)? {
+                self.writer.push(&e)?;
+                new_rows += 1;
+            }
+        }
+        let t = self.tally(kind);
+        if new_rows > 0 {
+            t.stored += 1;
+            t.rows += new_rows;
+        } else {
+            t.duplicates += 1;
+        }
+        Ok(())
+    }
+
+    fn commit(self, skipped: Vec<SkippedInput>, mut warnings: Vec<String>) -> Result<IngestReport, IngestError> {
+        let Run { store, opts, seq, counts, writer, consumed, rejects, files_read, pending, .. } = self;
+        debug_assert!(pending.values().all(|p| *p == 0), "held records left unaccounted: {pending:?}");
+        let mut total = Tally::default();
+        for t in counts.values() {
+            total.add(t);
+        }
+        let shown = rejects.shown.clone();
+        let strict_aborted = opts.strict && total.rejected > 0;
+        if strict_aborted || (consumed.is_empty() && total.read == 0) {
+            writer.abandon();
+            rejects.discard();
+            return Ok(IngestReport {
+                commit: None,
+                counts,
+                total,
+                files_read,
+                files_written: 0,
+                skipped,
+                rejects_file: None,
+                rejects: shown,
+                strict_aborted,
+                warnings,
+            });
+        }
+        let files = writer.finish()?;
+        let rejects_file = rejects.publish()?;
+        let prev = store.log()?.head().map(|c| c.hash.clone());
+        let commit = Commit {
+            seq,
+            prev,
+            created: format_nanos(opts.now),
+            schema_version: SCHEMA_VERSION,
+            files: files.clone(),
+            rejects: rejects_file.clone(),
+            inputs: consumed,
+            counts: counts.clone(),
+        };
+        write_commit(store.root(), &commit)?;
+        if counts.values().any(|t| !t.balanced()) {
+            warnings.push("internal accounting error: read != stored + merged + duplicates + rejected".into());
+        }
+        Ok(IngestReport {
+            commit: Some(seq),
+            counts,
+            total,
+            files_read,
+            files_written: files.len() as u64,
+            skipped,
+            rejects_file: rejects_file.map(|r| r.path),
+            rejects: shown,
+            strict_aborted: false,
+            warnings,
+        })
+    }
+}
+
+/// `file#line`, or `file#line[element]` for array elements.
+fn location(file: &str, rec: &RawRecord) -> String {
+    match rec.element {
+        Some(e) => format!("{file}#{}[{e}]", rec.line),
+        None => format!("{file}#{}", rec.line),
+    }
+}
+
+/// The record's text as JSON, or why not.
+fn decode(rec: &RawRecord) -> Result<Value, Reject> {
+    match &rec.problem {
+        Some(SplitProblem::TooLong { len }) => {
+            return Err(Reject::new("line_too_long", format!("record of {len} bytes is longer than max_line_bytes")))
+        }
+        Some(SplitProblem::NotJson) => return Err(Reject::new("invalid_json", "no JSON object on this line")),
+        None => {}
+    }
+    if let Err(e) = std::str::from_utf8(&rec.bytes) {
+        return Err(Reject::new("invalid_utf8", format!("invalid UTF-8 at byte {} of the record", e.valid_up_to())));
+    }
+    serde_json::from_slice(&rec.bytes).map_err(|e| {
+        let reason = if e.to_string().contains("recursion limit") { "too_deep" } else { "invalid_json" };
+        Reject::new(reason, e.to_string())
+    })
+}
+
+/// Streams rejects to a temp file published with the commit.
+struct RejectSink {
+    path: PathBuf,
+    relative: String,
+    out: Option<(BufWriter<HashingWrite>, u64)>,
+    shown: Vec<RejectEntry>,
+}
+
+struct HashingWrite {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl RejectSink {
+    fn new(store: &Store, seq: u64, now: i64) -> Result<Self, IngestError> {
+        let relative = format!("{REJECTS_DIR}/{}/{seq:06}.jsonl", utc_date(now));
+        Ok(RejectSink { path: store.absolute(&relative), relative, out: None, shown: Vec::new() })
+    }
+
+    fn push(&mut self, entry: RejectEntry) -> Result<(), IngestError> {
+        if self.out.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
+            let tmp = temp_path(&self.path);
+            let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            self.out = Some((BufWriter::new(HashingWrite { file, hasher: Sha256::new(), bytes: 0 }), 0));
+        }
+        let (out, n) = self.out.as_mut().expect("opened above");
+        let mut line = serde_json::to_vec(&entry).expect("a reject serializes");
+        line.push(b'\n');
+        out.write_all(&line).map_err(|e| StoreError::io(&self.path, e))?;
+        *n += entry.records;
+        if self.shown.len() < REJECTS_SHOWN {
+            self.shown.push(entry);
+        }
+        Ok(())
+    }
+
+    fn publish(self) -> Result<Option<RejectsFile>, IngestError> {
+        let Some((out, records)) = self.out else { return Ok(None) };
+        let tmp = temp_path(&self.path);
+        let inner = out.into_inner().map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+        inner.file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        let sha256 = hex::encode(inner.hasher.finalize());
+        publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        Ok(Some(RejectsFile { path: self.relative, records, bytes: inner.bytes, sha256 }))
+    }
+
+    fn discard(self) {
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(temp_path(&self.path));
+        }
+    }
+}
+

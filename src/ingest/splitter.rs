@@ -1,0 +1,637 @@
+//! Splits a byte stream into input records without parsing them.
+//!
+//! One scanner handles every envelope our sources use: JSON lines, pretty-printed objects
+//! concatenated, a top-level array of objects, and wrapper documents whose `Records`, `records`
+//! or `items` array holds the records (CloudTrail, Azure, Kubernetes `EventList`). It tracks only
+//! nesting depth and string state, so memory is bounded by the largest record (`max_record_bytes`)
+//! whatever the size of the file, and a record that is too long is skipped, not buffered.
+//!
+//! Recovery: a line that starts with `{"` while a record is still open means the open record was
+//! cut short (an interrupted write); the open record is returned as it is (it fails to parse and
+//! is rejected) and the new line starts a new record. Pretty-printed JSON never starts an inner
+//! line with `{"`, so this does not split valid records. Text before a `{` on a line (a syslog or
+//! Vault `prefix`) is returned separately in [`RawRecord::prefix`].
+
+use std::io::{self, BufRead};
+
+/// Keys whose array value holds the records of a wrapper document.
+const WRAPPER_KEYS: [&str; 3] = ["Records", "records", "items"];
+
+/// How much of an over-long record is kept to show in the rejects file.
+const SAMPLE_BYTES: usize = 1024;
+
+/// Where a record sat in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// A top-level value: one JSON line or one pretty-printed object.
+    TopLevel,
+    /// An element of a top-level JSON array.
+    Array,
+    /// An element of the array under a wrapper key (`Records`, `records`, `items`).
+    Wrapper(&'static str),
+}
+
+/// Why the splitter could not produce a complete JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitProblem {
+    /// Longer than the limit; `bytes` holds only the first [`SAMPLE_BYTES`].
+    TooLong { len: u64 },
+    /// A line with no JSON object on it.
+    NotJson,
+}
+
+/// One input record: its text and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub bytes: Vec<u8>,
+    /// Text before the `{` on the record's first line (syslog or Vault audit `prefix`).
+    pub prefix: Option<String>,
+    /// 1-based line where the record starts.
+    pub line: u64,
+    /// Byte offset of the record's first byte in the (decompressed) stream.
+    pub offset: u64,
+    /// 0-based position of the record in its file.
+    pub index: u64,
+    /// 0-based position inside its array for array and wrapper elements.
+    pub element: Option<u64>,
+    pub container: Container,
+    pub problem: Option<SplitProblem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Between top-level values.
+    Top,
+    /// Inside a top-level array; records are its elements.
+    TopArray,
+    /// Inside a wrapper's record array.
+    Wrapper(&'static str),
+    /// After a wrapper's record array, until the wrapper object closes.
+    WrapperTail,
+    /// Collecting text before a `{` on a line that did not start with JSON.
+    Prefix,
+}
+
+/// Iterator of [`RawRecord`]s over a buffered reader.
+pub struct Splitter<R> {
+    reader: R,
+    scan: Scanner,
+    done: bool,
+}
+
+impl<R: BufRead> Splitter<R> {
+    pub fn new(reader: R, max_record_bytes: usize) -> Self {
+        Splitter { reader, scan: Scanner::new(max_record_bytes), done: false }
+    }
+}
+
+/// The byte-level state machine behind [`Splitter`].
+struct Scanner {
+    max: usize,
+    offset: u64,
+    line: u64,
+    mode: Mode,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    // the record being collected
+    active: bool,
+    buf: Vec<u8>,
+    len: u64,
+    overflow: bool,
+    start_offset: u64,
+    start_line: u64,
+    prefix: Vec<u8>,
+    index: u64,
+    element: u64,
+    // wrapper detection, for the top-level object only
+    expect_key: bool,
+    key_start: usize,
+    wrapper_key: Option<&'static str>,
+    after_colon: bool,
+    // recovery: a newline inside an open record, and a `{` after it held back one byte
+    after_newline: bool,
+    held_brace: bool,
+    scalar: bool,
+}
+
+impl Scanner {
+    fn new(max_record_bytes: usize) -> Self {
+        Scanner {
+            max: max_record_bytes.max(SAMPLE_BYTES),
+            offset: 0,
+            line: 1,
+            mode: Mode::Top,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            active: false,
+            buf: Vec::new(),
+            len: 0,
+            overflow: false,
+            start_offset: 0,
+            start_line: 1,
+            prefix: Vec::new(),
+            index: 0,
+            element: 0,
+            expect_key: false,
+            key_start: 0,
+            wrapper_key: None,
+            after_colon: false,
+            after_newline: false,
+            held_brace: false,
+            scalar: false,
+        }
+    }
+
+    fn base(&self) -> u32 {
+        match self.mode {
+            Mode::Top | Mode::Prefix => 0,
+            Mode::TopArray => 1,
+            Mode::Wrapper(_) | Mode::WrapperTail => 2,
+        }
+    }
+
+    fn start_record(&mut self, b: u8) {
+        self.active = true;
+        self.buf.clear();
+        self.buf.push(b);
+        self.len = 1;
+        self.overflow = false;
+        self.start_offset = self.offset;
+        self.start_line = self.line;
+        self.in_string = b == b'"';
+        self.escaped = false;
+        self.after_newline = false;
+        self.scalar = b != b'{' && b != b'[';
+        if !self.scalar {
+            self.depth = self.base() + 1;
+        }
+        self.expect_key = self.mode == Mode::Top && b == b'{';
+        self.wrapper_key = None;
+        self.after_colon = false;
+    }
+
+    fn take_record(&mut self, problem: Option<SplitProblem>) -> RawRecord {
+        self.active = false;
+        let (container, element) = match self.mode {
+            Mode::TopArray => (Container::Array, Some(self.element)),
+            Mode::Wrapper(k) => (Container::Wrapper(k), Some(self.element)),
+            _ => (Container::TopLevel, None),
+        };
+        if element.is_some() {
+            self.element += 1;
+        }
+        let problem = problem.or(if self.overflow {
+            Some(SplitProblem::TooLong { len: self.len })
+        } else {
+            None
+        });
+        let prefix = if self.prefix.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8_lossy(&std::mem::take(&mut self.prefix)).into_owned())
+        };
+        let rec = RawRecord {
+            bytes: std::mem::take(&mut self.buf),
+            prefix,
+            line: self.start_line,
+            offset: self.start_offset,
+            index: self.index,
+            element,
+            container,
+            problem,
+        };
+        self.index += 1;
+        self.depth = self.base();
+        self.in_string = false;
+        self.escaped = false;
+        self.scalar = false;
+        self.after_newline = false;
+        rec
+    }
+
+    fn append(&mut self, b: u8) {
+        self.len += 1;
+        if self.overflow {
+            return;
+        }
+        self.buf.push(b);
+        if self.buf.len() > self.max {
+            self.overflow = true;
+            self.buf.truncate(SAMPLE_BYTES);
+            self.buf.shrink_to(SAMPLE_BYTES);
+        }
+    }
+
+    /// Feeds one byte; returns a record when one is complete.
+    fn step(&mut self, b: u8) -> Option<RawRecord> {
+        if self.held_brace {
+            self.held_brace = false;
+            if b == b'"' {
+                // `{"` at the start of a line inside an open record: that record was cut short.
+                let keep = self.buf.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(0, |p| p + 1);
+                self.buf.truncate(keep);
+                let cut = self.take_record(None);
+                self.mode_after_cut();
+                self.begin_at_base(b'{');
+                self.offset += 1; // the held `{` is now consumed
+                self.feed(b);
+                self.offset += 1;
+                return Some(cut);
+            }
+            // An opening brace never completes a record, so the held byte yields nothing.
+            let opened = self.feed(b'{');
+            debug_assert!(opened.is_none());
+            self.offset += 1;
+            let out = self.feed(b);
+            self.offset += 1;
+            return out;
+        }
+        if self.active && self.after_newline && b == b'{' && !self.in_string {
+            self.held_brace = true;
+            return None;
+        }
+        let out = self.feed(b);
+        self.offset += 1;
+        out
+    }
+
+    /// After cutting a record at a line start, new records begin at top level unless we are
+    /// inside an array.
+    fn mode_after_cut(&mut self) {
+        self.depth = self.base();
+    }
+
+    /// Starts a record at base level with byte `b` (`{` or `[` or a scalar).
+    fn begin_at_base(&mut self, b: u8) {
+        if self.mode == Mode::Top && b == b'[' {
+            self.mode = Mode::TopArray;
+            self.depth = 1;
+            self.element = 0;
+            return;
+        }
+        self.start_record(b);
+    }
+
+    fn feed(&mut self, b: u8) -> Option<RawRecord> {
+        if b == b'\n' {
+            self.line += 1;
+        }
+        if self.mode == Mode::Prefix {
+            return self.feed_prefix(b);
+        }
+        if !self.active {
+            return self.feed_between(b);
+        }
+        self.append(b);
+        if self.scalar {
+            return self.feed_scalar(b);
+        }
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                self.end_of_string();
+            } else if b == b'\n' {
+                // JSON strings cannot hold a raw newline: this record is broken; resync here.
+                self.in_string = false;
+                self.after_newline = true;
+            }
+            return None;
+        }
+        match b {
+            b'"' => {
+                self.in_string = true;
+                if self.expect_key && self.depth == 1 && !self.overflow {
+                    self.key_start = self.buf.len();
+                }
+            }
+            b'{' | b'[' => {
+                self.depth += 1;
+                if b == b'[' && self.depth == 2 && self.after_colon && self.mode == Mode::Top {
+                    if let Some(key) = self.wrapper_key {
+                        // A wrapper document: its records are the elements of this array.
+                        self.active = false;
+                        self.buf.clear();
+                        self.mode = Mode::Wrapper(key);
+                        self.element = 0;
+                        self.after_colon = false;
+                        return None;
+                    }
+                }
+                self.after_colon = false;
+            }
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth <= self.base() {
+                    return Some(self.take_record(None));
+                }
+            }
+            b':' if self.depth == 1 => self.after_colon = true,
+            b',' if self.depth == 1 => {
+                self.expect_key = self.mode == Mode::Top;
+                self.wrapper_key = None;
+                self.after_colon = false;
+            }
+            b'\n' => self.after_newline = true,
+            b' ' | b'\t' | b'\r' => {}
+            _ => self.after_colon = false,
+        }
+        if b != b'\n' && !matches!(b, b' ' | b'\t' | b'\r') {
+            self.after_newline = false;
+        }
+        None
+    }
+
+    fn end_of_string(&mut self) {
+        if !(self.expect_key && self.depth == 1 && self.mode == Mode::Top) || self.overflow {
+            return;
+        }
+        self.expect_key = false;
+        let key = &self.buf[self.key_start..self.buf.len() - 1];
+        self.wrapper_key = WRAPPER_KEYS.into_iter().find(|k| k.as_bytes() == key);
+    }
+
+    fn feed_scalar(&mut self, b: u8) -> Option<RawRecord> {
+        // A non-object element of an array: it ends at the next `,` `]` or newline.
+        if matches!(b, b',' | b']' | b'\n') {
+            self.buf.pop();
+            let rec = self.take_record(Some(SplitProblem::NotJson));
+            if b == b']' {
+                self.close_array();
+            }
+            return Some(rec);
+        }
+        None
+    }
+
+    fn close_array(&mut self) {
+        match self.mode {
+            Mode::TopArray => {
+                self.mode = Mode::Top;
+                self.depth = 0;
+            }
+            Mode::Wrapper(_) => {
+                self.mode = Mode::WrapperTail;
+                self.depth = 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn feed_between(&mut self, b: u8) -> Option<RawRecord> {
+        if self.mode == Mode::WrapperTail {
+            // Skip the rest of the wrapper object (other keys after the record array).
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                return None;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        self.mode = Mode::Top;
+                    }
+                }
+                _ => {}
+            }
+            return None;
+        }
+        let is_space = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0);
+        let at_file_start_bom = self.offset < 3 && matches!(b, 0xEF | 0xBB | 0xBF);
+        if is_space || at_file_start_bom {
+            return None;
+        }
+        match self.mode {
+            Mode::Top => {
+                if b == b'{' || b == b'[' {
+                    self.begin_at_base(b);
+                } else {
+                    self.mode = Mode::Prefix;
+                    self.prefix.clear();
+                    self.prefix.push(b);
+                    self.start_offset = self.offset;
+                    self.start_line = self.line;
+                }
+                None
+            }
+            Mode::TopArray | Mode::Wrapper(_) => {
+                match b {
+                    b',' => {}
+                    b']' => self.close_array(),
+                    _ => self.start_record(b),
+                }
+                None
+            }
+            Mode::WrapperTail | Mode::Prefix => None,
+        }
+    }
+
+    fn feed_prefix(&mut self, b: u8) -> Option<RawRecord> {
+        match b {
+            b'{' => {
+                self.mode = Mode::Top;
+                let (off, line) = (self.start_offset, self.start_line);
+                self.start_record(b);
+                self.start_offset = off;
+                self.start_line = line;
+                None
+            }
+            b'\n' => {
+                self.mode = Mode::Top;
+                let text = std::mem::take(&mut self.prefix);
+                let trimmed_len = text.iter().rposition(|c| *c != b'\r').map_or(0, |p| p + 1);
+                self.buf = text[..trimmed_len.min(SAMPLE_BYTES)].to_vec();
+                self.len = trimmed_len as u64;
+                self.overflow = false;
+                Some(self.take_record(Some(SplitProblem::NotJson)))
+            }
+            _ => {
+                if self.prefix.len() < self.max {
+                    self.prefix.push(b);
+                }
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<RawRecord> {
+        if self.held_brace {
+            self.held_brace = false;
+            if let Some(rec) = self.feed(b'{') {
+                return Some(rec);
+            }
+        }
+        if self.mode == Mode::Prefix {
+            return self.feed_prefix(b'\n');
+        }
+        if self.active {
+            let problem = if self.scalar { Some(SplitProblem::NotJson) } else { None };
+            return Some(self.take_record(problem));
+        }
+        None
+    }
+}
+
+impl<R: BufRead> Iterator for Splitter<R> {
+    type Item = io::Result<RawRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                return self.scan.finish().map(Ok);
+            }
+            let n = chunk.len();
+            let mut found = None;
+            for (i, &b) in chunk.iter().enumerate() {
+                if let Some(rec) = self.scan.step(b) {
+                    found = Some((i + 1, rec));
+                    break;
+                }
+            }
+            match found {
+                Some((used, rec)) => {
+                    self.reader.consume(used);
+                    return Some(Ok(rec));
+                }
+                None => self.reader.consume(n),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(input: &str) -> Vec<RawRecord> {
+        Splitter::new(input.as_bytes(), 1 << 20).map(|r| r.unwrap()).collect()
+    }
+
+    fn texts(input: &str) -> Vec<String> {
+        split(input).into_iter().map(|r| String::from_utf8(r.bytes).unwrap()).collect()
+    }
+
+    #[test]
+    fn json_lines_with_crlf_and_blank_lines() {
+        let recs = split("{\"a\":1}\r\n\r\n{\"b\":\"x}\"}\r\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].bytes, b"{\"a\":1}");
+        assert_eq!(recs[1].bytes, b"{\"b\":\"x}\"}");
+        assert_eq!((recs[1].line, recs[1].offset, recs[1].index), (3, 11, 1));
+    }
+
+    #[test]
+    fn pretty_printed_objects_are_one_record_each() {
+        let recs = texts("{\n  \"a\": {\n    \"b\": 1\n  }\n}\n{\n  \"c\": 2\n}\n");
+        assert_eq!(recs, vec!["{\n  \"a\": {\n    \"b\": 1\n  }\n}", "{\n  \"c\": 2\n}"]);
+    }
+
+    #[test]
+    fn wrapper_elements_become_records() {
+        let recs = split(r#"{"Records":[{"a":1},{"b":[2,3]}],"x":{"y":1}}{"z":1}"#);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0].container, Container::Wrapper("Records"));
+        assert_eq!(recs[1].bytes, br#"{"b":[2,3]}"#);
+        assert_eq!(recs[1].element, Some(1));
+        assert_eq!(recs[2].container, Container::TopLevel);
+    }
+
+    #[test]
+    fn wrapper_key_need_not_come_first() {
+        let input = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":1}]}"#;
+        let recs = split(input);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].container, Container::Wrapper("items"));
+    }
+
+    #[test]
+    fn nested_records_key_is_not_a_wrapper() {
+        let recs = split(r#"{"a":{"records":[{"x":1}]}}"#);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].container, Container::TopLevel);
+    }
+
+    #[test]
+    fn top_level_array_elements() {
+        let recs = split("[\n {\"a\":1},\n {\"b\":2}\n]\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].container, Container::Array);
+        assert_eq!(recs[1].line, 3);
+    }
+
+    #[test]
+    fn cut_record_is_returned_and_the_next_line_survives() {
+        let recs = texts("{\"a\":{\"b\":1}\n{\"c\":2}\n{\"d\":\"unterminated\n{\"e\":3}\n");
+        assert_eq!(recs, vec!["{\"a\":{\"b\":1}", "{\"c\":2}", "{\"d\":\"unterminated", "{\"e\":3}"]);
+    }
+
+    #[test]
+    fn prefix_before_json_is_split_off() {
+        let recs = split("<134>Mar  3 10:00:00 vault[1]: {\"a\":1}\nnot json at all\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].prefix.as_deref(), Some("<134>Mar  3 10:00:00 vault[1]: "));
+        assert_eq!(recs[0].bytes, b"{\"a\":1}");
+        assert_eq!(recs[1].problem, Some(SplitProblem::NotJson));
+        assert_eq!(recs[1].bytes, b"not json at all");
+    }
+
+    #[test]
+    fn too_long_record_is_skipped_with_a_sample() {
+        let long = format!("{{\"a\":\"{}\"}}", "x".repeat(5000));
+        let input = format!("{long}\n{{\"b\":1}}\n");
+        let recs: Vec<_> = Splitter::new(input.as_bytes(), 2000).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].problem, Some(SplitProblem::TooLong { len: long.len() as u64 }));
+        assert_eq!(recs[0].bytes.len(), SAMPLE_BYTES);
+        assert_eq!(recs[1].bytes, b"{\"b\":1}");
+    }
+
+    #[test]
+    fn bom_and_nul_padding_are_skipped() {
+        let recs = split("\u{feff}{\"a\":1}\n\0\0\0{\"b\":2}");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].offset, 3);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let input = format!("{{\"a\":{deep}}}\n{{\"b\":1}}\n");
+        let recs = split(&input);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].bytes, b"{\"b\":1}");
+    }
+
+    #[test]
+    fn scalars_in_arrays_are_not_json_records() {
+        let recs = split("[1, {\"a\":1}]");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].problem, Some(SplitProblem::NotJson));
+        assert_eq!(recs[1].bytes, b"{\"a\":1}");
+    }
+}

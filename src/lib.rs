@@ -1,0 +1,22 @@
+//! vigil: who read which secret, and is any of it unusual?
+//!
+//! Secret-manager audit logs in, one normalized Parquet history out, queried with DataFusion.
+
+/// Command-line definition (clap).
+pub mod cli;
+/// One handler per subcommand.
+pub mod cmd;
+/// The one place that reads the wall clock.
+pub mod clock;
+/// `vigil.toml`: typed, validated settings.
+pub mod config;
+/// The normalized event and its Arrow schema.
+pub mod event;
+/// Input files, record splitting, one parser per source, the ingest run.
+pub mod ingest;
+/// DataFusion session over the store; read-only user SQL.
+pub mod query;
+/// Output formats for query results (the only code that prints data).
+pub mod report;
+/// Parquet files, the commit log, dedupe.
+pub mod store;

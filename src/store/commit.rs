@@ -1,0 +1,182 @@
+//! The commit log: the only list of what the store holds.
+//!
+//! `_commits/<seq>.json` files, numbered from 1, each naming the data and rejects files it added
+//! with their SHA-256, the inputs it consumed, its counts, and the SHA-256 of the previous commit
+//! file. Readers take their file list from here and never from a directory listing, so files of
+//! an interrupted ingest stay invisible.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::fsutil::write_atomic;
+use super::StoreError;
+
+pub const COMMITS_DIR: &str = "_commits";
+
+/// A data file added by a commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataFile {
+    /// Relative to the store root, `/`-separated.
+    pub path: String,
+    pub source: String,
+    pub date: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub min_time: String,
+    pub max_time: String,
+}
+
+/// The rejects file written with a commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RejectsFile {
+    pub path: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// An input consumed by a commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsumedInput {
+    pub path: String,
+    /// `sha256:<hex>` of the input's bytes as read (compressed bytes for gzip).
+    pub fingerprint: String,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+/// Record accounting of one source in one run: `read = stored + merged + duplicates + rejected`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tally {
+    pub read: u64,
+    pub stored: u64,
+    pub merged: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Rows written (batch targets exploded), at least `stored`.
+    pub rows: u64,
+}
+
+impl Tally {
+    pub fn balanced(&self) -> bool {
+        self.read == self.stored + self.merged + self.duplicates + self.rejected
+    }
+
+    pub fn add(&mut self, other: &Tally) {
+        self.read += other.read;
+        self.stored += other.stored;
+        self.merged += other.merged;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.rows += other.rows;
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Commit {
+    pub seq: u64,
+    /// SHA-256 of the previous commit file, `None` for the first.
+    pub prev: Option<String>,
+    pub created: String,
+    pub schema_version: u16,
+    pub files: Vec<DataFile>,
+    pub rejects: Option<RejectsFile>,
+    pub inputs: Vec<ConsumedInput>,
+    pub counts: BTreeMap<String, Tally>,
+}
+
+/// A commit as found on disk, with the hash of its file.
+#[derive(Debug, Clone)]
+pub struct LoggedCommit {
+    pub commit: Commit,
+    pub hash: String,
+}
+
+/// The readable prefix of the commit log, and what stopped it early.
+#[derive(Debug, Clone, Default)]
+pub struct CommitLog {
+    pub commits: Vec<LoggedCommit>,
+    /// Problems that ended the readable log (a torn newest commit, a broken chain).
+    pub warnings: Vec<String>,
+}
+
+impl CommitLog {
+    pub fn head(&self) -> Option<&LoggedCommit> {
+        self.commits.last()
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.head().map_or(1, |c| c.commit.seq + 1)
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &DataFile> {
+        self.commits.iter().flat_map(|c| c.commit.files.iter())
+    }
+}
+
+pub fn commit_file_name(seq: u64) -> String {
+    format!("{seq:020}.json")
+}
+
+/// Reads the log in sequence order, stopping at the first commit that is missing, unreadable or
+/// does not chain to its predecessor.
+pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
+    let dir = root.join(COMMITS_DIR);
+    let mut log = CommitLog::default();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut seqs: Vec<u64> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    let mut prev_hash: Option<String> = None;
+    for (i, seq) in seqs.iter().enumerate() {
+        let expected = i as u64 + 1;
+        let path = dir.join(commit_file_name(*seq));
+        if *seq != expected {
+            log.warnings.push(format!("commit {expected} is missing; the store ends at commit {}", expected - 1));
+            break;
+        }
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let commit: Commit = match serde_json::from_slice(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log.warnings.push(format!("commit {seq} ({}) is unreadable ({e}); the store ends at commit {}", path.display(), seq - 1));
+                break;
+            }
+        };
+        if commit.seq != *seq || commit.prev != prev_hash {
+            log.warnings.push(format!("commit {seq} does not chain to commit {}; the store ends at commit {}", seq - 1, seq - 1));
+            break;
+        }
+        let hash = hex::encode(Sha256::digest(&bytes));
+        prev_hash = Some(hash.clone());
+        log.commits.push(LoggedCommit { commit, hash });
+    }
+    Ok(log)
+}
+
+/// Writes a commit durably; the store changes at the rename of this file.
+pub fn write_commit(root: &Path, commit: &Commit) -> Result<String, StoreError> {
+    let dir = root.join(COMMITS_DIR);
+    super::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let mut bytes = serde_json::to_vec_pretty(commit).expect("a commit serializes");
+    bytes.push(b'\n');
+    let path = dir.join(commit_file_name(commit.seq));
+    write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
