@@ -53,9 +53,10 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     prepare_store(&root)?;
     let store = Store::new(&root);
     let samples = sample_dir(&root)?;
+    let inputs: Vec<InputSpec> = SAMPLES.iter().map(|(rel, _)| InputSpec::Path(samples.join(rel))).collect();
     let mut opts = super::ingest::options(g, SourceArg::Auto, false)?;
     opts.progress = false;
-    let report = ingest(&store, &[InputSpec::Path(samples.clone())], &opts).context("ingesting the sample data")?;
+    let report = ingest(&store, &inputs, &opts).context("ingesting the sample data")?;
     std::fs::write(root.join(DEMO_MARKER), b"created by vigil demo; the next demo replaces this directory\n")?;
     let demo_globals = Globals { store: store.clone(), store_explicit: true, ..clone_globals(g) };
     eprintln!("vigil demo: ingesting {} into {}", samples.display(), root.display());

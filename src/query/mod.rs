@@ -9,9 +9,8 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use thiserror::Error;
 
 use crate::store::{Store, StoreError};
@@ -54,13 +53,19 @@ pub async fn session(store: &Store) -> Result<SessionContext, QueryError> {
 /// file-path tables. Checked on the parsed statement before planning, and again by DataFusion's
 /// own statement options while planning.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| QueryError::DataFusion(DataFusionError::SQL(Box::new(e.into()), None)))?;
+    let statements = DFParser::parse_sql(sql)?;
     if statements.len() != 1 {
         return Err(QueryError::Refused(format!("give exactly one statement (found {})", statements.len())));
     }
-    match &statements[0] {
+    let statement = match &statements[0] {
+        DFStatement::Statement(s) => s.as_ref(),
+        DFStatement::CreateExternalTable(_) => return Err(QueryError::Refused("CREATE EXTERNAL TABLE is not allowed; only SELECT queries over events and its views".into())),
+        DFStatement::CopyTo(_) => return Err(QueryError::Refused("COPY is not allowed; use --format csv|json and redirect the output".into())),
+        DFStatement::Explain(_) | DFStatement::Reset(_) => return Err(QueryError::Refused("this statement is not allowed; only SELECT queries over events and its views".into())),
+    };
+    match statement {
         Statement::Query(_) => Ok(()),
-        Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
+        Statement::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
         Statement::ShowTables { .. } | Statement::ShowColumns { .. } => Ok(()),
         other => {
             let text = other.to_string();

@@ -135,9 +135,6 @@ fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::
         w.write_batches(&refs).map_err(arrow_err)?;
         w.finish().map_err(arrow_err)?;
         drop(w);
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            write!(out, "[]")?;
-        }
         writeln!(out)
     } else {
         let mut w = builder.build::<_, LineDelimited>(&mut *out);

@@ -1,0 +1,105 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// "Now" for every test run: ingest_time and rejects dates are fixed.
+pub const NOW: &str = "2026-03-10T00:00:00Z";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// `vigil --store STORE ...` run from the repository root with a fixed clock and no config.
+pub fn vigil(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(repo())
+        .env("VIGIL_NOW", NOW)
+        .env_remove("VIGIL_STORE")
+        .env_remove("VIGIL_CONFIG")
+        .arg("--store")
+        .arg(store)
+        .stdin(Stdio::null());
+    c
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    let out: Output = cmd.output().expect("vigil runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Ingests paths and returns the exit code and the JSON accounting.
+pub fn ingest(store: &Path, paths: &[&Path], extra: &[&str]) -> (i32, Value) {
+    let mut c = vigil(store);
+    c.arg("ingest").arg("--format").arg("json").args(extra).args(paths);
+    let r = run(&mut c);
+    assert!(r.code == 0 || r.code == 1, "ingest failed ({}): {}", r.code, r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}", r.stdout));
+    (r.code, report)
+}
+
+/// Rows of a query as JSON objects.
+pub fn sql(store: &Path, query: &str) -> Vec<Value> {
+    let r = run(vigil(store).args(["sql", "--format", "json", query]));
+    assert_eq!(r.code, 0, "query failed: {query}\n{}", r.stderr);
+    match serde_json::from_str(&r.stdout) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("not a JSON array: {other:?}\n{}", r.stdout),
+    }
+}
+
+/// A single number from a query like `SELECT count(*) AS n ...`.
+pub fn count(store: &Path, query: &str) -> i64 {
+    let rows = sql(store, query);
+    rows[0].as_object().and_then(|o| o.values().next()).and_then(Value::as_i64).expect("a number")
+}
+
+pub fn tally(report: &Value, source: &str) -> [u64; 6] {
+    let t = &report["counts"][source];
+    ["read", "stored", "merged", "duplicates", "rejected", "rows"].map(|k| t[k].as_u64().unwrap_or_else(|| panic!("no {source}.{k} in {report}")))
+}
+
+/// Reasons in the rejects file of a run, sorted.
+pub fn reject_reasons(store: &Path, report: &Value) -> Vec<String> {
+    let Some(path) = report["rejects_file"].as_str() else { return Vec::new() };
+    let text = std::fs::read_to_string(store.join(path)).expect("rejects file");
+    let mut reasons: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["reason"].as_str().unwrap().to_owned()).collect();
+    reasons.sort();
+    reasons
+}
+
+/// A Vault response entry (complete row on its own) with the given id and time.
+pub fn vault_response(id: &str, time: &str) -> String {
+    format!(
+        r#"{{"time":"{time}","type":"response","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}},"response":{{"data":{{"data":{{"password":"hmac-sha256:00"}}}}}}}}"#
+    )
+}
+
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, bytes).unwrap();
+    path.to_owned()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}

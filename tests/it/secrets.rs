@@ -1,0 +1,90 @@
+//! Secret values never reach the store (every column decoded through DataFusion), the rejects
+//! file, or anything vigil prints.
+
+use crate::common::*;
+
+const SENTINELS: [&str; 6] = [
+    "SENTINEL-kv-password-7f3a",
+    "hvs.SENTINELtokenAAAAAAAAAAAAAAAAAA",
+    "SENTINEL-written-value-91c2",
+    "SENTINEL-session-token-4b8d",
+    "SENTINEL/secret/access/key",
+    "SENTINEL-in-a-broken-line",
+];
+
+fn raw_device_log() -> String {
+    // A Vault device with log_raw = true writes values and tokens in clear.
+    let read = format!(
+        r#"{{"time":"2026-03-02T10:00:00Z","type":"response","auth":{{"client_token":"{t}","accessor":"acc-1","display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"raw-1","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","client_token":"{t}","remote_address":"10.0.0.1"}},"response":{{"data":{{"data":{{"password":"{p}","port":5432}},"metadata":{{"version":2}}}}}}}}"#,
+        t = SENTINELS[1],
+        p = SENTINELS[0]
+    );
+    let write = format!(
+        r#"{{"time":"2026-03-02T10:01:00Z","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice"}},"request":{{"id":"raw-2","operation":"update","path":"secret/data/app/api","mount_point":"secret/","mount_type":"kv","data":{{"data":{{"key":"{w}"}}}}}}}}"#,
+        w = SENTINELS[2]
+    );
+    let broken = format!(r#"{{"time":"2026-03-02T10:02:00Z","type":"response","request":{{"id":"raw-3","data":{{"password":"{b}""#, b = SENTINELS[5]);
+    format!("{read}\n{write}\n{broken}\n")
+}
+
+fn assume_role_with_credentials() -> String {
+    format!(
+        r#"{{"Records":[{{"eventVersion":"1.09","userIdentity":{{"type":"AWSService","invokedBy":"ec2.amazonaws.com"}},"eventTime":"2026-03-02T10:00:00Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"eu-west-1","sourceIPAddress":"ec2.amazonaws.com","userAgent":"ec2.amazonaws.com","requestParameters":{{"roleArn":"arn:aws:iam::111122223333:role/app","roleSessionName":"i-1"}},"responseElements":{{"credentials":{{"accessKeyId":"ASIAEXAMPLE","sessionToken":"{s}","secretAccessKey":"{k}","expiration":"x"}}}},"requestID":"r","eventID":"ev-1","eventType":"AwsApiCall","recipientAccountId":"111122223333"}}]}}"#,
+        s = SENTINELS[3],
+        k = SENTINELS[4]
+    )
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for s in SENTINELS {
+        assert!(!text.contains(s), "{what} contains secret sentinel {s}:\n{text}");
+    }
+}
+
+#[test]
+fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = write(&dir.path().join("in/vault.log"), raw_device_log());
+    let ct = write(&dir.path().join("in/ct.json"), assume_role_with_credentials());
+    let store = dir.path().join("store");
+    let r = run(vigil(&store).args(["ingest"]).arg(&vault).arg(&ct));
+    assert_eq!(r.code, 1, "one broken line is rejected: {}", r.stderr);
+    assert_clean("ingest stderr", &r.stderr);
+    assert_clean("ingest stdout", &r.stdout);
+
+    // Every column of every row, decoded by DataFusion and rendered as text.
+    let all = run(vigil(&store).args(["sql", "--format", "jsonl", "SELECT * FROM events"]));
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert_eq!(all.stdout.lines().count(), 3);
+    assert_clean("stored rows", &all.stdout);
+    let csv = run(vigil(&store).args(["sql", "--format", "csv", "SELECT * FROM events"]));
+    assert_clean("stored rows as csv", &csv.stdout);
+
+    // The rejects file is redacted too.
+    let rejects: Vec<_> = walk(&store.join("rejects"));
+    assert_eq!(rejects.len(), 1);
+    let text = std::fs::read_to_string(&rejects[0]).unwrap();
+    assert!(text.contains("raw-3"), "the reject keeps identifying fields: {text}");
+    assert_clean("rejects file", &text);
+
+    // The removal is recorded on the rows.
+    let warnings = sql(&store, "SELECT event_uid, parse_warnings FROM events ORDER BY event_uid");
+    let w = |i: usize| warnings[i]["parse_warnings"].to_string();
+    assert!(w(0).contains("secret_redacted:responseElements.credentials.secretAccessKey"), "{}", w(0));
+    assert!(w(0).contains("secret_redacted:responseElements.credentials.sessionToken"), "{}", w(0));
+    assert!(w(1).contains("secret_redacted:log_raw_values=3"), "{}", w(1));
+    assert!(w(2).contains("secret_redacted:log_raw_values=1"), "{}", w(2));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
