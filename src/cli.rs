@@ -28,7 +28,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run a read-only SQL query over table `events` (and view `secret_reads`)
     Sql(SqlArgs),
-    /// Ingest the bundled sample data into a fresh demo store and show what vigil sees
+    /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
+    /// VIGIL_STORE names one) and show what vigil sees
     Demo(DemoArgs),
 }
 

@@ -10,8 +10,14 @@ pub fn now_nanos() -> Result<i64, String> {
     match std::env::var(NOW_ENV) {
         Ok(text) if !text.trim().is_empty() => {
             let text = text.trim();
-            let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
-            parse_time(&full).map(|t| t.nanos).map_err(|e| format!("{NOW_ENV}: {e}"))
+            let full = if text.len() == 10 {
+                format!("{text}T00:00:00Z")
+            } else {
+                text.to_owned()
+            };
+            parse_time(&full)
+                .map(|t| t.nanos)
+                .map_err(|e| format!("{NOW_ENV}: {e}"))
         }
         _ => Ok(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)),
     }

@@ -20,14 +20,20 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "sections for later features are accepted, not yet read")]
+#[allow(
+    dead_code,
+    reason = "sections for later features are accepted, not yet read"
+)]
 struct RawConfig {
     #[serde(default)]
     store: RawStore,
@@ -95,14 +101,25 @@ impl Config {
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Config::default()),
-            Err(e) => return Err(ConfigError::Read { path: path.to_owned(), source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source: e,
+                })
+            }
         };
-        Config::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         let d = Config::default();
         let max_line_bytes = raw.ingest.max_line_bytes.unwrap_or(d.max_line_bytes);
         if max_line_bytes < 1024 {
@@ -110,9 +127,9 @@ impl Config {
         }
         let name = |v: Option<String>, key: &str, default: String| -> Result<String, String> {
             match v {
-                Some(s) if s.is_empty() || s.contains(['/', ':', ' ']) => {
-                    Err(format!("{key} must be a non-empty name without '/', ':' or spaces"))
-                }
+                Some(s) if s.is_empty() || s.contains(['/', ':', ' ']) => Err(format!(
+                    "{key} must be a non-empty name without '/', ':' or spaces"
+                )),
                 Some(s) => Ok(s),
                 None => Ok(default),
             }
@@ -121,8 +138,16 @@ impl Config {
             store_path: raw.store.path,
             keep_raw: raw.store.keep_raw.unwrap_or(d.keep_raw),
             max_line_bytes,
-            vault_cluster: name(raw.sources.vault_cluster, "sources.vault_cluster", d.vault_cluster)?,
-            k8s_cluster: name(raw.sources.k8s_cluster, "sources.k8s_cluster", d.k8s_cluster)?,
+            vault_cluster: name(
+                raw.sources.vault_cluster,
+                "sources.vault_cluster",
+                d.vault_cluster,
+            )?,
+            k8s_cluster: name(
+                raw.sources.k8s_cluster,
+                "sources.k8s_cluster",
+                d.k8s_cluster,
+            )?,
         })
     }
 }
@@ -143,12 +168,17 @@ mod tests {
         assert!(!c.keep_raw);
         assert_eq!(c.max_line_bytes, 4096);
         assert_eq!(c.vault_cluster, "eu1");
-        assert!(Config::parse("[ingest]\nmax_line_bytes = 10\n").unwrap_err().contains("max_line_bytes"));
+        assert!(Config::parse("[ingest]\nmax_line_bytes = 10\n")
+            .unwrap_err()
+            .contains("max_line_bytes"));
         assert!(Config::parse("[sources]\nvault_cluster = \"a/b\"\n").is_err());
     }
 
     #[test]
     fn later_sections_are_accepted() {
-        assert!(Config::parse("[calendar]\ntimezone = \"UTC\"\n[[allowlist]]\nactor = \"ci-*\"\n").is_ok());
+        assert!(
+            Config::parse("[calendar]\ntimezone = \"UTC\"\n[[allowlist]]\nactor = \"ci-*\"\n")
+                .is_ok()
+        );
     }
 }

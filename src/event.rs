@@ -138,7 +138,12 @@ pub struct Event {
 
 impl Event {
     /// An event with every optional field empty; parsers fill in what their format has.
-    pub fn new(source: SourceKind, source_format: &'static str, event_uid: String, event_time: i64) -> Event {
+    pub fn new(
+        source: SourceKind,
+        source_format: &'static str,
+        event_uid: String,
+        event_time: i64,
+    ) -> Event {
         Event {
             event_uid,
             source,
@@ -190,7 +195,9 @@ impl Event {
 
 /// `YYYY-MM-DD` of a UTC timestamp in nanoseconds.
 pub fn utc_date(nanos: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(nanos).format("%Y-%m-%d").to_string()
+    chrono::DateTime::from_timestamp_nanos(nanos)
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// Names of the two partition columns, which live in the path and not in the files.
@@ -201,7 +208,11 @@ fn utf8(name: &str, nullable: bool) -> Field {
 }
 
 fn string_list(name: &str) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        false,
+    )
 }
 
 fn string_map(name: &str) -> Field {
@@ -214,7 +225,11 @@ fn string_map(name: &str) -> Field {
 }
 
 fn timestamp(name: &str) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        false,
+    )
 }
 
 /// The schema of the stored Parquet files (without the partition columns).
@@ -266,7 +281,11 @@ pub fn file_schema() -> SchemaRef {
 
 /// The schema of table `events` as queried: the file columns plus the partition columns.
 pub fn table_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = file_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = file_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(utf8("source", false));
     fields.push(utf8("date", false));
     Arc::new(Schema::new(fields))
@@ -366,7 +385,11 @@ impl EventBatchBuilder {
             raw_event: StringBuilder::new(),
             raw_location: StringBuilder::new(),
             parse_warnings: ListBuilder::new(StringBuilder::new()),
-            attributes: MapBuilder::new(Some(map_names), StringBuilder::new(), StringBuilder::new()),
+            attributes: MapBuilder::new(
+                Some(map_names),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ),
             schema_version: UInt16Builder::new(),
         }
     }
@@ -385,7 +408,8 @@ impl EventBatchBuilder {
         self.source_format.append_value(e.source_format);
         self.event_time.append_value(e.event_time);
         self.ingest_time_col.append_value(self.ingest_time);
-        self.source_event_id.append_option(e.source_event_id.as_deref());
+        self.source_event_id
+            .append_option(e.source_event_id.as_deref());
         self.request_id.append_option(e.request_id.as_deref());
         self.tenant.append_option(e.tenant.as_deref());
         self.region.append_option(e.region.as_deref());
@@ -401,7 +425,8 @@ impl EventBatchBuilder {
         self.actor_name.append_option(e.actor_name.as_deref());
         self.actor_type.append_value(e.actor_type.as_str());
         self.actor_role.append_option(e.actor_role.as_deref());
-        self.actor_origin_id.append_option(e.actor_origin_id.as_deref());
+        self.actor_origin_id
+            .append_option(e.actor_origin_id.as_deref());
         self.via_service.append_option(e.via_service.as_deref());
         self.credential_id.append_option(e.credential_id.as_deref());
         for g in &e.actor_groups {
@@ -415,8 +440,10 @@ impl EventBatchBuilder {
         self.resource_type.append_value(e.resource_type.as_str());
         self.resource_id.append_option(e.resource_id.as_deref());
         self.resource_name.append_option(e.resource_name.as_deref());
-        self.resource_version.append_option(e.resource_version.as_deref());
-        self.resource_scope.append_option(e.resource_scope.as_deref());
+        self.resource_version
+            .append_option(e.resource_version.as_deref());
+        self.resource_scope
+            .append_option(e.resource_scope.as_deref());
         self.target_index.append_value(e.target_index);
         self.target_count.append_value(e.target_count);
         self.raw_event.append_option(e.raw_event.as_deref());
@@ -430,7 +457,9 @@ impl EventBatchBuilder {
             self.attributes.values().append_value(v);
         }
         // A map entry list is always valid (empty when there are no attributes).
-        self.attributes.append(true).expect("map keys and values are appended in pairs");
+        self.attributes
+            .append(true)
+            .expect("map keys and values are appended in pairs");
         self.schema_version.append_value(SCHEMA_VERSION);
     }
 
@@ -494,11 +523,44 @@ mod tests {
         e.actor_groups = vec!["default".into()];
         e.attributes.insert("mount_type".into(), "kv".into());
         b.push(&e);
-        b.push(&Event::new(SourceKind::Vault, "vault_file", "vault:default:y".into(), 8));
+        b.push(&Event::new(
+            SourceKind::Vault,
+            "vault_file",
+            "vault:default:y".into(),
+            8,
+        ));
         let batch = b.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), file_schema());
         assert!(b.is_empty());
+    }
+
+    /// Guards against the schema doc drifting from the code.
+    #[test]
+    fn schema_doc_lists_every_column_in_order_with_its_nullability() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/event.md"))
+            .unwrap();
+        let section = doc
+            .split("## Columns")
+            .nth(1)
+            .unwrap()
+            .split("\n## ")
+            .next()
+            .unwrap();
+        let documented: Vec<(String, bool)> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_owned(), cells[3] == "yes")
+            })
+            .collect();
+        let declared: Vec<(String, bool)> = table_schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.is_nullable()))
+            .collect();
+        assert_eq!(documented, declared);
     }
 
     #[test]

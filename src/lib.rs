@@ -4,10 +4,10 @@
 
 /// Command-line definition (clap).
 pub mod cli;
-/// One handler per subcommand.
-pub mod cmd;
 /// The one place that reads the wall clock.
 pub mod clock;
+/// One handler per subcommand.
+pub mod cmd;
 /// `vigil.toml`: typed, validated settings.
 pub mod config;
 /// The normalized event and its Arrow schema.

@@ -49,33 +49,66 @@ const QUERIES: [(&str, &str); 3] = [
 ];
 
 pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
-    let root = if g.store_explicit { g.store.root().to_owned() } else { PathBuf::from(DEMO_STORE) };
+    let root = if g.store_explicit {
+        g.store.root().to_owned()
+    } else {
+        PathBuf::from(DEMO_STORE)
+    };
     prepare_store(&root)?;
     let store = Store::new(&root);
     let samples = sample_dir(&root)?;
-    let inputs: Vec<InputSpec> = SAMPLES.iter().map(|(rel, _)| InputSpec::Path(samples.join(rel))).collect();
+    let inputs: Vec<InputSpec> = SAMPLES
+        .iter()
+        .map(|(rel, _)| InputSpec::Path(samples.join(rel)))
+        .collect();
     let mut opts = super::ingest::options(g, SourceArg::Auto, false)?;
     opts.progress = false;
     let report = ingest(&store, &inputs, &opts).context("ingesting the sample data")?;
-    std::fs::write(root.join(DEMO_MARKER), b"created by vigil demo; the next demo replaces this directory\n")?;
-    let demo_globals = Globals { store: store.clone(), store_explicit: true, ..clone_globals(g) };
-    eprintln!("vigil demo: ingesting {} into {}", samples.display(), root.display());
+    std::fs::write(
+        root.join(DEMO_MARKER),
+        b"created by vigil demo; the next demo replaces this directory\n",
+    )?;
+    let demo_globals = Globals {
+        store: store.clone(),
+        store_explicit: true,
+        ..clone_globals(g)
+    };
+    eprintln!(
+        "vigil demo: ingesting {} into {}",
+        samples.display(),
+        root.display()
+    );
     super::ingest::print_summary(&report, &demo_globals)?;
     eprintln!("(the rejected records are the malformed samples planted in each file)");
 
     let ctx = session(&store).await?;
     let mut out = std::io::stdout().lock();
     for (title, sql) in QUERIES {
-        writeln!(out, "\n== {title}\n$ vigil --store {} sql \"{sql}\"", root.display())?;
+        writeln!(
+            out,
+            "\n== {title}\n$ vigil --store {} sql \"{sql}\"",
+            root.display()
+        )?;
         let batches = run_sql(&ctx, sql).await?;
         write_batches(&mut out, &batches, Format::Table)?;
     }
-    writeln!(out, "\nThe store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"", root.display(), root.display())?;
+    writeln!(
+        out,
+        "\nThe store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"",
+        root.display(),
+        root.display()
+    )?;
     Ok(exit::OK)
 }
 
 fn clone_globals(g: &Globals) -> Globals {
-    Globals { config: g.config.clone(), store: g.store.clone(), store_explicit: g.store_explicit, quiet: g.quiet, stderr_is_terminal: g.stderr_is_terminal }
+    Globals {
+        config: g.config.clone(),
+        store: g.store.clone(),
+        store_explicit: g.store_explicit,
+        quiet: g.quiet,
+        stderr_is_terminal: g.stderr_is_terminal,
+    }
 }
 
 /// Empties a previous demo store; refuses to touch a directory that is not one.
@@ -84,7 +117,10 @@ fn prepare_store(root: &Path) -> anyhow::Result<()> {
         let is_demo = root.join(DEMO_MARKER).exists();
         let empty = std::fs::read_dir(root)?.next().is_none();
         if !is_demo && !empty {
-            bail!("{} exists and is not a demo store; pass --store with a new directory", root.display());
+            bail!(
+                "{} exists and is not a demo store; pass --store with a new directory",
+                root.display()
+            );
         }
         std::fs::remove_dir_all(root).with_context(|| format!("clearing {}", root.display()))?;
     }

@@ -11,10 +11,20 @@ use crate::event::SourceKind;
 use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec, ParseOptions};
 
 pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
-    let specs: Vec<InputSpec> =
-        args.paths.iter().map(|p| if p == "-" { InputSpec::Stdin } else { InputSpec::Path(PathBuf::from(p)) }).collect();
+    let specs: Vec<InputSpec> = args
+        .paths
+        .iter()
+        .map(|p| {
+            if p == "-" {
+                InputSpec::Stdin
+            } else {
+                InputSpec::Path(PathBuf::from(p))
+            }
+        })
+        .collect();
     let opts = options(g, args.source, args.strict)?;
-    let report = ingest(&g.store, &specs, &opts).with_context(|| format!("ingest into {}", g.store.root().display()))?;
+    let report = ingest(&g.store, &specs, &opts)
+        .with_context(|| format!("ingest into {}", g.store.root().display()))?;
     match args.format {
         SummaryFormat::Json => {
             let mut out = std::io::stdout().lock();
@@ -24,7 +34,11 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
         SummaryFormat::Text if !g.quiet => print_summary(&report, g)?,
         SummaryFormat::Text => {}
     }
-    Ok(if report.total.rejected > 0 { exit::FLAGGED } else { exit::OK })
+    Ok(if report.total.rejected > 0 {
+        exit::FLAGGED
+    } else {
+        exit::OK
+    })
 }
 
 pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<IngestOptions> {
@@ -37,7 +51,10 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         source,
         strict,
         max_record_bytes: g.config.max_line_bytes,
-        parse: ParseOptions { keep_raw: g.config.keep_raw, vault_cluster: g.config.vault_cluster.clone() },
+        parse: ParseOptions {
+            keep_raw: g.config.keep_raw,
+            vault_cluster: g.config.vault_cluster.clone(),
+        },
         progress: g.stderr_is_terminal && !g.quiet,
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
     })
@@ -51,30 +68,58 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
     }
     let store = g.store.root().display();
     match (r.commit, r.strict_aborted) {
-        (_, true) => writeln!(err, "--strict: {} record(s) rejected, nothing committed to {store}", r.total.rejected)?,
-        (Some(seq), _) => writeln!(err, "committed {seq} to {store}: {} input file(s) read, {} data file(s) written", r.files_read, r.files_written)?,
+        (_, true) => writeln!(
+            err,
+            "--strict: {} record(s) rejected, nothing committed to {store}",
+            r.total.rejected
+        )?,
+        (Some(seq), _) => writeln!(
+            err,
+            "committed {seq} to {store}: {} input file(s) read, {} data file(s) written",
+            r.files_read, r.files_written
+        )?,
         (None, _) => writeln!(err, "nothing new to ingest into {store}")?,
     }
     if !r.counts.is_empty() {
-        writeln!(err, "{:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}", "source", "read", "stored", "merged", "duplicates", "rejected", "rows")?;
+        writeln!(
+            err,
+            "{:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+            "source", "read", "stored", "merged", "duplicates", "rejected", "rows"
+        )?;
         for (name, t) in &r.counts {
-            writeln!(err, "{name:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}", t.read, t.stored, t.merged, t.duplicates, t.rejected, t.rows)?;
+            writeln!(
+                err,
+                "{name:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+                t.read, t.stored, t.merged, t.duplicates, t.rejected, t.rows
+            )?;
         }
         let t = &r.total;
-        writeln!(err, "{:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}", "total", t.read, t.stored, t.merged, t.duplicates, t.rejected, t.rows)?;
+        writeln!(
+            err,
+            "{:<12} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+            "total", t.read, t.stored, t.merged, t.duplicates, t.rejected, t.rows
+        )?;
     }
     for s in &r.skipped {
         writeln!(err, "skipped {}: {}", s.path, s.why)?;
     }
     if r.total.rejected > 0 {
         match &r.rejects_file {
-            Some(path) => writeln!(err, "{} record(s) rejected, listed in {}/{path}:", r.total.rejected, g.store.root().display())?,
+            Some(path) => writeln!(
+                err,
+                "{} record(s) rejected, listed in {}/{path}:",
+                r.total.rejected,
+                g.store.root().display()
+            )?,
             None => writeln!(err, "{} record(s) rejected:", r.total.rejected)?,
         }
         for rej in &r.rejects {
             writeln!(err, "  {}  {}  {}", rej.location(), rej.reason, rej.detail)?;
         }
-        let more = r.total.rejected.saturating_sub(r.rejects.iter().map(|x| x.records).sum());
+        let more = r
+            .total
+            .rejected
+            .saturating_sub(r.rejects.iter().map(|x| x.records).sum());
         if more > 0 {
             writeln!(err, "  ... and {more} more")?;
         }

@@ -35,10 +35,17 @@ pub struct Globals {
 
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let config = Config::load(&config_path, cli.config.is_some())?;
     let store_explicit = cli.store.is_some();
-    let store_path = cli.store.clone().or_else(|| config.store_path.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let store_path = cli
+        .store
+        .clone()
+        .or_else(|| config.store_path.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
     let globals = Globals {
         config,
         store: Store::new(store_path),
@@ -46,7 +53,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         quiet: cli.quiet,
         stderr_is_terminal: std::io::stderr().is_terminal(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     match cli.command {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
@@ -56,5 +66,24 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// True for errors from writing to a closed pipe (`vigil sql ... | head`), which end quietly.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error chain as one sentence, without the repeats that wrapped errors bring (an I/O error
+/// that names its path and also exposes the same error as its source).
+pub fn error_sentence(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if out.contains(&part) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&part);
+    }
+    out
 }

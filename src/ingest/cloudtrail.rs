@@ -8,7 +8,9 @@
 
 use serde_json::Value;
 
-use super::fields::{at, optional_str, required_str, required_time, split_address, str_at, string_at};
+use super::fields::{
+    at, optional_str, required_str, required_time, split_address, str_at, string_at,
+};
 use super::redact::redact_secret_keys;
 use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
 use super::splitter::Container;
@@ -18,7 +20,9 @@ use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 pub fn recognizes(v: &Value) -> bool {
     let record = unwrap_envelope(v).map(|(r, _)| r);
     match record {
-        Some(Envelope::Borrowed(r)) => r.get("eventSource").is_some() && r.get("eventName").is_some(),
+        Some(Envelope::Borrowed(r)) => {
+            r.get("eventSource").is_some() && r.get("eventName").is_some()
+        }
         Some(Envelope::Owned(r)) => r.get("eventSource").is_some() && r.get("eventName").is_some(),
         None => false,
     }
@@ -42,7 +46,9 @@ fn unwrap_envelope(v: &Value) -> Option<(Envelope<'_>, &'static str)> {
         }
     }
     if let Some(text) = v.get("CloudTrailEvent").and_then(Value::as_str) {
-        return serde_json::from_str(text).ok().map(|r| (Envelope::Owned(r), "cloudtrail_lookup"));
+        return serde_json::from_str(text)
+            .ok()
+            .map(|r| (Envelope::Owned(r), "cloudtrail_lookup"));
     }
     Some((Envelope::Borrowed(v), "cloudtrail_json"))
 }
@@ -64,7 +70,10 @@ impl Source for CloudTrailSource {
 
     fn parse(&mut self, record: Value, meta: &RecordMeta) -> Result<Parsed, Reject> {
         if !record.is_object() {
-            return Err(Reject::new("not_an_object", "a CloudTrail record is a JSON object"));
+            return Err(Reject::new(
+                "not_an_object",
+                "a CloudTrail record is a JSON object",
+            ));
         }
         let (mut record, format) = match unwrap_envelope(&record) {
             Some((Envelope::Owned(r), f)) => (r, f),
@@ -78,7 +87,12 @@ impl Source for CloudTrailSource {
             ("cloudtrail_json", Container::Wrapper(_)) => "cloudtrail_records",
             (f, _) => f,
         };
-        Ok(Parsed::rows(normalize(&mut record, format, &self.opts, meta)?))
+        Ok(Parsed::rows(normalize(
+            &mut record,
+            format,
+            &self.opts,
+            meta,
+        )?))
     }
 
     fn finish(&mut self) -> Vec<Event> {
@@ -95,9 +109,17 @@ struct Target {
     version: Option<String>,
 }
 
-fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta: &RecordMeta) -> Result<Vec<Event>, Reject> {
+fn normalize(
+    record: &mut Value,
+    format: &'static str,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+) -> Result<Vec<Event>, Reject> {
     if !record.is_object() {
-        return Err(Reject::new("not_an_object", "the CloudTrail record is not a JSON object"));
+        return Err(Reject::new(
+            "not_an_object",
+            "the CloudTrail record is not a JSON object",
+        ));
     }
     let mut warnings = Vec::new();
     let mut removed = Vec::new();
@@ -116,7 +138,8 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
     let account = match optional_str(v, "recipientAccountId")? {
         Some(a) => a.to_owned(),
         None => {
-            let a = str_at(v, "userIdentity.accountId").ok_or_else(|| Reject::missing("recipientAccountId"))?;
+            let a = str_at(v, "userIdentity.accountId")
+                .ok_or_else(|| Reject::missing("recipientAccountId"))?;
             warnings.push("account_from_user_identity".into());
             a.to_owned()
         }
@@ -124,7 +147,12 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
     let region = optional_str(v, "awsRegion")?.map(str::to_owned);
     let service = event_source.trim_end_matches(".amazonaws.com").to_owned();
 
-    let mut base = Event::new(SourceKind::CloudTrail, format, format!("cloudtrail:{account}:{event_id}"), time.nanos);
+    let mut base = Event::new(
+        SourceKind::CloudTrail,
+        format,
+        format!("cloudtrail:{account}:{event_id}"),
+        time.nanos,
+    );
     base.parse_warnings = warnings;
     base.source_event_id = Some(event_id.to_owned());
     base.request_id = string_at(v, "requestID");
@@ -134,10 +162,12 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
     base.operation = event_name.to_owned();
     base.raw_location = meta.location.clone();
 
-    let error_code = optional_str(v, "errorCode")?.or_else(|| str_at(v, "responseElements.errorCode"));
+    let error_code =
+        optional_str(v, "errorCode")?.or_else(|| str_at(v, "responseElements.errorCode"));
     base.outcome = outcome(error_code);
     base.status_code = error_code.map(str::to_owned);
-    base.error_message = string_at(v, "errorMessage").or_else(|| string_at(v, "responseElements.errorMessage"));
+    base.error_message =
+        string_at(v, "errorMessage").or_else(|| string_at(v, "responseElements.errorMessage"));
     base.http_status = match base.outcome {
         Outcome::Denied => Some(403),
         Outcome::NotFound => Some(404),
@@ -148,7 +178,12 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
         (base.src_ip, base.src_host) = split_address(addr);
     }
     base.user_agent = string_at(v, "userAgent");
-    for (key, path) in [("event_type", "eventType"), ("event_version", "eventVersion"), ("vpc_endpoint_id", "vpcEndpointId"), ("shared_event_id", "sharedEventID")] {
+    for (key, path) in [
+        ("event_type", "eventType"),
+        ("event_version", "eventVersion"),
+        ("vpc_endpoint_id", "vpcEndpointId"),
+        ("shared_event_id", "sharedEventID"),
+    ] {
         if let Some(val) = str_at(v, path) {
             base.attributes.insert(key.into(), val.into());
         }
@@ -157,7 +192,10 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
         base.attributes.insert("read_only".into(), ro);
     }
 
-    let ctx = Context { region: region.as_deref().unwrap_or(""), account: &account };
+    let ctx = Context {
+        region: region.as_deref().unwrap_or(""),
+        account: &account,
+    };
     let (action, secret_read, targets) = match service.as_str() {
         "secretsmanager" => secrets_manager(v, event_name, &ctx, &mut base),
         "ssm" => parameter_store(v, event_name, &ctx, &mut base),
@@ -192,9 +230,14 @@ fn normalize(record: &mut Value, format: &'static str, opts: &ParseOptions, meta
 }
 
 fn outcome(error_code: Option<&str>) -> Outcome {
-    let Some(code) = error_code else { return Outcome::Success };
+    let Some(code) = error_code else {
+        return Outcome::Success;
+    };
     let lower = code.to_ascii_lowercase();
-    if lower.contains("accessdenied") || lower.contains("unauthorized") || lower.contains("notauthorized") {
+    if lower.contains("accessdenied")
+        || lower.contains("unauthorized")
+        || lower.contains("notauthorized")
+    {
         Outcome::Denied
     } else if lower.contains("notfound") {
         Outcome::NotFound
@@ -209,12 +252,14 @@ fn set_actor(e: &mut Event, v: &Value, account: &str) {
     let acct = str_at(v, "userIdentity.accountId").unwrap_or(account);
     e.via_service = string_at(v, "userIdentity.invokedBy");
     e.credential_id = string_at(v, "userIdentity.accessKeyId");
-    e.mfa = at(v, "userIdentity.sessionContext.attributes.mfaAuthenticated").and_then(|m| match m {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => Some(s.eq_ignore_ascii_case("true")),
-        _ => None,
-    });
-    e.actor_origin_id = string_at(v, "userIdentity.sourceIdentity").or_else(|| string_at(v, "userIdentity.onBehalfOf.userId"));
+    e.mfa =
+        at(v, "userIdentity.sessionContext.attributes.mfaAuthenticated").and_then(|m| match m {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => Some(s.eq_ignore_ascii_case("true")),
+            _ => None,
+        });
+    e.actor_origin_id = string_at(v, "userIdentity.sourceIdentity")
+        .or_else(|| string_at(v, "userIdentity.onBehalfOf.userId"));
     match id_type {
         "AssumedRole" => {
             let issuer = str_at(v, "userIdentity.sessionContext.sessionIssuer.arn");
@@ -222,38 +267,66 @@ fn set_actor(e: &mut Event, v: &Value, account: &str) {
                 Some((role, session)) => (issuer.map(str::to_owned).unwrap_or(role), Some(session)),
                 None => (issuer.or(arn).unwrap_or("").to_owned(), None),
             };
+            // One principal, one id: the issuer ARN carries the role path, the session ARN not.
+            let role_arn = without_role_path(&role_arn);
             let role_name = role_arn.rsplit('/').next().unwrap_or("").to_owned();
-            let human = role_name.starts_with("AWSReservedSSO_") || session.as_deref().is_some_and(|s| s.contains('@'));
-            e.actor_type = if human { ActorType::Human } else { ActorType::Workload };
+            let human = role_name.starts_with("AWSReservedSSO_")
+                || session.as_deref().is_some_and(|s| s.contains('@'));
+            e.actor_type = if human {
+                ActorType::Human
+            } else {
+                ActorType::Workload
+            };
             e.actor_name = session;
             e.actor_role = Some(role_arn.clone()).filter(|r| !r.is_empty());
             e.actor_id = Some(role_arn).filter(|r| !r.is_empty());
         }
         "Root" => {
             e.actor_type = ActorType::Root;
-            e.actor_id = Some(arn.map(str::to_owned).unwrap_or_else(|| format!("arn:aws:iam::{acct}:root")));
+            e.actor_id = Some(
+                arn.map(str::to_owned)
+                    .unwrap_or_else(|| format!("arn:aws:iam::{acct}:root")),
+            );
             e.actor_name = string_at(v, "userIdentity.userName").or(Some("root".into()));
         }
         "IAMUser" | "FederatedUser" | "SAMLUser" | "IdentityCenterUser" => {
             e.actor_type = ActorType::Human;
-            e.actor_id = arn.map(str::to_owned).or_else(|| string_at(v, "userIdentity.onBehalfOf.userId")).or_else(|| string_at(v, "userIdentity.principalId"));
-            e.actor_name = string_at(v, "userIdentity.userName").or_else(|| arn.and_then(|a| a.rsplit('/').next()).map(str::to_owned));
+            e.actor_id = arn
+                .map(str::to_owned)
+                .or_else(|| string_at(v, "userIdentity.onBehalfOf.userId"))
+                .or_else(|| string_at(v, "userIdentity.principalId"));
+            e.actor_name = string_at(v, "userIdentity.userName")
+                .or_else(|| arn.and_then(|a| a.rsplit('/').next()).map(str::to_owned));
         }
         "WebIdentityUser" => {
             e.actor_type = ActorType::Workload;
-            e.actor_id = string_at(v, "userIdentity.userName").or_else(|| string_at(v, "userIdentity.principalId"));
+            e.actor_id = string_at(v, "userIdentity.userName")
+                .or_else(|| string_at(v, "userIdentity.principalId"));
             e.actor_name = e.actor_id.clone();
         }
         "AWSService" => {
             e.actor_type = ActorType::Service;
-            e.actor_id = e.via_service.clone().or_else(|| string_at(v, "userIdentity.principalId"));
+            e.actor_id = e
+                .via_service
+                .clone()
+                .or_else(|| string_at(v, "userIdentity.principalId"));
             e.actor_name = e.actor_id.clone();
         }
         _ => {
             e.actor_type = ActorType::Unknown;
-            e.actor_id = arn.map(str::to_owned).or_else(|| string_at(v, "userIdentity.principalId"));
+            e.actor_id = arn
+                .map(str::to_owned)
+                .or_else(|| string_at(v, "userIdentity.principalId"));
             e.actor_name = string_at(v, "userIdentity.userName");
         }
+    }
+}
+
+/// `arn:aws:iam::ACCT:role/path/NAME` → `arn:aws:iam::ACCT:role/NAME` (DESIGN §8).
+fn without_role_path(arn: &str) -> String {
+    match arn.split_once(":role/") {
+        Some((head, rest)) => format!("{head}:role/{}", rest.rsplit('/').next().unwrap_or(rest)),
+        None => arn.to_owned(),
     }
 }
 
@@ -261,9 +334,16 @@ fn set_actor(e: &mut Event, v: &Value, account: &str) {
 fn parse_assumed_role(arn: &str) -> Option<(String, String)> {
     let (head, rest) = arn.split_once(":assumed-role/")?;
     let (role, session) = rest.rsplit_once('/')?;
-    let account = head.rsplit(':').nth(1).filter(|a| !a.is_empty()).or_else(|| head.rsplit(':').next())?;
+    let account = head
+        .rsplit(':')
+        .nth(1)
+        .filter(|a| !a.is_empty())
+        .or_else(|| head.rsplit(':').next())?;
     let partition = head.split(':').nth(1).unwrap_or("aws");
-    Some((format!("arn:{partition}:iam::{account}:role/{role}"), session.to_owned()))
+    Some((
+        format!("arn:{partition}:iam::{account}:role/{role}"),
+        session.to_owned(),
+    ))
 }
 
 struct Context<'a> {
@@ -276,12 +356,22 @@ struct Context<'a> {
 fn secret_identity(id: &str, ctx: &Context) -> (String, String) {
     if let Some((head, name)) = id.split_once(":secret:") {
         let name = match name.rsplit_once('-') {
-            Some((base, suffix)) if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) => base,
+            Some((base, suffix))
+                if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                base
+            }
             _ => name,
         };
         return (format!("{head}:secret:{name}"), name.to_owned());
     }
-    (format!("arn:aws:secretsmanager:{}:{}:secret:{id}", ctx.region, ctx.account), id.to_owned())
+    (
+        format!(
+            "arn:aws:secretsmanager:{}:{}:secret:{id}",
+            ctx.region, ctx.account
+        ),
+        id.to_owned(),
+    )
 }
 
 /// The resource named in an AccessDenied message: `... on resource: NAME because ...`.
@@ -292,24 +382,55 @@ fn target_from_error(v: &Value) -> Option<String> {
     Some(rest[..end].trim().trim_end_matches('.').to_owned()).filter(|s| !s.is_empty())
 }
 
-fn secrets_manager(v: &Value, name: &str, ctx: &Context, e: &mut Event) -> (Action, bool, Vec<Target>) {
+fn secrets_manager(
+    v: &Value,
+    name: &str,
+    ctx: &Context,
+    e: &mut Event,
+) -> (Action, bool, Vec<Target>) {
     let action = match name {
-        "GetSecretValue" | "BatchGetSecretValue" | "DescribeSecret" | "GetResourcePolicy" | "GetRandomPassword" => Action::Read,
+        "GetSecretValue"
+        | "BatchGetSecretValue"
+        | "DescribeSecret"
+        | "GetResourcePolicy"
+        | "GetRandomPassword" => Action::Read,
         "ListSecrets" | "ListSecretVersionIds" => Action::List,
-        "RotateSecret" | "CancelRotateSecret" | "RotationStarted" | "RotationSucceeded" | "RotationFailed" | "RotationAbandoned" => Action::Rotate,
+        "RotateSecret" | "CancelRotateSecret" | "RotationStarted" | "RotationSucceeded"
+        | "RotationFailed" | "RotationAbandoned" => Action::Rotate,
         "DeleteSecret" | "StartSecretVersionDelete" | "EndSecretVersionDelete" => Action::Delete,
         "PutResourcePolicy" | "DeleteResourcePolicy" | "ValidateResourcePolicy" => Action::Policy,
-        n if n.starts_with("Put") || n.starts_with("Update") || n.starts_with("Create") || n.starts_with("Restore") || n.starts_with("Tag") || n.starts_with("Untag") || n.starts_with("Cancel") || n.starts_with("Replicate") || n.starts_with("Remove") => Action::Write,
+        n if n.starts_with("Put")
+            || n.starts_with("Update")
+            || n.starts_with("Create")
+            || n.starts_with("Restore")
+            || n.starts_with("Tag")
+            || n.starts_with("Untag")
+            || n.starts_with("Cancel")
+            || n.starts_with("Replicate")
+            || n.starts_with("Remove") =>
+        {
+            Action::Write
+        }
         _ => Action::Other,
     };
     let secret_read = matches!(name, "GetSecretValue" | "BatchGetSecretValue");
-    let version = string_at(v, "requestParameters.versionId").or_else(|| string_at(v, "requestParameters.versionStage"));
+    let version = string_at(v, "requestParameters.versionId")
+        .or_else(|| string_at(v, "requestParameters.versionStage"));
     let make = |id: &str| {
         let (arn, sname) = secret_identity(id, ctx);
-        Target { resource_type: Some(ResourceType::AwsSecret), id: Some(arn), name: Some(sname), version: version.clone() }
+        Target {
+            resource_type: Some(ResourceType::AwsSecret),
+            id: Some(arn),
+            name: Some(sname),
+            version: version.clone(),
+        }
     };
     if let Some(list) = at(v, "requestParameters.secretIdList").and_then(Value::as_array) {
-        return (action, secret_read, list.iter().filter_map(Value::as_str).map(make).collect());
+        return (
+            action,
+            secret_read,
+            list.iter().filter_map(Value::as_str).map(make).collect(),
+        );
     }
     let id = str_at(v, "requestParameters.secretId")
         .or_else(|| str_at(v, "requestParameters.name"))
@@ -320,7 +441,8 @@ fn secrets_manager(v: &Value, name: &str, ctx: &Context, e: &mut Event) -> (Acti
     match id {
         Some(id) => (action, secret_read, vec![make(&id)]),
         None if at(v, "requestParameters.filters").is_some() => {
-            e.parse_warnings.push("batch_by_filter_targets_unknown".into());
+            e.parse_warnings
+                .push("batch_by_filter_targets_unknown".into());
             (action, secret_read, Vec::new())
         }
         None => match target_from_error(v) {
@@ -340,7 +462,11 @@ fn secrets_manager(v: &Value, name: &str, ctx: &Context, e: &mut Event) -> (Acti
 fn first_resource_arn(v: &Value, service: &str) -> Option<String> {
     let needle = format!(":{service}:");
     at(v, "resources")?.as_array()?.iter().find_map(|r| {
-        let arn = r.get("ARN").or_else(|| r.get("arn")).or_else(|| r.get("aRN"))?.as_str()?;
+        let arn = r
+            .get("ARN")
+            .or_else(|| r.get("arn"))
+            .or_else(|| r.get("aRN"))?
+            .as_str()?;
         arn.contains(&needle).then(|| arn.to_owned())
     })
 }
@@ -350,31 +476,61 @@ fn parameter_identity(name: &str, ctx: &Context) -> (String, String) {
     if let Some((_, rest)) = name.split_once(":parameter") {
         return (name.to_owned(), rest.to_owned());
     }
-    let path = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
-    (format!("arn:aws:ssm:{}:{}:parameter{path}", ctx.region, ctx.account), name.to_owned())
+    let path = if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    };
+    (
+        format!("arn:aws:ssm:{}:{}:parameter{path}", ctx.region, ctx.account),
+        name.to_owned(),
+    )
 }
 
-fn parameter_store(v: &Value, name: &str, ctx: &Context, e: &mut Event) -> (Action, bool, Vec<Target>) {
+fn parameter_store(
+    v: &Value,
+    name: &str,
+    ctx: &Context,
+    e: &mut Event,
+) -> (Action, bool, Vec<Target>) {
     let action = match name {
-        "GetParameter" | "GetParameters" | "GetParametersByPath" | "GetParameterHistory" => Action::Read,
+        "GetParameter" | "GetParameters" | "GetParametersByPath" | "GetParameterHistory" => {
+            Action::Read
+        }
         "DescribeParameters" => Action::List,
         "DeleteParameter" | "DeleteParameters" => Action::Delete,
-        "PutParameter" | "LabelParameterVersion" | "UnlabelParameterVersion" | "AddTagsToResource" => Action::Write,
+        "PutParameter"
+        | "LabelParameterVersion"
+        | "UnlabelParameterVersion"
+        | "AddTagsToResource" => Action::Write,
         _ => Action::Other,
     };
-    let decrypt = at(v, "requestParameters.withDecryption").and_then(Value::as_bool).unwrap_or(false);
+    let decrypt = at(v, "requestParameters.withDecryption")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if decrypt {
         e.attributes.insert("with_decryption".into(), "true".into());
     }
     let secret_read = action == Action::Read && decrypt;
     let make = |n: &str| {
         let (arn, pname) = parameter_identity(n, ctx);
-        Target { resource_type: Some(ResourceType::SsmParameter), id: Some(arn), name: Some(pname), version: None }
+        Target {
+            resource_type: Some(ResourceType::SsmParameter),
+            id: Some(arn),
+            name: Some(pname),
+            version: None,
+        }
     };
     if let Some(names) = at(v, "requestParameters.names").and_then(Value::as_array) {
-        return (action, secret_read, names.iter().filter_map(Value::as_str).map(make).collect());
+        return (
+            action,
+            secret_read,
+            names.iter().filter_map(Value::as_str).map(make).collect(),
+        );
     }
-    let single = str_at(v, "requestParameters.name").or_else(|| str_at(v, "requestParameters.path")).map(str::to_owned);
+    let single = str_at(v, "requestParameters.name")
+        .or_else(|| str_at(v, "requestParameters.path"))
+        .map(str::to_owned);
     match single {
         Some(n) => (action, secret_read, vec![make(&n)]),
         None if action == Action::List => (action, secret_read, Vec::new()),
@@ -397,9 +553,19 @@ fn parameter_store(v: &Value, name: &str, ctx: &Context, e: &mut Event) -> (Acti
 fn kms(v: &Value, name: &str, e: &mut Event) -> (Action, bool, Vec<Target>) {
     let action = match name {
         "Decrypt" => Action::Decrypt,
-        "ReEncrypt" | "Encrypt" | "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateDataKeyPair" | "Sign" | "Verify" | "GenerateMac" | "VerifyMac" => Action::Other,
+        "ReEncrypt"
+        | "Encrypt"
+        | "GenerateDataKey"
+        | "GenerateDataKeyWithoutPlaintext"
+        | "GenerateDataKeyPair"
+        | "Sign"
+        | "Verify"
+        | "GenerateMac"
+        | "VerifyMac" => Action::Other,
         "ListKeys" | "ListAliases" | "ListGrants" => Action::List,
-        "ScheduleKeyDeletion" | "DisableKey" | "DeleteAlias" | "RetireGrant" | "RevokeGrant" => Action::Delete,
+        "ScheduleKeyDeletion" | "DisableKey" | "DeleteAlias" | "RetireGrant" | "RevokeGrant" => {
+            Action::Delete
+        }
         "PutKeyPolicy" | "CreateGrant" => Action::Policy,
         "EnableKeyRotation" | "DisableKeyRotation" | "RotateKeyOnDemand" => Action::Rotate,
         n if n.starts_with("Describe") || n.starts_with("Get") => Action::Read,
@@ -416,7 +582,14 @@ fn kms(v: &Value, name: &str, e: &mut Event) -> (Action, bool, Vec<Target>) {
     // GetSecretValue / GetParameter row already counts.
     let secret_read = action == Action::Decrypt && e.via_service.is_none();
     let key = first_resource_arn(v, "kms").or_else(|| string_at(v, "requestParameters.keyId"));
-    let target = Target { resource_type: key.as_ref().map(|_| ResourceType::KmsKey), name: key.as_ref().map(|k| k.rsplit('/').next().unwrap_or(k).to_owned()), id: key, version: None };
+    let target = Target {
+        resource_type: key.as_ref().map(|_| ResourceType::KmsKey),
+        name: key
+            .as_ref()
+            .map(|k| k.rsplit('/').next().unwrap_or(k).to_owned()),
+        id: key,
+        version: None,
+    };
     (action, secret_read, vec![target])
 }
 
@@ -428,11 +601,22 @@ fn generic(v: &Value, name: &str) -> (Action, bool, Vec<Target>) {
         n if n.starts_with("Get") || n.starts_with("Describe") => Action::Read,
         n if n.starts_with("Delete") => Action::Delete,
         n if n.contains("Policy") => Action::Policy,
-        n if n.starts_with("Put") || n.starts_with("Create") || n.starts_with("Update") => Action::Write,
+        n if n.starts_with("Put") || n.starts_with("Create") || n.starts_with("Update") => {
+            Action::Write
+        }
         _ => Action::Other,
     };
-    let arn = at(v, "resources").and_then(Value::as_array).and_then(|r| r.first()).and_then(|r| r.get("ARN")).and_then(Value::as_str);
-    let target = Target { resource_type: None, id: arn.map(str::to_owned), name: arn.map(|a| a.rsplit(['/', ':']).next().unwrap_or(a).to_owned()), version: None };
+    let arn = at(v, "resources")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("ARN"))
+        .and_then(Value::as_str);
+    let target = Target {
+        resource_type: None,
+        id: arn.map(str::to_owned),
+        name: arn.map(|a| a.rsplit(['/', ':']).next().unwrap_or(a).to_owned()),
+        version: None,
+    };
     (action, false, vec![target])
 }
 
@@ -441,12 +625,18 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context { region: "eu-west-1", account: "111122223333" }
+        Context {
+            region: "eu-west-1",
+            account: "111122223333",
+        }
     }
 
     #[test]
     fn secret_ids_normalize_to_one_identity() {
-        let by_arn = secret_identity("arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/payments/db-a1B2c3", &ctx());
+        let by_arn = secret_identity(
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/payments/db-a1B2c3",
+            &ctx(),
+        );
         let by_name = secret_identity("prod/payments/db", &ctx());
         assert_eq!(by_arn, by_name);
         assert_eq!(by_arn.1, "prod/payments/db");
@@ -454,9 +644,25 @@ mod tests {
 
     #[test]
     fn assumed_role_arn_gives_the_role() {
-        let (role, session) = parse_assumed_role("arn:aws:sts::111122223333:assumed-role/payments-api-task/s-1").unwrap();
+        let (role, session) =
+            parse_assumed_role("arn:aws:sts::111122223333:assumed-role/payments-api-task/s-1")
+                .unwrap();
         assert_eq!(role, "arn:aws:iam::111122223333:role/payments-api-task");
         assert_eq!(session, "s-1");
+    }
+
+    #[test]
+    fn role_paths_are_dropped_from_actor_ids() {
+        assert_eq!(
+            without_role_path(
+                "arn:aws:iam::1:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0a"
+            ),
+            "arn:aws:iam::1:role/AWSReservedSSO_Admin_0a"
+        );
+        assert_eq!(
+            without_role_path("arn:aws:iam::1:role/app"),
+            "arn:aws:iam::1:role/app"
+        );
     }
 
     #[test]
@@ -464,7 +670,10 @@ mod tests {
         assert_eq!(outcome(None), Outcome::Success);
         assert_eq!(outcome(Some("AccessDenied")), Outcome::Denied);
         assert_eq!(outcome(Some("AccessDeniedException")), Outcome::Denied);
-        assert_eq!(outcome(Some("ResourceNotFoundException")), Outcome::NotFound);
+        assert_eq!(
+            outcome(Some("ResourceNotFoundException")),
+            Outcome::NotFound
+        );
         assert_eq!(outcome(Some("ParameterNotFound")), Outcome::NotFound);
         assert_eq!(outcome(Some("ThrottlingException")), Outcome::Error);
     }

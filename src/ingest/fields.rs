@@ -20,7 +20,9 @@ pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// A non-empty string at `path`; other types are treated as absent.
 pub fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    at(v, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    at(v, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Owned version of [`str_at`].
@@ -67,7 +69,11 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 pub fn strings_at(v: &Value, path: &str) -> Vec<String> {
     at(v, path)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -94,16 +100,34 @@ mod tests {
     #[test]
     fn required_fields_name_the_path() {
         let v = json!({"a": {"b": 5, "c": ""}});
-        assert_eq!(required_str(&v, "a.x").unwrap_err().reason, "missing_field:a.x");
-        assert_eq!(required_str(&v, "a.b").unwrap_err().reason, "type_mismatch:a.b");
-        assert_eq!(required_str(&v, "a.c").unwrap_err().reason, "missing_field:a.c");
+        assert_eq!(
+            required_str(&v, "a.x").unwrap_err().reason,
+            "missing_field:a.x"
+        );
+        assert_eq!(
+            required_str(&v, "a.b").unwrap_err().reason,
+            "type_mismatch:a.b"
+        );
+        assert_eq!(
+            required_str(&v, "a.c").unwrap_err().reason,
+            "missing_field:a.c"
+        );
     }
 
     #[test]
     fn addresses_split_into_ip_or_host() {
         assert_eq!(split_address("10.0.0.1"), (Some("10.0.0.1".into()), None));
-        assert_eq!(split_address("10.0.0.1:8200"), (Some("10.0.0.1".into()), None));
-        assert_eq!(split_address("[2001:db8::1]:443"), (Some("2001:db8::1".into()), None));
-        assert_eq!(split_address("AWS Internal"), (None, Some("AWS Internal".into())));
+        assert_eq!(
+            split_address("10.0.0.1:8200"),
+            (Some("10.0.0.1".into()), None)
+        );
+        assert_eq!(
+            split_address("[2001:db8::1]:443"),
+            (Some("2001:db8::1".into()), None)
+        );
+        assert_eq!(
+            split_address("AWS Internal"),
+            (None, Some("AWS Internal".into()))
+        );
     }
 }

@@ -34,34 +34,64 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<(Vec<InputFile>, Vec<Skipped>)> {
     let mut skipped = Vec::new();
     let mut seen_dirs = HashSet::new();
     for p in paths {
-        let meta = fs::metadata(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        let meta = fs::metadata(p)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
         if meta.is_dir() {
             walk(p, &mut seen_dirs, &mut files, &mut skipped)?;
         } else {
-            files.push(InputFile { path: p.clone(), display: p.display().to_string() });
+            files.push(InputFile {
+                path: p.clone(),
+                display: p.display().to_string(),
+            });
         }
     }
     Ok((files, skipped))
 }
 
-fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, files: &mut Vec<InputFile>, skipped: &mut Vec<Skipped>) -> io::Result<()> {
+fn walk(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    files: &mut Vec<InputFile>,
+    skipped: &mut Vec<Skipped>,
+) -> io::Result<()> {
     let canonical = fs::canonicalize(dir)?;
     if !seen.insert(canonical) {
-        skipped.push(Skipped { path: dir.display().to_string(), why: "directory already visited (symlink loop)".into() });
+        skipped.push(Skipped {
+            path: dir.display().to_string(),
+            why: "directory already visited (symlink loop)".into(),
+        });
         return Ok(());
     }
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        let name = entry.file_name().to_string_lossy().to_lowercase();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Documentation beside the logs is not a log; a file named on the command line still is read.
+        if name.ends_with(".md") || name.starts_with("readme") || name.starts_with("license") {
+            skipped.push(Skipped {
+                path: path.display().to_string(),
+                why: "documentation, not a log (by name)".into(),
+            });
             continue;
         }
         match fs::metadata(&path) {
             Ok(m) if m.is_dir() => walk(&path, seen, files, skipped)?,
-            Ok(m) if m.is_file() => files.push(InputFile { display: path.display().to_string(), path }),
-            Ok(_) => skipped.push(Skipped { path: path.display().to_string(), why: "not a regular file".into() }),
-            Err(e) => skipped.push(Skipped { path: path.display().to_string(), why: format!("cannot read: {e}") }),
+            Ok(m) if m.is_file() => files.push(InputFile {
+                display: path.display().to_string(),
+                path,
+            }),
+            Ok(_) => skipped.push(Skipped {
+                path: path.display().to_string(),
+                why: "not a regular file".into(),
+            }),
+            Err(e) => skipped.push(Skipped {
+                path: path.display().to_string(),
+                why: format!("cannot read: {e}"),
+            }),
         }
     }
     Ok(())
@@ -86,7 +116,11 @@ pub fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
     let n = read_up_to(&mut f, &mut magic)?;
     let gzip = n == 2 && magic == GZIP_MAGIC;
     let f = File::open(path)?;
-    let mut hashing = HashingReader { inner: BufReader::with_capacity(READ_BUFFER, f), hasher: Sha256::new(), bytes: 0 };
+    let mut hashing = HashingReader {
+        inner: BufReader::with_capacity(READ_BUFFER, f),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let mut gzip_problem = None;
     if gzip {
         let mut dec = MultiGzDecoder::new(&mut hashing);
@@ -98,14 +132,25 @@ pub fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
     } else {
         io::copy(&mut hashing, &mut io::sink())?;
     }
-    Ok(Fingerprint { digest: format!("sha256:{}", hex::encode(hashing.hasher.finalize())), bytes: hashing.bytes, gzip, gzip_problem })
+    Ok(Fingerprint {
+        digest: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
+        bytes: hashing.bytes,
+        gzip,
+        gzip_problem,
+    })
 }
 
 fn classify_gzip_error(e: &io::Error) -> (String, String) {
     if e.kind() == io::ErrorKind::UnexpectedEof {
-        ("gzip_truncated".into(), "the gzip stream ends before its end marker (file cut short)".into())
+        (
+            "gzip_truncated".into(),
+            "the gzip stream ends before its end marker (file cut short)".into(),
+        )
     } else {
-        ("gzip_corrupt".into(), format!("the gzip stream is corrupt: {e}"))
+        (
+            "gzip_corrupt".into(),
+            format!("the gzip stream is corrupt: {e}"),
+        )
     }
 }
 
@@ -139,7 +184,10 @@ impl<R: Read> Read for HashingReader<R> {
 pub fn open(path: &Path, gzip: bool) -> io::Result<Box<dyn BufRead>> {
     let f = File::open(path)?;
     Ok(if gzip {
-        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, f))))
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, f)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(READ_BUFFER, f))
     })

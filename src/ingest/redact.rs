@@ -34,7 +34,11 @@ pub fn redact_secret_keys(v: &mut Value, path: &str, removed: &mut Vec<String>) 
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
-                let child_path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child_path = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 let lower = k.to_ascii_lowercase();
                 if SECRET_KEYS.contains(&lower.as_str()) && is_secret_value(child) {
                     *child = Value::String(REDACTED.into());
@@ -56,7 +60,9 @@ pub fn redact_secret_keys(v: &mut Value, path: &str, removed: &mut Vec<String>) 
 fn is_secret_value(v: &Value) -> bool {
     match v {
         Value::String(s) => {
-            !s.is_empty() && !s.starts_with(VAULT_HMAC_PREFIX) && !ALREADY_HIDDEN.contains(&s.as_str())
+            !s.is_empty()
+                && !s.starts_with(VAULT_HMAC_PREFIX)
+                && !ALREADY_HIDDEN.contains(&s.as_str())
         }
         Value::Null => false,
         _ => true,
@@ -80,14 +86,54 @@ pub fn redact_unhashed_strings(v: &mut Value) -> usize {
 /// Fields whose string values are kept in rejects: identifiers, names, times, codes. Every other
 /// string value is blanked, because a record that did not parse cannot be redacted by structure.
 const REJECT_SAFE_KEYS: [&str; 48] = [
-    "time", "type", "id", "operation", "path", "mount_point", "mount_type", "mount_class",
-    "display_name", "entity_id", "client_id", "remote_address", "namespace", "policies",
-    "token_policies", "identity_policies", "token_type", "error", "role", "username",
-    "service_account_name", "service_account_namespace", "eventVersion", "eventTime",
-    "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent", "errorCode",
-    "errorMessage", "requestID", "eventID", "eventType", "recipientAccountId", "arn", "accountId",
-    "principalId", "userName", "invokedBy", "secretId", "name", "eventCategory", "kind",
-    "apiVersion", "auditID", "verb", "detail-type",
+    "time",
+    "type",
+    "id",
+    "operation",
+    "path",
+    "mount_point",
+    "mount_type",
+    "mount_class",
+    "display_name",
+    "entity_id",
+    "client_id",
+    "remote_address",
+    "namespace",
+    "policies",
+    "token_policies",
+    "identity_policies",
+    "token_type",
+    "error",
+    "role",
+    "username",
+    "service_account_name",
+    "service_account_namespace",
+    "eventVersion",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "requestID",
+    "eventID",
+    "eventType",
+    "recipientAccountId",
+    "arn",
+    "accountId",
+    "principalId",
+    "userName",
+    "invokedBy",
+    "secretId",
+    "name",
+    "eventCategory",
+    "kind",
+    "apiVersion",
+    "auditID",
+    "verb",
+    "detail-type",
 ];
 
 /// Redacted, truncated text of a record that could not be parsed, for the rejects file.
@@ -101,7 +147,7 @@ pub fn scrub_reject_text(bytes: &[u8], max_chars: usize) -> String {
     let mut expecting_value = false;
     while let Some((_, c)) = chars.next() {
         if out.len() >= max_chars {
-            out.push_str("…");
+            out.push('…');
             break;
         }
         match c {
@@ -121,7 +167,9 @@ pub fn scrub_reject_text(bytes: &[u8], max_chars: usize) -> String {
                         s.push(d);
                     }
                 }
-                let in_array = keys.last().is_some_and(|k| k.as_deref() == Some("\u{0}array"));
+                let in_array = keys
+                    .last()
+                    .is_some_and(|k| k.as_deref() == Some("\u{0}array"));
                 let is_value = expecting_value || in_array;
                 if !is_value {
                     out.push('"');
@@ -130,8 +178,14 @@ pub fn scrub_reject_text(bytes: &[u8], max_chars: usize) -> String {
                     last_key = Some(s);
                     continue;
                 }
-                let owner = if in_array { array_owner(&keys) } else { last_key.clone() };
-                let safe = owner.as_deref().is_some_and(|k| REJECT_SAFE_KEYS.contains(&k))
+                let owner = if in_array {
+                    array_owner(&keys)
+                } else {
+                    last_key.clone()
+                };
+                let safe = owner
+                    .as_deref()
+                    .is_some_and(|k| REJECT_SAFE_KEYS.contains(&k))
                     || s.starts_with(VAULT_HMAC_PREFIX);
                 out.push('"');
                 out.push_str(if safe { &s } else { REDACTED });
@@ -204,10 +258,14 @@ pub fn scrub_token_shapes(text: &str) -> String {
 }
 
 fn looks_like_credential(word: &str) -> bool {
-    let vault = ["hvs.", "hvb.", "hvr."].iter().any(|p| word.starts_with(p) && word.len() >= 24);
+    let vault = ["hvs.", "hvb.", "hvr."]
+        .iter()
+        .any(|p| word.starts_with(p) && word.len() >= 24);
     let aws_key = (word.starts_with("AKIA") || word.starts_with("ASIA"))
         && word.len() == 20
-        && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        && word
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     vault || aws_key
 }
 
@@ -226,7 +284,10 @@ mod tests {
         removed.sort();
         assert_eq!(
             removed,
-            ["responseElements.credentials.secretAccessKey", "responseElements.credentials.sessionToken"]
+            [
+                "responseElements.credentials.secretAccessKey",
+                "responseElements.credentials.sessionToken"
+            ]
         );
         assert!(!v.to_string().contains("SENTINEL"));
         assert!(v.to_string().contains("ASIAEXAMPLE"));
@@ -236,7 +297,10 @@ mod tests {
     fn unhashed_vault_strings_are_replaced() {
         let mut v = json!({"data": {"password": "SENTINEL", "n": 5, "h": "hmac-sha256:ab"}});
         assert_eq!(redact_unhashed_strings(&mut v), 1);
-        assert_eq!(v, json!({"data": {"password": REDACTED, "n": 5, "h": "hmac-sha256:ab"}}));
+        assert_eq!(
+            v,
+            json!({"data": {"password": REDACTED, "n": 5, "h": "hmac-sha256:ab"}})
+        );
     }
 
     #[test]
@@ -251,7 +315,9 @@ mod tests {
 
     #[test]
     fn token_shapes_are_blanked_in_free_text() {
-        let out = scrub_token_shapes("token hvs.CAESIJk3aaaaaaaaaaaaaaaaaaaa and AKIAIOSFODNN7EXAMPLE ok");
+        let out = scrub_token_shapes(
+            "token hvs.CAESIJk3aaaaaaaaaaaaaaaaaaaa and AKIAIOSFODNN7EXAMPLE ok",
+        );
         assert_eq!(out, "token <redacted> and <redacted> ok");
     }
 }

@@ -27,7 +27,13 @@ pub struct RejectEntry {
 }
 
 impl RejectEntry {
-    pub fn for_record(file: &str, rec: &RawRecord, source: Option<&str>, reason: String, detail: String) -> RejectEntry {
+    pub fn for_record(
+        file: &str,
+        rec: &RawRecord,
+        source: Option<&str>,
+        reason: String,
+        detail: String,
+    ) -> RejectEntry {
         let raw_bytes = match &rec.problem {
             Some(super::splitter::SplitProblem::TooLong { len }) => *len,
             _ => rec.bytes.len() as u64,
@@ -47,7 +53,13 @@ impl RejectEntry {
         }
     }
 
-    pub fn for_file(file: &str, source: Option<&str>, reason: &str, detail: String, records: u64) -> RejectEntry {
+    pub fn for_file(
+        file: &str,
+        source: Option<&str>,
+        reason: &str,
+        detail: String,
+        records: u64,
+    ) -> RejectEntry {
         RejectEntry {
             file: file.to_owned(),
             line: None,

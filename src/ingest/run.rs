@@ -17,7 +17,9 @@ use thiserror::Error;
 
 use super::inputs::{self, InputFile, Skipped};
 use super::rejects::RejectEntry;
-use super::source::{detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Source};
+use super::source::{
+    detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Source,
+};
 use super::splitter::{RawRecord, SplitProblem, Splitter};
 use crate::event::{utc_date, Event, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
@@ -90,28 +92,53 @@ pub struct SkippedInput {
 
 impl From<Skipped> for SkippedInput {
     fn from(s: Skipped) -> Self {
-        SkippedInput { path: s.path, why: s.why }
+        SkippedInput {
+            path: s.path,
+            why: s.why,
+        }
     }
 }
 
 /// Runs one ingest into `store`.
-pub fn ingest(store: &Store, specs: &[InputSpec], opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+pub fn ingest(
+    store: &Store,
+    specs: &[InputSpec],
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
     let lock = store.lock()?;
     let log = store.log()?;
     let mut warnings: Vec<String> = log.warnings.clone();
     let orphans = store.remove_orphans(&log, &lock)?;
     if !orphans.is_empty() {
-        warnings.push(format!("removed {} file(s) left by an interrupted ingest", orphans.len()));
+        warnings.push(format!(
+            "removed {} file(s) left by an interrupted ingest",
+            orphans.len()
+        ));
     }
     let mut spooled = None;
     let mut files = Vec::new();
     let mut skipped: Vec<SkippedInput> = Vec::new();
-    let paths: Vec<PathBuf> = specs.iter().filter_map(|s| if let InputSpec::Path(p) = s { Some(p.clone()) } else { None }).collect();
-    let (found, walk_skipped) = inputs::expand(&paths).map_err(|e| IngestError::Input { path: "input".into(), source: e })?;
+    let paths: Vec<PathBuf> = specs
+        .iter()
+        .filter_map(|s| {
+            if let InputSpec::Path(p) = s {
+                Some(p.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let (found, walk_skipped) = inputs::expand(&paths).map_err(|e| IngestError::Input {
+        path: "input".into(),
+        source: e,
+    })?;
     skipped.extend(walk_skipped.into_iter().map(SkippedInput::from));
     if specs.iter().any(|s| matches!(s, InputSpec::Stdin)) {
         let path = spool_stdin(store)?;
-        files.push(InputFile { path: path.clone(), display: "stdin".into() });
+        files.push(InputFile {
+            path: path.clone(),
+            display: "stdin".into(),
+        });
         spooled = Some(path);
     }
     files.extend(found);
@@ -135,7 +162,10 @@ fn spool_stdin(store: &Store) -> Result<PathBuf, IngestError> {
     create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
     let path = dir.join(format!("stdin-{}.spool", std::process::id()));
     let mut out = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
-    io::copy(&mut io::stdin().lock(), &mut out).map_err(|e| IngestError::Input { path: "stdin".into(), source: e })?;
+    io::copy(&mut io::stdin().lock(), &mut out).map_err(|e| IngestError::Input {
+        path: "stdin".into(),
+        source: e,
+    })?;
     Ok(path)
 }
 
@@ -157,7 +187,11 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(store: &'a Store, log: &'a CommitLog, opts: &'a IngestOptions) -> Result<Self, IngestError> {
+    fn new(
+        store: &'a Store,
+        log: &'a CommitLog,
+        opts: &'a IngestOptions,
+    ) -> Result<Self, IngestError> {
         let seq = log.next_seq();
         let mut fingerprints = HashMap::new();
         for c in &log.commits {
@@ -165,10 +199,16 @@ impl<'a> Run<'a> {
                 fingerprints.insert(input.fingerprint.clone(), c.commit.seq);
             }
         }
-        let progress = if opts.progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        let progress = if opts.progress {
+            ProgressBar::new(0)
+        } else {
+            ProgressBar::hidden()
+        };
         progress.set_style(
-            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}")
-                .expect("valid progress template"),
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
+            )
+            .expect("valid progress template"),
         );
         Ok(Run {
             store,
@@ -188,18 +228,33 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn ingest_files(&mut self, files: &[InputFile], skipped: &mut Vec<SkippedInput>) -> Result<(), IngestError> {
-        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(&f.path).ok()).map(|m| m.len()).sum();
+    fn ingest_files(
+        &mut self,
+        files: &[InputFile],
+        skipped: &mut Vec<SkippedInput>,
+    ) -> Result<(), IngestError> {
+        let total: u64 = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(&f.path).ok())
+            .map(|m| m.len())
+            .sum();
         self.progress.set_length(total);
         for file in files {
             self.progress.set_message(file.display.clone());
             if let Some(why) = self.ingest_file(file)? {
-                skipped.push(SkippedInput { path: file.display.clone(), why });
+                skipped.push(SkippedInput {
+                    path: file.display.clone(),
+                    why,
+                });
             }
         }
         let kinds: Vec<SourceKind> = self.sources.keys().copied().collect();
         for kind in kinds {
-            let rows = self.sources.get_mut(&kind).expect("source present").finish();
+            let rows = self
+                .sources
+                .get_mut(&kind)
+                .expect("source present")
+                .finish();
             for e in rows {
                 *self.pending.entry(kind).or_default() -= 1;
                 self.store_rows(kind, vec![e])?;
@@ -211,12 +266,19 @@ impl<'a> Run<'a> {
 
     /// Reads one file; returns why it was skipped, if it was.
     fn ingest_file(&mut self, file: &InputFile) -> Result<Option<String>, IngestError> {
-        let input_err = |e: io::Error| IngestError::Input { path: file.display.clone(), source: e };
+        let input_err = |e: io::Error| IngestError::Input {
+            path: file.display.clone(),
+            source: e,
+        };
         let fp = inputs::fingerprint(&file.path).map_err(input_err)?;
         let start_pos = self.progress.position();
         if let Some(seq) = self.fingerprints.get(&fp.digest) {
             self.progress.inc(fp.bytes);
-            return Ok(Some(if *seq == self.seq { "same content as another input of this run".into() } else { format!("already ingested (commit {seq})") }));
+            return Ok(Some(if *seq == self.seq {
+                "same content as another input of this run".into()
+            } else {
+                format!("already ingested (commit {seq})")
+            }));
         }
         self.fingerprints.insert(fp.digest.clone(), self.seq);
         self.files_read += 1;
@@ -255,13 +317,13 @@ impl<'a> Run<'a> {
         }
         let Some(kind) = kind else {
             if lookahead.is_empty() {
-                self.consume(file, &fp, 0);
                 return Ok(Some("empty file".into()));
             }
             let detail = "no record looks like any supported source (vault, cloudtrail); use --source to force one".to_owned();
             self.reject_file(file, &fp, UNKNOWN_SOURCE, "unknown_format", detail)?;
             return Ok(None);
         };
+        let rejected_before = self.tally(kind).rejected;
         let mut n = 0u64;
         for rec in lookahead {
             n += 1;
@@ -270,39 +332,76 @@ impl<'a> Run<'a> {
         for rec in records {
             let rec = rec.map_err(input_err)?;
             n += 1;
-            if n % 4096 == 0 && !fp.gzip {
+            if n.is_multiple_of(4096) && !fp.gzip {
                 self.progress.set_position(start_pos + rec.offset);
             }
             self.handle_record(kind, file, rec)?;
         }
         self.progress.set_position(start_pos + fp.bytes);
-        self.consume(file, &fp, n);
+        // A file counts as consumed (and is skipped next time) only if some of it was accepted:
+        // a file rejected whole, say parsed as the wrong source, can be ingested again.
+        if n > self.tally(kind).rejected - rejected_before {
+            self.consume(file, &fp, n);
+        }
         Ok(None)
     }
 
     fn consume(&mut self, file: &InputFile, fp: &inputs::Fingerprint, records: u64) {
-        self.consumed.push(ConsumedInput { path: file.display.clone(), fingerprint: fp.digest.clone(), bytes: fp.bytes, records });
+        self.consumed.push(ConsumedInput {
+            path: file.display.clone(),
+            fingerprint: fp.digest.clone(),
+            bytes: fp.bytes,
+            records,
+        });
     }
 
-    fn reject_file(&mut self, file: &InputFile, fp: &inputs::Fingerprint, tally: &str, reason: &str, detail: String) -> Result<(), IngestError> {
+    fn reject_file(
+        &mut self,
+        file: &InputFile,
+        fp: &inputs::Fingerprint,
+        tally: &str,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), IngestError> {
         let t = self.counts.entry(tally.to_owned()).or_default();
         t.read += 1;
         t.rejected += 1;
         let source = (tally != UNKNOWN_SOURCE).then_some(tally);
-        self.rejects.push(RejectEntry::for_file(&file.display, source, reason, detail, 1))?;
+        self.rejects.push(RejectEntry::for_file(
+            &file.display,
+            source,
+            reason,
+            detail,
+            1,
+        ))?;
         self.consume(file, fp, 1);
         Ok(())
     }
 
-    fn handle_record(&mut self, kind: SourceKind, file: &InputFile, rec: RawRecord) -> Result<(), IngestError> {
-        self.counts.entry(kind.as_str().to_owned()).or_default().read += 1;
+    fn handle_record(
+        &mut self,
+        kind: SourceKind,
+        file: &InputFile,
+        rec: RawRecord,
+    ) -> Result<(), IngestError> {
+        self.counts
+            .entry(kind.as_str().to_owned())
+            .or_default()
+            .read += 1;
         let value = match decode(&rec) {
             Ok(v) => v,
             Err(rej) => return self.reject(kind, file, &rec, rej),
         };
-        let meta = RecordMeta { location: location(&file.display, &rec), prefix: rec.prefix.clone(), container: rec.container };
+        let meta = RecordMeta {
+            location: location(&file.display, &rec),
+            prefix: rec.prefix.clone(),
+            container: rec.container,
+        };
         let opts = &self.opts.parse;
-        let parser = self.sources.entry(kind).or_insert_with(|| new_source(kind, opts));
+        let parser = self
+            .sources
+            .entry(kind)
+            .or_insert_with(|| new_source(kind, opts));
         match parser.parse(value, &meta) {
             Err(rej) => self.reject(kind, file, &rec, rej),
             Ok(Parsed::Rows { rows, merged }) => {
@@ -329,9 +428,21 @@ impl<'a> Run<'a> {
         self.counts.entry(kind.as_str().to_owned()).or_default()
     }
 
-    fn reject(&mut self, kind: SourceKind, file: &InputFile, rec: &RawRecord, rej: Reject) -> Result<(), IngestError> {
+    fn reject(
+        &mut self,
+        kind: SourceKind,
+        file: &InputFile,
+        rec: &RawRecord,
+        rej: Reject,
+    ) -> Result<(), IngestError> {
         self.tally(kind).rejected += 1;
-        let entry = RejectEntry::for_record(&file.display, rec, Some(kind.as_str()), rej.reason, rej.detail);
+        let entry = RejectEntry::for_record(
+            &file.display,
+            rec,
+            Some(kind.as_str()),
+            rej.reason,
+            rej.detail,
+        );
         self.rejects.push(entry)?;
         Ok(())
     }
@@ -344,7 +455,10 @@ impl<'a> Run<'a> {
                 e.raw_event = None;
             }
             let date = utc_date(e.event_time);
-            if self.uids.insert(self.store, self.log, kind.as_str(), &date, &e.event_uid)? {
+            if self
+                .uids
+                .insert(self.store, self.log, kind.as_str(), &date, &e.event_uid)?
+            {
                 self.writer.push(&e)?;
                 new_rows += 1;
             }
@@ -359,16 +473,34 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn commit(self, skipped: Vec<SkippedInput>, mut warnings: Vec<String>) -> Result<IngestReport, IngestError> {
-        let Run { store, opts, seq, counts, writer, consumed, rejects, files_read, pending, .. } = self;
-        debug_assert!(pending.values().all(|p| *p == 0), "held records left unaccounted: {pending:?}");
+    fn commit(
+        self,
+        skipped: Vec<SkippedInput>,
+        mut warnings: Vec<String>,
+    ) -> Result<IngestReport, IngestError> {
+        let Run {
+            store,
+            opts,
+            seq,
+            counts,
+            writer,
+            consumed,
+            rejects,
+            files_read,
+            pending,
+            ..
+        } = self;
+        debug_assert!(
+            pending.values().all(|p| *p == 0),
+            "held records left unaccounted: {pending:?}"
+        );
         let mut total = Tally::default();
         for t in counts.values() {
             total.add(t);
         }
         let shown = rejects.shown.clone();
         let strict_aborted = opts.strict && total.rejected > 0;
-        if strict_aborted || (consumed.is_empty() && total.read == 0) {
+        if strict_aborted || total.read == 0 {
             writer.abandon();
             rejects.discard();
             return Ok(IngestReport {
@@ -399,7 +531,9 @@ impl<'a> Run<'a> {
         };
         write_commit(store.root(), &commit)?;
         if counts.values().any(|t| !t.balanced()) {
-            warnings.push("internal accounting error: read != stored + merged + duplicates + rejected".into());
+            warnings.push(
+                "internal accounting error: read != stored + merged + duplicates + rejected".into(),
+            );
         }
         Ok(IngestReport {
             commit: Some(seq),
@@ -428,17 +562,41 @@ fn location(file: &str, rec: &RawRecord) -> String {
 fn decode(rec: &RawRecord) -> Result<Value, Reject> {
     match &rec.problem {
         Some(SplitProblem::TooLong { len }) => {
-            return Err(Reject::new("line_too_long", format!("record of {len} bytes is longer than max_line_bytes")))
+            return Err(Reject::new(
+                "line_too_long",
+                format!("record of {len} bytes is longer than max_line_bytes"),
+            ))
         }
-        Some(SplitProblem::NotJson) => return Err(Reject::new("invalid_json", "no JSON object on this line")),
+        Some(SplitProblem::NotJson) => {
+            return Err(Reject::new("invalid_json", "no JSON object on this line"))
+        }
         None => {}
     }
     if let Err(e) = std::str::from_utf8(&rec.bytes) {
-        return Err(Reject::new("invalid_utf8", format!("invalid UTF-8 at byte {} of the record", e.valid_up_to())));
+        return Err(Reject::new(
+            "invalid_utf8",
+            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+        ));
     }
     serde_json::from_slice(&rec.bytes).map_err(|e| {
-        let reason = if e.to_string().contains("recursion limit") { "too_deep" } else { "invalid_json" };
-        Reject::new(reason, e.to_string())
+        let text = e.to_string();
+        let reason = if text.contains("recursion limit") {
+            "too_deep"
+        } else {
+            "invalid_json"
+        };
+        // serde counts lines inside the record; say where in the record, not "line 1".
+        let what = text.split(" at line ").next().unwrap_or(&text);
+        let detail = if e.line() <= 1 {
+            format!("{what} at byte {} of the record", e.column())
+        } else {
+            format!(
+                "{what} at line {} column {} of the record",
+                e.line(),
+                e.column()
+            )
+        };
+        Reject::new(reason, detail)
     })
 }
 
@@ -471,7 +629,12 @@ impl Write for HashingWrite {
 impl RejectSink {
     fn new(store: &Store, seq: u64, now: i64) -> Result<Self, IngestError> {
         let relative = format!("{REJECTS_DIR}/{}/{seq:06}.jsonl", utc_date(now));
-        Ok(RejectSink { path: store.absolute(&relative), relative, out: None, shown: Vec::new() })
+        Ok(RejectSink {
+            path: store.absolute(&relative),
+            relative,
+            out: None,
+            shown: Vec::new(),
+        })
     }
 
     fn push(&mut self, entry: RejectEntry) -> Result<(), IngestError> {
@@ -480,12 +643,20 @@ impl RejectSink {
             create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
             let tmp = temp_path(&self.path);
             let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            self.out = Some((BufWriter::new(HashingWrite { file, hasher: Sha256::new(), bytes: 0 }), 0));
+            self.out = Some((
+                BufWriter::new(HashingWrite {
+                    file,
+                    hasher: Sha256::new(),
+                    bytes: 0,
+                }),
+                0,
+            ));
         }
         let (out, n) = self.out.as_mut().expect("opened above");
         let mut line = serde_json::to_vec(&entry).expect("a reject serializes");
         line.push(b'\n');
-        out.write_all(&line).map_err(|e| StoreError::io(&self.path, e))?;
+        out.write_all(&line)
+            .map_err(|e| StoreError::io(&self.path, e))?;
         *n += entry.records;
         if self.shown.len() < REJECTS_SHOWN {
             self.shown.push(entry);
@@ -494,13 +665,22 @@ impl RejectSink {
     }
 
     fn publish(self) -> Result<Option<RejectsFile>, IngestError> {
-        let Some((out, records)) = self.out else { return Ok(None) };
+        let Some((out, records)) = self.out else {
+            return Ok(None);
+        };
         let tmp = temp_path(&self.path);
-        let inner = out.into_inner().map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+        let inner = out
+            .into_inner()
+            .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
         inner.file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
         let sha256 = hex::encode(inner.hasher.finalize());
         publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        Ok(Some(RejectsFile { path: self.relative, records, bytes: inner.bytes, sha256 }))
+        Ok(Some(RejectsFile {
+            path: self.relative,
+            records,
+            bytes: inner.bytes,
+            sha256,
+        }))
     }
 
     fn discard(self) {
@@ -509,4 +689,3 @@ impl RejectSink {
         }
     }
 }
-

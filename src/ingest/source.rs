@@ -19,7 +19,10 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { keep_raw: true, vault_cluster: "default".into() }
+        ParseOptions {
+            keep_raw: true,
+            vault_cluster: "default".into(),
+        }
     }
 }
 
@@ -63,15 +66,24 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Reject {
-        Reject { reason: reason.into(), detail: detail.into() }
+        Reject {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn missing(field: &str) -> Reject {
-        Reject::new(format!("missing_field:{field}"), format!("required field `{field}` is missing"))
+        Reject::new(
+            format!("missing_field:{field}"),
+            format!("required field `{field}` is missing"),
+        )
     }
 
     pub fn type_mismatch(field: &str, expected: &str) -> Reject {
-        Reject::new(format!("type_mismatch:{field}"), format!("field `{field}` is not {expected}"))
+        Reject::new(
+            format!("type_mismatch:{field}"),
+            format!("field `{field}` is not {expected}"),
+        )
     }
 
     pub fn bad_timestamp(field: &str, why: String) -> Reject {

@@ -81,7 +81,11 @@ pub struct Splitter<R> {
 
 impl<R: BufRead> Splitter<R> {
     pub fn new(reader: R, max_record_bytes: usize) -> Self {
-        Splitter { reader, scan: Scanner::new(max_record_bytes), done: false }
+        Splitter {
+            reader,
+            scan: Scanner::new(max_record_bytes),
+            done: false,
+        }
     }
 }
 
@@ -230,7 +234,11 @@ impl Scanner {
             self.held_brace = false;
             if b == b'"' {
                 // `{"` at the start of a line inside an open record: that record was cut short.
-                let keep = self.buf.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(0, |p| p + 1);
+                let keep = self
+                    .buf
+                    .iter()
+                    .rposition(|c| !c.is_ascii_whitespace())
+                    .map_or(0, |p| p + 1);
                 self.buf.truncate(keep);
                 let cut = self.take_record(None);
                 self.mode_after_cut();
@@ -478,7 +486,11 @@ impl Scanner {
             return self.feed_prefix(b'\n');
         }
         if self.active {
-            let problem = if self.scalar { Some(SplitProblem::NotJson) } else { None };
+            let problem = if self.scalar {
+                Some(SplitProblem::NotJson)
+            } else {
+                None
+            };
             return Some(self.take_record(problem));
         }
         None
@@ -529,11 +541,16 @@ mod tests {
     use super::*;
 
     fn split(input: &str) -> Vec<RawRecord> {
-        Splitter::new(input.as_bytes(), 1 << 20).map(|r| r.unwrap()).collect()
+        Splitter::new(input.as_bytes(), 1 << 20)
+            .map(|r| r.unwrap())
+            .collect()
     }
 
     fn texts(input: &str) -> Vec<String> {
-        split(input).into_iter().map(|r| String::from_utf8(r.bytes).unwrap()).collect()
+        split(input)
+            .into_iter()
+            .map(|r| String::from_utf8(r.bytes).unwrap())
+            .collect()
     }
 
     #[test]
@@ -548,7 +565,10 @@ mod tests {
     #[test]
     fn pretty_printed_objects_are_one_record_each() {
         let recs = texts("{\n  \"a\": {\n    \"b\": 1\n  }\n}\n{\n  \"c\": 2\n}\n");
-        assert_eq!(recs, vec!["{\n  \"a\": {\n    \"b\": 1\n  }\n}", "{\n  \"c\": 2\n}"]);
+        assert_eq!(
+            recs,
+            vec!["{\n  \"a\": {\n    \"b\": 1\n  }\n}", "{\n  \"c\": 2\n}"]
+        );
     }
 
     #[test]
@@ -587,14 +607,25 @@ mod tests {
     #[test]
     fn cut_record_is_returned_and_the_next_line_survives() {
         let recs = texts("{\"a\":{\"b\":1}\n{\"c\":2}\n{\"d\":\"unterminated\n{\"e\":3}\n");
-        assert_eq!(recs, vec!["{\"a\":{\"b\":1}", "{\"c\":2}", "{\"d\":\"unterminated", "{\"e\":3}"]);
+        assert_eq!(
+            recs,
+            vec![
+                "{\"a\":{\"b\":1}",
+                "{\"c\":2}",
+                "{\"d\":\"unterminated",
+                "{\"e\":3}"
+            ]
+        );
     }
 
     #[test]
     fn prefix_before_json_is_split_off() {
         let recs = split("<134>Mar  3 10:00:00 vault[1]: {\"a\":1}\nnot json at all\n");
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].prefix.as_deref(), Some("<134>Mar  3 10:00:00 vault[1]: "));
+        assert_eq!(
+            recs[0].prefix.as_deref(),
+            Some("<134>Mar  3 10:00:00 vault[1]: ")
+        );
         assert_eq!(recs[0].bytes, b"{\"a\":1}");
         assert_eq!(recs[1].problem, Some(SplitProblem::NotJson));
         assert_eq!(recs[1].bytes, b"not json at all");
@@ -604,9 +635,16 @@ mod tests {
     fn too_long_record_is_skipped_with_a_sample() {
         let long = format!("{{\"a\":\"{}\"}}", "x".repeat(5000));
         let input = format!("{long}\n{{\"b\":1}}\n");
-        let recs: Vec<_> = Splitter::new(input.as_bytes(), 2000).map(|r| r.unwrap()).collect();
+        let recs: Vec<_> = Splitter::new(input.as_bytes(), 2000)
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].problem, Some(SplitProblem::TooLong { len: long.len() as u64 }));
+        assert_eq!(
+            recs[0].problem,
+            Some(SplitProblem::TooLong {
+                len: long.len() as u64
+            })
+        );
         assert_eq!(recs[0].bytes.len(), SAMPLE_BYTES);
         assert_eq!(recs[1].bytes, b"{\"b\":1}");
     }

@@ -35,7 +35,9 @@ pub fn parse_time(text: &str) -> Result<ParsedTime, String> {
 fn to_nanos(t: NaiveDateTime, assumed_utc: bool) -> Result<ParsedTime, String> {
     match t.and_utc().timestamp_nanos_opt() {
         Some(nanos) => Ok(ParsedTime { nanos, assumed_utc }),
-        None => Err(format!("timestamp out of range (1677-09-21 to 2262-04-11): {t}")),
+        None => Err(format!(
+            "timestamp out of range (1677-09-21 to 2262-04-11): {t}"
+        )),
     }
 }
 
@@ -70,7 +72,9 @@ mod tests {
 
     #[test]
     fn out_of_range_and_garbage_are_errors() {
-        assert!(parse_time("1600-01-01T00:00:00Z").unwrap_err().contains("out of range"));
+        assert!(parse_time("1600-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("out of range"));
         assert!(parse_time("2300-01-01T00:00:00Z").is_err());
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("").is_err());

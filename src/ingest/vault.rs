@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::fields::{at, optional_str, required_str, required_time, split_address, str_at, string_at, strings_at};
+use super::fields::{
+    at, optional_str, required_str, required_time, split_address, str_at, string_at, strings_at,
+};
 use super::redact::{redact_unhashed_strings, VAULT_HMAC_PREFIX};
 use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
@@ -23,9 +25,16 @@ const MAX_HELD_REQUESTS: usize = 100_000;
 
 /// A Vault audit entry has `time`, a `type` and a `request` or `auth` object.
 pub fn recognizes(v: &Value) -> bool {
-    let Some(obj) = v.as_object() else { return false };
-    let typed = obj.get("type").and_then(Value::as_str).is_some_and(|t| t.ends_with("request") || t.ends_with("response"));
-    typed && obj.contains_key("time") && (obj.get("request").is_some_and(Value::is_object) || obj.contains_key("auth"))
+    let Some(obj) = v.as_object() else {
+        return false;
+    };
+    let typed = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("request") || t.ends_with("response"));
+    typed
+        && obj.contains_key("time")
+        && (obj.get("request").is_some_and(Value::is_object) || obj.contains_key("auth"))
 }
 
 pub struct VaultSource {
@@ -40,11 +49,20 @@ pub struct VaultSource {
 
 impl VaultSource {
     pub fn new(opts: ParseOptions) -> Self {
-        VaultSource { opts, held: HashMap::new(), arrival: 0, completed: HashSet::new() }
+        VaultSource {
+            opts,
+            held: HashMap::new(),
+            arrival: 0,
+            completed: HashSet::new(),
+        }
     }
 
     fn evict_oldest(&mut self) -> Option<Event> {
-        let oldest = self.held.iter().min_by_key(|(_, (n, _))| *n).map(|(k, _)| k.clone())?;
+        let oldest = self
+            .held
+            .iter()
+            .min_by_key(|(_, (n, _))| *n)
+            .map(|(k, _)| k.clone())?;
         self.held.remove(&oldest).map(|(_, e)| e)
     }
 }
@@ -61,22 +79,36 @@ impl Source for VaultSource {
 
     fn parse(&mut self, mut record: Value, meta: &RecordMeta) -> Result<Parsed, Reject> {
         if !record.is_object() {
-            return Err(Reject::new("not_an_object", "a Vault audit entry is a JSON object"));
+            return Err(Reject::new(
+                "not_an_object",
+                "a Vault audit entry is a JSON object",
+            ));
         }
         let entry_type = match required_str(&record, "type")? {
             t if t.ends_with("response") => EntryType::Response,
             t if t.ends_with("request") => EntryType::Request,
             other => {
-                return Err(Reject::new("unsupported_record", format!("unknown Vault entry type `{other}`")))
+                return Err(Reject::new(
+                    "unsupported_record",
+                    format!("unknown Vault entry type `{other}`"),
+                ))
             }
         };
-        let mut event = normalize(&mut record, &self.opts, meta, matches!(entry_type, EntryType::Request))?;
+        let mut event = normalize(
+            &mut record,
+            &self.opts,
+            meta,
+            matches!(entry_type, EntryType::Request),
+        )?;
         let id = event.request_id.clone();
         match (entry_type, id) {
             (EntryType::Response, Some(id)) => {
                 let merged = u64::from(self.held.remove(&id).is_some());
                 self.completed.insert(id);
-                Ok(Parsed::Rows { rows: vec![event], merged })
+                Ok(Parsed::Rows {
+                    rows: vec![event],
+                    merged,
+                })
             }
             (EntryType::Response, None) => Ok(Parsed::rows(vec![event])),
             (EntryType::Request, Some(id)) => {
@@ -104,7 +136,12 @@ impl Source for VaultSource {
 }
 
 /// Builds the row for one entry. `is_request` entries have no response part.
-fn normalize(record: &mut Value, opts: &ParseOptions, meta: &RecordMeta, is_request: bool) -> Result<Event, Reject> {
+fn normalize(
+    record: &mut Value,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+) -> Result<Event, Reject> {
     let time = required_time(record, "time")?;
     if !at(record, "request").is_some_and(Value::is_object) {
         return Err(Reject::missing("request"));
@@ -122,14 +159,19 @@ fn normalize(record: &mut Value, opts: &ParseOptions, meta: &RecordMeta, is_requ
     let cluster = &opts.vault_cluster;
     let uid = match &request_id {
         Some(id) => format!("vault:{cluster}:{id}"),
-        None => format!("vault:{cluster}:sha256:{}", hex::encode(sha2_of(&v.to_string()))),
+        None => format!(
+            "vault:{cluster}:sha256:{}",
+            hex::encode(sha2_of(&v.to_string()))
+        ),
     };
     let mut e = Event::new(SourceKind::Vault, FORMAT, uid, time.nanos);
     e.parse_warnings = warnings;
     e.source_event_id = request_id.clone();
     e.request_id = request_id;
 
-    let ns_path = str_at(v, "request.namespace.path").map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty());
+    let ns_path = str_at(v, "request.namespace.path")
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty());
     e.tenant = Some(match ns_path {
         Some(ns) => format!("{cluster}/{ns}"),
         None => cluster.clone(),
@@ -150,7 +192,11 @@ fn normalize(record: &mut Value, opts: &ParseOptions, meta: &RecordMeta, is_requ
     e.outcome = match (error, allowed) {
         (Some(err), _) if err.contains("permission denied") => Outcome::Denied,
         (_, Some(false)) => Outcome::Denied,
-        (Some(err), _) if err.contains("no handler for route") || err.contains("unsupported path") => Outcome::NotFound,
+        (Some(err), _)
+            if err.contains("no handler for route") || err.contains("unsupported path") =>
+        {
+            Outcome::NotFound
+        }
         (Some(_), _) => Outcome::Error,
         (None, _) if is_request => Outcome::Unknown,
         (None, _) => Outcome::Success,
@@ -190,7 +236,8 @@ fn normalize(record: &mut Value, opts: &ParseOptions, meta: &RecordMeta, is_requ
     }
     e.raw_location = meta.location.clone();
     if let Some(prefix) = &meta.prefix {
-        e.attributes.insert("line_prefix".into(), prefix.trim().to_owned());
+        e.attributes
+            .insert("line_prefix".into(), prefix.trim().to_owned());
     }
     if opts.keep_raw {
         e.raw_event = Some(v.to_string());
@@ -207,7 +254,12 @@ fn sha2_of(text: &str) -> [u8; 32] {
 /// response data, and unhashed tokens. Returns how many values were removed.
 fn redact_raw_values(record: &mut Value) -> usize {
     let mut n = 0;
-    for path in [["request", "data"], ["response", "data"], ["response", "auth"], ["response", "wrap_info"]] {
+    for path in [
+        ["request", "data"],
+        ["response", "data"],
+        ["response", "auth"],
+        ["response", "wrap_info"],
+    ] {
         if let Some(part) = record.get_mut(path[0]).and_then(|p| p.get_mut(path[1])) {
             n += match path[1] {
                 "data" => redact_unhashed_strings(part),
@@ -225,7 +277,9 @@ fn redact_raw_values(record: &mut Value) -> usize {
 
 /// Unhashed `client_token` / `token` fields (a `log_raw` device writes live tokens).
 fn redact_token_fields(v: &mut Value) -> usize {
-    let Some(map) = v.as_object_mut() else { return 0 };
+    let Some(map) = v.as_object_mut() else {
+        return 0;
+    };
     let mut n = 0;
     for key in ["client_token", "token"] {
         if let Some(Value::String(s)) = map.get_mut(key) {
@@ -240,7 +294,10 @@ fn redact_token_fields(v: &mut Value) -> usize {
 
 /// `1 error occurred:\n\t* permission denied\n\n` → `permission denied`.
 fn short_error(err: &str) -> String {
-    let items: Vec<&str> = err.lines().filter_map(|l| l.trim().strip_prefix("* ")).collect();
+    let items: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("* "))
+        .collect();
     if items.is_empty() {
         err.trim().to_owned()
     } else {
@@ -250,14 +307,17 @@ fn short_error(err: &str) -> String {
 
 fn set_actor(e: &mut Event, v: &Value) {
     // A login request carries no caller yet; its response names who logged in.
-    let auth_path = if str_at(v, "auth.display_name").is_some() || str_at(v, "auth.entity_id").is_some() {
-        "auth"
-    } else {
-        "response.auth"
-    };
+    let auth_path =
+        if str_at(v, "auth.display_name").is_some() || str_at(v, "auth.entity_id").is_some() {
+            "auth"
+        } else {
+            "response.auth"
+        };
     let get = |field: &str| string_at(v, &format!("{auth_path}.{field}"));
     let display = get("display_name");
-    e.actor_id = get("entity_id").or_else(|| display.clone()).or_else(|| string_at(v, "request.client_id"));
+    e.actor_id = get("entity_id")
+        .or_else(|| display.clone())
+        .or_else(|| string_at(v, "request.client_id"));
     e.actor_name = get("metadata.username").or_else(|| display.clone());
     e.actor_role = get("metadata.role").or_else(|| get("metadata.role_name"));
     e.credential_id = get("accessor");
@@ -276,10 +336,32 @@ fn actor_type(display: Option<&str>, policies: &[String], known: bool) -> ActorT
         return ActorType::Root;
     }
     let Some(d) = display else {
-        return if known { ActorType::Unknown } else { ActorType::Anonymous };
+        return if known {
+            ActorType::Unknown
+        } else {
+            ActorType::Anonymous
+        };
     };
-    const HUMAN: [&str; 8] = ["oidc-", "ldap-", "userpass-", "okta-", "saml-", "github-", "radius-", "oidc_"];
-    const WORKLOAD: [&str; 8] = ["kubernetes-", "approle", "aws-", "gcp-", "azure-", "cert-", "jwt-", "cf-"];
+    const HUMAN: [&str; 8] = [
+        "oidc-",
+        "ldap-",
+        "userpass-",
+        "okta-",
+        "saml-",
+        "github-",
+        "radius-",
+        "oidc_",
+    ];
+    const WORKLOAD: [&str; 8] = [
+        "kubernetes-",
+        "approle",
+        "aws-",
+        "gcp-",
+        "azure-",
+        "cert-",
+        "jwt-",
+        "cf-",
+    ];
     if HUMAN.iter().any(|p| d.starts_with(p)) {
         ActorType::Human
     } else if WORKLOAD.iter().any(|p| d.starts_with(p)) {
@@ -292,11 +374,21 @@ fn actor_type(display: Option<&str>, policies: &[String], known: bool) -> ActorT
 /// KV version 2 puts an API segment between the mount and the key.
 const KV2_SEGMENTS: [&str; 5] = ["data/", "metadata/", "delete/", "undelete/", "destroy/"];
 
-fn set_target(e: &mut Event, v: &Value, cluster: &str, path: &str, operation: &str, mount_type: Option<&str>) {
-    let mount = str_at(v, "request.mount_point").filter(|m| path.starts_with(m)).map(str::to_owned).or_else(|| {
-        // Older Vault versions do not log the mount: take the first path segment.
-        path.split_once('/').map(|(first, _)| format!("{first}/"))
-    });
+fn set_target(
+    e: &mut Event,
+    v: &Value,
+    cluster: &str,
+    path: &str,
+    operation: &str,
+    mount_type: Option<&str>,
+) {
+    let mount = str_at(v, "request.mount_point")
+        .filter(|m| path.starts_with(m))
+        .map(str::to_owned)
+        .or_else(|| {
+            // Older Vault versions do not log the mount: take the first path segment.
+            path.split_once('/').map(|(first, _)| format!("{first}/"))
+        });
     let mount = mount.unwrap_or_default();
     let rest = &path[mount.len().min(path.len())..];
     let is_kv = mount_type == Some("kv");
@@ -305,7 +397,8 @@ fn set_target(e: &mut Event, v: &Value, cluster: &str, path: &str, operation: &s
     let (segment, key) = match kv2_segment {
         Some(seg) if is_kv || (mount_type.is_none() && matches!(seg, "data/" | "metadata/")) => {
             if !is_kv {
-                e.parse_warnings.push("kv_version_inferred_from_path".into());
+                e.parse_warnings
+                    .push("kv_version_inferred_from_path".into());
             }
             (Some(seg), &rest[seg.len()..])
         }
@@ -328,16 +421,31 @@ fn set_target(e: &mut Event, v: &Value, cluster: &str, path: &str, operation: &s
 }
 
 /// The action, and whether the request asked for secret material.
-fn classify(path: &str, operation: &str, kv2_segment: Option<&str>, mount_type: Option<&str>) -> (Action, bool) {
-    let system = path.starts_with("sys/") || path.starts_with("identity/") || path.starts_with("auth/");
+fn classify(
+    path: &str,
+    operation: &str,
+    kv2_segment: Option<&str>,
+    mount_type: Option<&str>,
+) -> (Action, bool) {
+    let system =
+        path.starts_with("sys/") || path.starts_with("identity/") || path.starts_with("auth/");
     if path.starts_with("auth/token/") {
         return (Action::Token, false);
     }
-    if path.starts_with("auth/") && (path.ends_with("/login") || path.contains("/login/") || path.ends_with("/callback")) {
+    if path.starts_with("auth/")
+        && (path.ends_with("/login") || path.contains("/login/") || path.ends_with("/callback"))
+    {
         return (Action::Login, false);
     }
     if path.starts_with("sys/policy/") || path.starts_with("sys/policies/") {
-        return (if operation == "read" || operation == "list" { Action::Read } else { Action::Policy }, false);
+        return (
+            if operation == "read" || operation == "list" {
+                Action::Read
+            } else {
+                Action::Policy
+            },
+            false,
+        );
     }
     if path.contains("/rotate") {
         return (Action::Rotate, false);
@@ -359,7 +467,8 @@ fn classify(path: &str, operation: &str, kv2_segment: Option<&str>, mount_type: 
         }
         _ => {}
     }
-    let issues_credentials = path.contains("/creds/") || path.contains("/issue/") || path.contains("/sts/");
+    let issues_credentials =
+        path.contains("/creds/") || path.contains("/issue/") || path.contains("/sts/");
     match operation {
         "read" => (Action::Read, !system),
         "list" => (Action::List, false),
@@ -376,17 +485,38 @@ mod tests {
 
     #[test]
     fn classification_of_common_paths() {
-        assert_eq!(classify("secret/data/a", "read", Some("data/"), Some("kv")), (Action::Read, true));
-        assert_eq!(classify("secret/metadata/a", "list", Some("metadata/"), Some("kv")), (Action::List, false));
-        assert_eq!(classify("database/creds/ro", "read", None, Some("database")), (Action::Read, true));
-        assert_eq!(classify("auth/approle/login", "update", None, None), (Action::Login, false));
-        assert_eq!(classify("sys/policy/p", "update", None, Some("system")), (Action::Policy, false));
-        assert_eq!(classify("sys/mounts", "read", None, Some("system")), (Action::Read, false));
+        assert_eq!(
+            classify("secret/data/a", "read", Some("data/"), Some("kv")),
+            (Action::Read, true)
+        );
+        assert_eq!(
+            classify("secret/metadata/a", "list", Some("metadata/"), Some("kv")),
+            (Action::List, false)
+        );
+        assert_eq!(
+            classify("database/creds/ro", "read", None, Some("database")),
+            (Action::Read, true)
+        );
+        assert_eq!(
+            classify("auth/approle/login", "update", None, None),
+            (Action::Login, false)
+        );
+        assert_eq!(
+            classify("sys/policy/p", "update", None, Some("system")),
+            (Action::Policy, false)
+        );
+        assert_eq!(
+            classify("sys/mounts", "read", None, Some("system")),
+            (Action::Read, false)
+        );
     }
 
     #[test]
     fn error_lists_are_shortened() {
-        assert_eq!(short_error("1 error occurred:\n\t* permission denied\n\n"), "permission denied");
+        assert_eq!(
+            short_error("1 error occurred:\n\t* permission denied\n\n"),
+            "permission denied"
+        );
         assert_eq!(short_error("permission denied"), "permission denied");
     }
 }

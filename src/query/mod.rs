@@ -26,6 +26,8 @@ pub enum QueryError {
     #[error("vigil sql is read-only: {0}")]
     Refused(String),
     #[error("{0}")]
+    UnknownTable(String),
+    #[error("{0}")]
     DataFusion(#[from] DataFusionError),
 }
 
@@ -38,7 +40,9 @@ pub async fn session(store: &Store) -> Result<SessionContext, QueryError> {
     for w in &log.warnings {
         eprintln!("warning: {w}");
     }
-    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(DEFAULT_MEMORY_LIMIT))).build_arc()?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(DEFAULT_MEMORY_LIMIT)))
+        .build_arc()?;
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_table("events", Arc::new(EventsTable::from_log(store, &log)?))?;
@@ -55,21 +59,44 @@ pub async fn session(store: &Store) -> Result<SessionContext, QueryError> {
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     let statements = DFParser::parse_sql(sql)?;
     if statements.len() != 1 {
-        return Err(QueryError::Refused(format!("give exactly one statement (found {})", statements.len())));
+        return Err(QueryError::Refused(format!(
+            "give exactly one statement (found {})",
+            statements.len()
+        )));
     }
     let statement = match &statements[0] {
         DFStatement::Statement(s) => s.as_ref(),
-        DFStatement::CreateExternalTable(_) => return Err(QueryError::Refused("CREATE EXTERNAL TABLE is not allowed; only SELECT queries over events and its views".into())),
-        DFStatement::CopyTo(_) => return Err(QueryError::Refused("COPY is not allowed; use --format csv|json and redirect the output".into())),
-        DFStatement::Explain(_) | DFStatement::Reset(_) => return Err(QueryError::Refused("this statement is not allowed; only SELECT queries over events and its views".into())),
+        DFStatement::CreateExternalTable(_) => return Err(QueryError::Refused(
+            "CREATE EXTERNAL TABLE is not allowed; only SELECT queries over events and its views"
+                .into(),
+        )),
+        DFStatement::CopyTo(_) => {
+            return Err(QueryError::Refused(
+                "COPY is not allowed; use --format csv|json and redirect the output".into(),
+            ))
+        }
+        DFStatement::Explain(_) | DFStatement::Reset(_) => {
+            return Err(QueryError::Refused(
+                "this statement is not allowed; only SELECT queries over events and its views"
+                    .into(),
+            ))
+        }
     };
     match statement {
         Statement::Query(_) => Ok(()),
-        Statement::Explain { statement, analyze: false, .. } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
+        Statement::Explain {
+            statement,
+            analyze: false,
+            ..
+        } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
         Statement::ShowTables { .. } | Statement::ShowColumns { .. } => Ok(()),
         other => {
             let text = other.to_string();
-            let keyword = text.split_whitespace().next().unwrap_or("this statement").to_uppercase();
+            let keyword = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("this statement")
+                .to_uppercase();
             Err(QueryError::Refused(format!("{keyword} statements are not allowed; only SELECT queries over events and its views")))
         }
     }
@@ -78,8 +105,14 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
 /// Runs one read-only query and collects its batches.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     check_read_only(sql)?;
-    let options = datafusion::execution::context::SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, options).await.map_err(explain_error)?;
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(explain_error)?;
     Ok(df.collect().await?)
 }
 
@@ -87,7 +120,14 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
 fn explain_error(e: DataFusionError) -> QueryError {
     let text = e.to_string();
     if text.contains("table '") && text.contains("not found") {
-        return QueryError::Refused(format!("{}; the tables are events and secret_reads (file paths cannot be queried)", text.trim_start_matches("Error during planning: ")));
+        let name = text
+            .split('\'')
+            .nth(1)
+            .unwrap_or("")
+            .trim_start_matches("datafusion.public.");
+        return QueryError::UnknownTable(format!(
+            "table '{name}' not found; the tables are events and secret_reads (file paths cannot be queried)"
+        ));
     }
     QueryError::DataFusion(e)
 }

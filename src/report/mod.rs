@@ -39,7 +39,11 @@ fn format_options() -> FormatOptions<'static> {
 }
 
 /// Writes batches in `format` to `out`.
-pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> io::Result<()> {
+pub fn write_batches(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: Format,
+) -> io::Result<()> {
     match format {
         Format::Table => write_table(out, batches),
         Format::Csv => write_csv(out, batches),
@@ -53,17 +57,29 @@ fn arrow_err(e: ArrowError) -> io::Error {
 }
 
 fn is_nested(dt: &DataType) -> bool {
-    matches!(dt, DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_))
+    matches!(
+        dt,
+        DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_)
+    )
 }
 
 /// Cell texts of one row: nested values as JSON, everything else as Arrow displays it.
-fn row_cells(batch: &RecordBatch, formatters: &[ArrayFormatter], row: usize) -> io::Result<Vec<String>> {
+fn row_cells(
+    batch: &RecordBatch,
+    formatters: &[ArrayFormatter],
+    row: usize,
+) -> io::Result<Vec<String>> {
     let mut cells = Vec::with_capacity(batch.num_columns());
     for (i, col) in batch.columns().iter().enumerate() {
         if is_nested(col.data_type()) && col.is_valid(row) {
             cells.push(nested_json(&batch.slice(row, 1), i)?);
         } else {
-            cells.push(formatters[i].value(row).try_to_string().map_err(arrow_err)?);
+            cells.push(
+                formatters[i]
+                    .value(row)
+                    .try_to_string()
+                    .map_err(arrow_err)?,
+            );
         }
     }
     Ok(cells)
@@ -77,7 +93,11 @@ fn nested_json(one_row: &RecordBatch, column: usize) -> io::Result<String> {
     w.finish().map_err(arrow_err)?;
     drop(w);
     let obj: serde_json::Value = serde_json::from_slice(&buf).map_err(io::Error::other)?;
-    Ok(obj.as_object().and_then(|o| o.values().next()).map(|v| v.to_string()).unwrap_or_default())
+    Ok(obj
+        .as_object()
+        .and_then(|o| o.values().next())
+        .map(|v| v.to_string())
+        .unwrap_or_default())
 }
 
 fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
@@ -100,8 +120,15 @@ fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
     writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })
 }
 
-fn formatters<'a>(batch: &'a RecordBatch, options: &'a FormatOptions<'a>) -> io::Result<Vec<ArrayFormatter<'a>>> {
-    batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), options).map_err(arrow_err)).collect()
+fn formatters<'a>(
+    batch: &'a RecordBatch,
+    options: &'a FormatOptions<'a>,
+) -> io::Result<Vec<ArrayFormatter<'a>>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), options).map_err(arrow_err))
+        .collect()
 }
 
 fn csv_field(text: &str) -> String {
@@ -113,14 +140,24 @@ fn csv_field(text: &str) -> String {
 }
 
 fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
-    let Some(first) = batches.first() else { return Ok(()) };
-    let header: Vec<String> = first.schema().fields().iter().map(|f| csv_field(f.name())).collect();
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
     writeln!(out, "{}", header.join(","))?;
     let options = format_options();
     for batch in batches {
         let formatters = formatters(batch, &options)?;
         for row in 0..batch.num_rows() {
-            let cells: Vec<String> = row_cells(batch, &formatters, row)?.iter().map(|c| csv_field(c)).collect();
+            let cells: Vec<String> = row_cells(batch, &formatters, row)?
+                .iter()
+                .map(|c| csv_field(c))
+                .collect();
             writeln!(out, "{}", cells.join(","))?;
         }
     }
@@ -129,7 +166,9 @@ fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
 
 fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::Result<()> {
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let builder = WriterBuilder::new().with_explicit_nulls(true).with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".into());
+    let builder = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".into());
     if array {
         let mut w = builder.build::<_, JsonArray>(&mut *out);
         w.write_batches(&refs).map_err(arrow_err)?;

@@ -138,7 +138,10 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
         let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(seq) = name
+            .strip_suffix(".json")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             seqs.push(seq);
         }
     }
@@ -148,19 +151,30 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
         let expected = i as u64 + 1;
         let path = dir.join(commit_file_name(*seq));
         if *seq != expected {
-            log.warnings.push(format!("commit {expected} is missing; the store ends at commit {}", expected - 1));
+            log.warnings.push(format!(
+                "commit {expected} is missing; the store ends at commit {}",
+                expected - 1
+            ));
             break;
         }
         let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
         let commit: Commit = match serde_json::from_slice(&bytes) {
             Ok(c) => c,
             Err(e) => {
-                log.warnings.push(format!("commit {seq} ({}) is unreadable ({e}); the store ends at commit {}", path.display(), seq - 1));
+                log.warnings.push(format!(
+                    "commit {seq} ({}) is unreadable ({e}); the store ends at commit {}",
+                    path.display(),
+                    seq - 1
+                ));
                 break;
             }
         };
         if commit.seq != *seq || commit.prev != prev_hash {
-            log.warnings.push(format!("commit {seq} does not chain to commit {}; the store ends at commit {}", seq - 1, seq - 1));
+            log.warnings.push(format!(
+                "commit {seq} does not chain to commit {}; the store ends at commit {}",
+                seq - 1,
+                seq - 1
+            ));
             break;
         }
         let hash = hex::encode(Sha256::digest(&bytes));

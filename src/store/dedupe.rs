@@ -30,25 +30,46 @@ pub struct UidIndex {
 
 impl UidIndex {
     /// Records `uid` in its partition; false when it was already there (a duplicate).
-    pub fn insert(&mut self, store: &Store, log: &CommitLog, source: &str, date: &str, uid: &str) -> Result<bool, StoreError> {
+    pub fn insert(
+        &mut self,
+        store: &Store,
+        log: &CommitLog,
+        source: &str,
+        date: &str,
+        uid: &str,
+    ) -> Result<bool, StoreError> {
         let key = (source.to_owned(), date.to_owned());
         if !self.partitions.contains_key(&key) {
             let existing = load_partition(store, log, source, date)?;
             self.partitions.insert(key.clone(), existing);
         }
-        let set = self.partitions.get_mut(&key).expect("partition loaded above");
+        let set = self
+            .partitions
+            .get_mut(&key)
+            .expect("partition loaded above");
         Ok(set.insert(uid_hash(uid)))
     }
 }
 
-fn load_partition(store: &Store, log: &CommitLog, source: &str, date: &str) -> Result<HashSet<u128>, StoreError> {
+fn load_partition(
+    store: &Store,
+    log: &CommitLog,
+    source: &str,
+    date: &str,
+) -> Result<HashSet<u128>, StoreError> {
     let mut set = HashSet::new();
     for file in log.files().filter(|f| f.source == source && f.date == date) {
         let path = store.absolute(&file.path);
-        let err = |e: &dyn std::fmt::Display| StoreError::Parquet { path: path.clone(), message: e.to_string() };
+        let err = |e: &dyn std::fmt::Display| StoreError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        };
         let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
-        let idx = builder.schema().index_of("event_uid").map_err(|e| err(&e))?;
+        let idx = builder
+            .schema()
+            .index_of("event_uid")
+            .map_err(|e| err(&e))?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
         for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
             let batch = batch.map_err(|e| err(&e))?;

@@ -26,7 +26,10 @@ pub const REJECTS_DIR: &str = "rejects";
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing parquet file {path}: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("the store {0} is locked by another vigil process; wait for it to finish")]
@@ -35,7 +38,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
-        StoreError::Io { path: path.to_owned(), source }
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
@@ -72,7 +78,12 @@ impl Store {
     pub fn lock(&self) -> Result<WriteLock, StoreError> {
         fsutil::create_dir_all_durable(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
         let path = self.root.join(".lock");
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(WriteLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.root.clone())),
@@ -82,11 +93,21 @@ impl Store {
 
     /// Deletes data and temp files that no commit references: leftovers of an ingest that
     /// stopped before its commit. Only called while holding the write lock.
-    pub fn remove_orphans(&self, log: &CommitLog, _lock: &WriteLock) -> Result<Vec<PathBuf>, StoreError> {
+    pub fn remove_orphans(
+        &self,
+        log: &CommitLog,
+        _lock: &WriteLock,
+    ) -> Result<Vec<PathBuf>, StoreError> {
         let referenced: HashSet<String> = log
             .commits
             .iter()
-            .flat_map(|c| c.commit.files.iter().map(|f| f.path.clone()).chain(c.commit.rejects.iter().map(|r| r.path.clone())))
+            .flat_map(|c| {
+                c.commit
+                    .files
+                    .iter()
+                    .map(|f| f.path.clone())
+                    .chain(c.commit.rejects.iter().map(|r| r.path.clone()))
+            })
             .collect();
         let mut removed = Vec::new();
         for top in [EVENTS_DIR, REJECTS_DIR] {
@@ -101,7 +122,12 @@ impl Store {
         Ok(removed)
     }
 
-    fn collect_orphans(&self, dir: &Path, referenced: &HashSet<String>, out: &mut Vec<PathBuf>) -> Result<(), StoreError> {
+    fn collect_orphans(
+        &self,
+        dir: &Path,
+        referenced: &HashSet<String>,
+        out: &mut Vec<PathBuf>,
+    ) -> Result<(), StoreError> {
         for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
             let entry = entry.map_err(|e| StoreError::io(dir, e))?;
             let path = entry.path();
@@ -118,7 +144,10 @@ impl Store {
     /// Store-relative, `/`-separated path.
     pub fn relative(&self, path: &Path) -> String {
         let rel = path.strip_prefix(&self.root).unwrap_or(path);
-        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     pub fn absolute(&self, relative: &str) -> PathBuf {

@@ -49,13 +49,24 @@ pub struct PartitionWriter {
 
 impl PartitionWriter {
     pub fn new(store: Store, seq: u64, ingest_time: i64) -> Self {
-        PartitionWriter { store, seq, ingest_time, buffers: HashMap::new(), buffered_bytes: 0, next_file: 0, written: Vec::new() }
+        PartitionWriter {
+            store,
+            seq,
+            ingest_time,
+            buffers: HashMap::new(),
+            buffered_bytes: 0,
+            next_file: 0,
+            written: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, e: &Event) -> Result<(), StoreError> {
         let key = (e.source.as_str().to_owned(), e.date());
         let ingest_time = self.ingest_time;
-        let buf = self.buffers.entry(key.clone()).or_insert_with(|| Buffer { builder: EventBatchBuilder::new(ingest_time), bytes: 0 });
+        let buf = self.buffers.entry(key.clone()).or_insert_with(|| Buffer {
+            builder: EventBatchBuilder::new(ingest_time),
+            bytes: 0,
+        });
         buf.builder.push(e);
         let size = approx_size(e);
         buf.bytes += size;
@@ -64,7 +75,11 @@ impl PartitionWriter {
             self.flush(&key)?;
         }
         while self.buffered_bytes >= TOTAL_BYTES {
-            let largest = self.buffers.iter().max_by_key(|(_, b)| b.bytes).map(|(k, _)| k.clone());
+            let largest = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, b)| b.bytes)
+                .map(|(k, _)| k.clone());
             match largest {
                 Some(k) => self.flush(&k)?,
                 None => break,
@@ -91,14 +106,24 @@ impl PartitionWriter {
     }
 
     fn flush(&mut self, key: &(String, String)) -> Result<(), StoreError> {
-        let Some(mut buf) = self.buffers.remove(key) else { return Ok(()) };
+        let Some(mut buf) = self.buffers.remove(key) else {
+            return Ok(());
+        };
         self.buffered_bytes -= buf.bytes;
         if buf.builder.is_empty() {
             return Ok(());
         }
         let (source, date) = key;
-        let batch = buf.builder.finish().map_err(|e| StoreError::Parquet { path: PathBuf::from(source), message: e.to_string() })?;
-        let dir = self.store.root().join(EVENTS_DIR).join(format!("source={source}")).join(format!("date={date}"));
+        let batch = buf.builder.finish().map_err(|e| StoreError::Parquet {
+            path: PathBuf::from(source),
+            message: e.to_string(),
+        })?;
+        let dir = self
+            .store
+            .root()
+            .join(EVENTS_DIR)
+            .join(format!("source={source}"))
+            .join(format!("date={date}"));
         create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let path = dir.join(format!("{:06}-{:04}.parquet", self.seq, self.next_file));
         self.next_file += 1;
@@ -113,7 +138,9 @@ impl PartitionWriter {
 
 fn approx_size(e: &Event) -> usize {
     // Fixed columns plus the variable text that dominates.
-    256 + e.raw_event.as_ref().map_or(0, String::len) + e.event_uid.len() + e.resource_id.as_ref().map_or(0, String::len)
+    256 + e.raw_event.as_ref().map_or(0, String::len)
+        + e.event_uid.len()
+        + e.resource_id.as_ref().map_or(0, String::len)
 }
 
 /// Writes through to a file while hashing and counting the bytes.
@@ -138,23 +165,45 @@ impl Write for HashingFile {
 
 /// Sorts a batch by `event_time` and writes it durably to `path`.
 fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError> {
-    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet { path: path.to_owned(), message: e.to_string() };
-    let time_idx = batch.schema().index_of("event_time").map_err(|e| perr(&e))?;
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let time_idx = batch
+        .schema()
+        .index_of("event_time")
+        .map_err(|e| perr(&e))?;
     let indices = sort_to_indices(batch.column(time_idx), None, None).map_err(|e| perr(&e))?;
     let batch = take_record_batch(&batch, &indices).map_err(|e| perr(&e))?;
-    let times = batch.column(time_idx).as_primitive::<TimestampNanosecondType>();
+    let times = batch
+        .column(time_idx)
+        .as_primitive::<TimestampNanosecondType>();
     let (min, max) = (times.value(0), times.value(times.len() - 1));
 
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_sorting_columns(Some(vec![SortingColumn { column_idx: time_idx as i32, descending: false, nulls_first: false }]))
-        .set_key_value_metadata(Some(vec![KeyValue::new("vigil.schema_version".into(), SCHEMA_VERSION.to_string())]))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: time_idx as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "vigil.schema_version".into(),
+            SCHEMA_VERSION.to_string(),
+        )]))
         .build();
     let tmp = temp_path(path);
     let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let sink = HashingFile { file, hasher: Sha256::new(), bytes: 0 };
-    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props)).map_err(|e| perr(&e))?;
+    let sink = HashingFile {
+        file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props))
+        .map_err(|e| perr(&e))?;
     writer.write(&batch).map_err(|e| perr(&e))?;
     let sink = writer.into_inner().map_err(|e| perr(&e))?;
     sink.file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;

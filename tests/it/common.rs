@@ -45,10 +45,20 @@ pub fn run(cmd: &mut Command) -> Ran {
 /// Ingests paths and returns the exit code and the JSON accounting.
 pub fn ingest(store: &Path, paths: &[&Path], extra: &[&str]) -> (i32, Value) {
     let mut c = vigil(store);
-    c.arg("ingest").arg("--format").arg("json").args(extra).args(paths);
+    c.arg("ingest")
+        .arg("--format")
+        .arg("json")
+        .args(extra)
+        .args(paths);
     let r = run(&mut c);
-    assert!(r.code == 0 || r.code == 1, "ingest failed ({}): {}", r.code, r.stderr);
-    let report: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}", r.stdout));
+    assert!(
+        r.code == 0 || r.code == 1,
+        "ingest failed ({}): {}",
+        r.code,
+        r.stderr
+    );
+    let report: Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("bad json ({e}): {}", r.stdout));
     (r.code, report)
 }
 
@@ -65,19 +75,36 @@ pub fn sql(store: &Path, query: &str) -> Vec<Value> {
 /// A single number from a query like `SELECT count(*) AS n ...`.
 pub fn count(store: &Path, query: &str) -> i64 {
     let rows = sql(store, query);
-    rows[0].as_object().and_then(|o| o.values().next()).and_then(Value::as_i64).expect("a number")
+    rows[0]
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_i64)
+        .expect("a number")
 }
 
 pub fn tally(report: &Value, source: &str) -> [u64; 6] {
     let t = &report["counts"][source];
-    ["read", "stored", "merged", "duplicates", "rejected", "rows"].map(|k| t[k].as_u64().unwrap_or_else(|| panic!("no {source}.{k} in {report}")))
+    ["read", "stored", "merged", "duplicates", "rejected", "rows"].map(|k| {
+        t[k].as_u64()
+            .unwrap_or_else(|| panic!("no {source}.{k} in {report}"))
+    })
 }
 
 /// Reasons in the rejects file of a run, sorted.
 pub fn reject_reasons(store: &Path, report: &Value) -> Vec<String> {
-    let Some(path) = report["rejects_file"].as_str() else { return Vec::new() };
+    let Some(path) = report["rejects_file"].as_str() else {
+        return Vec::new();
+    };
     let text = std::fs::read_to_string(store.join(path)).expect("rejects file");
-    let mut reasons: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["reason"].as_str().unwrap().to_owned()).collect();
+    let mut reasons: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     reasons.sort();
     reasons
 }

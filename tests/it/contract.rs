@@ -19,17 +19,31 @@ fn check_contract(source: &str, good: &Path, bad_record: &str, expect_rows_at_le
     // A bad record is counted, and flags the run.
     assert_eq!(code, 1, "{report}");
     let [read, stored, merged, dups, rejected, rows] = tally(&report, source);
-    assert_eq!(read, stored + merged + dups + rejected, "accounting identity: {report}");
+    assert_eq!(
+        read,
+        stored + merged + dups + rejected,
+        "accounting identity: {report}"
+    );
     assert_eq!(rejected, 1, "{report}");
     assert!(rows >= stored);
 
     // The schema is the one declared in code, with UTC nanosecond times.
     let cols = sql(&store, "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'events' ORDER BY ordinal_position");
     let declared = vigil::event::table_schema();
-    let names: Vec<&str> = cols.iter().map(|c| c["column_name"].as_str().unwrap()).collect();
-    let expected: Vec<&str> = declared.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|c| c["column_name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = declared
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     assert_eq!(names, expected);
-    let types = sql(&store, "SELECT arrow_typeof(event_time) AS t, arrow_typeof(ingest_time) AS i FROM events LIMIT 1");
+    let types = sql(
+        &store,
+        "SELECT arrow_typeof(event_time) AS t, arrow_typeof(ingest_time) AS i FROM events LIMIT 1",
+    );
     assert_eq!(types[0]["t"], "Timestamp(ns, \"UTC\")");
     assert_eq!(types[0]["i"], "Timestamp(ns, \"UTC\")");
 
@@ -48,20 +62,36 @@ fn check_contract(source: &str, good: &Path, bad_record: &str, expect_rows_at_le
              FROM events"
         ),
     );
-    for key in ["uids", "right_source", "right_date", "fixed_ingest", "versioned"] {
+    for key in [
+        "uids",
+        "right_source",
+        "right_date",
+        "fixed_ingest",
+        "versioned",
+    ] {
         assert_eq!(checks[0][key], Value::from(n), "{key}: {checks:?}");
     }
 }
 
 #[test]
 fn vault_passes_the_source_contract() {
-    check_contract("vault", &fixture("vault/golden.log"), "{\"time\":\"2026-03-02T14:00:00Z\",\"type\":\"respo\n", 8);
+    check_contract(
+        "vault",
+        &fixture("vault/golden.log"),
+        "{\"time\":\"2026-03-02T14:00:00Z\",\"type\":\"respo\n",
+        8,
+    );
 }
 
 #[test]
 fn cloudtrail_passes_the_source_contract() {
     let bad = "{\"eventVersion\":\"1.09\",\"eventSource\":\"secretsmanager.amazonaws.com\",\"eventName\":\"GetSecretValue\",\"eventID\":\"x\"}\n";
-    check_contract("cloudtrail", &fixture("cloudtrail/eventbridge.jsonl"), bad, 2);
+    check_contract(
+        "cloudtrail",
+        &fixture("cloudtrail/eventbridge.jsonl"),
+        bad,
+        2,
+    );
 }
 
 #[test]

@@ -15,7 +15,10 @@ fn rows_of(input: &str) -> Vec<serde_json::Value> {
     let store = dir.path().join("store");
     let (code, report) = ingest(&store, &[Path::new(input)], &[]);
     assert_eq!(code, 0, "{report}");
-    sql(&store, &format!("SELECT {COLUMNS} FROM events ORDER BY event_uid"))
+    sql(
+        &store,
+        &format!("SELECT {COLUMNS} FROM events ORDER BY event_uid"),
+    )
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! vigil's integration tests: one binary (DataFusion links once), one module per concern.
 //! Every test drives the real `vigil` binary against real files and a real store.
 
+/// Hostile and odd input: every case asserts what was stored, what was rejected and why.
+mod bad_input;
 /// Helpers: run the binary with a fixed clock, read results back through `vigil sql`.
 mod common;
 /// The contract every source passes: schema, UTC times, accounting identity, a bad record counted.
 mod contract;
 /// Golden snapshots of normalized rows per source.
 mod golden;
-/// Hostile and odd input: every case asserts what was stored, what was rejected and why.
-mod bad_input;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.
 mod secrets;
-/// Re-ingest, dedupe, --strict, and the store read by another engine (DuckDB).
-mod store;
 /// `vigil sql`: read-only, output formats, options anywhere.
 mod sql;
+/// Re-ingest, dedupe, --strict, and the store read by another engine (DuckDB).
+mod store;

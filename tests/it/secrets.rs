@@ -23,7 +23,10 @@ fn raw_device_log() -> String {
         r#"{{"time":"2026-03-02T10:01:00Z","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice"}},"request":{{"id":"raw-2","operation":"update","path":"secret/data/app/api","mount_point":"secret/","mount_type":"kv","data":{{"data":{{"key":"{w}"}}}}}}}}"#,
         w = SENTINELS[2]
     );
-    let broken = format!(r#"{{"time":"2026-03-02T10:02:00Z","type":"response","request":{{"id":"raw-3","data":{{"password":"{b}""#, b = SENTINELS[5]);
+    let broken = format!(
+        r#"{{"time":"2026-03-02T10:02:00Z","type":"response","request":{{"id":"raw-3","data":{{"password":"{b}""#,
+        b = SENTINELS[5]
+    );
     format!("{read}\n{write}\n{broken}\n")
 }
 
@@ -37,7 +40,10 @@ fn assume_role_with_credentials() -> String {
 
 fn assert_clean(what: &str, text: &str) {
     for s in SENTINELS {
-        assert!(!text.contains(s), "{what} contains secret sentinel {s}:\n{text}");
+        assert!(
+            !text.contains(s),
+            "{what} contains secret sentinel {s}:\n{text}"
+        );
     }
 }
 
@@ -45,7 +51,10 @@ fn assert_clean(what: &str, text: &str) {
 fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     let dir = tempfile::tempdir().unwrap();
     let vault = write(&dir.path().join("in/vault.log"), raw_device_log());
-    let ct = write(&dir.path().join("in/ct.json"), assume_role_with_credentials());
+    let ct = write(
+        &dir.path().join("in/ct.json"),
+        assume_role_with_credentials(),
+    );
     let store = dir.path().join("store");
     let r = run(vigil(&store).args(["ingest"]).arg(&vault).arg(&ct));
     assert_eq!(r.code, 1, "one broken line is rejected: {}", r.stderr);
@@ -64,16 +73,38 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     let rejects: Vec<_> = walk(&store.join("rejects"));
     assert_eq!(rejects.len(), 1);
     let text = std::fs::read_to_string(&rejects[0]).unwrap();
-    assert!(text.contains("raw-3"), "the reject keeps identifying fields: {text}");
+    assert!(
+        text.contains("raw-3"),
+        "the reject keeps identifying fields: {text}"
+    );
     assert_clean("rejects file", &text);
 
     // The removal is recorded on the rows.
-    let warnings = sql(&store, "SELECT event_uid, parse_warnings FROM events ORDER BY event_uid");
+    let warnings = sql(
+        &store,
+        "SELECT event_uid, parse_warnings FROM events ORDER BY event_uid",
+    );
     let w = |i: usize| warnings[i]["parse_warnings"].to_string();
-    assert!(w(0).contains("secret_redacted:responseElements.credentials.secretAccessKey"), "{}", w(0));
-    assert!(w(0).contains("secret_redacted:responseElements.credentials.sessionToken"), "{}", w(0));
-    assert!(w(1).contains("secret_redacted:log_raw_values=3"), "{}", w(1));
-    assert!(w(2).contains("secret_redacted:log_raw_values=1"), "{}", w(2));
+    assert!(
+        w(0).contains("secret_redacted:responseElements.credentials.secretAccessKey"),
+        "{}",
+        w(0)
+    );
+    assert!(
+        w(0).contains("secret_redacted:responseElements.credentials.sessionToken"),
+        "{}",
+        w(0)
+    );
+    assert!(
+        w(1).contains("secret_redacted:log_raw_values=3"),
+        "{}",
+        w(1)
+    );
+    assert!(
+        w(2).contains("secret_redacted:log_raw_values=1"),
+        "{}",
+        w(2)
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -29,8 +29,16 @@ fn writes_settings_and_file_tables_are_refused() {
     assert!(!target.exists());
     let r = run(vigil(&store).args(["sql", "SELECT * FROM '/etc/passwd'"]));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("file paths cannot be queried"), "{}", r.stderr);
-    assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 8, "the store is unchanged");
+    assert!(
+        r.stderr.contains("file paths cannot be queried"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) AS n FROM events"),
+        8,
+        "the store is unchanged"
+    );
 }
 
 #[test]
@@ -45,7 +53,10 @@ fn formats_json_jsonl_csv() {
     );
     let jsonl = run(vigil(&store).args(["sql", "--format", "jsonl", q]));
     assert_eq!(jsonl.stdout.lines().count(), 1);
-    assert_eq!(serde_json::from_str::<Value>(jsonl.stdout.trim()).unwrap(), v[0]);
+    assert_eq!(
+        serde_json::from_str::<Value>(jsonl.stdout.trim()).unwrap(),
+        v[0]
+    );
     let csv = run(vigil(&store).args(["sql", "--format", "csv", q]));
     assert_eq!(
         csv.stdout,
@@ -54,32 +65,62 @@ fn formats_json_jsonl_csv() {
     // Not a terminal: jsonl by default.
     let default = run(vigil(&store).args(["sql", q]));
     assert_eq!(default.stdout, jsonl.stdout);
-    let empty = run(vigil(&store).args(["sql", "--format", "json", "SELECT * FROM events WHERE false"]));
+    let empty = run(vigil(&store).args([
+        "sql",
+        "--format",
+        "json",
+        "SELECT * FROM events WHERE false",
+    ]));
     assert_eq!(empty.stdout.trim(), "[]");
 }
 
 #[test]
 fn store_option_and_environment_work_anywhere() {
     let (_dir, store) = sample_store();
-    let after = run(std::process::Command::new(env!("CARGO_BIN_EXE_vigil")).args(["sql", "SELECT count(*) AS n FROM events", "--store"]).arg(&store));
+    let after = run(std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["sql", "SELECT count(*) AS n FROM events", "--store"])
+        .arg(&store));
     assert_eq!(after.stdout.trim(), "{\"n\":8}", "{}", after.stderr);
-    let env = run(std::process::Command::new(env!("CARGO_BIN_EXE_vigil")).env("VIGIL_STORE", &store).args(["sql", "SELECT count(*) AS n FROM events"]));
+    let env = run(std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env("VIGIL_STORE", &store)
+        .args(["sql", "SELECT count(*) AS n FROM events"]));
     assert_eq!(env.stdout.trim(), "{\"n\":8}", "{}", env.stderr);
-    let missing = run(std::process::Command::new(env!("CARGO_BIN_EXE_vigil")).args(["--store", "/nonexistent/store", "sql", "SELECT 1"]));
+    let missing = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vigil")).args([
+            "--store",
+            "/nonexistent/store",
+            "sql",
+            "SELECT 1",
+        ]),
+    );
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("no store at /nonexistent/store"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no store at /nonexistent/store"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]
 fn partition_filters_prune_and_views_work() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    ingest(&store, &[&repo().join("sample-data/vault"), &repo().join("sample-data/cloudtrail")], &[]);
+    ingest(
+        &store,
+        &[
+            &repo().join("sample-data/vault"),
+            &repo().join("sample-data/cloudtrail"),
+        ],
+        &[],
+    );
     let per_source = sql(&store, "SELECT source, count(*) AS n FROM events WHERE source = 'vault' AND date >= '2026-03-04' GROUP BY source");
     let direct = count(&store, "SELECT count(*) AS n FROM events WHERE source = 'vault' AND to_char(event_time, '%Y-%m-%d') >= '2026-03-04'");
     assert_eq!(per_source[0]["n"], direct);
     assert_eq!(
         count(&store, "SELECT count(*) AS n FROM secret_reads"),
-        count(&store, "SELECT count(*) AS n FROM events WHERE is_secret_read")
+        count(
+            &store,
+            "SELECT count(*) AS n FROM events WHERE is_secret_read"
+        )
     );
 }

@@ -11,7 +11,10 @@ use crate::common::*;
 fn ingesting_the_same_directory_twice_stores_nothing_new() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let (vault, cloudtrail) = (repo().join("sample-data/vault"), repo().join("sample-data/cloudtrail"));
+    let (vault, cloudtrail) = (
+        repo().join("sample-data/vault"),
+        repo().join("sample-data/cloudtrail"),
+    );
     let samples = [vault.as_path(), cloudtrail.as_path()];
     let (code, first) = ingest(&store, &samples, &[]);
     assert_eq!(code, 1, "the samples hold one malformed record per file");
@@ -30,7 +33,10 @@ fn ingesting_the_same_directory_twice_stores_nothing_new() {
     assert_eq!(second["commit"], Value::Null);
     assert_eq!(second["total"]["read"], 0);
     assert_eq!(second["skipped"].as_array().unwrap().len(), 3);
-    assert!(second["skipped"][0]["why"].as_str().unwrap().starts_with("already ingested (commit 1)"));
+    assert!(second["skipped"][0]["why"]
+        .as_str()
+        .unwrap()
+        .starts_with("already ingested (commit 1)"));
     assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), rows);
 }
 
@@ -38,10 +44,18 @@ fn ingesting_the_same_directory_twice_stores_nothing_new() {
 fn overlapping_deliveries_are_stored_once_and_counted_as_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let lines: Vec<String> = (0..5).map(|i| vault_response(&format!("o-{i}"), &format!("2026-03-02T10:00:0{i}Z"))).collect();
-    let a = write(&dir.path().join("in/device-a.log"), lines[..3].join("\n") + "\n");
+    let lines: Vec<String> = (0..5)
+        .map(|i| vault_response(&format!("o-{i}"), &format!("2026-03-02T10:00:0{i}Z")))
+        .collect();
+    let a = write(
+        &dir.path().join("in/device-a.log"),
+        lines[..3].join("\n") + "\n",
+    );
     // A second audit device wrote the same calls plus two more (and its own copy of one twice).
-    let b = write(&dir.path().join("in/device-b.log"), lines.join("\n") + "\n" + &lines[4] + "\n");
+    let b = write(
+        &dir.path().join("in/device-b.log"),
+        lines.join("\n") + "\n" + &lines[4] + "\n",
+    );
     let (_, first) = ingest(&store, &[&a], &[]);
     assert_eq!(tally(&first, "vault"), [3, 3, 0, 0, 0, 3]);
     let (code, second) = ingest(&store, &[&b], &[]);
@@ -54,12 +68,18 @@ fn overlapping_deliveries_are_stored_once_and_counted_as_duplicates() {
 fn strict_commits_nothing_when_a_record_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let input = write(&dir.path().join("in/a.log"), vault_response("s-1", "2026-03-02T10:00:00Z") + "\n{broken\n");
+    let input = write(
+        &dir.path().join("in/a.log"),
+        vault_response("s-1", "2026-03-02T10:00:00Z") + "\n{broken\n",
+    );
     let (code, report) = ingest(&store, &[&input], &["--strict"]);
     assert_eq!(code, 1);
     assert_eq!(report["strict_aborted"], true);
     assert_eq!(report["commit"], Value::Null);
-    assert!(!store.join("_commits").exists() || std::fs::read_dir(store.join("_commits")).unwrap().count() == 0);
+    assert!(
+        !store.join("_commits").exists()
+            || std::fs::read_dir(store.join("_commits")).unwrap().count() == 0
+    );
     let parquet_files = walk_count(&store.join("events"));
     assert_eq!(parquet_files, 0, "no data file left behind");
     // Without --strict the good record goes in.
@@ -72,18 +92,38 @@ fn strict_commits_nothing_when_a_record_is_rejected() {
 fn uncommitted_files_are_invisible_and_cleaned_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let input = write(&dir.path().join("in/a.log"), vault_response("c-1", "2026-03-02T10:00:00Z") + "\n");
+    let input = write(
+        &dir.path().join("in/a.log"),
+        vault_response("c-1", "2026-03-02T10:00:00Z") + "\n",
+    );
     ingest(&store, &[&input], &[]);
     // A file an interrupted run left behind, with a valid name and content.
     let part = store.join("events/source=vault/date=2026-03-02");
-    let committed = std::fs::read_dir(&part).unwrap().next().unwrap().unwrap().path();
+    let committed = std::fs::read_dir(&part)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let orphan = part.join("000002-0000.parquet");
     std::fs::copy(&committed, &orphan).unwrap();
     write(&part.join("000002-0001.parquet.tmp"), b"half written");
-    assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 1, "readers use the commit log only");
-    let other = write(&dir.path().join("in/b.log"), vault_response("c-2", "2026-03-02T11:00:00Z") + "\n");
+    assert_eq!(
+        count(&store, "SELECT count(*) AS n FROM events"),
+        1,
+        "readers use the commit log only"
+    );
+    let other = write(
+        &dir.path().join("in/b.log"),
+        vault_response("c-2", "2026-03-02T11:00:00Z") + "\n",
+    );
     let r = run(vigil(&store).args(["ingest"]).arg(&other));
-    assert!(r.stderr.contains("removed 2 file(s) left by an interrupted ingest"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("removed 2 file(s) left by an interrupted ingest"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 2);
 }
 
@@ -91,24 +131,46 @@ fn uncommitted_files_are_invisible_and_cleaned_up() {
 fn duckdb_reads_the_committed_files_and_sees_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    ingest(&store, &[&repo().join("sample-data/vault"), &repo().join("sample-data/cloudtrail")], &[]);
+    ingest(
+        &store,
+        &[
+            &repo().join("sample-data/vault"),
+            &repo().join("sample-data/cloudtrail"),
+        ],
+        &[],
+    );
     let query = "SELECT event_uid, source, date, actor_id, resource_id, outcome FROM events ORDER BY event_uid";
     let ours = sql(&store, query);
 
     // The file list comes from the commit log, as any reader must do.
     let mut files = Vec::new();
     for entry in std::fs::read_dir(store.join("_commits")).unwrap() {
-        let commit: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let commit: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
         for f in commit["files"].as_array().unwrap() {
-            files.push(store.join(f["path"].as_str().unwrap()).display().to_string());
+            files.push(
+                store
+                    .join(f["path"].as_str().unwrap())
+                    .display()
+                    .to_string(),
+            );
         }
     }
     let script = "import duckdb, json, sys\n\
          files = json.loads(sys.argv[1])\n\
          rows = duckdb.execute(\"SELECT event_uid, source, CAST(date AS VARCHAR) AS date, actor_id, resource_id, outcome FROM read_parquet(?, hive_partitioning=true) ORDER BY event_uid\", [files]).fetchall()\n\
          json.dump([dict(zip(['event_uid','source','date','actor_id','resource_id','outcome'], r)) for r in rows], sys.stdout)\n";
-    let out = Command::new("python3").arg("-c").arg(script).arg(serde_json::to_string(&files).unwrap()).output().expect("python3 runs");
-    assert!(out.status.success(), "duckdb (pip install duckdb) failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(&files).unwrap())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "duckdb (pip install duckdb) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(theirs.len(), ours.len());
     assert_eq!(theirs, ours);
@@ -122,7 +184,25 @@ fn walk_count(dir: &std::path::Path) -> usize {
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
-            if p.is_dir() { walk_count(&p) } else { 1 }
+            if p.is_dir() {
+                walk_count(&p)
+            } else {
+                1
+            }
         })
         .sum()
+}
+
+#[test]
+fn a_bare_relative_store_name_is_created_in_the_working_directory() {
+    // Regression: the parent of `store` is the empty path, which must mean `.`.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        &dir.path().join("a.log"),
+        vault_response("rel-1", "2026-03-02T10:00:00Z") + "\n",
+    );
+    let mut c = vigil(std::path::Path::new("relstore"));
+    let r = run(c.current_dir(dir.path()).arg("ingest").arg(&input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir.path().join("relstore/_commits").is_dir());
 }
