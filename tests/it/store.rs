@@ -206,3 +206,42 @@ fn a_bare_relative_store_name_is_created_in_the_working_directory() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(dir.path().join("relstore/_commits").is_dir());
 }
+
+#[test]
+fn stdin_is_ingested_like_a_file_gzip_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let text = vault_response("in-1", "2026-03-02T10:00:00Z")
+        + "\n"
+        + &vault_response("in-2", "2026-03-02T10:00:01Z")
+        + "\n";
+    // Plain first; then the same events gzipped: all duplicates the second time.
+    for (bytes, expect) in [
+        (text.as_bytes().to_vec(), [2, 2, 0, 0, 0, 2]),
+        (gzip(text.as_bytes()), [2, 0, 0, 2, 0, 0]),
+    ] {
+        let mut child = vigil(&store)
+            .args(["ingest", "--format", "json", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(tally(&report, "vault"), expect, "{report}");
+    }
+    let loc = sql(&store, "SELECT raw_location FROM events ORDER BY event_uid");
+    assert_eq!(
+        loc,
+        [
+            serde_json::json!({"raw_location": "stdin#1"}),
+            serde_json::json!({"raw_location": "stdin#2"})
+        ]
+    );
+    assert!(
+        !store.join("tmp").exists() || std::fs::read_dir(store.join("tmp")).unwrap().count() == 0,
+        "the stdin spool is removed"
+    );
+}
