@@ -38,6 +38,9 @@ pub enum SourceArg {
     Auto,
     Vault,
     Cloudtrail,
+    Gcp,
+    Azure,
+    K8s,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

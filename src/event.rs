@@ -21,15 +21,27 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub enum SourceKind {
     Vault,
     CloudTrail,
+    Gcp,
+    Azure,
+    K8s,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 2] = [SourceKind::Vault, SourceKind::CloudTrail];
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Vault,
+        SourceKind::CloudTrail,
+        SourceKind::Gcp,
+        SourceKind::Azure,
+        SourceKind::K8s,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Vault => "vault",
             SourceKind::CloudTrail => "cloudtrail",
+            SourceKind::Gcp => "gcp",
+            SourceKind::Azure => "azure",
+            SourceKind::K8s => "k8s",
         }
     }
 
@@ -86,6 +98,8 @@ string_enum!(
     /// What kind of object the request targeted.
     ResourceType {
         AwsSecret => "aws_secret", SsmParameter => "ssm_parameter", KmsKey => "kms_key",
+        GcpSecret => "gcp_secret", AzureKvSecret => "azure_kv_secret", AzureKvKey => "azure_kv_key",
+        AzureKvCertificate => "azure_kv_certificate", K8sSecret => "k8s_secret",
         VaultPath => "vault_path", None => "none",
     }
 );

@@ -46,6 +46,9 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         SourceArg::Auto => None,
         SourceArg::Vault => Some(SourceKind::Vault),
         SourceArg::Cloudtrail => Some(SourceKind::CloudTrail),
+        SourceArg::Gcp => Some(SourceKind::Gcp),
+        SourceArg::Azure => Some(SourceKind::Azure),
+        SourceArg::K8s => Some(SourceKind::K8s),
     };
     Ok(IngestOptions {
         source,
@@ -54,6 +57,7 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         parse: ParseOptions {
             keep_raw: g.config.keep_raw,
             vault_cluster: g.config.vault_cluster.clone(),
+            k8s_cluster: g.config.k8s_cluster.clone(),
         },
         progress: g.stderr_is_terminal && !g.quiet,
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,

@@ -1,8 +1,11 @@
 //! Reading audit logs: input files, record splitting, one parser per source, the ingest run.
 
+pub mod azure;
 pub mod cloudtrail;
 pub mod fields;
+pub mod gcp;
 pub mod inputs;
+pub mod k8s;
 pub mod redact;
 pub mod rejects;
 pub mod run;

@@ -319,7 +319,7 @@ impl<'a> Run<'a> {
             if lookahead.is_empty() {
                 return Ok(Some("empty file".into()));
             }
-            let detail = "no record looks like any supported source (vault, cloudtrail); use --source to force one".to_owned();
+            let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
             self.reject_file(file, &fp, UNKNOWN_SOURCE, "unknown_format", detail)?;
             return Ok(None);
         };
@@ -409,8 +409,10 @@ impl<'a> Run<'a> {
                 self.tally(kind).merged += merged;
                 self.store_rows(kind, rows)
             }
-            Ok(Parsed::Held { released }) => {
-                *self.pending.entry(kind).or_default() += 1;
+            Ok(Parsed::Held { released, merged }) => {
+                let pending = self.pending.entry(kind).or_default();
+                *pending = *pending + 1 - merged;
+                self.tally(kind).merged += merged;
                 for e in released {
                     *self.pending.entry(kind).or_default() -= 1;
                     self.store_rows(kind, vec![e])?;

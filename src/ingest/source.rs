@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{cloudtrail, vault};
+use super::{azure, cloudtrail, gcp, k8s, vault};
 use crate::event::{Event, SourceKind};
 
 /// Settings a parser needs from the configuration.
@@ -15,6 +15,9 @@ pub struct ParseOptions {
     pub keep_raw: bool,
     /// Name of the Vault cluster, part of Vault `event_uid`s and `resource_id`s.
     pub vault_cluster: String,
+    /// Name of the Kubernetes cluster for log-backend and webhook events (AKS and GKE name
+    /// their own).
+    pub k8s_cluster: String,
 }
 
 impl Default for ParseOptions {
@@ -22,6 +25,7 @@ impl Default for ParseOptions {
         ParseOptions {
             keep_raw: true,
             vault_cluster: "default".into(),
+            k8s_cluster: "default".into(),
         }
     }
 }
@@ -44,8 +48,9 @@ pub enum Parsed {
     Rows { rows: Vec<Event>, merged: u64 },
     /// Kept by the parser until a later record completes it (a Vault request before its
     /// response); it ends as merged, or as a row when [`Source::finish`] runs. `released` are
-    /// rows of records held earlier that will not be completed now (one row per record).
-    Held { released: Vec<Event> },
+    /// rows of records held earlier that will not be completed now (one row per record);
+    /// `merged` counts records held earlier that this one replaces (a Kubernetes stage).
+    Held { released: Vec<Event>, merged: u64 },
     /// The same record was already seen in this run (counted as a duplicate).
     Duplicate,
 }
@@ -119,6 +124,15 @@ pub fn detect(record: &Value) -> Option<Detected> {
     if cloudtrail::recognizes(record) {
         return Some(Detected::Source(SourceKind::CloudTrail));
     }
+    if k8s::recognizes(record) {
+        return Some(Detected::Source(SourceKind::K8s));
+    }
+    if gcp::recognizes(record) {
+        return Some(Detected::Source(SourceKind::Gcp));
+    }
+    if azure::recognizes(record) {
+        return Some(Detected::Source(SourceKind::Azure));
+    }
     None
 }
 
@@ -126,5 +140,8 @@ pub fn new_source(kind: SourceKind, opts: &ParseOptions) -> Box<dyn Source> {
     match kind {
         SourceKind::Vault => Box::new(vault::VaultSource::new(opts.clone())),
         SourceKind::CloudTrail => Box::new(cloudtrail::CloudTrailSource::new(opts.clone())),
+        SourceKind::Gcp => Box::new(gcp::GcpSource::new(opts.clone())),
+        SourceKind::Azure => Box::new(azure::AzureSource::new(opts.clone())),
+        SourceKind::K8s => Box::new(k8s::K8sSource::new(opts.clone())),
     }
 }

@@ -122,7 +122,10 @@ impl Source for VaultSource {
                 if self.held.len() > MAX_HELD_REQUESTS {
                     released.extend(self.evict_oldest());
                 }
-                Ok(Parsed::Held { released })
+                Ok(Parsed::Held {
+                    released,
+                    merged: 0,
+                })
             }
             (EntryType::Request, None) => Ok(Parsed::rows(vec![event])),
         }

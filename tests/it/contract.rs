@@ -100,3 +100,34 @@ fn cloudtrail_records_file_passes_the_source_contract() {
     let bad = "{\"Records\":[{\"eventSource\":\"kms.amazonaws.com\",\"eventName\":\"Decrypt\",\"eventID\":\"y\",\"recipientAccountId\":\"1\"}]}\n";
     check_contract("cloudtrail", &fixture("cloudtrail/golden.json"), bad, 10);
 }
+
+#[test]
+fn gcp_passes_the_source_contract() {
+    let bad = "{\"insertId\":\"bad\",\"logName\":\"projects/p/logs/cloudaudit.googleapis.com%2Fdata_access\",\"protoPayload\":{\"methodName\":\"x\"}}\n";
+    check_contract("gcp", &fixture("gcp/golden.jsonl"), bad, 7);
+}
+
+#[test]
+fn azure_passes_the_source_contract() {
+    let bad =
+        "{\"category\":\"AuditEvent\",\"operationName\":\"SecretGet\",\"time\":\"not a time\"}\n";
+    check_contract("azure", &fixture("azure/golden.jsonl"), bad, 6);
+}
+
+#[test]
+fn azure_records_wrapper_passes_the_source_contract() {
+    let bad = "{\"records\":[{\"category\":\"AuditEvent\",\"time\":\"2026-03-02T00:00:00Z\"}]}\n";
+    check_contract("azure", &fixture("azure/records.json"), bad, 3);
+}
+
+#[test]
+fn k8s_passes_the_source_contract() {
+    let bad = "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"stage\":\"ResponseComplete\",\"verb\":\"get\"}\n";
+    check_contract("k8s", &fixture("k8s/golden.log"), bad, 6);
+}
+
+#[test]
+fn k8s_eventlist_passes_the_source_contract() {
+    let bad = "{\"kind\":\"EventList\",\"items\":[{\"auditID\":\"z\",\"stage\":\"ResponseComplete\",\"verb\":\"get\",\"stageTimestamp\":\"bad\"}]}\n";
+    check_contract("k8s", &fixture("k8s/eventlist.json"), bad, 2);
+}
