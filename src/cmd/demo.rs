@@ -19,32 +19,46 @@ const DEMO_STORE: &str = "./vigil-demo";
 const DEMO_MARKER: &str = ".vigil-demo";
 
 /// The sample files, built into the binary so the demo runs from any directory.
-const SAMPLES: [(&str, &[u8]); 3] = [
+const SAMPLES: [(&str, &[u8]); 8] = [
     ("vault/audit.log", include_bytes!("../../sample-data/vault/audit.log")),
     (
         "cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz",
-        include_bytes!("../../sample-data/cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz"),
+        include_bytes!(
+            "../../sample-data/cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz"
+        ),
     ),
-    ("cloudtrail/eventbridge-secretsmanager.jsonl", include_bytes!("../../sample-data/cloudtrail/eventbridge-secretsmanager.jsonl")),
+    (
+        "cloudtrail/eventbridge-secretsmanager.jsonl",
+        include_bytes!("../../sample-data/cloudtrail/eventbridge-secretsmanager.jsonl"),
+    ),
+    ("gcp/secretmanager-audit.jsonl", include_bytes!("../../sample-data/gcp/secretmanager-audit.jsonl")),
+    ("azure/PT1H.json", include_bytes!("../../sample-data/azure/PT1H.json")),
+    ("azure/eventhub-batch.json", include_bytes!("../../sample-data/azure/eventhub-batch.json")),
+    ("k8s/audit.log", include_bytes!("../../sample-data/k8s/audit.log")),
+    ("k8s/webhook-batch.json", include_bytes!("../../sample-data/k8s/webhook-batch.json")),
 ];
 
 const QUERIES: [(&str, &str); 3] = [
     (
-        "Who read secrets, per source (is_secret_read counts denied attempts too)",
-        "SELECT source, actor_id, actor_type, count(*) AS reads, count(DISTINCT resource_id) AS secrets, \
-         sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied \
-         FROM secret_reads GROUP BY source, actor_id, actor_type ORDER BY reads DESC, source, actor_id",
+        "Secret reads per source: principals, secrets, denials, reads outside 08:00-19:00 UTC weekdays",
+        "SELECT source, count(*) AS reads, count(DISTINCT actor_id) AS principals, \
+         count(DISTINCT resource_id) AS secrets, sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied, \
+         sum(CASE WHEN extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
+         OR extract(dow FROM event_time) IN (0, 6) THEN 1 ELSE 0 END) AS off_hours \
+         FROM secret_reads GROUP BY source ORDER BY source",
     ),
     (
         "Denied attempts",
-        "SELECT event_time, source, actor_name, operation, resource_name, status_code, src_ip \
-         FROM events WHERE outcome = 'denied' ORDER BY event_time, event_uid",
+        "SELECT event_time, source, actor_name, operation, resource_name, status_code, coalesce(src_ip, src_host) AS origin \
+         FROM events WHERE outcome = 'denied' AND action <> 'login' ORDER BY event_time, event_uid",
     ),
     (
-        "Secret reads outside 08:00-19:00 UTC on weekdays",
-        "SELECT event_time, source, actor_name, actor_type, resource_name, outcome, coalesce(src_ip, src_host) AS origin \
-         FROM secret_reads WHERE extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
-         OR extract(dow FROM event_time) IN (0, 6) ORDER BY event_time, event_uid",
+        "Secret reads by people and root outside 08:00-19:00 UTC on weekdays",
+        "SELECT event_time, source, actor_name, actor_origin_id AS on_behalf_of, resource_name, outcome, \
+         coalesce(src_ip, src_host) AS origin FROM secret_reads \
+         WHERE (actor_type IN ('human', 'root') OR actor_origin_id IS NOT NULL) \
+         AND (extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
+         OR extract(dow FROM event_time) IN (0, 6)) ORDER BY event_time, event_uid",
     ),
 ];
 
