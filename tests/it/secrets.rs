@@ -3,13 +3,17 @@
 
 use crate::common::*;
 
-const SENTINELS: [&str; 6] = [
+const SENTINELS: [&str; 8] = [
     "SENTINEL-kv-password-7f3a",
     "hvs.SENTINELtokenAAAAAAAAAAAAAAAAAA",
     "SENTINEL-written-value-91c2",
     "SENTINEL-session-token-4b8d",
     "SENTINEL/secret/access/key",
     "SENTINEL-in-a-broken-line",
+    // base64 of "SENTINEL-k8s-secret": Kubernetes secret data is base64 in requestObject.
+    "U0VOVElORUwtazhzLXNlY3JldA==",
+    // base64 of "SENTINEL-gcp-payload": a Secret Manager version payload.
+    "U0VOVElORUwtZ2NwLXBheWxvYWQ=",
 ];
 
 fn raw_device_log() -> String {
@@ -38,6 +42,18 @@ fn assume_role_with_credentials() -> String {
     )
 }
 
+fn k8s_with_secret_data() -> String {
+    let data = SENTINELS[6];
+    let event = format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"k-1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets","verb":"create","user":{{"username":"oidc:alice@acme.example"}},"sourceIPs":["10.0.0.9"],"objectRef":{{"resource":"secrets","namespace":"prod","name":"db","apiVersion":"v1"}},"responseStatus":{{"code":201}},"requestObject":{{"kind":"Secret","data":{{"password":"{data}"}}}},"responseObject":{{"kind":"Secret","data":{{"password":"{data}"}}}},"requestReceivedTimestamp":"2026-03-02T10:00:00.000001Z","stageTimestamp":"2026-03-02T10:00:00.000002Z"}}"#
+    );
+    // The same kind of event cut short: it is rejected, and its data must not reach the rejects.
+    let broken = format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"k-2","stage":"ResponseComplete","verb":"create","requestObject":{{"kind":"Secret","data":{{"password":"{data}""#
+    );
+    format!("{event}\n{broken}\n")
+}
+
 fn assert_clean(what: &str, text: &str) {
     for s in SENTINELS {
         assert!(
@@ -55,8 +71,15 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
         &dir.path().join("in/ct.json"),
         assume_role_with_credentials(),
     );
+    let k8s = write(&dir.path().join("in/k8s.log"), k8s_with_secret_data());
+    let gcp = crate::common::fixture("gcp/golden.jsonl");
     let store = dir.path().join("store");
-    let r = run(vigil(&store).args(["ingest"]).arg(&vault).arg(&ct));
+    let r = run(vigil(&store)
+        .args(["ingest"])
+        .arg(&vault)
+        .arg(&ct)
+        .arg(&k8s)
+        .arg(&gcp));
     assert_eq!(r.code, 1, "one broken line is rejected: {}", r.stderr);
     assert_clean("ingest stderr", &r.stderr);
     assert_clean("ingest stdout", &r.stdout);
@@ -64,7 +87,7 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     // Every column of every row, decoded by DataFusion and rendered as text.
     let all = run(vigil(&store).args(["sql", "--format", "jsonl", "SELECT * FROM events"]));
     assert_eq!(all.code, 0, "{}", all.stderr);
-    assert_eq!(all.stdout.lines().count(), 3);
+    assert_eq!(all.stdout.lines().count(), 3 + 1 + 7);
     assert_clean("stored rows", &all.stdout);
     let csv = run(vigil(&store).args(["sql", "--format", "csv", "SELECT * FROM events"]));
     assert_clean("stored rows as csv", &csv.stdout);
@@ -82,7 +105,26 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     // The removal is recorded on the rows.
     let warnings = sql(
         &store,
-        "SELECT event_uid, parse_warnings FROM events ORDER BY event_uid",
+        "SELECT event_uid, parse_warnings FROM events WHERE source IN ('vault', 'cloudtrail') ORDER BY event_uid",
+    );
+    let k8s_row = sql(
+        &store,
+        "SELECT parse_warnings FROM events WHERE source = 'k8s'",
+    );
+    assert_eq!(
+        k8s_row[0]["parse_warnings"],
+        serde_json::json!([
+            "secret_redacted:requestObject",
+            "secret_redacted:responseObject"
+        ])
+    );
+    let gcp_row = sql(
+        &store,
+        "SELECT parse_warnings FROM events WHERE operation = 'AddSecretVersion'",
+    );
+    assert_eq!(
+        gcp_row[0]["parse_warnings"],
+        serde_json::json!(["secret_redacted:protoPayload.request.payload.data"])
     );
     let w = |i: usize| warnings[i]["parse_warnings"].to_string();
     assert!(

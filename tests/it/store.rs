@@ -245,3 +245,59 @@ fn stdin_is_ingested_like_a_file_gzip_included() {
         "the stdin spool is removed"
     );
 }
+
+#[test]
+fn one_directory_of_all_five_formats_some_gzipped_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = dir.path().join("mixed");
+    let samples = repo().join("sample-data");
+    for source in ["vault", "cloudtrail", "gcp", "azure", "k8s"] {
+        for entry in std::fs::read_dir(samples.join(source)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            // Gzip some, with names that do not say so: the format is found from the content.
+            if source == "vault" || source == "gcp" {
+                write(&mixed.join(format!("{source}-{name}")), gzip(&bytes));
+            } else {
+                write(&mixed.join(format!("{source}-{name}")), bytes);
+            }
+        }
+    }
+    write(
+        &mixed.join("inventory.json"),
+        "{\"hosts\": [\"a\", \"b\"]}\n",
+    );
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&mixed], &[]);
+    assert_eq!(code, 1);
+    // Per source: read, stored, merged, duplicates, rejected, rows (see sample-data/README.md).
+    assert_eq!(tally(&report, "vault"), [159, 80, 78, 0, 1, 80]);
+    assert_eq!(tally(&report, "cloudtrail"), [43, 41, 0, 0, 2, 44]);
+    assert_eq!(tally(&report, "gcp"), [37, 36, 0, 0, 1, 36]);
+    assert_eq!(tally(&report, "azure"), [34, 31, 0, 2, 1, 31]);
+    assert_eq!(tally(&report, "k8s"), [46, 24, 20, 1, 1, 24]);
+    assert_eq!(tally(&report, "unknown"), [1, 0, 0, 0, 1, 0]);
+    let unknown: Vec<_> = report["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason"] == "unknown_format")
+        .collect();
+    assert_eq!(unknown.len(), 1);
+    assert!(unknown[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("inventory.json"));
+    let per_source = sql(
+        &store,
+        "SELECT source, count(*) AS n FROM events GROUP BY source ORDER BY source",
+    );
+    assert_eq!(
+        per_source,
+        serde_json::json!([
+            {"source": "azure", "n": 31}, {"source": "cloudtrail", "n": 44}, {"source": "gcp", "n": 36},
+            {"source": "k8s", "n": 24}, {"source": "vault", "n": 80}
+        ]).as_array().unwrap().clone()
+    );
+}
