@@ -101,6 +101,11 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
         "the reject keeps identifying fields: {text}"
     );
     assert_clean("rejects file", &text);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("\"auditID\":\"k-2\""),
+        "the reject keeps identifying fields: {text}"
+    );
 
     // The removal is recorded on the rows.
     let warnings = sql(
