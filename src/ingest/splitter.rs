@@ -491,6 +491,13 @@ impl Scanner {
             } else {
                 None
             };
+            // A record cut by the end of the input: drop the trailing newline it swallowed.
+            let keep = self
+                .buf
+                .iter()
+                .rposition(|c| !c.is_ascii_whitespace())
+                .map_or(0, |p| p + 1);
+            self.buf.truncate(keep);
             return Some(self.take_record(problem));
         }
         None

@@ -103,7 +103,7 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     assert_clean("rejects file", &text);
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(
-        text.contains("\"auditID\":\"k-2\""),
+        text.contains("k-2"),
         "the reject keeps identifying fields: {text}"
     );
 
