@@ -28,6 +28,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run a read-only SQL query over table `events` (and view `secret_reads`)
     Sql(SqlArgs),
+    /// Recompute the commit hash chain and every file hash; exit 1 on any problem
+    Verify(VerifyArgs),
     /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
     /// VIGIL_STORE names one) and show what vigil sees
     Demo(DemoArgs),
@@ -81,3 +83,11 @@ pub struct SqlArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A head hash printed by an earlier verify and kept outside the store: detects commits
+    /// removed from the end
+    #[arg(long, value_name = "SHA256")]
+    pub expect_head: Option<String>,
+}

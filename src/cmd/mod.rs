@@ -3,6 +3,7 @@
 mod demo;
 mod ingest;
 mod sql;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
+        Command::Verify(args) => verify::run(&globals, args),
     }
 }
 

@@ -44,6 +44,8 @@ pub enum IngestError {
     Input { path: String, source: io::Error },
     #[error("no input files found in {0}")]
     NoInputs(String),
+    #[error("the commit log of {store} is damaged before its end ({why}); run vigil verify and restore the store before ingesting")]
+    Damaged { store: String, why: String },
 }
 
 /// What to ingest.
@@ -108,6 +110,14 @@ pub fn ingest(
     let lock = store.lock()?;
     let log = store.log()?;
     let mut warnings: Vec<String> = log.warnings.clone();
+    // A torn newest commit (power loss) is replaced by this run; a damaged commit with valid
+    // ones after it is evidence of tampering and is left alone.
+    if crate::store::commit::max_seq_on_disk(store.root()) > log.next_seq() {
+        return Err(IngestError::Damaged {
+            store: store.root().display().to_string(),
+            why: log.warnings.join("; "),
+        });
+    }
     let orphans = store.remove_orphans(&log, &lock)?;
     if !orphans.is_empty() {
         warnings.push(format!(

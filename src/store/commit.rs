@@ -194,3 +194,21 @@ pub fn write_commit(root: &Path, commit: &Commit) -> Result<String, StoreError> 
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
+
+/// The highest commit number present on disk, readable or not.
+pub fn max_seq_on_disk(root: &Path) -> u64 {
+    fs::read_dir(root.join(COMMITS_DIR))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".json")
+                        .and_then(|s| s.parse::<u64>().ok())
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

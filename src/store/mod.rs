@@ -10,6 +10,7 @@
 pub mod commit;
 pub mod dedupe;
 pub mod fsutil;
+pub mod verify;
 pub mod writer;
 
 use std::collections::HashSet;

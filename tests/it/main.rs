@@ -15,3 +15,5 @@ mod secrets;
 mod sql;
 /// Re-ingest, dedupe, --strict, and the store read by another engine (DuckDB).
 mod store;
+/// `vigil verify`: tamper evidence, torn commits.
+mod verify;

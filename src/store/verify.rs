@@ -1,0 +1,208 @@
+//! `vigil verify`: recompute the hash chain and every file hash, like CloudTrail's log file
+//! validation, and name every commit or file that was changed, removed, added or reordered.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::commit::{commit_file_name, Commit, COMMITS_DIR};
+use super::fsutil::TEMP_SUFFIX;
+use super::{Store, StoreError, EVENTS_DIR, REJECTS_DIR};
+
+/// What verification found.
+#[derive(Debug, Default)]
+pub struct Verification {
+    /// One sentence per problem, naming the commit or file.
+    pub problems: Vec<String>,
+    /// Leftovers of an interrupted ingest (not referenced by any commit, newer than the head):
+    /// harmless, removed by the next ingest.
+    pub leftovers: Vec<String>,
+    /// SHA-256 of the newest commit file that chains correctly from the first.
+    pub head: Option<String>,
+    pub commits: u64,
+    pub files: u64,
+    pub rows: u64,
+}
+
+/// Checks the whole store. `expect_head` is a head hash kept elsewhere (an email, a ticket):
+/// a store whose chain does not reach it has lost commits at its tail.
+pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, StoreError> {
+    let mut v = Verification::default();
+    let dir = store.root().join(COMMITS_DIR);
+    let mut seqs: Vec<u64> = Vec::new();
+    if dir.is_dir() {
+        for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let name = entry
+                .map_err(|e| StoreError::io(&dir, e))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            match name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                Some(seq) => seqs.push(seq),
+                None if name.ends_with(TEMP_SUFFIX) => {
+                    v.leftovers.push(format!("{COMMITS_DIR}/{name}"))
+                }
+                None => v
+                    .problems
+                    .push(format!("{COMMITS_DIR}/{name} is not a commit file")),
+            }
+        }
+    }
+    seqs.sort_unstable();
+    let mut referenced: HashSet<String> = HashSet::new();
+    let mut prev_hash: Option<String> = None;
+    let mut chain_ok = true;
+    let mut hashes: Vec<String> = Vec::new();
+    let last = seqs.last().copied().unwrap_or(0);
+    for expected in 1..=last {
+        let path = dir.join(commit_file_name(expected));
+        if !seqs.contains(&expected) {
+            v.problems.push(format!(
+                "commit {expected} is missing ({COMMITS_DIR}/{})",
+                commit_file_name(expected)
+            ));
+            chain_ok = false;
+            prev_hash = None;
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let commit: Commit = match serde_json::from_slice(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let what = if bytes.is_empty() {
+                    "is empty (torn write)".to_owned()
+                } else {
+                    format!("is unreadable ({e})")
+                };
+                v.problems.push(format!("commit {expected} {what}"));
+                chain_ok = false;
+                prev_hash = None;
+                continue;
+            }
+        };
+        if commit.seq != expected {
+            v.problems.push(format!(
+                "commit file {} holds commit {} (commits reordered or renamed)",
+                commit_file_name(expected),
+                commit.seq
+            ));
+            chain_ok = false;
+        } else if commit.prev != prev_hash && (expected == 1 || prev_hash.is_some()) {
+            v.problems.push(format!("commit {expected} does not chain to commit {} (a commit was edited, removed or reordered)", expected - 1));
+            chain_ok = false;
+        }
+        prev_hash = Some(hash.clone());
+        if chain_ok {
+            v.head = Some(hash.clone());
+        }
+        hashes.push(hash);
+        v.commits += 1;
+        for f in &commit.files {
+            referenced.insert(f.path.clone());
+            v.files += 1;
+            v.rows += f.rows;
+            check_file(store, &f.path, &f.sha256, f.bytes, &mut v.problems)?;
+        }
+        if let Some(r) = &commit.rejects {
+            referenced.insert(r.path.clone());
+            check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
+        }
+    }
+    for top in [EVENTS_DIR, REJECTS_DIR] {
+        let root = store.root().join(top);
+        if root.is_dir() {
+            unreferenced(store, &root, &referenced, last, &mut v)?;
+        }
+    }
+    if let Some(expected) = expect_head {
+        let expected = expected.trim().to_lowercase();
+        if v.head.as_deref() != Some(expected.as_str()) {
+            match hashes.iter().position(|h| *h == expected) {
+                Some(i) => {
+                    if !chain_ok {
+                        v.problems.push(format!("the expected head is commit {}, but the chain after it is broken", i + 1));
+                    }
+                }
+                None => v.problems.push(format!(
+                    "the expected head {expected} is not in the commit log (commits at the tail were removed or rewritten)"
+                )),
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn check_file(
+    store: &Store,
+    rel: &str,
+    sha256: &str,
+    bytes: u64,
+    problems: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let path = store.absolute(rel);
+    let mut f = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            problems.push(format!("{rel} is missing"));
+            return Ok(());
+        }
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|e| StoreError::io(&path, e))?;
+        if k == 0 {
+            break;
+        }
+        hasher.update(&buf[..k]);
+        n += k as u64;
+    }
+    if hex::encode(hasher.finalize()) != sha256 || n != bytes {
+        problems.push(format!("{rel} hash mismatch (the file was changed)"));
+    }
+    Ok(())
+}
+
+/// Files no commit lists: leftovers of an interrupted ingest when newer than the head and
+/// named like one, otherwise files added to the store.
+fn unreferenced(
+    store: &Store,
+    dir: &Path,
+    referenced: &HashSet<String>,
+    head_seq: u64,
+    v: &mut Verification,
+) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        if path.is_dir() {
+            unreferenced(store, &path, referenced, head_seq, v)?;
+            continue;
+        }
+        let rel = store.relative(&path);
+        if referenced.contains(&rel) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let seq = name
+            .split(['-', '.'])
+            .next()
+            .and_then(|s| s.parse::<u64>().ok());
+        if name.ends_with(TEMP_SUFFIX) || seq.is_some_and(|s| s > head_seq) {
+            v.leftovers.push(rel);
+        } else {
+            v.problems
+                .push(format!("{rel} is not in any commit (a file was added)"));
+        }
+    }
+    Ok(())
+}
