@@ -12,6 +12,8 @@ pub mod cmd;
 pub mod config;
 /// The normalized event and its Arrow schema.
 pub mod event;
+/// Fault injection for crash tests (active only with the `fault-injection` feature).
+pub mod fault;
 /// Input files, record splitting, one parser per source, the ingest run.
 pub mod ingest;
 /// DataFusion session over the store; read-only user SQL.

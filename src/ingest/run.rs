@@ -541,6 +541,7 @@ impl<'a> Run<'a> {
             inputs: consumed,
             counts: counts.clone(),
         };
+        crate::fault::crash_point("before_commit");
         write_commit(store.root(), &commit)?;
         if counts.values().any(|t| !t.balanced()) {
             warnings.push(
@@ -628,6 +629,7 @@ struct HashingWrite {
 
 impl Write for HashingWrite {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::fault::write_result()?;
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
@@ -684,7 +686,7 @@ impl RejectSink {
         let inner = out
             .into_inner()
             .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        inner.file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        crate::store::fsutil::sync_file(&inner.file).map_err(|e| StoreError::io(&tmp, e))?;
         let sha256 = hex::encode(inner.hasher.finalize());
         publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
         Ok(Some(RejectsFile {

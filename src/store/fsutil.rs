@@ -11,8 +11,9 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
     let mut f = File::create(&tmp)?;
+    crate::fault::write_result()?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    sync_file(&f)?;
     drop(f);
     publish(&tmp, path)
 }
@@ -28,6 +29,13 @@ pub fn temp_path(path: &Path) -> std::path::PathBuf {
 pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
     fs::rename(tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsync of a file's data and metadata. A failure is never retried: after a failed fsync the
+/// kernel may have dropped the dirty pages, so the write is treated as lost (PostgreSQL's lesson).
+pub fn sync_file(f: &File) -> io::Result<()> {
+    crate::fault::fsync_result()?;
+    f.sync_all()
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {

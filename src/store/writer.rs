@@ -152,6 +152,7 @@ struct HashingFile {
 
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::fault::write_result()?;
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
@@ -206,11 +207,12 @@ fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError
         .map_err(|e| perr(&e))?;
     writer.write(&batch).map_err(|e| perr(&e))?;
     let sink = writer.into_inner().map_err(|e| perr(&e))?;
-    sink.file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    super::fsutil::sync_file(&sink.file).map_err(|e| StoreError::io(&tmp, e))?;
     let sha256 = hex::encode(sink.hasher.finalize());
     let bytes = sink.bytes;
     drop(sink.file);
     publish(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    crate::fault::crash_point("after_data_rename");
     Ok(DataFile {
         path: String::new(),
         source: String::new(),

@@ -7,6 +7,9 @@ mod bad_input;
 mod common;
 /// The contract every source passes: schema, UTC times, accounting identity, a bad record counted.
 mod contract;
+/// Crash safety with injected faults and SIGKILL (needs `--features fault-injection`).
+#[cfg(feature = "fault-injection")]
+mod crash;
 /// Golden snapshots of normalized rows per source.
 mod golden;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.
