@@ -179,7 +179,14 @@ impl Source for AzureSource {
             .next()
             .filter(|s| !s.is_empty())
             .map(str::to_lowercase);
-        set_target(&mut e, &v, vault.as_deref());
+        if action == Action::Login {
+            // The SDK's 401 challenge before a call names the URI it will call; the login itself
+            // targets no secret, so it does not count against one.
+            e.target_count = 0;
+            e.resource_scope = vault.clone();
+        } else {
+            set_target(&mut e, &v, vault.as_deref());
+        }
         for (key, path) in [
             ("result_type", "resulttype"),
             ("duration_ms", "durationms"),
@@ -322,19 +329,26 @@ fn set_target(e: &mut Event, v: &Value, vault_from_resource: Option<&str>) {
             return;
         }
     };
-    let Some(name) = segments.get(1) else {
+    // Collection-level calls put a verb where a name would be (`secrets/restore`).
+    const VERBS: [&str; 5] = ["restore", "import", "issuers", "contacts", "backup"];
+    let Some(name) = segments.get(1).filter(|n| !VERBS.contains(n)) else {
         // A list of the collection: no single object.
         e.target_count = 0;
         return;
     };
     e.resource_type = kind;
     let collection = segments[0].trim_start_matches("deleted");
-    e.resource_id = Some(format!("https://{scheme_host}/{collection}/{name}"));
+    // Key Vault object names are case-insensitive: one canonical id per object.
+    e.resource_id = Some(format!(
+        "https://{scheme_host}/{collection}/{}",
+        name.to_lowercase()
+    ));
     e.resource_name = Some((*name).to_owned());
+    // A version is a 32-character hex id; other segments there are verbs (`recover`, `rotate`).
     e.resource_version = segments
         .get(2)
-        .filter(|s| !matches!(**s, "versions" | "backup" | "decrypt" | "unwrapkey"))
-        .map(|s| (*s).to_owned());
+        .filter(|v| v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|v| (*v).to_owned());
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Google Cloud Audit Logs for Secret Manager: Cloud Logging `LogEntry` records whose
-//! `protoPayload` is an `AuditLog` (JSON lines from a Cloud Storage sink, Pub/Sub messages, or
-//! arrays). GKE's Kubernetes audit entries in the same envelope go to the `k8s` source.
+//! `protoPayload` is an `AuditLog` (JSON lines from a Cloud Storage sink, or arrays). GKE's
+//! Kubernetes audit entries in the same envelope go to the `k8s` source.
 
 use serde_json::Value;
 
@@ -182,6 +182,10 @@ fn set_outcome(e: &mut Event, v: &Value) {
         5 => Outcome::NotFound,
         _ => Outcome::Error,
     };
+    if code == 0 && refused {
+        e.status_code = Some("granted:false".into());
+        e.http_status = Some(403);
+    }
     if code != 0 {
         e.status_code = Some(code.to_string());
         e.http_status = match code {
@@ -201,12 +205,21 @@ fn set_actor(e: &mut Event, v: &Value) {
     e.actor_type = match (&email, &subject) {
         (Some(m), _) if m.ends_with(".gserviceaccount.com") => ActorType::Workload,
         (Some(_), _) => ActorType::Human,
-        (None, Some(s)) if s.starts_with("user:") => ActorType::Human,
+        (None, Some(s)) if s.starts_with("user:") || s.contains("/workforcePools/") => {
+            ActorType::Human
+        }
         (None, Some(_)) => ActorType::Workload,
         (None, None) => ActorType::Anonymous,
     };
     e.actor_id = email.clone().or_else(|| subject.clone());
-    e.actor_name = email.or_else(|| subject.map(|s| s.rsplit('/').next().unwrap_or(&s).to_owned()));
+    // A subject's last path segment can itself contain '/', so keep what follows `subject/`.
+    e.actor_name = email.or_else(|| {
+        subject.map(|s| {
+            s.split_once("/subject/")
+                .map_or(s.as_str(), |(_, tail)| tail)
+                .to_owned()
+        })
+    });
     e.credential_id = string_at(v, "protoPayload.authenticationInfo.serviceAccountKeyName");
     // The first delegation hop is the principal who started the impersonation.
     if let Some(first) = at(

@@ -8,16 +8,16 @@
 //! of the run from its latest stage, with outcome `unknown` and the stage appended to its uid.
 //! `requestObject` and `responseObject` are always removed: they can hold a secret's data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
 use super::fields::{at, optional_str, required_str, split_address, str_at, string_at, strings_at};
+use super::held::{Held, MAX_HELD};
 use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
 use super::timestamp::parse_time;
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 
-const MAX_HELD: usize = 100_000;
 const FINAL_STAGES: [&str; 2] = ["ResponseComplete", "Panic"];
 
 /// A Kubernetes audit Event, or one wrapped by AKS or GKE.
@@ -54,10 +54,8 @@ fn aks_event(v: &Value) -> Option<Value> {
 
 pub struct K8sSource {
     opts: ParseOptions,
-    /// The latest earlier stage of each request waiting for its final stage, by uid, with its
-    /// arrival order.
-    held: HashMap<String, (u64, Event)>,
-    arrival: u64,
+    /// The latest earlier stage of each request waiting for its final stage, by uid.
+    held: Held,
     completed: HashSet<String>,
 }
 
@@ -65,8 +63,7 @@ impl K8sSource {
     pub fn new(opts: ParseOptions) -> Self {
         K8sSource {
             opts,
-            held: HashMap::new(),
-            arrival: 0,
+            held: Held::new(MAX_HELD),
             completed: HashSet::new(),
         }
     }
@@ -125,25 +122,15 @@ impl Source for K8sSource {
         // An earlier stage waits for the final one; a later early stage absorbs the one held.
         event.event_uid = format!("{uid}:{stage}");
         event.outcome = Outcome::Unknown;
-        self.arrival += 1;
-        let merged = u64::from(self.held.remove(&uid).is_some());
-        self.held.insert(uid, (self.arrival, event));
-        let mut released = Vec::new();
-        if self.held.len() > MAX_HELD {
-            let oldest = self
-                .held
-                .iter()
-                .min_by_key(|(_, (n, _))| *n)
-                .map(|(k, _)| k.clone());
-            released.extend(oldest.and_then(|k| self.held.remove(&k)).map(|(_, e)| e));
-        }
-        Ok(Parsed::Held { released, merged })
+        let (replaced, released) = self.held.insert(uid, event);
+        Ok(Parsed::Held {
+            released: released.into_iter().collect(),
+            merged: u64::from(replaced),
+        })
     }
 
     fn finish(&mut self) -> Vec<Event> {
-        let mut rest: Vec<(u64, Event)> = self.held.drain().map(|(_, v)| v).collect();
-        rest.sort_by_key(|(n, _)| *n);
-        rest.into_iter().map(|(_, e)| e).collect()
+        self.held.drain()
     }
 }
 
@@ -208,7 +195,7 @@ fn normalize_event(
     e.actor_groups = strings_at(&v, &format!("{effective}.groups"));
     e.actor_name = username.clone();
     e.actor_id = username;
-    e.credential_id = at(&v, &format!("{effective}.extra"))
+    e.credential_id = at(&v, &"user.extra")
         .and_then(|x| x.get("authentication.kubernetes.io/credential-id"))
         .and_then(|c| c.get(0))
         .and_then(Value::as_str)
@@ -274,7 +261,9 @@ fn actor_type(user: Option<&str>) -> ActorType {
         None => ActorType::Unknown,
         Some("system:anonymous") => ActorType::Anonymous,
         Some(u) if u.starts_with("system:serviceaccount:") => ActorType::Workload,
-        Some(u) if u.starts_with("system:") => ActorType::Service,
+        Some(u) if u.starts_with("system:") || u.starts_with("eks:") => ActorType::Service,
+        Some("aksService" | "masterclient" | "nodeclient") => ActorType::Service,
+        Some(u) if u.ends_with(".gserviceaccount.com") => ActorType::Workload,
         Some(_) => ActorType::Human,
     }
 }
@@ -327,9 +316,14 @@ fn set_target(e: &mut Event, v: &Value, cluster: &str, verb: &str) {
 /// GKE: a Cloud Audit Logs entry for `k8s.io`, e.g. method `io.k8s.core.v1.secrets.get` and
 /// resource `core/v1/namespaces/<ns>/secrets/<name>`.
 fn normalize_gke(mut v: Value, opts: &ParseOptions, meta: &RecordMeta) -> Result<Event, Reject> {
+    let mut warnings = Vec::new();
     if let Some(p) = v.get_mut("protoPayload").and_then(Value::as_object_mut) {
-        p.remove("request");
-        p.remove("response");
+        // GKE copies request and response bodies here: a secret's data among them.
+        for key in ["request", "response"] {
+            if p.remove(key).is_some() {
+                warnings.push(format!("secret_redacted:protoPayload.{key}"));
+            }
+        }
     }
     let time_text = required_str(&v, "timestamp")?;
     let time = parse_time(time_text).map_err(|why| Reject::bad_timestamp("timestamp", why))?;
@@ -346,6 +340,11 @@ fn normalize_gke(mut v: Value, opts: &ParseOptions, meta: &RecordMeta) -> Result
         format!("k8s:{cluster}:{id}"),
         time.nanos,
     );
+    e.parse_warnings = warnings;
+    if time.assumed_utc {
+        e.parse_warnings
+            .push("time_without_zone_read_as_utc".into());
+    }
     e.source_event_id = Some(id.to_owned());
     e.request_id = Some(id.to_owned());
     e.tenant = Some(cluster.clone());
@@ -365,6 +364,13 @@ fn normalize_gke(mut v: Value, opts: &ParseOptions, meta: &RecordMeta) -> Result
     if code != 0 {
         e.status_code = Some(code.to_string());
     }
+    e.http_status = match code {
+        0 => None,
+        7 => Some(403),
+        16 => Some(401),
+        5 => Some(404),
+        _ => None,
+    };
     e.error_message = string_at(&v, "protoPayload.status.message");
     let user = string_at(&v, "protoPayload.authenticationInfo.principalEmail");
     e.actor_type = actor_type(user.as_deref());

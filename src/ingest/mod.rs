@@ -4,6 +4,7 @@ pub mod azure;
 pub mod cloudtrail;
 pub mod fields;
 pub mod gcp;
+pub mod held;
 pub mod inputs;
 pub mod k8s;
 pub mod redact;

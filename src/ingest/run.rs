@@ -394,14 +394,18 @@ impl<'a> Run<'a> {
         file: &InputFile,
         rec: RawRecord,
     ) -> Result<(), IngestError> {
-        self.counts
-            .entry(kind.as_str().to_owned())
-            .or_default()
-            .read += 1;
         let value = match decode(&rec) {
             Ok(v) => v,
-            Err(rej) => return self.reject(kind, file, &rec, rej),
+            Err(rej) => {
+                self.tally(kind).read += 1;
+                return self.reject(kind, file, &rec, rej);
+            }
         };
+        let kind = match self.opts.source {
+            Some(forced) => forced,
+            None => super::source::refine(kind, &value),
+        };
+        self.tally(kind).read += 1;
         let meta = RecordMeta {
             location: location(&file.display, &rec),
             prefix: rec.prefix.clone(),

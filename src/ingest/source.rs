@@ -145,3 +145,13 @@ pub fn new_source(kind: SourceKind, opts: &ParseOptions) -> Box<dyn Source> {
         SourceKind::K8s => Box::new(k8s::K8sSource::new(opts.clone())),
     }
 }
+
+/// Cloud Logging exports mix Secret Manager and GKE entries in one file, so for those two
+/// sources each record is routed by its own content.
+pub fn refine(kind: SourceKind, record: &Value) -> SourceKind {
+    match kind {
+        SourceKind::Gcp if gcp::is_gke(record) => SourceKind::K8s,
+        SourceKind::K8s if gcp::recognizes(record) => SourceKind::Gcp,
+        other => other,
+    }
+}

@@ -6,22 +6,19 @@
 //! its own at the end of the run with outcome `unknown` (or `denied` when the request entry
 //! already carries the denial) and the uid suffix `:request`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
 use super::fields::{
     at, optional_str, required_str, required_time, split_address, str_at, string_at, strings_at,
 };
+use super::held::{Held, MAX_HELD};
 use super::redact::{redact_unhashed_strings, VAULT_HMAC_PREFIX};
 use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 
 const FORMAT: &str = "vault_audit";
-
-/// Requests waiting for their response, at most; beyond it the oldest is stored alone, so a
-/// device that logs requests only cannot exhaust memory.
-const MAX_HELD_REQUESTS: usize = 100_000;
 
 /// A Vault audit entry has `time`, a `type` and a `request` or `auth` object.
 pub fn recognizes(v: &Value) -> bool {
@@ -39,9 +36,8 @@ pub fn recognizes(v: &Value) -> bool {
 
 pub struct VaultSource {
     opts: ParseOptions,
-    /// Held requests by id, with their arrival order for eviction.
-    held: HashMap<String, (u64, Event)>,
-    arrival: u64,
+    /// Requests waiting for their response, by id.
+    held: Held,
     /// Request ids whose response was stored in this run: a later copy of the request (from a
     /// second audit device) is a duplicate, not a lone request.
     completed: HashSet<String>,
@@ -51,19 +47,9 @@ impl VaultSource {
     pub fn new(opts: ParseOptions) -> Self {
         VaultSource {
             opts,
-            held: HashMap::new(),
-            arrival: 0,
+            held: Held::new(MAX_HELD),
             completed: HashSet::new(),
         }
-    }
-
-    fn evict_oldest(&mut self) -> Option<Event> {
-        let oldest = self
-            .held
-            .iter()
-            .min_by_key(|(_, (n, _))| *n)
-            .map(|(k, _)| k.clone())?;
-        self.held.remove(&oldest).map(|(_, e)| e)
     }
 }
 
@@ -112,18 +98,13 @@ impl Source for VaultSource {
             }
             (EntryType::Response, None) => Ok(Parsed::rows(vec![event])),
             (EntryType::Request, Some(id)) => {
-                if self.completed.contains(&id) || self.held.contains_key(&id) {
+                if self.completed.contains(&id) || self.held.contains(&id) {
                     return Ok(Parsed::Duplicate);
                 }
                 event.event_uid.push_str(":request");
-                self.arrival += 1;
-                self.held.insert(id, (self.arrival, event));
-                let mut released = Vec::new();
-                if self.held.len() > MAX_HELD_REQUESTS {
-                    released.extend(self.evict_oldest());
-                }
+                let (_, released) = self.held.insert(id, event);
                 Ok(Parsed::Held {
-                    released,
+                    released: released.into_iter().collect(),
                     merged: 0,
                 })
             }
@@ -132,9 +113,7 @@ impl Source for VaultSource {
     }
 
     fn finish(&mut self) -> Vec<Event> {
-        let mut rest: Vec<(u64, Event)> = self.held.drain().map(|(_, v)| v).collect();
-        rest.sort_by_key(|(n, _)| *n);
-        rest.into_iter().map(|(_, e)| e).collect()
+        self.held.drain()
     }
 }
 

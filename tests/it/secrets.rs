@@ -166,3 +166,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Regression: a Cloud Logging export mixing Secret Manager and GKE entries routes each entry to
+/// its source, so a GKE entry's secret body is removed as Kubernetes data.
+#[test]
+fn a_mixed_cloud_logging_export_routes_gke_entries_to_k8s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(crate::common::fixture("gcp/golden.jsonl")).unwrap();
+    text.push_str(&format!(
+        r#"{{"insertId":"gke-9","logName":"projects/acme-prod/logs/cloudaudit.googleapis.com%2Factivity","operation":{{"id":"op-9"}},"protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","authenticationInfo":{{"principalEmail":"alice@acme.example"}},"serviceName":"k8s.io","methodName":"io.k8s.core.v1.secrets.create","resourceName":"core/v1/namespaces/prod/secrets/db","request":{{"kind":"Secret","data":{{"password":"{d}"}}}},"status":{{}}}},"resource":{{"type":"k8s_cluster","labels":{{"cluster_name":"gke-prod"}}}},"timestamp":"2026-03-02T12:00:00Z"}}"#,
+        d = SENTINELS[6]
+    ));
+    text.push('\n');
+    let input = write(&dir.path().join("in/export.jsonl"), text);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&input], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(tally(&report, "gcp"), [7, 7, 0, 0, 0, 7]);
+    assert_eq!(tally(&report, "k8s"), [1, 1, 0, 0, 0, 1]);
+    let all = run(vigil(&store).args(["sql", "--format", "jsonl", "SELECT * FROM events"]));
+    assert_clean("stored rows", &all.stdout);
+    let row = sql(
+        &store,
+        "SELECT event_uid, action, parse_warnings FROM events WHERE source = 'k8s'",
+    );
+    assert_eq!(row[0]["event_uid"], "k8s:gke-prod:op-9");
+    assert_eq!(row[0]["action"], "write");
+    assert_eq!(
+        row[0]["parse_warnings"],
+        serde_json::json!(["secret_redacted:protoPayload.request"])
+    );
+}

@@ -1,0 +1,93 @@
+//! Records a parser holds until a later record completes them (a Vault request until its
+//! response, a Kubernetes stage until the final one), bounded: past the cap the oldest is
+//! released to be stored on its own, so a log that never completes its requests cannot exhaust
+//! memory.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::event::Event;
+
+/// Held records at most, per source.
+pub const MAX_HELD: usize = 100_000;
+
+pub struct Held {
+    map: HashMap<String, (u64, Event)>,
+    /// Arrival order; entries whose arrival no longer matches the map are stale.
+    order: VecDeque<(u64, String)>,
+    arrivals: u64,
+    cap: usize,
+}
+
+impl Held {
+    pub fn new(cap: usize) -> Held {
+        Held {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            arrivals: 0,
+            cap,
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Event> {
+        self.map.remove(key).map(|(_, e)| e)
+    }
+
+    /// Holds `event` under `key`; returns whether it replaced a held record, and the oldest
+    /// record released to make room.
+    pub fn insert(&mut self, key: String, event: Event) -> (bool, Option<Event>) {
+        self.arrivals += 1;
+        self.order.push_back((self.arrivals, key.clone()));
+        let replaced = self.map.insert(key, (self.arrivals, event)).is_some();
+        let released = if self.map.len() > self.cap {
+            self.pop_oldest()
+        } else {
+            None
+        };
+        (replaced, released)
+    }
+
+    fn pop_oldest(&mut self) -> Option<Event> {
+        while let Some((arrival, key)) = self.order.pop_front() {
+            if self.map.get(&key).is_some_and(|(a, _)| *a == arrival) {
+                return self.map.remove(&key).map(|(_, e)| e);
+            }
+        }
+        None
+    }
+
+    /// Everything still held, oldest first.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut out = Vec::with_capacity(self.map.len());
+        while let Some(e) = self.pop_oldest() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SourceKind;
+
+    fn ev(uid: &str) -> Event {
+        Event::new(SourceKind::Vault, "t", uid.into(), 0)
+    }
+
+    #[test]
+    fn oldest_is_released_past_the_cap_and_drain_keeps_order() {
+        let mut h = Held::new(2);
+        assert_eq!(h.insert("a".into(), ev("a")), (false, None));
+        h.insert("b".into(), ev("b"));
+        // Re-holding a makes it the newest.
+        assert!(h.insert("a".into(), ev("a2")).0);
+        let (_, released) = h.insert("c".into(), ev("c"));
+        assert_eq!(released.unwrap().event_uid, "b");
+        let rest: Vec<String> = h.drain().into_iter().map(|e| e.event_uid).collect();
+        assert_eq!(rest, ["a2", "c"]);
+    }
+}
