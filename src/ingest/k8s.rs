@@ -195,7 +195,7 @@ fn normalize_event(
     e.actor_groups = strings_at(&v, &format!("{effective}.groups"));
     e.actor_name = username.clone();
     e.actor_id = username;
-    e.credential_id = at(&v, &"user.extra")
+    e.credential_id = at(&v, "user.extra")
         .and_then(|x| x.get("authentication.kubernetes.io/credential-id"))
         .and_then(|c| c.get(0))
         .and_then(Value::as_str)
