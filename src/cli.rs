@@ -30,6 +30,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// Recompute the commit hash chain and every file hash; exit 1 on any problem
     Verify(VerifyArgs),
+    /// Write realistic synthetic audit logs with labelled anomalies (deterministic per seed)
+    Generate(GenerateArgs),
     /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
     /// VIGIL_STORE names one) and show what vigil sees
     Demo(DemoArgs),
@@ -90,4 +92,25 @@ pub struct VerifyArgs {
     /// removed from the end
     #[arg(long, value_name = "SHA256")]
     pub expect_head: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Format to write: vault, cloudtrail, gcp, azure or k8s
+    #[arg(long, default_value = "vault")]
+    pub source: String,
+    /// Input records to write (a Vault or Kubernetes call is two records)
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Length of the period in days
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: u32,
+    /// First day of the period (UTC)
+    #[arg(long, default_value = "2026-03-02", value_name = "YYYY-MM-DD")]
+    pub start: String,
+    /// Directory for `<source>-audit.log` and `labels.json`
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod event;
 /// Fault injection for crash tests (active only with the `fault-injection` feature).
 pub mod fault;
+/// Synthetic audit logs with labelled anomalies (`vigil generate`).
+pub mod generate;
 /// Input files, record splitting, one parser per source, the ingest run.
 pub mod ingest;
 /// DataFusion session over the store; read-only user SQL.

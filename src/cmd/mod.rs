@@ -1,6 +1,7 @@
 //! One thin handler per subcommand: the only code that sees clap types.
 
 mod demo;
+mod generate;
 mod ingest;
 mod sql;
 mod verify;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
         Command::Verify(args) => verify::run(&globals, args),
+        Command::Generate(args) => generate::run(&globals, args),
     }
 }
 

@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn same_seed_same_sequence() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
-        assert_eq!((0..5).map(|_| a.next_u64()).collect::<Vec<_>>(), (0..5).map(|_| b.next_u64()).collect::<Vec<_>>());
+        assert_eq!(
+            (0..5).map(|_| a.next_u64()).collect::<Vec<_>>(),
+            (0..5).map(|_| b.next_u64()).collect::<Vec<_>>()
+        );
         assert_ne!(Rng::new(8).next_u64(), Rng::new(7).next_u64());
         assert_eq!(Rng::new(1).uuid().len(), 36);
     }

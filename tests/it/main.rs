@@ -10,6 +10,8 @@ mod contract;
 /// Crash safety with injected faults and SIGKILL (needs `--features fault-injection`).
 #[cfg(feature = "fault-injection")]
 mod crash;
+/// `vigil generate`: determinism and labels that match the stored rows.
+mod generate;
 /// Golden snapshots of normalized rows per source.
 mod golden;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.

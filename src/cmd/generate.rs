@@ -1,0 +1,36 @@
+//! `vigil generate --source S --events N --seed K --days D --out DIR`
+
+use super::{exit, Globals};
+use crate::cli::GenerateArgs;
+use crate::event::SourceKind;
+use crate::generate::{generate, parse_start, GenerateOptions};
+
+pub fn run(g: &Globals, args: GenerateArgs) -> anyhow::Result<u8> {
+    let source = SourceKind::parse(&args.source).ok_or_else(|| {
+        let names: Vec<&str> = SourceKind::ALL.iter().map(|s| s.as_str()).collect();
+        anyhow::anyhow!(
+            "unknown source `{}`; use one of {}",
+            args.source,
+            names.join(", ")
+        )
+    })?;
+    let opts = GenerateOptions {
+        source,
+        events: args.events,
+        seed: args.seed,
+        days: args.days,
+        start: parse_start(&args.start).map_err(anyhow::Error::msg)?,
+        out: args.out,
+    };
+    let done = generate(&opts)?;
+    if !g.quiet {
+        eprintln!(
+            "wrote {} records to {} and {} labelled anomalies to {}",
+            done.records,
+            done.log.display(),
+            done.anomalies,
+            done.labels.display()
+        );
+    }
+    Ok(exit::OK)
+}
