@@ -215,6 +215,30 @@ impl Scanner {
         rec
     }
 
+    /// Inside a string of an open record, the bytes before the next quote, backslash or newline
+    /// need no state change: append them at once and return how many there were (0 when the
+    /// byte-by-byte path must handle the next byte).
+    fn string_run(&mut self, bytes: &[u8]) -> usize {
+        if !(self.active && self.in_string) || self.escaped || self.held_brace || self.scalar {
+            return 0;
+        }
+        let k = memchr::memchr3(b'"', b'\\', b'\n', bytes).unwrap_or(bytes.len());
+        if k == 0 {
+            return 0;
+        }
+        self.len += k as u64;
+        self.offset += k as u64;
+        if !self.overflow {
+            self.buf.extend_from_slice(&bytes[..k]);
+            if self.buf.len() > self.max {
+                self.overflow = true;
+                self.buf.truncate(SAMPLE_BYTES);
+                self.buf.shrink_to(SAMPLE_BYTES);
+            }
+        }
+        k
+    }
+
     fn append(&mut self, b: u8) {
         self.len += 1;
         if self.overflow {
@@ -526,11 +550,19 @@ impl<R: BufRead> Iterator for Splitter<R> {
             }
             let n = chunk.len();
             let mut found = None;
-            for (i, &b) in chunk.iter().enumerate() {
-                if let Some(rec) = self.scan.step(b) {
+            let mut i = 0;
+            while i < n {
+                // Most bytes are inside strings: copy them in one go.
+                let run = self.scan.string_run(&chunk[i..]);
+                if run > 0 {
+                    i += run;
+                    continue;
+                }
+                if let Some(rec) = self.scan.step(chunk[i]) {
                     found = Some((i + 1, rec));
                     break;
                 }
+                i += 1;
             }
             match found {
                 Some((used, rec)) => {
@@ -670,6 +702,26 @@ mod tests {
         let recs = split(&input);
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1].bytes, b"{\"b\":1}");
+    }
+
+    /// Guards the string fast path: records must not depend on where read chunks end.
+    #[test]
+    fn chunk_boundaries_do_not_change_records() {
+        let input = concat!(
+            "{\"a\":\"x\\\"y\",\"b\":[1,{\"c\":\"}\"}]}\n",
+            "{\"Records\":[{\"d\":\"e\"},{\"f\":\"g\\\\\"}]}\n",
+            "prefix {\"h\":\"i\"}\n{\"j\":\"cut\n{\"k\":1}\n"
+        );
+        let whole: Vec<RawRecord> = Splitter::new(input.as_bytes(), 1 << 20)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(whole.len(), 6);
+        for cap in 1..9 {
+            let reader = std::io::BufReader::with_capacity(cap, input.as_bytes());
+            let chunked: Vec<RawRecord> =
+                Splitter::new(reader, 1 << 20).map(|r| r.unwrap()).collect();
+            assert_eq!(chunked, whole, "buffer of {cap} bytes");
+        }
     }
 
     #[test]
