@@ -208,10 +208,6 @@ impl Source for AzureSource {
         }
         Ok(Parsed::rows(vec![e]))
     }
-
-    fn finish(&mut self) -> Vec<Event> {
-        Vec::new()
-    }
 }
 
 /// `/SUBSCRIPTIONS/<id>/RESOURCEGROUPS/...` → `<id>` (lower case).

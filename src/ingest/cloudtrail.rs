@@ -94,10 +94,6 @@ impl Source for CloudTrailSource {
             meta,
         )?))
     }
-
-    fn finish(&mut self) -> Vec<Event> {
-        Vec::new()
-    }
 }
 
 /// One target of a request: what a row is about.

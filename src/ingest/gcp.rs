@@ -118,10 +118,6 @@ impl Source for GcpSource {
         }
         Ok(Parsed::rows(vec![e]))
     }
-
-    fn finish(&mut self) -> Vec<Event> {
-        Vec::new()
-    }
 }
 
 /// `a.b.0.c`: like [`str_at`] with numeric segments indexing arrays.

@@ -5,21 +5,19 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::event::Event;
+/// Held records at most, per source (a held Vault request keeps its text, about 2 KB).
+pub const MAX_HELD: usize = 50_000;
 
-/// Held records at most, per source.
-pub const MAX_HELD: usize = 100_000;
-
-pub struct Held {
-    map: HashMap<String, (u64, Event)>,
+pub struct Held<T> {
+    map: HashMap<String, (u64, T)>,
     /// Arrival order; entries whose arrival no longer matches the map are stale.
     order: VecDeque<(u64, String)>,
     arrivals: u64,
     cap: usize,
 }
 
-impl Held {
-    pub fn new(cap: usize) -> Held {
+impl<T> Held<T> {
+    pub fn new(cap: usize) -> Held<T> {
         Held {
             map: HashMap::new(),
             order: VecDeque::new(),
@@ -32,13 +30,13 @@ impl Held {
         self.map.contains_key(key)
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<Event> {
+    pub fn remove(&mut self, key: &str) -> Option<T> {
         self.map.remove(key).map(|(_, e)| e)
     }
 
     /// Holds `event` under `key`; returns whether it replaced a held record, and the oldest
     /// record released to make room.
-    pub fn insert(&mut self, key: String, event: Event) -> (bool, Option<Event>) {
+    pub fn insert(&mut self, key: String, event: T) -> (bool, Option<T>) {
         self.arrivals += 1;
         self.order.push_back((self.arrivals, key.clone()));
         let replaced = self.map.insert(key, (self.arrivals, event)).is_some();
@@ -50,7 +48,7 @@ impl Held {
         (replaced, released)
     }
 
-    fn pop_oldest(&mut self) -> Option<Event> {
+    fn pop_oldest(&mut self) -> Option<T> {
         while let Some((arrival, key)) = self.order.pop_front() {
             if self.map.get(&key).is_some_and(|(a, _)| *a == arrival) {
                 return self.map.remove(&key).map(|(_, e)| e);
@@ -60,7 +58,7 @@ impl Held {
     }
 
     /// Everything still held, oldest first.
-    pub fn drain(&mut self) -> Vec<Event> {
+    pub fn drain(&mut self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.map.len());
         while let Some(e) = self.pop_oldest() {
             out.push(e);
@@ -69,10 +67,51 @@ impl Held {
     }
 }
 
+/// Keys seen recently, at most `cap` of them (oldest forgotten first): enough to recognise a
+/// record that arrives shortly after the one that completed it, in bounded memory.
+pub struct Recent {
+    set: std::collections::HashSet<u64>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+impl Recent {
+    pub fn new(cap: usize) -> Recent {
+        Recent {
+            set: std::collections::HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn hash(key: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    pub fn insert(&mut self, key: &str) {
+        let h = Recent::hash(key);
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.set.contains(&Recent::hash(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::SourceKind;
+    use crate::event::{Event, SourceKind};
 
     fn ev(uid: &str) -> Event {
         Event::new(SourceKind::Vault, "t", uid.into(), 0)

@@ -8,13 +8,11 @@
 //! of the run from its latest stage, with outcome `unknown` and the stage appended to its uid.
 //! `requestObject` and `responseObject` are always removed: they can hold a secret's data.
 
-use std::collections::HashSet;
-
 use serde_json::Value;
 
 use super::fields::{at, optional_str, required_str, split_address, str_at, string_at, strings_at};
-use super::held::{Held, MAX_HELD};
-use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
+use super::held::{Held, Recent, MAX_HELD};
+use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
 use super::timestamp::parse_time;
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 
@@ -55,8 +53,8 @@ fn aks_event(v: &Value) -> Option<Value> {
 pub struct K8sSource {
     opts: ParseOptions,
     /// The latest earlier stage of each request waiting for its final stage, by uid.
-    held: Held,
-    completed: HashSet<String>,
+    held: Held<Event>,
+    completed: Recent,
 }
 
 impl K8sSource {
@@ -64,7 +62,7 @@ impl K8sSource {
         K8sSource {
             opts,
             held: Held::new(MAX_HELD),
-            completed: HashSet::new(),
+            completed: Recent::new(4 * MAX_HELD),
         }
     }
 }
@@ -110,7 +108,7 @@ impl Source for K8sSource {
         let uid = event.event_uid.clone();
         if FINAL_STAGES.contains(&stage.as_str()) {
             let merged = u64::from(self.held.remove(&uid).is_some());
-            self.completed.insert(uid);
+            self.completed.insert(&uid);
             return Ok(Parsed::Rows {
                 rows: vec![event],
                 merged,
@@ -124,13 +122,20 @@ impl Source for K8sSource {
         event.outcome = Outcome::Unknown;
         let (replaced, released) = self.held.insert(uid, event);
         Ok(Parsed::Held {
-            released: released.into_iter().collect(),
+            released: released
+                .into_iter()
+                .map(|e| Released::Row(Box::new(e)))
+                .collect(),
             merged: u64::from(replaced),
         })
     }
 
-    fn finish(&mut self) -> Vec<Event> {
-        self.held.drain()
+    fn finish(&mut self) -> Vec<Released> {
+        self.held
+            .drain()
+            .into_iter()
+            .map(|e| Released::Row(Box::new(e)))
+            .collect()
     }
 }
 

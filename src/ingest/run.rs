@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -18,7 +19,7 @@ use thiserror::Error;
 use super::inputs::{self, InputFile, Skipped};
 use super::rejects::RejectEntry;
 use super::source::{
-    detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Source,
+    detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Released, Source,
 };
 use super::splitter::{RawRecord, SplitProblem, Splitter};
 use crate::event::{utc_date, Event, SourceKind, SCHEMA_VERSION};
@@ -260,14 +261,9 @@ impl<'a> Run<'a> {
         }
         let kinds: Vec<SourceKind> = self.sources.keys().copied().collect();
         for kind in kinds {
-            let rows = self
-                .sources
-                .get_mut(&kind)
-                .expect("source present")
-                .finish();
-            for e in rows {
-                *self.pending.entry(kind).or_default() -= 1;
-                self.store_rows(kind, vec![e])?;
+            let left = self.parser(kind).finish();
+            for r in left {
+                self.release(kind, r)?;
             }
         }
         self.progress.finish_and_clear();
@@ -334,10 +330,11 @@ impl<'a> Run<'a> {
             return Ok(None);
         };
         let rejected_before = self.tally(kind).rejected;
+        let file_name: Arc<str> = Arc::from(file.display.as_str());
         let mut n = 0u64;
         for rec in lookahead {
             n += 1;
-            self.handle_record(kind, file, rec)?;
+            self.handle_record(kind, &file_name, rec)?;
         }
         for rec in records {
             let rec = rec.map_err(input_err)?;
@@ -345,7 +342,7 @@ impl<'a> Run<'a> {
             if n.is_multiple_of(4096) && !fp.gzip {
                 self.progress.set_position(start_pos + rec.offset);
             }
-            self.handle_record(kind, file, rec)?;
+            self.handle_record(kind, &file_name, rec)?;
         }
         self.progress.set_position(start_pos + fp.bytes);
         // A file counts as consumed (and is skipped next time) only if some of it was accepted:
@@ -388,12 +385,31 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    fn parser(&mut self, kind: SourceKind) -> &mut Box<dyn Source> {
+        let opts = &self.opts.parse;
+        self.sources
+            .entry(kind)
+            .or_insert_with(|| new_source(kind, opts))
+    }
+
     fn handle_record(
         &mut self,
         kind: SourceKind,
-        file: &InputFile,
+        file: &Arc<str>,
         rec: RawRecord,
     ) -> Result<(), IngestError> {
+        let meta = RecordMeta {
+            location: location(file, &rec),
+            prefix: rec.prefix.clone(),
+            container: rec.container,
+            file: Arc::clone(file),
+        };
+        if self.opts.source.is_some() || !matches!(kind, SourceKind::Gcp | SourceKind::K8s) {
+            if let Some(parsed) = self.parser(kind).peek(&rec, &meta) {
+                self.tally(kind).read += 1;
+                return self.settle(kind, &rec, &meta, Ok(parsed));
+            }
+        }
         let value = match decode(&rec) {
             Ok(v) => v,
             Err(rej) => {
@@ -406,18 +422,20 @@ impl<'a> Run<'a> {
             None => super::source::refine(kind, &value),
         };
         self.tally(kind).read += 1;
-        let meta = RecordMeta {
-            location: location(&file.display, &rec),
-            prefix: rec.prefix.clone(),
-            container: rec.container,
-        };
-        let opts = &self.opts.parse;
-        let parser = self
-            .sources
-            .entry(kind)
-            .or_insert_with(|| new_source(kind, opts));
-        match parser.parse(value, &meta) {
-            Err(rej) => self.reject(kind, file, &rec, rej),
+        let result = self.parser(kind).parse(value, &meta);
+        self.settle(kind, &rec, &meta, result)
+    }
+
+    /// Accounts for what a parser made of one record.
+    fn settle(
+        &mut self,
+        kind: SourceKind,
+        rec: &RawRecord,
+        meta: &RecordMeta,
+        result: Result<Parsed, Reject>,
+    ) -> Result<(), IngestError> {
+        match result {
+            Err(rej) => self.reject(kind, &meta.file, rec, rej),
             Ok(Parsed::Rows { rows, merged }) => {
                 *self.pending.entry(kind).or_default() -= merged;
                 self.tally(kind).merged += merged;
@@ -427,9 +445,8 @@ impl<'a> Run<'a> {
                 let pending = self.pending.entry(kind).or_default();
                 *pending = *pending + 1 - merged;
                 self.tally(kind).merged += merged;
-                for e in released {
-                    *self.pending.entry(kind).or_default() -= 1;
-                    self.store_rows(kind, vec![e])?;
+                for r in released {
+                    self.release(kind, r)?;
                 }
                 Ok(())
             }
@@ -440,6 +457,19 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A held record let go without its completion: stored alone, or rejected.
+    fn release(&mut self, kind: SourceKind, released: Released) -> Result<(), IngestError> {
+        *self.pending.entry(kind).or_default() -= 1;
+        match released {
+            Released::Row(e) => self.store_rows(kind, vec![*e]),
+            Released::Rejected {
+                reject,
+                record,
+                file,
+            } => self.reject(kind, &file, &record, reject),
+        }
+    }
+
     fn tally(&mut self, kind: SourceKind) -> &mut Tally {
         self.counts.entry(kind.as_str().to_owned()).or_default()
     }
@@ -447,18 +477,12 @@ impl<'a> Run<'a> {
     fn reject(
         &mut self,
         kind: SourceKind,
-        file: &InputFile,
+        file: &str,
         rec: &RawRecord,
         rej: Reject,
     ) -> Result<(), IngestError> {
         self.tally(kind).rejected += 1;
-        let entry = RejectEntry::for_record(
-            &file.display,
-            rec,
-            Some(kind.as_str()),
-            rej.reason,
-            rej.detail,
-        );
+        let entry = RejectEntry::for_record(file, rec, Some(kind.as_str()), rej.reason, rej.detail);
         self.rejects.push(entry)?;
         Ok(())
     }

@@ -3,8 +3,11 @@
 //! Adding a source is one file implementing [`Source`] and one line in [`new_source`] and
 //! [`detect`].
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
+use super::splitter::RawRecord;
 use super::{azure, cloudtrail, gcp, k8s, vault};
 use crate::event::{Event, SourceKind};
 
@@ -39,6 +42,8 @@ pub struct RecordMeta {
     pub prefix: Option<String>,
     /// Where the record sat in its file (a top-level value, or an element of an envelope).
     pub container: super::splitter::Container,
+    /// The input file, as named in messages.
+    pub file: Arc<str>,
 }
 
 /// What a parser made of one record.
@@ -50,7 +55,10 @@ pub enum Parsed {
     /// response); it ends as merged, or as a row when [`Source::finish`] runs. `released` are
     /// rows of records held earlier that will not be completed now (one row per record);
     /// `merged` counts records held earlier that this one replaces (a Kubernetes stage).
-    Held { released: Vec<Event>, merged: u64 },
+    Held {
+        released: Vec<Released>,
+        merged: u64,
+    },
     /// The same record was already seen in this run (counted as a duplicate).
     Duplicate,
 }
@@ -59,6 +67,17 @@ impl Parsed {
     pub fn rows(rows: Vec<Event>) -> Parsed {
         Parsed::Rows { rows, merged: 0 }
     }
+}
+
+/// A record held earlier, let go without being completed: its row, or why it has none.
+#[derive(Debug)]
+pub enum Released {
+    Row(Box<Event>),
+    Rejected {
+        reject: Reject,
+        record: RawRecord,
+        file: Arc<str>,
+    },
 }
 
 /// Why a record was not stored: a stable reason code and a human detail.
@@ -99,10 +118,17 @@ impl Reject {
 /// One input format.
 pub trait Source {
     fn kind(&self) -> SourceKind;
+    /// A cheap look at the record's text before it is decoded: `Some` settles the record
+    /// without a full parse (a Vault request is held as text until its response arrives).
+    fn peek(&mut self, _record: &RawRecord, _meta: &RecordMeta) -> Option<Parsed> {
+        None
+    }
     /// Normalizes one record (a JSON object) into rows.
     fn parse(&mut self, record: Value, meta: &RecordMeta) -> Result<Parsed, Reject>;
-    /// Rows for records still held at the end of the run (one per held record).
-    fn finish(&mut self) -> Vec<Event>;
+    /// What becomes of records still held at the end of the run (one entry per held record).
+    fn finish(&mut self) -> Vec<Released> {
+        Vec::new()
+    }
 }
 
 /// What content-based detection found in a record.

@@ -6,16 +6,18 @@
 //! its own at the end of the run with outcome `unknown` (or `denied` when the request entry
 //! already carries the denial) and the uid suffix `:request`.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields::{
     at, optional_str, required_str, required_time, split_address, str_at, string_at, strings_at,
 };
-use super::held::{Held, MAX_HELD};
+use super::held::{Held, Recent, MAX_HELD};
 use super::redact::{redact_unhashed_strings, VAULT_HMAC_PREFIX};
-use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Source};
+use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
+use super::splitter::RawRecord;
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 
 const FORMAT: &str = "vault_audit";
@@ -37,10 +39,17 @@ pub fn recognizes(v: &Value) -> bool {
 pub struct VaultSource {
     opts: ParseOptions,
     /// Requests waiting for their response, by id.
-    held: Held,
-    /// Request ids whose response was stored in this run: a later copy of the request (from a
+    held: Held<HeldRequest>,
+    /// Request ids whose response was stored recently: a later copy of the request (from a
     /// second audit device) is a duplicate, not a lone request.
-    completed: HashSet<String>,
+    completed: Recent,
+}
+
+/// A request entry kept as text: most are completed by their response and never need parsing.
+#[allow(clippy::large_enum_variant, reason = "nearly every held request is Text")]
+enum HeldRequest {
+    Text { record: RawRecord, meta: RecordMeta },
+    Parsed(Box<Event>),
 }
 
 impl VaultSource {
@@ -48,9 +57,55 @@ impl VaultSource {
         VaultSource {
             opts,
             held: Held::new(MAX_HELD),
-            completed: HashSet::new(),
+            completed: Recent::new(4 * MAX_HELD),
         }
     }
+
+    fn hold(&mut self, id: String, request: HeldRequest) -> Parsed {
+        let (_, released) = self.held.insert(id, request);
+        Parsed::Held {
+            released: released.map(|r| self.release(r)).into_iter().collect(),
+            merged: 0,
+        }
+    }
+
+    /// A held request that will not be completed: parsed now, stored on its own.
+    fn release(&self, request: HeldRequest) -> Released {
+        match request {
+            HeldRequest::Parsed(e) => Released::Row(e),
+            HeldRequest::Text { record, meta } => {
+                let parsed = serde_json::from_slice::<Value>(&record.bytes)
+                    .map_err(|e| Reject::new("invalid_json", e.to_string()))
+                    .and_then(|mut v| normalize(&mut v, &self.opts, &meta, true));
+                match parsed {
+                    Ok(mut e) => {
+                        e.event_uid.push_str(":request");
+                        Released::Row(Box::new(e))
+                    }
+                    Err(reject) => Released::Rejected {
+                        reject,
+                        record,
+                        file: meta.file,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The two fields a request entry is recognised by, read without building the whole record.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<PeekRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekRequest<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
 }
 
 enum EntryType {
@@ -61,6 +116,25 @@ enum EntryType {
 impl Source for VaultSource {
     fn kind(&self) -> SourceKind {
         SourceKind::Vault
+    }
+
+    fn peek(&mut self, record: &RawRecord, meta: &RecordMeta) -> Option<Parsed> {
+        if record.problem.is_some() {
+            return None;
+        }
+        let peek: Peek = serde_json::from_slice(&record.bytes).ok()?;
+        let id = peek.request?.id?;
+        if !peek.kind?.ends_with("request") || id.is_empty() {
+            return None;
+        }
+        if self.completed.contains(&id) || self.held.contains(&id) {
+            return Some(Parsed::Duplicate);
+        }
+        let held = HeldRequest::Text {
+            record: record.clone(),
+            meta: meta.clone(),
+        };
+        Some(self.hold(id.into_owned(), held))
     }
 
     fn parse(&mut self, mut record: Value, meta: &RecordMeta) -> Result<Parsed, Reject> {
@@ -90,7 +164,7 @@ impl Source for VaultSource {
         match (entry_type, id) {
             (EntryType::Response, Some(id)) => {
                 let merged = u64::from(self.held.remove(&id).is_some());
-                self.completed.insert(id);
+                self.completed.insert(&id);
                 Ok(Parsed::Rows {
                     rows: vec![event],
                     merged,
@@ -102,18 +176,15 @@ impl Source for VaultSource {
                     return Ok(Parsed::Duplicate);
                 }
                 event.event_uid.push_str(":request");
-                let (_, released) = self.held.insert(id, event);
-                Ok(Parsed::Held {
-                    released: released.into_iter().collect(),
-                    merged: 0,
-                })
+                Ok(self.hold(id, HeldRequest::Parsed(Box::new(event))))
             }
             (EntryType::Request, None) => Ok(Parsed::rows(vec![event])),
         }
     }
 
-    fn finish(&mut self) -> Vec<Event> {
-        self.held.drain()
+    fn finish(&mut self) -> Vec<Released> {
+        let held = self.held.drain();
+        held.into_iter().map(|r| self.release(r)).collect()
     }
 }
 

@@ -288,3 +288,22 @@ fn documentation_in_a_log_directory_is_skipped_by_name() {
         "documentation, not a log (by name)"
     );
 }
+
+/// Vault requests are held as text until their response; one that never gets a response is
+/// parsed at the end of the run, and rejected there with its own line when it is bad.
+#[test]
+fn a_lone_request_with_a_bad_time_is_rejected_at_the_end_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = vault_response("lone", "not-a-time")
+        .replace("\"type\":\"response\"", "\"type\":\"request\"");
+    let text = format!(
+        "{request}\n{}\n",
+        vault_response("ok", "2026-03-02T10:00:00Z")
+    );
+    let (store, input) = store_and_input(dir.path(), "audit.log", text);
+    let (code, report) = ingest(&store, &[&input], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(tally(&report, "vault"), [2, 1, 0, 0, 1, 1]);
+    assert_eq!(report["rejects"][0]["reason"], "bad_timestamp");
+    assert_eq!(report["rejects"][0]["line"], 1);
+}
