@@ -494,11 +494,7 @@ impl<'a> Run<'a> {
             if !self.opts.parse.keep_raw {
                 e.raw_event = None;
             }
-            let date = utc_date(e.event_time);
-            if self
-                .uids
-                .insert(self.store, self.log, kind.as_str(), &date, &e.event_uid)?
-            {
+            if self.uids.insert(self.store, self.log, &e)? {
                 self.writer.push(&e)?;
                 new_rows += 1;
             }

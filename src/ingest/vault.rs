@@ -46,7 +46,10 @@ pub struct VaultSource {
 }
 
 /// A request entry kept as text: most are completed by their response and never need parsing.
-#[allow(clippy::large_enum_variant, reason = "nearly every held request is Text")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every held request is Text"
+)]
 enum HeldRequest {
     Text { record: RawRecord, meta: RecordMeta },
     Parsed(Box<Event>),

@@ -12,6 +12,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
 
 use super::{CommitLog, Store, StoreError};
+use crate::event::{utc_date, Event, SourceKind};
 
 /// Two independent 64-bit SipHashes: a false "duplicate" needs a 128-bit collision.
 fn uid_hash(uid: &str) -> u128 {
@@ -25,29 +26,29 @@ fn uid_hash(uid: &str) -> u128 {
 
 #[derive(Default)]
 pub struct UidIndex {
-    partitions: HashMap<(String, String), HashSet<u128>>,
+    partitions: HashMap<(SourceKind, i64), HashSet<u128>>,
 }
 
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
 impl UidIndex {
-    /// Records `uid` in its partition; false when it was already there (a duplicate).
+    /// Records the event's uid in its (source, date) partition; false when it was already there
+    /// (a duplicate).
     pub fn insert(
         &mut self,
         store: &Store,
         log: &CommitLog,
-        source: &str,
-        date: &str,
-        uid: &str,
+        e: &Event,
     ) -> Result<bool, StoreError> {
-        let key = (source.to_owned(), date.to_owned());
-        if !self.partitions.contains_key(&key) {
-            let existing = load_partition(store, log, source, date)?;
-            self.partitions.insert(key.clone(), existing);
-        }
-        let set = self
-            .partitions
-            .get_mut(&key)
-            .expect("partition loaded above");
-        Ok(set.insert(uid_hash(uid)))
+        let key = (e.source, e.event_time.div_euclid(NANOS_PER_DAY));
+        let set = match self.partitions.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let date = utc_date(e.event_time);
+                v.insert(load_partition(store, log, e.source.as_str(), &date)?)
+            }
+        };
+        Ok(set.insert(uid_hash(&e.event_uid)))
     }
 }
 

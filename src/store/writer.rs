@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::{sort_to_indices, take_record_batch};
@@ -21,13 +23,14 @@ use sha2::{Digest, Sha256};
 use super::commit::DataFile;
 use super::fsutil::{create_dir_all_durable, publish, temp_path};
 use super::{Store, StoreError, EVENTS_DIR};
-use crate::event::{Event, EventBatchBuilder, SCHEMA_VERSION};
+use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
 
 /// A partition's buffer is written out once it holds about this much.
 const FLUSH_BYTES: usize = 64 << 20;
 /// All buffers together stay under this; the largest is written out first.
 const TOTAL_BYTES: usize = 256 << 20;
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -36,19 +39,49 @@ struct Buffer {
     bytes: usize,
 }
 
-/// Writes the data files of one commit.
+/// A partition: the source and the UTC day number of `event_time`.
+type PartitionKey = (SourceKind, i64);
+
+/// One file for the encoder thread to sort, encode and publish.
+struct Job {
+    path: PathBuf,
+    relative: String,
+    source: String,
+    date: String,
+    batch: RecordBatch,
+}
+
+/// Writes the data files of one commit. Arrow batches are built on the caller's thread; sorting,
+/// Parquet encoding, hashing and fsync run on a second thread so parsing never waits for them.
 pub struct PartitionWriter {
     store: Store,
     seq: u64,
     ingest_time: i64,
-    buffers: HashMap<(String, String), Buffer>,
+    buffers: HashMap<PartitionKey, Buffer>,
     buffered_bytes: usize,
     next_file: u64,
-    written: Vec<DataFile>,
+    jobs: Option<SyncSender<Job>>,
+    encoder: Option<JoinHandle<Result<Vec<DataFile>, StoreError>>>,
 }
 
 impl PartitionWriter {
     pub fn new(store: Store, seq: u64, ingest_time: i64) -> Self {
+        // Two batches in flight at most: memory stays bounded when encoding is the slower side.
+        let (tx, rx) = sync_channel::<Job>(1);
+        let encoder = std::thread::Builder::new()
+            .name("vigil-parquet".into())
+            .spawn(move || {
+                let mut written = Vec::new();
+                for job in rx {
+                    let mut file = write_parquet(&job.path, job.batch)?;
+                    file.path = job.relative;
+                    file.source = job.source;
+                    file.date = job.date;
+                    written.push(file);
+                }
+                Ok(written)
+            })
+            .expect("spawning the encoder thread");
         PartitionWriter {
             store,
             seq,
@@ -56,14 +89,15 @@ impl PartitionWriter {
             buffers: HashMap::new(),
             buffered_bytes: 0,
             next_file: 0,
-            written: Vec::new(),
+            jobs: Some(tx),
+            encoder: Some(encoder),
         }
     }
 
     pub fn push(&mut self, e: &Event) -> Result<(), StoreError> {
-        let key = (e.source.as_str().to_owned(), e.date());
+        let key = (e.source, e.event_time.div_euclid(NANOS_PER_DAY));
         let ingest_time = self.ingest_time;
-        let buf = self.buffers.entry(key.clone()).or_insert_with(|| Buffer {
+        let buf = self.buffers.entry(key).or_insert_with(|| Buffer {
             builder: EventBatchBuilder::new(ingest_time),
             bytes: 0,
         });
@@ -72,16 +106,16 @@ impl PartitionWriter {
         buf.bytes += size;
         self.buffered_bytes += size;
         if buf.bytes >= FLUSH_BYTES {
-            self.flush(&key)?;
+            self.flush(key)?;
         }
         while self.buffered_bytes >= TOTAL_BYTES {
             let largest = self
                 .buffers
                 .iter()
                 .max_by_key(|(_, b)| b.bytes)
-                .map(|(k, _)| k.clone());
+                .map(|(k, _)| *k);
             match largest {
-                Some(k) => self.flush(&k)?,
+                Some(k) => self.flush(k)?,
                 None => break,
             }
         }
@@ -90,32 +124,47 @@ impl PartitionWriter {
 
     /// Writes every buffer and returns the files written, in write order.
     pub fn finish(mut self) -> Result<Vec<DataFile>, StoreError> {
-        let mut keys: Vec<_> = self.buffers.keys().cloned().collect();
+        let mut keys: Vec<_> = self.buffers.keys().copied().collect();
         keys.sort();
         for k in keys {
-            self.flush(&k)?;
+            self.flush(k)?;
         }
-        Ok(self.written)
+        self.join()
     }
 
     /// Drops what is buffered and deletes the files written so far (a run that commits nothing).
-    pub fn abandon(self) {
-        for f in &self.written {
+    pub fn abandon(mut self) {
+        self.buffers.clear();
+        let files = self.join().unwrap_or_default();
+        for f in &files {
             let _ = std::fs::remove_file(self.store.absolute(&f.path));
         }
     }
 
-    fn flush(&mut self, key: &(String, String)) -> Result<(), StoreError> {
-        let Some(mut buf) = self.buffers.remove(key) else {
+    fn join(&mut self) -> Result<Vec<DataFile>, StoreError> {
+        drop(self.jobs.take());
+        match self.encoder.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(StoreError::Parquet {
+                path: self.store.root().to_owned(),
+                message: "the Parquet encoder thread panicked".into(),
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn flush(&mut self, key: PartitionKey) -> Result<(), StoreError> {
+        let Some(mut buf) = self.buffers.remove(&key) else {
             return Ok(());
         };
         self.buffered_bytes -= buf.bytes;
         if buf.builder.is_empty() {
             return Ok(());
         }
-        let (source, date) = key;
+        let (source, day) = key;
+        let date = utc_date(day * NANOS_PER_DAY);
         let batch = buf.builder.finish().map_err(|e| StoreError::Parquet {
-            path: PathBuf::from(source),
+            path: PathBuf::from(source.as_str()),
             message: e.to_string(),
         })?;
         let dir = self
@@ -127,11 +176,22 @@ impl PartitionWriter {
         create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let path = dir.join(format!("{:06}-{:04}.parquet", self.seq, self.next_file));
         self.next_file += 1;
-        let mut file = write_parquet(&path, batch)?;
-        file.path = self.store.relative(&path);
-        file.source = source.clone();
-        file.date = date.clone();
-        self.written.push(file);
+        let job = Job {
+            relative: self.store.relative(&path),
+            path: path.clone(),
+            source: source.as_str().to_owned(),
+            date,
+            batch,
+        };
+        let sender = self.jobs.as_ref().expect("the writer is open");
+        if sender.send(job).is_err() {
+            // The encoder stopped on an error: report it.
+            self.join()?;
+            return Err(StoreError::Parquet {
+                path,
+                message: "the Parquet encoder stopped".into(),
+            });
+        }
         Ok(())
     }
 }
