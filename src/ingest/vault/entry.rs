@@ -1,0 +1,805 @@
+//! One Vault audit entry → one row.
+//!
+//! Two ways in, one way out: [`EntryFields`] is what a row is made of, borrowed from either a
+//! typed parse of the entry's text (the fast path: no allocation per field, nothing built for
+//! the parts a row does not use) or a `serde_json::Value` (the exact path: every field checked
+//! and named in rejects, secret values redacted). [`build`] makes the row from either. The fast
+//! path declines (returns `None`) whenever the exact path has something to do: a field of the
+//! wrong type, a missing one, a value to redact, a header to read.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
+use crate::ingest::fields::{at, optional_str, required_time, scalar_text, split_address, str_at};
+use crate::ingest::redact::{redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX};
+use crate::ingest::source::{ParseOptions, RecordMeta, Reject};
+use crate::ingest::timestamp::{parse_time, ParsedTime};
+
+pub const FORMAT: &str = "vault_audit";
+
+/// The caller as an `auth` block describes it.
+#[derive(Debug, Default, Clone)]
+struct AuthFields<'a> {
+    display_name: Option<&'a str>,
+    entity_id: Option<&'a str>,
+    username: Option<&'a str>,
+    role: Option<&'a str>,
+    accessor: Option<&'a str>,
+    policies: Vec<&'a str>,
+    token_policies: Vec<&'a str>,
+    identity_policies: Vec<&'a str>,
+}
+
+impl AuthFields<'_> {
+    fn names_someone(&self) -> bool {
+        self.display_name.is_some() || self.entity_id.is_some()
+    }
+}
+
+/// Everything a row is made of.
+#[derive(Debug, Default)]
+struct EntryFields<'a> {
+    entry_type: &'a str,
+    request_id: Option<&'a str>,
+    client_id: Option<&'a str>,
+    operation: Option<&'a str>,
+    path: Option<&'a str>,
+    mount_point: Option<&'a str>,
+    mount_type: Option<&'a str>,
+    response_mount_type: Option<&'a str>,
+    mount_accessor: Option<&'a str>,
+    namespace_id: Option<&'a str>,
+    namespace_path: Option<&'a str>,
+    remote_address: Option<&'a str>,
+    remote_port: Option<u64>,
+    user_agent: Option<&'a str>,
+    error: Option<&'a str>,
+    allowed: Option<bool>,
+    token_type: Option<&'a str>,
+    forwarded_from: Option<&'a str>,
+    auth: AuthFields<'a>,
+    response_auth: AuthFields<'a>,
+    version: Option<String>,
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// Builds the row for one entry (`is_request`: a request entry, which has no response part).
+/// `uid_text` is hashed into the uid when the entry has no request id.
+fn build(
+    f: &EntryFields,
+    time: ParsedTime,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+    uid_text: &[u8],
+) -> Event {
+    let cluster = &opts.vault_cluster;
+    let uid = match f.request_id {
+        Some(id) => format!("vault:{cluster}:{id}"),
+        None => {
+            use sha2::Digest;
+            format!(
+                "vault:{cluster}:sha256:{}",
+                hex::encode(sha2::Sha256::digest(uid_text))
+            )
+        }
+    };
+    let mut e = Event::new(SourceKind::Vault, FORMAT, uid, time.nanos);
+    if time.assumed_utc {
+        e.parse_warnings
+            .push("time_without_zone_read_as_utc".to_owned());
+    }
+    e.source_event_id = f.request_id.map(str::to_owned);
+    e.request_id = e.source_event_id.clone();
+    let ns_path = f
+        .namespace_path
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty());
+    e.tenant = Some(match ns_path {
+        Some(ns) => format!("{cluster}/{ns}"),
+        None => cluster.clone(),
+    });
+    let operation = f.operation.unwrap_or("unknown");
+    let path = f.path.unwrap_or("");
+    let mount_type = f.mount_type.or(f.response_mount_type);
+    e.service = match mount_type {
+        Some(m) => format!("vault:{m}"),
+        None => "vault".to_owned(),
+    };
+    e.operation = operation.to_owned();
+
+    // Outcome: the request or response `error`, or an explicit policy decision.
+    e.outcome = match (f.error, f.allowed) {
+        (Some(err), _) if err.contains("permission denied") => Outcome::Denied,
+        (_, Some(false)) => Outcome::Denied,
+        (Some(err), _)
+            if err.contains("no handler for route") || err.contains("unsupported path") =>
+        {
+            Outcome::NotFound
+        }
+        (Some(_), _) => Outcome::Error,
+        (None, _) if is_request => Outcome::Unknown,
+        (None, _) => Outcome::Success,
+    };
+    if let Some(err) = f.error {
+        e.status_code = Some(short_error(err));
+        e.error_message = Some(err.to_owned());
+    }
+    if e.outcome == Outcome::Denied {
+        e.http_status = Some(403);
+    }
+    set_actor(&mut e, f);
+    set_target(&mut e, f, cluster, path, operation, mount_type);
+    if let Some(addr) = f.remote_address {
+        (e.src_ip, e.src_host) = split_address(addr);
+    }
+    e.user_agent = f.user_agent.map(str::to_owned);
+    for (key, val) in [
+        ("entry_type", Some(f.entry_type)),
+        ("mount_type", f.mount_type),
+        ("mount_accessor", f.mount_accessor),
+        ("namespace_id", f.namespace_id),
+        ("token_type", f.token_type),
+        ("forwarded_from", f.forwarded_from),
+    ] {
+        if let Some(val) = non_empty(val) {
+            e.attributes.insert(key.to_owned(), val.to_owned());
+        }
+    }
+    if let Some(port) = f.remote_port {
+        e.attributes.insert("remote_port".into(), port.to_string());
+    }
+    e.raw_location = meta.location.clone();
+    if let Some(prefix) = &meta.prefix {
+        e.attributes
+            .insert("line_prefix".into(), prefix.trim().to_owned());
+    }
+    e
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exact path: a `Value`, every field checked, secret values redacted.
+
+fn auth_from_value<'a>(v: &'a Value, prefix: &str) -> AuthFields<'a> {
+    let get = |field: &str| str_at(v, &format!("{prefix}.{field}"));
+    let list = |field: &str| -> Vec<&'a str> {
+        at(v, &format!("{prefix}.{field}"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    AuthFields {
+        display_name: get("display_name"),
+        entity_id: get("entity_id"),
+        username: get("metadata.username"),
+        role: get("metadata.role").or_else(|| get("metadata.role_name")),
+        accessor: get("accessor"),
+        policies: list("policies"),
+        token_policies: list("token_policies"),
+        identity_policies: list("identity_policies"),
+    }
+}
+
+/// The exact path: builds the row from a parsed entry, redacting what a `log_raw` device wrote
+/// in clear, and rejecting with the field's name what is missing or mistyped.
+pub fn from_value(
+    record: &mut Value,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+) -> Result<Event, Reject> {
+    let time = required_time(record, "time")?;
+    if !at(record, "request").is_some_and(Value::is_object) {
+        return Err(Reject::missing("request"));
+    }
+    let redacted = redact_raw_values(record);
+    let v: &Value = record;
+    let f = EntryFields {
+        entry_type: str_at(v, "type").unwrap_or(""),
+        request_id: optional_str(v, "request.id")?,
+        client_id: str_at(v, "request.client_id"),
+        operation: optional_str(v, "request.operation")?,
+        path: optional_str(v, "request.path")?,
+        mount_point: str_at(v, "request.mount_point"),
+        mount_type: str_at(v, "request.mount_type"),
+        response_mount_type: str_at(v, "response.mount_type"),
+        mount_accessor: str_at(v, "request.mount_accessor"),
+        namespace_id: str_at(v, "request.namespace.id"),
+        namespace_path: str_at(v, "request.namespace.path"),
+        remote_address: str_at(v, "request.remote_address"),
+        remote_port: at(v, "request.remote_port").and_then(Value::as_u64),
+        user_agent: at(v, "request.headers.user-agent")
+            .and_then(|h| h.as_array().and_then(|a| a.first()).or(Some(h)))
+            .and_then(Value::as_str),
+        error: optional_str(v, "error")?,
+        allowed: at(v, "auth.policy_results.allowed").and_then(Value::as_bool),
+        token_type: str_at(v, "auth.token_type"),
+        forwarded_from: str_at(v, "forwarded_from"),
+        auth: auth_from_value(v, "auth"),
+        response_auth: auth_from_value(v, "response.auth"),
+        // KV v2 reads name it in `metadata`, writes at the top of the response data.
+        version: [
+            "response.data.metadata.version",
+            "response.data.version",
+            "request.data.metadata.version",
+            "request.data.version",
+        ]
+        .iter()
+        .find_map(|p| at(v, p))
+        .and_then(scalar_text),
+    };
+    let text = v.to_string();
+    let mut e = build(&f, time, opts, meta, is_request, text.as_bytes());
+    if redacted > 0 {
+        // After the time warning, before the path ones, as the warnings arose.
+        let at = usize::from(time.assumed_utc);
+        e.parse_warnings
+            .insert(at, format!("secret_redacted:log_raw_values={redacted}"));
+    }
+    if opts.keep_raw {
+        e.raw_event = Some(text);
+    }
+    Ok(e)
+}
+
+/// Removes values a `log_raw` device wrote in clear: every unhashed string in request and
+/// response data, and unhashed tokens. Returns how many values were removed.
+fn redact_raw_values(record: &mut Value) -> usize {
+    let mut n = 0;
+    for path in [
+        ["request", "data"],
+        ["response", "data"],
+        ["response", "auth"],
+        ["response", "wrap_info"],
+    ] {
+        if let Some(part) = record.get_mut(path[0]).and_then(|p| p.get_mut(path[1])) {
+            n += match path[1] {
+                "data" => redact_unhashed_strings(part),
+                _ => redact_token_fields(part),
+            };
+        }
+    }
+    for part in ["auth", "request"] {
+        if let Some(p) = record.get_mut(part) {
+            n += redact_token_fields(p);
+        }
+    }
+    n
+}
+
+fn is_clear_token(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with(VAULT_HMAC_PREFIX) && s != REDACTED
+}
+
+/// Unhashed `client_token` / `token` fields (a `log_raw` device writes live tokens).
+fn redact_token_fields(v: &mut Value) -> usize {
+    let Some(map) = v.as_object_mut() else {
+        return 0;
+    };
+    let mut n = 0;
+    for key in ["client_token", "token"] {
+        if let Some(Value::String(s)) = map.get_mut(key) {
+            if is_clear_token(s) {
+                *s = REDACTED.into();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path: a typed parse that borrows from the text.
+
+#[derive(Deserialize)]
+struct TypedEntry<'a> {
+    #[serde(borrow)]
+    time: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    auth: Option<TypedAuth<'a>>,
+    #[serde(borrow)]
+    request: Option<TypedRequest<'a>>,
+    #[serde(borrow)]
+    response: Option<TypedResponse<'a>>,
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    forwarded_from: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct TypedAuth<'a> {
+    #[serde(borrow)]
+    client_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    accessor: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    display_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    entity_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    policies: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    token_policies: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    identity_policies: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    metadata: Option<TypedMetadata<'a>>,
+    #[serde(borrow)]
+    token_type: Option<Cow<'a, str>>,
+    policy_results: Option<TypedPolicyResults>,
+}
+
+#[derive(Deserialize, Default)]
+struct TypedMetadata<'a> {
+    #[serde(borrow)]
+    username: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    role_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TypedPolicyResults {
+    allowed: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct TypedRequest<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mount_point: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mount_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mount_accessor: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<TypedNamespace<'a>>,
+    #[serde(borrow)]
+    remote_address: Option<Cow<'a, str>>,
+    remote_port: Option<u64>,
+    #[serde(borrow)]
+    client_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TypedNamespace<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TypedResponse<'a> {
+    #[serde(borrow)]
+    mount_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    auth: Option<TypedAuth<'a>>,
+    #[serde(borrow)]
+    wrap_info: Option<&'a RawValue>,
+}
+
+/// The `version` a KV v2 response or request data names.
+#[derive(Deserialize)]
+struct VersionProbe {
+    metadata: Option<VersionMeta>,
+    version: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct VersionMeta {
+    version: Option<Value>,
+}
+
+fn auth_fields<'a>(a: &'a TypedAuth<'a>) -> AuthFields<'a> {
+    let list = |l: &'a Option<Vec<Cow<'a, str>>>| -> Vec<&'a str> {
+        l.iter().flatten().map(|s| s.as_ref()).collect()
+    };
+    let meta = a.metadata.as_ref();
+    AuthFields {
+        display_name: non_empty(a.display_name.as_deref()),
+        entity_id: non_empty(a.entity_id.as_deref()),
+        username: non_empty(meta.and_then(|m| m.username.as_deref())),
+        role: non_empty(meta.and_then(|m| m.role.as_deref()))
+            .or_else(|| non_empty(meta.and_then(|m| m.role_name.as_deref()))),
+        accessor: non_empty(a.accessor.as_deref()),
+        policies: list(&a.policies),
+        token_policies: list(&a.token_policies),
+        identity_policies: list(&a.identity_policies),
+    }
+}
+
+/// True when JSON text holds a string value that Vault did not HMAC (a `log_raw` device).
+fn has_clear_string(raw: &RawValue) -> bool {
+    let text = raw.get();
+    if !text.contains('"') {
+        return false;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => redact_unhashed_strings(&mut v) > 0,
+        Err(_) => true,
+    }
+}
+
+fn version_of(raw: Option<&RawValue>) -> Option<String> {
+    let probe: VersionProbe = serde_json::from_str(raw?.get()).ok()?;
+    probe
+        .metadata
+        .and_then(|m| m.version)
+        .or(probe.version)
+        .as_ref()
+        .and_then(scalar_text)
+}
+
+/// The fast path; `None` when the entry needs the exact path.
+pub fn from_text(
+    text: &[u8],
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+) -> Option<Event> {
+    let entry: TypedEntry = serde_json::from_slice(text).ok()?;
+    let time = parse_time(entry.time.as_deref()?).ok()?;
+    let request = entry.request.as_ref()?;
+    let auth = entry.auth.as_ref();
+    let response = entry.response.as_ref();
+    // Anything the exact path would redact or read specially sends the entry there.
+    let clear_token = |a: Option<&TypedAuth>| {
+        a.and_then(|a| a.client_token.as_deref())
+            .is_some_and(is_clear_token)
+    };
+    if clear_token(auth)
+        || request.client_token.as_deref().is_some_and(is_clear_token)
+        || clear_token(response.and_then(|r| r.auth.as_ref()))
+        || response.is_some_and(|r| r.wrap_info.is_some())
+        || request.headers.is_some()
+        || request.data.is_some_and(has_clear_string)
+        || response.and_then(|r| r.data).is_some_and(has_clear_string)
+    {
+        return None;
+    }
+    let empty = TypedAuth::default();
+    let f = EntryFields {
+        entry_type: entry.kind.as_deref().unwrap_or(""),
+        request_id: non_empty(request.id.as_deref()),
+        client_id: non_empty(request.client_id.as_deref()),
+        operation: non_empty(request.operation.as_deref()),
+        path: non_empty(request.path.as_deref()),
+        mount_point: non_empty(request.mount_point.as_deref()),
+        mount_type: non_empty(request.mount_type.as_deref()),
+        response_mount_type: non_empty(response.and_then(|r| r.mount_type.as_deref())),
+        mount_accessor: non_empty(request.mount_accessor.as_deref()),
+        namespace_id: non_empty(request.namespace.as_ref().and_then(|n| n.id.as_deref())),
+        namespace_path: non_empty(request.namespace.as_ref().and_then(|n| n.path.as_deref())),
+        remote_address: non_empty(request.remote_address.as_deref()),
+        remote_port: request.remote_port,
+        user_agent: None,
+        error: non_empty(entry.error.as_deref()),
+        allowed: auth
+            .and_then(|a| a.policy_results.as_ref())
+            .and_then(|p| p.allowed),
+        token_type: non_empty(auth.and_then(|a| a.token_type.as_deref())),
+        forwarded_from: non_empty(entry.forwarded_from.as_deref()),
+        auth: auth_fields(auth.unwrap_or(&empty)),
+        response_auth: auth_fields(response.and_then(|r| r.auth.as_ref()).unwrap_or(&empty)),
+        version: version_of(response.and_then(|r| r.data)).or_else(|| version_of(request.data)),
+    };
+    // Without a request id the uid hashes the entry as the exact path would serialize it.
+    let uid_text = if f.request_id.is_none() {
+        serde_json::from_slice::<Value>(text)
+            .ok()?
+            .to_string()
+            .into_bytes()
+    } else {
+        Vec::new()
+    };
+    let mut e = build(&f, time, opts, meta, is_request, &uid_text);
+    if opts.keep_raw {
+        e.raw_event = Some(std::str::from_utf8(text).ok()?.to_owned());
+    }
+    Some(e)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared rules.
+
+/// `1 error occurred:\n\t* permission denied\n\n` → `permission denied`.
+pub fn short_error(err: &str) -> String {
+    let items: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("* "))
+        .collect();
+    if items.is_empty() {
+        err.trim().to_owned()
+    } else {
+        items.join("; ")
+    }
+}
+
+fn set_actor(e: &mut Event, f: &EntryFields) {
+    // A login request carries no caller yet; its response names who logged in.
+    let a = if f.auth.names_someone() {
+        &f.auth
+    } else {
+        &f.response_auth
+    };
+    let display = a.display_name.map(str::to_owned);
+    e.actor_id = a
+        .entity_id
+        .map(str::to_owned)
+        .or_else(|| display.clone())
+        .or_else(|| f.client_id.map(str::to_owned));
+    e.actor_name = a.username.map(str::to_owned).or_else(|| display.clone());
+    e.actor_role = a.role.map(str::to_owned);
+    e.credential_id = a.accessor.map(str::to_owned);
+    let mut groups: Vec<String> = a.policies.iter().map(|s| (*s).to_owned()).collect();
+    if groups.is_empty() {
+        groups = a
+            .token_policies
+            .iter()
+            .chain(&a.identity_policies)
+            .map(|s| (*s).to_owned())
+            .collect();
+        groups.dedup();
+    }
+    e.actor_type = actor_type(display.as_deref(), &groups, e.actor_id.is_some());
+    e.actor_groups = groups;
+}
+
+fn actor_type(display: Option<&str>, policies: &[String], known: bool) -> ActorType {
+    if policies.iter().any(|p| p == "root") || display == Some("root") {
+        return ActorType::Root;
+    }
+    let Some(d) = display else {
+        return if known {
+            ActorType::Unknown
+        } else {
+            ActorType::Anonymous
+        };
+    };
+    const HUMAN: [&str; 8] = [
+        "oidc-",
+        "ldap-",
+        "userpass-",
+        "okta-",
+        "saml-",
+        "github-",
+        "radius-",
+        "oidc_",
+    ];
+    const WORKLOAD: [&str; 8] = [
+        "kubernetes-",
+        "approle",
+        "aws-",
+        "gcp-",
+        "azure-",
+        "cert-",
+        "jwt-",
+        "cf-",
+    ];
+    if HUMAN.iter().any(|p| d.starts_with(p)) {
+        ActorType::Human
+    } else if WORKLOAD.iter().any(|p| d.starts_with(p)) {
+        ActorType::Workload
+    } else {
+        ActorType::Unknown
+    }
+}
+
+/// KV version 2 puts an API segment between the mount and the key.
+const KV2_SEGMENTS: [&str; 5] = ["data/", "metadata/", "delete/", "undelete/", "destroy/"];
+
+fn set_target(
+    e: &mut Event,
+    f: &EntryFields,
+    cluster: &str,
+    path: &str,
+    operation: &str,
+    mount_type: Option<&str>,
+) {
+    let mount = f
+        .mount_point
+        .filter(|m| path.starts_with(m))
+        .map(str::to_owned)
+        .or_else(|| {
+            // Older Vault versions do not log the mount: take the first path segment.
+            path.split_once('/').map(|(first, _)| format!("{first}/"))
+        });
+    let mount = mount.unwrap_or_default();
+    let rest = &path[mount.len().min(path.len())..];
+    let is_kv = mount_type == Some("kv");
+    // Without a mount type, a `data/` or `metadata/` segment is taken as KV v2 (and flagged).
+    let kv2_segment = KV2_SEGMENTS.iter().find(|s| rest.starts_with(**s)).copied();
+    let (segment, key) = match kv2_segment {
+        Some(seg) if is_kv || (mount_type.is_none() && matches!(seg, "data/" | "metadata/")) => {
+            if !is_kv {
+                e.parse_warnings
+                    .push("kv_version_inferred_from_path".into());
+            }
+            (Some(seg), &rest[seg.len()..])
+        }
+        _ => (None, rest),
+    };
+    let class = classify(path, operation, segment, mount_type);
+    e.action = class.0;
+    e.is_secret_read = class.1;
+    if path.is_empty() {
+        return;
+    }
+    let ns = f.namespace_path.unwrap_or("");
+    e.resource_type = ResourceType::VaultPath;
+    e.resource_name = Some(format!("{mount}{key}"));
+    e.resource_id = Some(format!("vault:{cluster}/{ns}{mount}{key}"));
+    e.resource_scope = Some(format!("{ns}{mount}"));
+    e.resource_version = f.version.clone();
+}
+fn classify(
+    path: &str,
+    operation: &str,
+    kv2_segment: Option<&str>,
+    mount_type: Option<&str>,
+) -> (Action, bool) {
+    let system =
+        path.starts_with("sys/") || path.starts_with("identity/") || path.starts_with("auth/");
+    if path.starts_with("auth/token/") {
+        return (Action::Token, false);
+    }
+    if path.starts_with("auth/")
+        && (path.ends_with("/login") || path.contains("/login/") || path.ends_with("/callback"))
+    {
+        return (Action::Login, false);
+    }
+    if path.starts_with("sys/policy/") || path.starts_with("sys/policies/") {
+        return (
+            if operation == "read" || operation == "list" {
+                Action::Read
+            } else {
+                Action::Policy
+            },
+            false,
+        );
+    }
+    if path.contains("/rotate") {
+        return (Action::Rotate, false);
+    }
+    if mount_type == Some("transit") && path.contains("/decrypt/") {
+        return (Action::Decrypt, !system);
+    }
+    match kv2_segment {
+        Some("delete/") | Some("destroy/") => return (Action::Delete, false),
+        Some("undelete/") => return (Action::Write, false),
+        Some("metadata/") => {
+            let action = match operation {
+                "list" => Action::List,
+                "delete" => Action::Delete,
+                "read" => Action::Read,
+                _ => Action::Write,
+            };
+            return (action, false);
+        }
+        _ => {}
+    }
+    let issues_credentials =
+        path.contains("/creds/") || path.contains("/issue/") || path.contains("/sts/");
+    match operation {
+        "read" => (Action::Read, !system),
+        "list" => (Action::List, false),
+        "create" | "update" | "patch" if issues_credentials && !system => (Action::Read, true),
+        "create" | "update" | "patch" => (Action::Write, false),
+        "delete" => (Action::Delete, false),
+        _ => (Action::Other, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_of_common_paths() {
+        assert_eq!(
+            classify("secret/data/a", "read", Some("data/"), Some("kv")),
+            (Action::Read, true)
+        );
+        assert_eq!(
+            classify("secret/metadata/a", "list", Some("metadata/"), Some("kv")),
+            (Action::List, false)
+        );
+        assert_eq!(
+            classify("database/creds/ro", "read", None, Some("database")),
+            (Action::Read, true)
+        );
+        assert_eq!(
+            classify("auth/approle/login", "update", None, None),
+            (Action::Login, false)
+        );
+        assert_eq!(
+            classify("sys/policy/p", "update", None, Some("system")),
+            (Action::Policy, false)
+        );
+        assert_eq!(
+            classify("sys/mounts", "read", None, Some("system")),
+            (Action::Read, false)
+        );
+    }
+
+    #[test]
+    fn error_lists_are_shortened() {
+        assert_eq!(
+            short_error("1 error occurred:\n\t* permission denied\n\n"),
+            "permission denied"
+        );
+        assert_eq!(short_error("permission denied"), "permission denied");
+    }
+
+    /// Guards the fast path: it must make exactly the row the exact path makes.
+    #[test]
+    fn fast_and_exact_paths_make_the_same_rows() {
+        let opts = ParseOptions {
+            keep_raw: false,
+            ..ParseOptions::default()
+        };
+        let meta = RecordMeta {
+            location: "x#1".into(),
+            prefix: None,
+            container: crate::ingest::splitter::Container::TopLevel,
+            file: "x".into(),
+        };
+        let mut compared = 0;
+        for file in [
+            "sample-data/vault/audit.log",
+            "tests/fixtures/vault/golden.log",
+        ] {
+            let text = std::fs::read(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            for rec in crate::ingest::splitter::Splitter::new(&text[..], 1 << 20) {
+                let rec = rec.unwrap();
+                let Ok(mut value) = serde_json::from_slice::<Value>(&rec.bytes) else {
+                    continue;
+                };
+                for is_request in [false, true] {
+                    let exact = from_value(&mut value.clone(), &opts, &meta, is_request);
+                    if let Some(fast) = from_text(&rec.bytes, &opts, &meta, is_request) {
+                        assert_eq!(
+                            Some(&fast),
+                            exact.as_ref().ok(),
+                            "{}",
+                            String::from_utf8_lossy(&rec.bytes)
+                        );
+                        compared += 1;
+                    }
+                }
+                // A clear secret value must send the entry to the exact path.
+                if let Some(req) = value.get_mut("request") {
+                    req["data"] = serde_json::json!({"password": "clear"});
+                    let changed = serde_json::to_vec(&value).unwrap();
+                    assert!(from_text(&changed, &opts, &meta, false).is_none());
+                }
+            }
+        }
+        assert!(compared > 300, "{compared}");
+    }
+}

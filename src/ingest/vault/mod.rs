@@ -1,0 +1,200 @@
+//! HashiCorp Vault / OpenBao audit device entries (file, socket and syslog devices).
+//!
+//! Every API call writes a `request` entry and then a `response` entry with the same
+//! `request.id`; the response repeats the request, so it alone makes a complete row and the
+//! request is counted as merged into it. A request whose response never arrives is stored on
+//! its own at the end of the run with outcome `unknown` (or `denied` when the request entry
+//! already carries the denial) and the uid suffix `:request`.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+mod entry;
+
+use super::fields::required_str;
+use super::held::{Held, Recent, MAX_HELD};
+use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
+use super::splitter::RawRecord;
+use crate::event::{Event, SourceKind};
+
+/// A Vault audit entry has `time`, a `type` and a `request` or `auth` object.
+pub fn recognizes(v: &Value) -> bool {
+    let Some(obj) = v.as_object() else {
+        return false;
+    };
+    let typed = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("request") || t.ends_with("response"));
+    typed
+        && obj.contains_key("time")
+        && (obj.get("request").is_some_and(Value::is_object) || obj.contains_key("auth"))
+}
+
+pub struct VaultSource {
+    opts: ParseOptions,
+    /// Requests waiting for their response, by id.
+    held: Held<HeldRequest>,
+    /// Request ids whose response was stored recently: a later copy of the request (from a
+    /// second audit device) is a duplicate, not a lone request.
+    completed: Recent,
+}
+
+/// A request entry kept as text: most are completed by their response and never need parsing.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every held request is Text"
+)]
+enum HeldRequest {
+    Text { record: RawRecord, meta: RecordMeta },
+    Parsed(Box<Event>),
+}
+
+impl VaultSource {
+    pub fn new(opts: ParseOptions) -> Self {
+        VaultSource {
+            opts,
+            held: Held::new(MAX_HELD),
+            completed: Recent::new(4 * MAX_HELD),
+        }
+    }
+
+    /// A response: its row, absorbing the request held for it.
+    fn complete(&mut self, event: Event) -> Parsed {
+        let Some(id) = event.request_id.clone() else {
+            return Parsed::rows(vec![event]);
+        };
+        let merged = u64::from(self.held.remove(&id).is_some());
+        self.completed.insert(&id);
+        Parsed::Rows {
+            rows: vec![event],
+            merged,
+        }
+    }
+
+    fn hold(&mut self, id: String, request: HeldRequest) -> Parsed {
+        let (_, released) = self.held.insert(id, request);
+        Parsed::Held {
+            released: released.map(|r| self.release(r)).into_iter().collect(),
+            merged: 0,
+        }
+    }
+
+    /// A held request that will not be completed: parsed now, stored on its own.
+    fn release(&self, request: HeldRequest) -> Released {
+        match request {
+            HeldRequest::Parsed(e) => Released::Row(e),
+            HeldRequest::Text { record, meta } => {
+                let parsed = serde_json::from_slice::<Value>(&record.bytes)
+                    .map_err(|e| Reject::new("invalid_json", e.to_string()))
+                    .and_then(|mut v| entry::from_value(&mut v, &self.opts, &meta, true));
+                match parsed {
+                    Ok(mut e) => {
+                        e.event_uid.push_str(":request");
+                        Released::Row(Box::new(e))
+                    }
+                    Err(reject) => Released::Rejected {
+                        reject,
+                        record,
+                        file: meta.file,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The two fields a request entry is recognised by, read without building the whole record.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<PeekRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekRequest<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+enum EntryType {
+    Request,
+    Response,
+}
+
+impl Source for VaultSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Vault
+    }
+
+    fn peek(&mut self, record: &RawRecord, meta: &RecordMeta) -> Option<Parsed> {
+        if record.problem.is_some() {
+            return None;
+        }
+        let peek: Peek = serde_json::from_slice(&record.bytes).ok()?;
+        let kind = peek.kind?;
+        if kind.ends_with("response") {
+            // The fast path; `None` sends the entry to the exact path in `parse`.
+            let event = entry::from_text(&record.bytes, &self.opts, meta, false)?;
+            return Some(self.complete(event));
+        }
+        let id = peek.request?.id?;
+        if !kind.ends_with("request") || id.is_empty() {
+            return None;
+        }
+        if self.completed.contains(&id) || self.held.contains(&id) {
+            return Some(Parsed::Duplicate);
+        }
+        let held = HeldRequest::Text {
+            record: record.clone(),
+            meta: meta.clone(),
+        };
+        Some(self.hold(id.into_owned(), held))
+    }
+
+    fn parse(&mut self, mut record: Value, meta: &RecordMeta) -> Result<Parsed, Reject> {
+        if !record.is_object() {
+            return Err(Reject::new(
+                "not_an_object",
+                "a Vault audit entry is a JSON object",
+            ));
+        }
+        let entry_type = match required_str(&record, "type")? {
+            t if t.ends_with("response") => EntryType::Response,
+            t if t.ends_with("request") => EntryType::Request,
+            other => {
+                return Err(Reject::new(
+                    "unsupported_record",
+                    format!("unknown Vault entry type `{other}`"),
+                ))
+            }
+        };
+        let mut event = entry::from_value(
+            &mut record,
+            &self.opts,
+            meta,
+            matches!(entry_type, EntryType::Request),
+        )?;
+        let id = event.request_id.clone();
+        match (entry_type, id) {
+            (EntryType::Response, _) => Ok(self.complete(event)),
+            (EntryType::Request, Some(id)) => {
+                if self.completed.contains(&id) || self.held.contains(&id) {
+                    return Ok(Parsed::Duplicate);
+                }
+                event.event_uid.push_str(":request");
+                Ok(self.hold(id, HeldRequest::Parsed(Box::new(event))))
+            }
+            (EntryType::Request, None) => Ok(Parsed::rows(vec![event])),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Released> {
+        let held = self.held.drain();
+        held.into_iter().map(|r| self.release(r)).collect()
+    }
+}
