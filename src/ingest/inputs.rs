@@ -108,6 +108,13 @@ pub struct Fingerprint {
     pub gzip_problem: Option<(String, String)>,
 }
 
+/// Whether a file starts with the gzip magic bytes (the name does not matter).
+pub fn is_gzip(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut File::open(path)?, &mut magic)?;
+    Ok(n == 2 && magic == GZIP_MAGIC)
+}
+
 /// Hashes a file and, when it is gzip, decompresses it once to prove the stream complete, so a
 /// truncated file is rejected before any of its records is stored.
 pub fn fingerprint(path: &Path) -> io::Result<Fingerprint> {

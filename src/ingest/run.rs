@@ -192,6 +192,8 @@ struct Run<'a> {
     writer: PartitionWriter,
     consumed: Vec<ConsumedInput>,
     fingerprints: HashMap<String, u64>,
+    /// Byte sizes of inputs already consumed: only a file of one of these sizes can be one.
+    sizes: std::collections::HashSet<u64>,
     rejects: RejectSink,
     progress: ProgressBar,
     files_read: u64,
@@ -205,9 +207,11 @@ impl<'a> Run<'a> {
     ) -> Result<Self, IngestError> {
         let seq = log.next_seq();
         let mut fingerprints = HashMap::new();
+        let mut sizes = std::collections::HashSet::new();
         for c in &log.commits {
             for input in &c.commit.inputs {
                 fingerprints.insert(input.fingerprint.clone(), c.commit.seq);
+                sizes.insert(input.bytes);
             }
         }
         let progress = if opts.progress {
@@ -233,6 +237,7 @@ impl<'a> Run<'a> {
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
             fingerprints,
+            sizes,
             rejects: RejectSink::new(store, seq, opts.now)?,
             progress,
             files_read: 0,
@@ -276,7 +281,25 @@ impl<'a> Run<'a> {
             path: file.display.clone(),
             source: e,
         };
-        let fp = inputs::fingerprint(&file.path).map_err(input_err)?;
+        // A file can only be one already ingested if its size matches one: only then is it
+        // hashed before reading. Otherwise it is hashed on another thread while it is parsed.
+        // Gzip files are always checked first: a damaged stream must store nothing.
+        let size = std::fs::metadata(&file.path).map_err(input_err)?.len();
+        let gzip = inputs::is_gzip(&file.path).map_err(input_err)?;
+        let mut background = None;
+        let fp = if gzip || self.sizes.contains(&size) {
+            inputs::fingerprint(&file.path).map_err(input_err)?
+        } else {
+            let path = file.path.clone();
+            background = Some(std::thread::spawn(move || inputs::fingerprint(&path)));
+            inputs::Fingerprint {
+                digest: String::new(),
+                bytes: size,
+                gzip,
+                gzip_problem: None,
+            }
+        };
+        self.sizes.insert(size);
         let start_pos = self.progress.position();
         if let Some(seq) = self.fingerprints.get(&fp.digest) {
             self.progress.inc(fp.bytes);
@@ -286,7 +309,9 @@ impl<'a> Run<'a> {
                 format!("already ingested (commit {seq})")
             }));
         }
-        self.fingerprints.insert(fp.digest.clone(), self.seq);
+        if background.is_none() {
+            self.fingerprints.insert(fp.digest.clone(), self.seq);
+        }
         self.files_read += 1;
         let reader = inputs::open(&file.path, fp.gzip).map_err(input_err)?;
         let mut records = Splitter::new(reader, self.opts.max_record_bytes);
@@ -345,6 +370,17 @@ impl<'a> Run<'a> {
             self.handle_record(kind, &file_name, rec)?;
         }
         self.progress.set_position(start_pos + fp.bytes);
+        let fp = match background {
+            Some(handle) => {
+                let fp = handle
+                    .join()
+                    .map_err(|_| input_err(io::Error::other("hashing thread failed")))?
+                    .map_err(input_err)?;
+                self.fingerprints.insert(fp.digest.clone(), self.seq);
+                fp
+            }
+            None => fp,
+        };
         // A file counts as consumed (and is skipped next time) only if some of it was accepted:
         // a file rejected whole, say parsed as the wrong source, can be ingested again.
         if n > self.tally(kind).rejected - rejected_before {

@@ -17,6 +17,35 @@ use std::io::{self, BufRead};
 /// Keys whose array value holds the records of a wrapper document.
 const WRAPPER_KEYS: [&str; 3] = ["Records", "records", "items"];
 
+/// Whether `{`/`}` and `[`/`]` occur equally often: counted in byte-wide lanes, which the
+/// compiler turns into SIMD (this check runs on every line of a JSON lines file).
+fn brackets_balance(line: &[u8]) -> bool {
+    let (mut open, mut close, mut open_sq, mut close_sq) = (0usize, 0usize, 0usize, 0usize);
+    for block in line.chunks(255) {
+        let (mut a, mut b, mut c, mut d) = (0u8, 0u8, 0u8, 0u8);
+        for &x in block {
+            a += u8::from(x == b'{');
+            b += u8::from(x == b'}');
+            c += u8::from(x == b'[');
+            d += u8::from(x == b']');
+        }
+        open += usize::from(a);
+        close += usize::from(b);
+        open_sq += usize::from(c);
+        close_sq += usize::from(d);
+    }
+    open == close && open_sq == close_sq
+}
+
+thread_local! {
+    /// Searchers for the wrapper keys, built once per thread.
+    static WRAPPER_FINDERS: [memchr::memmem::Finder<'static>; 3] = [
+        memchr::memmem::Finder::new("\"Records\""),
+        memchr::memmem::Finder::new("\"records\""),
+        memchr::memmem::Finder::new("\"items\""),
+    ];
+}
+
 /// How much of an over-long record is kept to show in the rejects file.
 const SAMPLE_BYTES: usize = 1024;
 
@@ -196,8 +225,11 @@ impl Scanner {
         } else {
             Some(String::from_utf8_lossy(&std::mem::take(&mut self.prefix)).into_owned())
         };
+        // A copy of exact size; the scan buffer keeps its capacity for the next record.
+        let bytes = self.buf.clone();
+        self.buf.clear();
         let rec = RawRecord {
-            bytes: std::mem::take(&mut self.buf),
+            bytes,
             prefix,
             line: self.start_line,
             offset: self.start_offset,
@@ -213,6 +245,55 @@ impl Scanner {
         self.scalar = false;
         self.after_newline = false;
         rec
+    }
+
+    /// JSON lines fast path: between records at top level, a line that starts with `{`, ends
+    /// with `}`, balances its brackets and names no wrapper key is one record, found with one
+    /// newline search instead of a byte-by-byte scan. Anything else (a pretty-printed object, a
+    /// wrapper document, a cut line, a line longer than the buffer) takes the exact path.
+    fn whole_line(&mut self, chunk: &[u8]) -> Option<(usize, RawRecord)> {
+        if self.active || self.held_brace || self.mode != Mode::Top {
+            return None;
+        }
+        // Skip the newline (and blank lines) the previous record left; a BOM or NUL padding at
+        // the start of the file takes the exact path.
+        let skip = chunk
+            .iter()
+            .position(|b| !matches!(b, b'\n' | b'\r' | b' ' | b'\t'))?;
+        if chunk[skip] != b'{' {
+            return None;
+        }
+        let body = &chunk[skip..];
+        let nl = memchr::memchr(b'\n', body)?;
+        let mut end = nl;
+        while end > 0 && matches!(body[end - 1], b'\r' | b' ' | b'\t') {
+            end -= 1;
+        }
+        let line = &body[..end];
+        if line.len() > self.max || line.last() != Some(&b'}') {
+            return None;
+        }
+        if !brackets_balance(line)
+            || WRAPPER_FINDERS.with(|f| f.iter().any(|f| f.find(line).is_some()))
+        {
+            return None;
+        }
+        self.line += chunk[..skip].iter().filter(|b| **b == b'\n').count() as u64;
+        self.offset += skip as u64;
+        let rec = RawRecord {
+            bytes: line.to_vec(),
+            prefix: None,
+            line: self.line,
+            offset: self.offset,
+            index: self.index,
+            element: None,
+            container: Container::TopLevel,
+            problem: None,
+        };
+        self.index += 1;
+        self.line += 1;
+        self.offset += nl as u64 + 1;
+        Some((skip + nl + 1, rec))
     }
 
     /// Inside a string of an open record, the bytes before the next quote, backslash or newline
@@ -547,6 +628,10 @@ impl<R: BufRead> Iterator for Splitter<R> {
             if chunk.is_empty() {
                 self.done = true;
                 return self.scan.finish().map(Ok);
+            }
+            if let Some((used, rec)) = self.scan.whole_line(chunk) {
+                self.reader.consume(used);
+                return Some(Ok(rec));
             }
             let n = chunk.len();
             let mut found = None;

@@ -27,9 +27,9 @@ use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSIO
 use crate::ingest::timestamp::format_nanos;
 
 /// A partition's buffer is written out once it holds about this much.
-const FLUSH_BYTES: usize = 64 << 20;
+const FLUSH_BYTES: usize = 32 << 20;
 /// All buffers together stay under this; the largest is written out first.
-const TOTAL_BYTES: usize = 256 << 20;
+const TOTAL_BYTES: usize = 96 << 20;
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
