@@ -301,3 +301,64 @@ fn one_directory_of_all_five_formats_some_gzipped_is_stored_once() {
         ]).as_array().unwrap().clone()
     );
 }
+
+/// Overlapping deliveries of every source: the second delivery repeats the first half of the
+/// events (for CloudTrail as EventBridge envelopes, as a second delivery path would) and adds
+/// the rest; each event is stored once and every repeat is counted as a duplicate.
+#[test]
+fn overlapping_deliveries_of_every_source_are_stored_once() {
+    for (source, per_call) in [
+        ("vault", 2),
+        ("cloudtrail", 1),
+        ("gcp", 1),
+        ("azure", 1),
+        ("k8s", 2),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = dir.path().join("gen");
+        let r = run(vigil(&gen)
+            .args([
+                "generate", "--source", source, "--events", "2000", "--seed", "4", "--days", "3",
+                "--out",
+            ])
+            .arg(&gen));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let text = std::fs::read_to_string(gen.join(format!("{source}-audit.log"))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let first: Vec<String> = lines[..1000]
+            .iter()
+            .map(|l| {
+                if source == "cloudtrail" {
+                    format!(r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.secretsmanager","detail":{l}}}"#)
+                } else {
+                    (*l).to_owned()
+                }
+            })
+            .collect();
+        let a = write(&dir.path().join("a.log"), first.join("\n") + "\n");
+        let b = write(&dir.path().join("b.log"), lines.join("\n") + "\n");
+        let store = dir.path().join("store");
+        let (_, first_run) = ingest(&store, &[&a], &[]);
+        let calls = 1000 / per_call;
+        assert_eq!(tally(&first_run, source)[1], calls, "{source}: {first_run}");
+        let (code, second) = ingest(&store, &[&b], &[]);
+        assert_eq!(code, 0, "{source}: {second}");
+        let [read, stored, merged, dups, rejected, _] = tally(&second, source);
+        assert_eq!((read, rejected), (2000, 0), "{source}");
+        // Earlier stages (Vault requests, Kubernetes RequestReceived) are merged into their row.
+        assert_eq!(
+            (stored, dups, merged),
+            (calls, calls, 2000 - 2 * calls),
+            "{source}: {second}"
+        );
+        assert_eq!(
+            count(&store, "SELECT count(*) AS n FROM events") as u64,
+            2 * calls,
+            "{source}"
+        );
+        assert_eq!(
+            count(&store, "SELECT count(DISTINCT event_uid) AS n FROM events") as u64,
+            2 * calls
+        );
+    }
+}
