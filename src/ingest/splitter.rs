@@ -205,6 +205,16 @@ impl Scanner {
         self.after_colon = false;
     }
 
+    /// A record cut short swallowed the newline that ended it: drop it from the text.
+    fn trim_trailing_whitespace(&mut self) {
+        let keep = self
+            .buf
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(0, |p| p + 1);
+        self.buf.truncate(keep);
+    }
+
     fn take_record(&mut self, problem: Option<SplitProblem>) -> RawRecord {
         self.active = false;
         let (container, element) = match self.mode {
@@ -339,12 +349,7 @@ impl Scanner {
             self.held_brace = false;
             if b == b'"' {
                 // `{"` at the start of a line inside an open record: that record was cut short.
-                let keep = self
-                    .buf
-                    .iter()
-                    .rposition(|c| !c.is_ascii_whitespace())
-                    .map_or(0, |p| p + 1);
-                self.buf.truncate(keep);
+                self.trim_trailing_whitespace();
                 let cut = self.take_record(None);
                 self.mode_after_cut();
                 self.begin_at_base(b'{');
@@ -597,12 +602,7 @@ impl Scanner {
                 None
             };
             // A record cut by the end of the input: drop the trailing newline it swallowed.
-            let keep = self
-                .buf
-                .iter()
-                .rposition(|c| !c.is_ascii_whitespace())
-                .map_or(0, |p| p + 1);
-            self.buf.truncate(keep);
+            self.trim_trailing_whitespace();
             return Some(self.take_record(problem));
         }
         None

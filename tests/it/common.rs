@@ -130,3 +130,17 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
+
+/// A store holding the Vault and CloudTrail sample data.
+pub fn vault_and_cloudtrail_store(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    ingest(
+        &store,
+        &[
+            &repo().join("sample-data/vault"),
+            &repo().join("sample-data/cloudtrail"),
+        ],
+        &[],
+    );
+    store
+}

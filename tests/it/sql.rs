@@ -104,15 +104,7 @@ fn store_option_and_environment_work_anywhere() {
 #[test]
 fn partition_filters_prune_and_views_work() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ingest(
-        &store,
-        &[
-            &repo().join("sample-data/vault"),
-            &repo().join("sample-data/cloudtrail"),
-        ],
-        &[],
-    );
+    let store = vault_and_cloudtrail_store(dir.path());
     let per_source = sql(&store, "SELECT source, count(*) AS n FROM events WHERE source = 'vault' AND date >= '2026-03-04' GROUP BY source");
     let direct = count(&store, "SELECT count(*) AS n FROM events WHERE source = 'vault' AND to_char(event_time, '%Y-%m-%d') >= '2026-03-04'");
     assert_eq!(per_source[0]["n"], direct);

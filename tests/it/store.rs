@@ -130,15 +130,7 @@ fn uncommitted_files_are_invisible_and_cleaned_up() {
 #[test]
 fn duckdb_reads_the_committed_files_and_sees_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ingest(
-        &store,
-        &[
-            &repo().join("sample-data/vault"),
-            &repo().join("sample-data/cloudtrail"),
-        ],
-        &[],
-    );
+    let store = vault_and_cloudtrail_store(dir.path());
     let query = "SELECT event_uid, source, date, actor_id, resource_id, outcome FROM events ORDER BY event_uid";
     let ours = sql(&store, query);
 
