@@ -99,9 +99,11 @@ pub struct GenerateArgs {
     /// Format to write: vault, cloudtrail, gcp, azure or k8s
     #[arg(long, default_value = "vault")]
     pub source: String,
-    /// Input records to write (a Vault or Kubernetes call is two records)
+    /// Input records to write (a Vault or Kubernetes call is two records; the planted
+    /// anomalies are written in any case, about 130 calls)
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
+    /// Seed of the generator: the same seed writes the same bytes
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Length of the period in days

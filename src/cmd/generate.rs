@@ -1,5 +1,7 @@
 //! `vigil generate --source S --events N --seed K --days D --out DIR`
 
+use anyhow::Context;
+
 use super::{exit, Globals};
 use crate::cli::GenerateArgs;
 use crate::event::SourceKind;
@@ -22,7 +24,7 @@ pub fn run(g: &Globals, args: GenerateArgs) -> anyhow::Result<u8> {
         start: parse_start(&args.start).map_err(anyhow::Error::msg)?,
         out: args.out,
     };
-    let done = generate(&opts)?;
+    let done = generate(&opts).with_context(|| format!("writing to {}", opts.out.display()))?;
     if !g.quiet {
         eprintln!(
             "wrote {} records to {} and {} labelled anomalies to {}",

@@ -15,6 +15,11 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
             g.store.root().display()
         );
     }
+    if let Some(h) = &args.expect_head {
+        if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("--expect-head takes the 64 hex digits of a head printed by vigil verify, not `{h}`");
+        }
+    }
     let v = verify(&g.store, args.expect_head.as_deref())?;
     let mut out = std::io::stdout().lock();
     for p in &v.problems {

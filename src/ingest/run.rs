@@ -301,7 +301,12 @@ impl<'a> Run<'a> {
         };
         self.sizes.insert(size);
         let start_pos = self.progress.position();
-        if let Some(seq) = self.fingerprints.get(&fp.digest) {
+        // (A file hashed in the background has no digest yet: it cannot match.)
+        if let Some(seq) = self
+            .fingerprints
+            .get(&fp.digest)
+            .filter(|_| !fp.digest.is_empty())
+        {
             self.progress.inc(fp.bytes);
             return Ok(Some(if *seq == self.seq {
                 "same content as another input of this run".into()
@@ -333,6 +338,12 @@ impl<'a> Run<'a> {
             }
         }
         let kind = match detected {
+            Some(Detected::Labels) => {
+                self.progress.set_position(start_pos + fp.bytes);
+                return Ok(Some(
+                    "vigil generate labels (ground truth, not events)".into(),
+                ));
+            }
             Some(Detected::CloudTrailDigest) => {
                 self.progress.set_position(start_pos + fp.bytes);
                 return Ok(Some("CloudTrail digest file (hashes, not events)".into()));
@@ -343,7 +354,7 @@ impl<'a> Run<'a> {
         let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
         if let Some((reason, detail)) = &fp.gzip_problem {
             // Nothing from a damaged gzip file is stored; it counts as one rejected record.
-            self.reject_file(file, &fp, tally_name, reason, detail.clone())?;
+            self.reject_file(file, tally_name, reason, detail.clone())?;
             return Ok(None);
         }
         let Some(kind) = kind else {
@@ -351,7 +362,7 @@ impl<'a> Run<'a> {
                 return Ok(Some("empty file".into()));
             }
             let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
-            self.reject_file(file, &fp, UNKNOWN_SOURCE, "unknown_format", detail)?;
+            self.reject_file(file, UNKNOWN_SOURCE, "unknown_format", detail)?;
             return Ok(None);
         };
         let rejected_before = self.tally(kind).rejected;
@@ -401,7 +412,6 @@ impl<'a> Run<'a> {
     fn reject_file(
         &mut self,
         file: &InputFile,
-        fp: &inputs::Fingerprint,
         tally: &str,
         reason: &str,
         detail: String,
@@ -417,7 +427,7 @@ impl<'a> Run<'a> {
             detail,
             1,
         ))?;
-        self.consume(file, fp, 1);
+        // Not marked consumed: a file rejected whole is read again by the next run.
         Ok(())
     }
 

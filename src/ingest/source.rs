@@ -137,12 +137,17 @@ pub enum Detected {
     Source(SourceKind),
     /// A CloudTrail digest file: not events, skipped as a whole.
     CloudTrailDigest,
+    /// The ground truth `vigil generate` writes beside its logs.
+    Labels,
 }
 
 /// Recognizes a record's format from its content.
 pub fn detect(record: &Value) -> Option<Detected> {
     if cloudtrail::is_digest(record) {
         return Some(Detected::CloudTrailDigest);
+    }
+    if record.get("anomalies").is_some_and(Value::is_array) && record.get("seed").is_some() {
+        return Some(Detected::Labels);
     }
     if vault::recognizes(record) {
         return Some(Detected::Source(SourceKind::Vault));

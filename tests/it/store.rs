@@ -354,3 +354,41 @@ fn overlapping_deliveries_of_every_source_are_stored_once() {
         );
     }
 }
+
+/// Regression: a file rejected whole (unknown format) once poisoned the consumed-inputs list with
+/// an empty fingerprint, and every later file was skipped as "already ingested".
+#[test]
+fn a_file_rejected_whole_does_not_make_later_files_look_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let odd = write(&dir.path().join("odd.json"), "{\"hello\":\"world\"}\n");
+    let (code, _) = ingest(&store, &[&odd], &[]);
+    assert_eq!(code, 1);
+    let new = write(
+        &dir.path().join("new.log"),
+        vault_response("n-1", "2026-03-02T10:00:00Z") + "\n",
+    );
+    let (code, report) = ingest(&store, &[&new], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(tally(&report, "vault"), [1, 1, 0, 0, 0, 1]);
+    // The unknown file is read (and rejected) again, not skipped.
+    let (code, report) = ingest(&store, &[&odd], &[]);
+    assert_eq!((code, report["total"]["rejected"].as_u64()), (1, Some(1)));
+}
+
+#[test]
+fn a_generated_directory_ingests_cleanly_its_labels_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    let r = run(vigil(&gen)
+        .args(["generate", "--source", "gcp", "--events", "500", "--out"])
+        .arg(&gen));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&gen], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["skipped"][0]["why"],
+        "vigil generate labels (ground truth, not events)"
+    );
+}

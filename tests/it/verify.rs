@@ -162,6 +162,12 @@ fn a_truncated_tail_is_caught_by_the_expected_head() {
     let dir = tempfile::tempdir().unwrap();
     let store = three_commits(dir.path());
     let before = head(&verify(&store, &[]));
+    let malformed = verify(&store, &["--expect-head", "zz"]);
+    assert_eq!(
+        malformed.code, 2,
+        "a malformed anchor is a usage error: {}",
+        malformed.stderr
+    );
     assert_eq!(verify(&store, &["--expect-head", &before]).code, 0);
     std::fs::remove_file(commit_path(&store, 3)).unwrap();
     // Without the anchor this looks like an ingest killed before its commit: not detectable.
