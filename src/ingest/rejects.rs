@@ -1,9 +1,21 @@
 //! The rejects file: one JSON line per record that was not stored, with where and why.
 
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::redact::scrub_reject_text;
 use super::splitter::RawRecord;
+use crate::event::utc_date;
+use crate::store::commit::RejectsFile;
+use crate::store::fsutil::{create_dir_all_durable, publish, temp_path};
+use crate::store::{Store, StoreError, REJECTS_DIR};
+
+/// Rejects kept in memory to print; all of them go to the rejects file.
+const REJECTS_SHOWN: usize = 20;
 
 /// Characters of a rejected record's text kept in the rejects file.
 pub const REJECT_TEXT_CHARS: usize = 2048;
@@ -81,6 +93,98 @@ impl RejectEntry {
             (Some(l), Some(e)) => format!("{}#{l}[{e}]", self.file),
             (Some(l), None) => format!("{}#{l}", self.file),
             _ => self.file.clone(),
+        }
+    }
+}
+
+/// Streams rejects to a temp file published with the commit.
+pub struct RejectSink {
+    path: PathBuf,
+    relative: String,
+    out: Option<(BufWriter<HashingWrite>, u64)>,
+    /// The first rejects, to print (all of them are in the file).
+    pub shown: Vec<RejectEntry>,
+}
+
+struct HashingWrite {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::fault::write_result()?;
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl RejectSink {
+    pub fn new(store: &Store, seq: u64, now: i64) -> Result<Self, StoreError> {
+        let relative = format!("{REJECTS_DIR}/{}/{seq:06}.jsonl", utc_date(now));
+        Ok(RejectSink {
+            path: store.absolute(&relative),
+            relative,
+            out: None,
+            shown: Vec::new(),
+        })
+    }
+
+    pub fn push(&mut self, entry: RejectEntry) -> Result<(), StoreError> {
+        if self.out.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
+            let tmp = temp_path(&self.path);
+            let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            self.out = Some((
+                BufWriter::new(HashingWrite {
+                    file,
+                    hasher: Sha256::new(),
+                    bytes: 0,
+                }),
+                0,
+            ));
+        }
+        let (out, n) = self.out.as_mut().expect("opened above");
+        let mut line = serde_json::to_vec(&entry).expect("a reject serializes");
+        line.push(b'\n');
+        out.write_all(&line)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        *n += entry.records;
+        if self.shown.len() < REJECTS_SHOWN {
+            self.shown.push(entry);
+        }
+        Ok(())
+    }
+
+    pub fn publish(self) -> Result<Option<RejectsFile>, StoreError> {
+        let Some((out, records)) = self.out else {
+            return Ok(None);
+        };
+        let tmp = temp_path(&self.path);
+        let inner = out
+            .into_inner()
+            .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+        crate::store::fsutil::sync_file(&inner.file).map_err(|e| StoreError::io(&tmp, e))?;
+        let sha256 = hex::encode(inner.hasher.finalize());
+        publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        Ok(Some(RejectsFile {
+            path: self.relative,
+            records,
+            bytes: inner.bytes,
+            sha256,
+        }))
+    }
+
+    pub fn discard(self) {
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(temp_path(&self.path));
         }
     }
 }

@@ -6,34 +6,31 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::inputs::{self, InputFile, Skipped};
-use super::rejects::RejectEntry;
+use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
     detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Released, Source,
 };
 use super::splitter::{RawRecord, SplitProblem, Splitter};
-use crate::event::{utc_date, Event, SourceKind, SCHEMA_VERSION};
+use crate::event::{Event, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
-use crate::store::commit::{write_commit, Commit, ConsumedInput, RejectsFile};
+use crate::store::commit::{write_commit, Commit, ConsumedInput};
 use crate::store::dedupe::UidIndex;
-use crate::store::fsutil::{create_dir_all_durable, publish, temp_path};
+use crate::store::fsutil::create_dir_all_durable;
 use crate::store::writer::PartitionWriter;
-use crate::store::{CommitLog, Store, StoreError, Tally, REJECTS_DIR};
+use crate::store::{CommitLog, Store, StoreError, Tally};
 
 /// Records looked at to recognize a file's format before giving up.
 const DETECT_RECORDS: usize = 16;
-/// Rejects kept in memory to print; all of them go to the rejects file.
-const REJECTS_SHOWN: usize = 20;
 /// Tally name for files whose format was not recognized.
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
@@ -681,95 +678,4 @@ fn decode(rec: &RawRecord) -> Result<Value, Reject> {
         };
         Reject::new(reason, detail)
     })
-}
-
-/// Streams rejects to a temp file published with the commit.
-struct RejectSink {
-    path: PathBuf,
-    relative: String,
-    out: Option<(BufWriter<HashingWrite>, u64)>,
-    shown: Vec<RejectEntry>,
-}
-
-struct HashingWrite {
-    file: File,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for HashingWrite {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::fault::write_result()?;
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl RejectSink {
-    fn new(store: &Store, seq: u64, now: i64) -> Result<Self, IngestError> {
-        let relative = format!("{REJECTS_DIR}/{}/{seq:06}.jsonl", utc_date(now));
-        Ok(RejectSink {
-            path: store.absolute(&relative),
-            relative,
-            out: None,
-            shown: Vec::new(),
-        })
-    }
-
-    fn push(&mut self, entry: RejectEntry) -> Result<(), IngestError> {
-        if self.out.is_none() {
-            let dir = self.path.parent().unwrap_or(Path::new("."));
-            create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
-            let tmp = temp_path(&self.path);
-            let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            self.out = Some((
-                BufWriter::new(HashingWrite {
-                    file,
-                    hasher: Sha256::new(),
-                    bytes: 0,
-                }),
-                0,
-            ));
-        }
-        let (out, n) = self.out.as_mut().expect("opened above");
-        let mut line = serde_json::to_vec(&entry).expect("a reject serializes");
-        line.push(b'\n');
-        out.write_all(&line)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        *n += entry.records;
-        if self.shown.len() < REJECTS_SHOWN {
-            self.shown.push(entry);
-        }
-        Ok(())
-    }
-
-    fn publish(self) -> Result<Option<RejectsFile>, IngestError> {
-        let Some((out, records)) = self.out else {
-            return Ok(None);
-        };
-        let tmp = temp_path(&self.path);
-        let inner = out
-            .into_inner()
-            .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        crate::store::fsutil::sync_file(&inner.file).map_err(|e| StoreError::io(&tmp, e))?;
-        let sha256 = hex::encode(inner.hasher.finalize());
-        publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        Ok(Some(RejectsFile {
-            path: self.relative,
-            records,
-            bytes: inner.bytes,
-            sha256,
-        }))
-    }
-
-    fn discard(self) {
-        if self.out.is_some() {
-            let _ = std::fs::remove_file(temp_path(&self.path));
-        }
-    }
 }
