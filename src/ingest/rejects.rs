@@ -1,17 +1,16 @@
 //! The rejects file: one JSON line per record that was not stored, with where and why.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::redact::scrub_reject_text;
 use super::splitter::RawRecord;
 use crate::event::utc_date;
 use crate::store::commit::RejectsFile;
-use crate::store::fsutil::{create_dir_all_durable, publish, temp_path};
+use crate::store::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use crate::store::{Store, StoreError, REJECTS_DIR};
 
 /// Rejects kept in memory to print; all of them go to the rejects file.
@@ -101,28 +100,9 @@ impl RejectEntry {
 pub struct RejectSink {
     path: PathBuf,
     relative: String,
-    out: Option<(BufWriter<HashingWrite>, u64)>,
+    out: Option<(BufWriter<HashingFile>, u64)>,
     /// The first rejects, to print (all of them are in the file).
     pub shown: Vec<RejectEntry>,
-}
-
-struct HashingWrite {
-    file: File,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for HashingWrite {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::fault::write_result()?;
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
 }
 
 impl RejectSink {
@@ -142,14 +122,7 @@ impl RejectSink {
             create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
             let tmp = temp_path(&self.path);
             let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            self.out = Some((
-                BufWriter::new(HashingWrite {
-                    file,
-                    hasher: Sha256::new(),
-                    bytes: 0,
-                }),
-                0,
-            ));
+            self.out = Some((BufWriter::new(HashingFile::new(file)), 0));
         }
         let (out, n) = self.out.as_mut().expect("opened above");
         let mut line = serde_json::to_vec(&entry).expect("a reject serializes");
@@ -171,13 +144,12 @@ impl RejectSink {
         let inner = out
             .into_inner()
             .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        crate::store::fsutil::sync_file(&inner.file).map_err(|e| StoreError::io(&tmp, e))?;
-        let sha256 = hex::encode(inner.hasher.finalize());
+        let (sha256, bytes) = inner.finish().map_err(|e| StoreError::io(&tmp, e))?;
         publish(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
         Ok(Some(RejectsFile {
             path: self.relative,
             records,
-            bytes: inner.bytes,
+            bytes,
             sha256,
         }))
     }

@@ -62,3 +62,44 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// A file being written that hashes (SHA-256) and counts what goes through it, so the commit can
+/// record a file's hash without reading it back.
+pub struct HashingFile {
+    file: File,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl HashingFile {
+    pub fn new(file: File) -> HashingFile {
+        use sha2::Digest;
+        HashingFile {
+            file,
+            hasher: sha2::Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// fsyncs the file and returns its SHA-256 (hex) and length.
+    pub fn finish(self) -> io::Result<(String, u64)> {
+        use sha2::Digest;
+        sync_file(&self.file)?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        crate::fault::write_result()?;
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -18,10 +17,9 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::WriterProperties;
-use sha2::{Digest, Sha256};
 
 use super::commit::DataFile;
-use super::fsutil::{create_dir_all_durable, publish, temp_path};
+use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use super::{Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
@@ -203,27 +201,6 @@ fn approx_size(e: &Event) -> usize {
         + e.resource_id.as_ref().map_or(0, String::len)
 }
 
-/// Writes through to a file while hashing and counting the bytes.
-struct HashingFile {
-    file: File,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::fault::write_result()?;
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Sorts a batch by `event_time` and writes it durably to `path`.
 fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError> {
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
@@ -258,19 +235,12 @@ fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError
         .build();
     let tmp = temp_path(path);
     let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let sink = HashingFile {
-        file,
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let sink = HashingFile::new(file);
     let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props))
         .map_err(|e| perr(&e))?;
     writer.write(&batch).map_err(|e| perr(&e))?;
     let sink = writer.into_inner().map_err(|e| perr(&e))?;
-    super::fsutil::sync_file(&sink.file).map_err(|e| StoreError::io(&tmp, e))?;
-    let sha256 = hex::encode(sink.hasher.finalize());
-    let bytes = sink.bytes;
-    drop(sink.file);
+    let (sha256, bytes) = sink.finish().map_err(|e| StoreError::io(&tmp, e))?;
     publish(&tmp, path).map_err(|e| StoreError::io(path, e))?;
     crate::fault::crash_point("after_data_rename");
     Ok(DataFile {
