@@ -26,8 +26,13 @@ pub struct Cli {
 pub enum Command {
     /// Read audit logs (files, directories, .gz, or - for stdin) into the store
     Ingest(IngestArgs),
-    /// Run a read-only SQL query over table `events` (and view `secret_reads`)
+    /// Run a read-only SQL query over table `events` (views `secret_reads`, `ocsf_api_activity`);
+    /// without a query on a terminal, an interactive shell
     Sql(SqlArgs),
+    /// List the compliance reports, or run them over a period (table, csv, json, markdown, html;
+    /// to a file or by email)
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Recompute the commit hash chain and every file hash; exit 1 on any problem
     Verify(VerifyArgs),
     /// Write realistic synthetic audit logs with labelled anomalies (deterministic per seed)
@@ -81,6 +86,10 @@ pub struct SqlArgs {
     /// Output format [default: table on a terminal, jsonl otherwise]
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Open the interactive shell even when stdin is not a terminal (it reads statements from
+    /// stdin); without a query on a terminal the shell opens anyway
+    #[arg(long, conflicts_with_all = ["query", "file"])]
+    pub shell: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,4 +124,52 @@ pub struct GenerateArgs {
     /// Directory for `<source>-audit.log` and `labels.json`
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// List the reports with their parameters and controls
+    List,
+    /// Run one or more reports over a period
+    Run(ReportRunArgs),
+}
+
+/// `--since D`, or `--from T --to T`, and `--at T` (DESIGN §8).
+#[derive(Debug, Args, Clone)]
+pub struct TimeArgs {
+    /// Period ending now (or at --at): 24h, 7d, 4w ...
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    pub since: Option<String>,
+    /// Start of the period (RFC 3339 or a date), included
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
+    /// End of the period (RFC 3339 or a date), excluded [default: now]
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+    /// What "now" is for this command (RFC 3339 or a date): run over past data as if it were then
+    #[arg(long, value_name = "T")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportRunArgs {
+    /// Report names (see `vigil report list`)
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    /// A report parameter, name=value (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Output format [default: table on a terminal, jsonl otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write to this file instead of stdout (several reports: one HTML page, or for other
+    /// formats a directory with one file per report)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Mail the result to these addresses (comma-separated): HTML body, plain-text part, CSV
+    /// attached; through [smtp] in vigil.toml, else written to the outbox as .eml
+    #[arg(long, value_name = "TO[,TO]")]
+    pub email: Option<String>,
 }

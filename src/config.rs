@@ -1,14 +1,19 @@
 //! `vigil.toml`: parsed once at the edge into typed settings. Unknown keys are errors.
 //!
-//! Sections read today: `[store]`, `[ingest]`, `[sources]`. The other sections of the design
-//! (`calendar`, `environments`, `canaries`, `query`, `smtp`, `alerts`, `detectors`, `allowlist`)
-//! are accepted as tables so one file serves every vigil version, and are validated by the
-//! features that use them.
+//! Sections read today: `[store]`, `[ingest]`, `[sources]`, `[calendar]`, `[[environments]]`,
+//! `[canaries]`, `[query]`, `[smtp]`. The detection sections (`alerts`, `detectors`,
+//! `allowlist`) are accepted as tables and validated by the features that use them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::calendar::{parse_hours, parse_tz, parse_weekday, Calendar};
+use crate::environments::{Environment, Environments, Rule};
+use crate::timerange::parse_duration;
 
 /// Default `--store`.
 pub const DEFAULT_STORE: &str = "./vigil-data";
@@ -41,11 +46,13 @@ struct RawConfig {
     ingest: RawIngest,
     #[serde(default)]
     sources: RawSources,
-    calendar: Option<toml::Table>,
-    environments: Option<Vec<toml::Table>>,
-    canaries: Option<toml::Table>,
-    query: Option<toml::Table>,
-    smtp: Option<toml::Table>,
+    calendar: Option<RawCalendar>,
+    #[serde(default)]
+    environments: Vec<RawEnvironment>,
+    canaries: Option<RawCanaries>,
+    #[serde(default)]
+    query: RawQuery,
+    smtp: Option<RawSmtp>,
     alerts: Option<toml::Table>,
     detectors: Option<toml::Table>,
     allowlist: Option<Vec<toml::Table>>,
@@ -53,7 +60,6 @@ struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "outbox_dir is read by the mail features")]
 struct RawStore {
     path: Option<PathBuf>,
     keep_raw: Option<bool>,
@@ -73,15 +79,102 @@ struct RawSources {
     k8s_cluster: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalendar {
+    timezone: Option<String>,
+    business_hours: Option<String>,
+    workdays: Option<Vec<String>>,
+    holidays: Option<Vec<String>>,
+    #[serde(default)]
+    principal_timezones: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    name: String,
+    #[serde(rename = "match")]
+    rules: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanaries {
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    memory_limit: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    tls: Option<String>,
+    from: String,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    ca_file: Option<PathBuf>,
+    /// Refused with a sentence: passwords never live in the config file.
+    password: Option<toml::Value>,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS, which the server must offer.
+    Starttls,
+    /// No TLS: only to a loopback host.
+    None,
+}
+
+/// Where the SMTP password comes from; the value is read when a message is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub from: String,
+    /// User name and where its password is.
+    pub auth: Option<(String, PasswordSource)>,
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `[store] path`, if set (the CLI and `VIGIL_STORE` take precedence).
     pub store_path: Option<PathBuf>,
     pub keep_raw: bool,
+    /// `[store] outbox_dir`, if set (default `<store>/state/outbox`).
+    pub outbox_dir: Option<PathBuf>,
     pub max_line_bytes: usize,
     pub vault_cluster: String,
     pub k8s_cluster: String,
+    pub calendar: Calendar,
+    pub environments: Environments,
+    /// `[canaries] resources`: wildcard patterns on `resource_id` / `resource_name`.
+    pub canaries: Vec<String>,
+    /// Memory one query may use before it spills and then fails.
+    pub query_memory_limit: usize,
+    pub query_timeout: Duration,
+    pub smtp: Option<SmtpSettings>,
 }
 
 impl Default for Config {
@@ -89,9 +182,16 @@ impl Default for Config {
         Config {
             store_path: None,
             keep_raw: true,
+            outbox_dir: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             vault_cluster: "default".into(),
             k8s_cluster: "default".into(),
+            calendar: Calendar::default(),
+            environments: Environments::default(),
+            canaries: Vec::new(),
+            query_memory_limit: 2 << 30,
+            query_timeout: Duration::from_secs(120),
+            smtp: None,
         }
     }
 }
@@ -134,9 +234,33 @@ impl Config {
                 None => Ok(default),
             }
         };
+        let query_memory_limit = match raw.query.memory_limit {
+            Some(t) => parse_size(&t).map_err(|e| format!("query.memory_limit: {e}"))?,
+            None => d.query_memory_limit,
+        };
+        if query_memory_limit < 16 << 20 {
+            return Err("query.memory_limit must be at least 16MiB".into());
+        }
+        let query_timeout = match raw.query.timeout {
+            Some(t) => parse_duration(&t).map_err(|e| format!("query.timeout: {e}"))?,
+            None => d.query_timeout,
+        };
+        if query_timeout.is_zero() {
+            return Err("query.timeout must be more than 0s".into());
+        }
         Ok(Config {
             store_path: raw.store.path,
             keep_raw: raw.store.keep_raw.unwrap_or(d.keep_raw),
+            outbox_dir: raw.store.outbox_dir,
+            calendar: match raw.calendar {
+                Some(c) => calendar(c)?,
+                None => d.calendar,
+            },
+            environments: environments(raw.environments)?,
+            canaries: raw.canaries.map(|c| c.resources).unwrap_or_default(),
+            query_memory_limit,
+            query_timeout,
+            smtp: raw.smtp.map(smtp).transpose()?,
             max_line_bytes,
             vault_cluster: name(
                 raw.sources.vault_cluster,
@@ -150,6 +274,142 @@ impl Config {
             )?,
         })
     }
+}
+
+/// Parses `512MiB`, `2GiB`, `1GB`, `1048576`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 512MiB or 2GiB"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        _ => return Err(format!("'{text}': unit must be B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+fn calendar(raw: RawCalendar) -> Result<Calendar, String> {
+    let mut c = Calendar::default();
+    if let Some(tz) = raw.timezone {
+        c.timezone = parse_tz(&tz).map_err(|e| format!("calendar.timezone: {e}"))?;
+    }
+    if let Some(h) = raw.business_hours {
+        (c.start, c.end) = parse_hours(&h).map_err(|e| format!("calendar.business_hours: {e}"))?;
+    }
+    if let Some(days) = raw.workdays {
+        c.workdays = [false; 7];
+        for d in days {
+            let wd = parse_weekday(&d).map_err(|e| format!("calendar.workdays: {e}"))?;
+            c.workdays[wd.num_days_from_monday() as usize] = true;
+        }
+    }
+    for h in raw.holidays.unwrap_or_default() {
+        let day = chrono::NaiveDate::parse_from_str(&h, "%Y-%m-%d")
+            .map_err(|_| format!("calendar.holidays: '{h}' is not a date YYYY-MM-DD"))?;
+        c.holidays.push(day);
+    }
+    for (who, tz) in raw.principal_timezones {
+        let zone = parse_tz(&tz).map_err(|e| format!("calendar.principal_timezones.{who}: {e}"))?;
+        c.principal_timezones.insert(who, zone);
+    }
+    Ok(c)
+}
+
+fn environments(raw: Vec<RawEnvironment>) -> Result<Environments, String> {
+    let mut configured = Vec::new();
+    for (i, e) in raw.into_iter().enumerate() {
+        if e.name.trim().is_empty() {
+            return Err(format!("environments[{i}].name is empty"));
+        }
+        let rules = e
+            .rules
+            .iter()
+            .map(|r| Rule::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| format!("environments[{i}] ({}).match: {m}", e.name))?;
+        configured.push(Environment {
+            name: e.name,
+            rules,
+        });
+    }
+    Ok(Environments { configured })
+}
+
+/// True for `localhost` and loopback addresses: the only hosts plain SMTP may go to.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn smtp(raw: RawSmtp) -> Result<SmtpSettings, String> {
+    if raw.password.is_some() {
+        return Err(
+            "smtp.password is not allowed: put the password in a file named by \
+                    smtp.password_file, or in an environment variable named by smtp.password_env"
+                .into(),
+        );
+    }
+    let tls = match raw.tls.as_deref().unwrap_or("starttls") {
+        "starttls" => SmtpTls::Starttls,
+        "implicit" => SmtpTls::Implicit,
+        "none" => SmtpTls::None,
+        other => {
+            return Err(format!(
+                "smtp.tls: '{other}' is not one of starttls, implicit, none"
+            ))
+        }
+    };
+    if raw.host.trim().is_empty() {
+        return Err("smtp.host is empty".into());
+    }
+    if tls == SmtpTls::None && !is_loopback_host(&raw.host) {
+        return Err(format!(
+            "smtp.tls = \"none\" is only allowed to localhost, not {}: use \"starttls\" or \"implicit\"",
+            raw.host
+        ));
+    }
+    if !raw.from.contains('@') || raw.from.contains(['\r', '\n']) {
+        return Err(format!("smtp.from: '{}' is not an email address", raw.from));
+    }
+    let password = match (raw.password_file, raw.password_env) {
+        (Some(_), Some(_)) => {
+            return Err("give smtp.password_file or smtp.password_env, not both".into())
+        }
+        (Some(f), None) => Some(PasswordSource::File(f)),
+        (None, Some(e)) => Some(PasswordSource::Env(e)),
+        (None, None) => None,
+    };
+    let auth = match (raw.username, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err("smtp.username needs smtp.password_file or smtp.password_env".into())
+        }
+        (None, Some(_)) => return Err("smtp.password_file/password_env need smtp.username".into()),
+    };
+    let port = raw.port.unwrap_or(match tls {
+        SmtpTls::Implicit => 465,
+        SmtpTls::Starttls => 587,
+        SmtpTls::None => 25,
+    });
+    Ok(SmtpSettings {
+        host: raw.host,
+        port,
+        tls,
+        from: raw.from,
+        auth,
+        ca_file: raw.ca_file,
+    })
 }
 
 #[cfg(test)]
@@ -172,6 +432,58 @@ mod tests {
             .unwrap_err()
             .contains("max_line_bytes"));
         assert!(Config::parse("[sources]\nvault_cluster = \"a/b\"\n").is_err());
+    }
+
+    #[test]
+    fn report_sections_are_validated() {
+        let c = Config::parse(
+            "[calendar]\ntimezone = \"Europe/Paris\"\nbusiness_hours = \"09:00-17:30\"\nworkdays = [\"mon\", \"tue\"]\nholidays = [\"2026-12-25\"]\nprincipal_timezones = { alice = \"America/New_York\" }\n\
+             [[environments]]\nname = \"prod\"\nmatch = [\"path:*/prod/*\"]\n\
+             [query]\nmemory_limit = \"512MiB\"\ntimeout = \"30s\"\n\
+             [smtp]\nhost = \"smtp.example.com\"\nfrom = \"vigil@example.com\"\nusername = \"v\"\npassword_env = \"P\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.calendar.timezone.name(), "Europe/Paris");
+        assert!(c.calendar.workdays[1] && !c.calendar.workdays[2]);
+        assert_eq!(c.environments.configured[0].name, "prod");
+        assert_eq!(c.query_memory_limit, 512 << 20);
+        assert_eq!(c.query_timeout, Duration::from_secs(30));
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::Starttls));
+        for (bad, key) in [
+            (
+                "[calendar]\ntimezone = \"Mars/Olympus\"\n",
+                "calendar.timezone",
+            ),
+            (
+                "[calendar]\nbusiness_hours = \"9-5\"\n",
+                "calendar.business_hours",
+            ),
+            (
+                "[[environments]]\nname = \"p\"\nmatch = [\"host:x\"]\n",
+                "environments[0]",
+            ),
+            ("[query]\ntimeout = \"soon\"\n", "query.timeout"),
+            (
+                "[smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\nfrom = \"a@b\"\n",
+                "only allowed to localhost",
+            ),
+            (
+                "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\npassword = \"hunter2\"\n",
+                "smtp.password is not allowed",
+            ),
+            (
+                "[smtp]\nhost = \"h\"\nfrom = \"a@b\"\nusername = \"u\"\n",
+                "smtp.username",
+            ),
+        ] {
+            let err = Config::parse(bad).unwrap_err();
+            assert!(err.contains(key), "{bad}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        assert!(
+            Config::parse("[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"a@b\"\n").is_ok()
+        );
     }
 
     #[test]

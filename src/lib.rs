@@ -2,6 +2,8 @@
 //!
 //! Secret-manager audit logs in, one normalized Parquet history out, queried with DataFusion.
 
+/// Working time (time zone, business hours, holidays) for off-hours decisions.
+pub mod calendar;
 /// Command-line definition (clap).
 pub mod cli;
 /// The one place that reads the wall clock.
@@ -10,17 +12,25 @@ pub mod clock;
 pub mod cmd;
 /// `vigil.toml`: typed, validated settings.
 pub mod config;
+/// Environments (prod, staging, ...) of secrets and principals.
+pub mod environments;
 /// The normalized event and its Arrow schema.
 pub mod event;
 /// Fault injection for crash tests (active only with the `fault-injection` feature).
 pub mod fault;
 /// Synthetic audit logs with labelled anomalies (`vigil generate`).
 pub mod generate;
+/// Shell-style wildcards for config patterns.
+pub mod glob;
 /// Input files, record splitting, one parser per source, the ingest run.
 pub mod ingest;
+/// Mail for reports and alerts: SMTP (lettre) and the outbox.
+pub mod mail;
 /// DataFusion session over the store; read-only user SQL.
 pub mod query;
 /// Output formats for query results (the only code that prints data).
 pub mod report;
 /// Parquet files, the commit log, dedupe.
 pub mod store;
+/// `--since` / `--from` / `--to` / `--at`.
+pub mod timerange;

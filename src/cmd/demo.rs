@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use super::{exit, Globals};
 use crate::cli::{DemoArgs, SourceArg};
 use crate::ingest::{ingest, InputSpec};
-use crate::query::{run_sql, session};
+use crate::query::{run_sql, session, Limits};
 use crate::report::{write_batches, Format};
 use crate::store::Store;
 
@@ -95,7 +95,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     super::ingest::print_summary(&report, &demo_globals)?;
     eprintln!("(the rejected records are the malformed samples planted in each file)");
 
-    let ctx = session(&store).await?;
+    let ctx = session(&store, &g.config).await?;
     let mut out = std::io::stdout().lock();
     for (title, sql) in QUERIES {
         writeln!(
@@ -103,7 +103,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
             "\n== {title}\n$ vigil --store {} sql \"{sql}\"",
             root.display()
         )?;
-        let batches = run_sql(&ctx, sql).await?;
+        let batches = run_sql(&ctx, sql, Limits::of(&g.config)).await?;
         write_batches(&mut out, &batches, Format::Table)?;
     }
     writeln!(

@@ -3,6 +3,8 @@
 mod demo;
 mod generate;
 mod ingest;
+mod report;
+mod shell;
 mod sql;
 mod verify;
 
@@ -63,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
+        Command::Report(cmd) => runtime.block_on(report::run(&globals, cmd)),
         Command::Verify(args) => verify::run(&globals, args),
         Command::Generate(args) => generate::run(&globals, args),
     }

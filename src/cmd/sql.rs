@@ -4,9 +4,11 @@ use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{bail, Context};
 
+use super::shell;
+
 use super::{exit, Globals};
 use crate::cli::SqlArgs;
-use crate::query::{run_sql, session};
+use crate::query::{run_sql, session, Limits};
 use crate::report::{write_batches, Format};
 
 pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
@@ -15,6 +17,7 @@ pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
         (None, Some(path)) => {
             std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
         }
+        (None, None) if args.shell => return shell(g).await,
         (None, None) if !std::io::stdin().is_terminal() => {
             let mut text = String::new();
             std::io::stdin()
@@ -22,23 +25,38 @@ pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
                 .context("reading the query from stdin")?;
             text
         }
-        (None, None) => {
-            bail!("give a query: vigil sql \"SELECT count(*) FROM events\" (or --file F.sql)")
-        }
+        (None, None) => return shell(g).await,
     };
-    if !g.store.exists() {
-        bail!(
-            "no store at {} (run vigil ingest first, or pass --store DIR)",
-            g.store.root().display()
-        );
-    }
-    let ctx = session(&g.store).await?;
-    let batches = run_sql(&ctx, sql.trim().trim_end_matches(';')).await?;
+    open_store_check(g)?;
+    let ctx = session(&g.store, &g.config).await?;
+    let batches = run_sql(
+        &ctx,
+        sql.trim().trim_end_matches(';'),
+        Limits::of(&g.config),
+    )
+    .await?;
     let format = args
         .format
         .unwrap_or_else(|| Format::default_for(std::io::stdout().is_terminal()));
     let mut out = std::io::stdout().lock();
     write_batches(&mut out, &batches, format)?;
     out.flush()?;
+    Ok(exit::OK)
+}
+
+fn open_store_check(g: &Globals) -> anyhow::Result<()> {
+    if !g.store.exists() {
+        bail!(
+            "no store at {} (run vigil ingest first, or pass --store DIR)",
+            g.store.root().display()
+        );
+    }
+    Ok(())
+}
+
+async fn shell(g: &Globals) -> anyhow::Result<u8> {
+    open_store_check(g)?;
+    let ctx = session(&g.store, &g.config).await?;
+    shell::run(&ctx, Limits::of(&g.config)).await?;
     Ok(exit::OK)
 }

@@ -1,23 +1,26 @@
 //! The DataFusion session over the store, and read-only user SQL.
 
 pub mod table;
+pub mod udf;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
 use thiserror::Error;
 
+use crate::config::Config;
 use crate::store::{Store, StoreError};
 use table::EventsTable;
-
-/// Default memory for one query before it spills or fails.
-pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -27,30 +30,93 @@ pub enum QueryError {
     Refused(String),
     #[error("{0}")]
     UnknownTable(String),
+    #[error("the query ran longer than {} s, the limit set by [query] timeout in vigil.toml; narrow it (a time range, a LIMIT) or raise the limit", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("the query needs more memory than the {} MiB set by [query] memory_limit in vigil.toml; narrow it or raise the limit ({detail})", .limit >> 20)]
+    Memory { limit: usize, detail: String },
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
 }
 
-/// Views registered beside `events`, for people and for interop.
-const VIEWS: [(&str, &str); 1] = [("secret_reads", "SELECT * FROM events WHERE is_secret_read")];
+/// Views registered beside `events`, for people and for interop. `ocsf_api_activity` shapes each
+/// row as an OCSF 1.1 API Activity event (class 6003): nested `actor`, `api`, `src_endpoint`,
+/// `resources` as OCSF names them.
+const VIEWS: [(&str, &str); 2] = [
+    ("secret_reads", "SELECT * FROM events WHERE is_secret_read"),
+    ("ocsf_api_activity", OCSF_VIEW),
+];
 
-/// A session whose catalog holds table `events` (from the commit log) and the views.
-pub async fn session(store: &Store) -> Result<SessionContext, QueryError> {
+const OCSF_VIEW: &str = "SELECT
+  6003 AS class_uid, 6 AS category_uid,
+  CASE action WHEN 'write' THEN 1 WHEN 'read' THEN 2 WHEN 'list' THEN 2 WHEN 'decrypt' THEN 2
+    WHEN 'rotate' THEN 3 WHEN 'policy' THEN 3 WHEN 'delete' THEN 4 ELSE 99 END AS activity_id,
+  600300 + CASE action WHEN 'write' THEN 1 WHEN 'read' THEN 2 WHEN 'list' THEN 2 WHEN 'decrypt' THEN 2
+    WHEN 'rotate' THEN 3 WHEN 'policy' THEN 3 WHEN 'delete' THEN 4 ELSE 99 END AS type_uid,
+  event_time AS time,
+  1 AS severity_id,
+  CASE outcome WHEN 'success' THEN 'Success' WHEN 'unknown' THEN 'Unknown' ELSE 'Failure' END AS status,
+  CASE outcome WHEN 'success' THEN 1 WHEN 'unknown' THEN 0 ELSE 2 END AS status_id,
+  status_code, error_message AS status_detail,
+  named_struct('uid', event_uid, 'original_uid', source_event_id, 'correlation_uid', request_id,
+    'version', '1.1.0', 'log_name', source_format,
+    'product', named_struct('name', 'vigil', 'vendor_name', 'vigil')) AS metadata,
+  named_struct(
+    'user', named_struct('uid', actor_id, 'name', actor_name, 'type', actor_type,
+      'credential_uid', credential_id, 'groups', actor_groups),
+    'session', named_struct('issuer', actor_role, 'is_mfa', mfa),
+    'invoked_by', via_service) AS actor,
+  named_struct('operation', operation, 'service', named_struct('name', service),
+    'request', named_struct('uid', request_id),
+    'response', named_struct('error', status_code, 'message', error_message)) AS api,
+  named_struct('ip', src_ip, 'domain', src_host) AS src_endpoint,
+  named_struct('user_agent', user_agent) AS http_request,
+  named_struct('code', http_status) AS http_response,
+  make_array(named_struct('uid', resource_id, 'name', resource_name, 'type', resource_type,
+    'version', resource_version)) AS resources,
+  named_struct('provider', source, 'region', region, 'account', named_struct('uid', tenant)) AS cloud,
+  raw_event AS raw_data,
+  is_secret_read, source, date
+FROM events";
+
+/// Names of the tables and views a query can use.
+pub const TABLES: &str = "events, secret_reads, ocsf_api_activity";
+
+/// A session whose catalog holds table `events` (from the commit log), the views and the
+/// functions of `udf`, with the memory limit of `[query]`.
+pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, QueryError> {
     let log = store.log()?;
     for w in &log.warnings {
         eprintln!("warning: {w}");
     }
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(DEFAULT_MEMORY_LIMIT)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.query_memory_limit)))
         .build_arc()?;
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let session_config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+    udf::register_all(&ctx, config);
     ctx.register_table("events", Arc::new(EventsTable::from_log(store, &log)?))?;
     for (name, sql) in VIEWS {
         let view = ctx.sql(sql).await?.into_view();
         ctx.register_table(name, view)?;
     }
     Ok(ctx)
+}
+
+/// Limits one query runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Also the cap on the size of a collected result.
+    pub memory: usize,
+}
+
+impl Limits {
+    pub fn of(config: &Config) -> Limits {
+        Limits {
+            timeout: config.query_timeout,
+            memory: config.query_memory_limit,
+        }
+    }
 }
 
 /// Refuses anything but a single query: no DDL, DML, `COPY`, `SET`, `EXPLAIN ANALYZE` writes or
@@ -102,8 +168,13 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     }
 }
 
-/// Runs one read-only query and collects its batches.
-pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+/// Plans one read-only query, with `params` bound to its `$name` placeholders (values never
+/// become SQL text).
+pub async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Option<ParamValues>,
+) -> Result<DataFrame, QueryError> {
     check_read_only(sql)?;
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
@@ -113,7 +184,60 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
         .sql_with_options(sql, options)
         .await
         .map_err(explain_error)?;
-    Ok(df.collect().await?)
+    match params {
+        Some(p) => Ok(df.with_param_values(p).map_err(explain_error)?),
+        None => Ok(df),
+    }
+}
+
+/// Runs a planned query to the end under `limits`: stops at the timeout, and when the result
+/// itself outgrows the memory limit (the memory pool bounds the operators, not what is kept).
+pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, QueryError> {
+    let work = async {
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| resources(e, limits))?;
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| resources(e, limits))?;
+            bytes += batch.get_array_memory_size();
+            if bytes > limits.memory {
+                return Err(QueryError::Memory {
+                    limit: limits.memory,
+                    detail: "the result alone is larger; add a LIMIT or aggregate".into(),
+                });
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
+    };
+    match tokio::time::timeout(limits.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(QueryError::Timeout(limits.timeout)),
+    }
+}
+
+fn resources(e: DataFusionError, limits: Limits) -> QueryError {
+    let text = e.to_string();
+    if text.contains("Resources exhausted") || text.contains("ResourcesExhausted") {
+        let first = text.lines().next().unwrap_or("").to_owned();
+        return QueryError::Memory {
+            limit: limits.memory,
+            detail: first,
+        };
+    }
+    QueryError::DataFusion(e)
+}
+
+/// Runs one read-only query and collects its batches.
+pub async fn run_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: Limits,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    collect(plan(ctx, sql, None).await?, limits).await
 }
 
 /// Turns planner errors users hit into sentences that say what to do.
@@ -126,7 +250,7 @@ fn explain_error(e: DataFusionError) -> QueryError {
             .unwrap_or("")
             .trim_start_matches("datafusion.public.");
         return QueryError::UnknownTable(format!(
-            "table '{name}' not found; the tables are events and secret_reads (file paths cannot be queried)"
+            "table '{name}' not found; the tables are {TABLES} (file paths cannot be queried)"
         ));
     }
     QueryError::DataFusion(e)

@@ -1,183 +1,234 @@
-//! Writing query results: table, csv, json, jsonl. The only code that prints data.
-//!
-//! Timestamps are RFC 3339 UTC, lists are arrays, maps are objects (in JSON), and nested values
-//! are written as JSON text in table and CSV cells.
+//! Reports: the shipped `queries/*.sql` (catalog), running one over a period with bound
+//! parameters, and writing results in every output format.
 
+pub mod catalog;
+pub mod format;
+pub mod html;
+
+use std::collections::HashMap;
 use std::io::{self, Write};
 
-use clap::ValueEnum;
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::prelude::SessionContext;
+use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
-    Jsonl,
+pub use catalog::Report;
+pub use format::{write_batches, Format};
+
+use crate::query::{self, Limits, QueryError};
+use crate::timerange::{rfc3339, TimeRange};
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("report {name}: {source}")]
+    Query { name: String, source: QueryError },
 }
 
-impl Format {
-    /// `table` on a terminal, `jsonl` otherwise (DESIGN §8).
-    pub fn default_for(stdout_is_terminal: bool) -> Format {
-        if stdout_is_terminal {
-            Format::Table
-        } else {
-            Format::Jsonl
+/// One report's result over a period.
+pub struct ReportRun {
+    pub report: Report,
+    pub range: TimeRange,
+    /// The parameters as used, defaults included, in header order.
+    pub params: Vec<(String, String)>,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl ReportRun {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    pub fn period(&self) -> String {
+        format!("{} to {}", rfc3339(self.range.from), rfc3339(self.range.to))
+    }
+
+    /// Period, parameters and control, as shown above the table.
+    pub fn facts(&self) -> Vec<(String, String)> {
+        let mut facts = vec![(
+            "Period".to_owned(),
+            format!("{} (end excluded)", self.period()),
+        )];
+        if !self.params.is_empty() {
+            let p: Vec<String> = self
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            facts.push(("Parameters".into(), p.join(", ")));
+        }
+        if let Some(c) = &self.report.control {
+            facts.push(("Control".into(), c.clone()));
+        }
+        facts.push(("Rows".into(), self.rows().to_string()));
+        facts
+    }
+
+    pub fn section(&self) -> html::Section<'_> {
+        html::Section {
+            title: &self.report.title,
+            description: Some(&self.report.description),
+            facts: self.facts(),
+            batches: &self.batches,
+            chart: self.report.chart.as_ref(),
         }
     }
 }
 
-fn format_options() -> FormatOptions<'static> {
-    FormatOptions::default()
-        .with_null("")
-        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
-        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
+/// Checks `--param k=v` pairs against the selected reports: a name no selected report declares
+/// is an error that lists the valid ones.
+pub fn parse_params(
+    given: &[String],
+    reports: &[&Report],
+) -> Result<Vec<(String, String)>, ReportError> {
+    let mut out = Vec::new();
+    for g in given {
+        let (k, v) = g
+            .split_once('=')
+            .ok_or_else(|| ReportError::Usage(format!("--param '{g}' is not name=value")))?;
+        let k = k.trim();
+        if !reports.iter().any(|r| r.params.iter().any(|p| p.name == k)) {
+            let mut valid: Vec<String> = reports
+                .iter()
+                .flat_map(|r| {
+                    r.params.iter().map(move |p| {
+                        format!("{} ({}, default {}) of {}", p.name, p.ty, p.default, r.name)
+                    })
+                })
+                .collect();
+            valid.dedup();
+            return Err(ReportError::Usage(if valid.is_empty() {
+                format!("unknown parameter '{k}': the selected reports take none besides the period (--since or --from/--to)")
+            } else {
+                format!(
+                    "unknown parameter '{k}'; the parameters are: {}",
+                    valid.join("; ")
+                )
+            }));
+        }
+        out.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(out)
 }
 
-/// Writes batches in `format` to `out`.
-pub fn write_batches(
+/// Runs `report` over `range` with `given` parameter values (others take their defaults). Values
+/// are bound to placeholders; the SQL text never changes.
+pub async fn run(
+    ctx: &SessionContext,
+    report: &Report,
+    range: TimeRange,
+    given: &[(String, String)],
+    limits: Limits,
+) -> Result<ReportRun, ReportError> {
+    let mut values: HashMap<String, ScalarValue> = HashMap::new();
+    let ts = |n: i64| ScalarValue::TimestampNanosecond(Some(n), Some("UTC".into()));
+    values.insert("from".into(), ts(range.from));
+    values.insert("to".into(), ts(range.to));
+    let mut used = Vec::new();
+    for spec in &report.params {
+        let text = given
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == spec.name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(&spec.default);
+        let value = spec
+            .value(text)
+            .map_err(|e| ReportError::Usage(format!("report {}: {e}", report.name)))?;
+        values.insert(spec.name.clone(), value);
+        used.push((spec.name.clone(), text.to_owned()));
+    }
+    let err = |source| ReportError::Query {
+        name: report.name.clone(),
+        source,
+    };
+    let df = query::plan(ctx, &report.sql, Some(ParamValues::from(values)))
+        .await
+        .map_err(err)?;
+    let batches = query::collect(df, limits).await.map_err(err)?;
+    Ok(ReportRun {
+        report: report.clone(),
+        range,
+        params: used,
+        batches,
+    })
+}
+
+/// Writes one report's result: data only for csv/json/jsonl, with its title and facts for
+/// table and markdown, as a page for html.
+pub fn write_run(
     out: &mut dyn Write,
-    batches: &[RecordBatch],
+    run: &ReportRun,
     format: Format,
+    generated_at: &str,
 ) -> io::Result<()> {
     match format {
-        Format::Table => write_table(out, batches),
-        Format::Csv => write_csv(out, batches),
-        Format::Json => write_json(out, batches, true),
-        Format::Jsonl => write_json(out, batches, false),
-    }
-}
-
-fn arrow_err(e: ArrowError) -> io::Error {
-    io::Error::other(e)
-}
-
-fn is_nested(dt: &DataType) -> bool {
-    matches!(
-        dt,
-        DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_)
-    )
-}
-
-/// Cell texts of one row: nested values as JSON, everything else as Arrow displays it.
-fn row_cells(
-    batch: &RecordBatch,
-    formatters: &[ArrayFormatter],
-    row: usize,
-) -> io::Result<Vec<String>> {
-    let mut cells = Vec::with_capacity(batch.num_columns());
-    for (i, col) in batch.columns().iter().enumerate() {
-        if is_nested(col.data_type()) && col.is_valid(row) {
-            cells.push(nested_json(&batch.slice(row, 1), i)?);
-        } else {
-            cells.push(
-                formatters[i]
-                    .value(row)
-                    .try_to_string()
-                    .map_err(arrow_err)?,
-            );
+        Format::Table => {
+            writeln!(out, "{} — {}", run.report.title, run.period())?;
+            for (k, v) in run.facts().iter().skip(1) {
+                if k != "Rows" {
+                    writeln!(out, "{k}: {v}")?;
+                }
+            }
+            write_batches(out, &run.batches, format)
         }
+        Format::Markdown => {
+            writeln!(
+                out,
+                "## {}\n\n{}\n",
+                run.report.title, run.report.description
+            )?;
+            for (k, v) in run.facts() {
+                writeln!(out, "- **{k}**: {v}")?;
+            }
+            writeln!(out)?;
+            write_batches(out, &run.batches, format)
+        }
+        Format::Html => {
+            let page = html::page(&run.report.title, &[run.section()], generated_at)?;
+            out.write_all(page.as_bytes())
+        }
+        Format::Csv | Format::Json | Format::Jsonl => write_batches(out, &run.batches, format),
     }
-    Ok(cells)
 }
 
-fn nested_json(one_row: &RecordBatch, column: usize) -> io::Result<String> {
-    let single = one_row.project(&[column]).map_err(arrow_err)?;
+/// Plain text of several reports (the text part of a report email).
+pub fn plain_text(runs: &[ReportRun]) -> io::Result<String> {
     let mut buf = Vec::new();
-    let mut w = WriterBuilder::new().build::<_, LineDelimited>(&mut buf);
-    w.write(&single).map_err(arrow_err)?;
-    w.finish().map_err(arrow_err)?;
-    drop(w);
-    let obj: serde_json::Value = serde_json::from_slice(&buf).map_err(io::Error::other)?;
-    Ok(obj
-        .as_object()
-        .and_then(|o| o.values().next())
-        .map(|v| v.to_string())
-        .unwrap_or_default())
-}
-
-fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
-    let Some(first) = batches.first() else {
-        return writeln!(out, "(0 rows)");
-    };
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
-    let options = format_options();
-    let mut rows = 0;
-    for batch in batches {
-        let formatters = formatters(batch, &options)?;
-        for row in 0..batch.num_rows() {
-            table.add_row(row_cells(batch, &formatters, row)?);
-            rows += 1;
+    for (i, run) in runs.iter().enumerate() {
+        if i > 0 {
+            writeln!(buf)?;
+        }
+        writeln!(
+            buf,
+            "{}\n{}",
+            run.report.title,
+            "=".repeat(run.report.title.chars().count())
+        )?;
+        writeln!(buf, "{}", run.report.description)?;
+        for (k, v) in run.facts() {
+            writeln!(buf, "{k}: {v}")?;
+        }
+        writeln!(buf)?;
+        if run.rows() == 0 {
+            writeln!(buf, "No rows in this period.")?;
+        } else {
+            write_batches(&mut buf, &run.batches, Format::Table)?;
         }
     }
-    writeln!(out, "{table}")?;
-    writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-fn formatters<'a>(
-    batch: &'a RecordBatch,
-    options: &'a FormatOptions<'a>,
-) -> io::Result<Vec<ArrayFormatter<'a>>> {
-    batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), options).map_err(arrow_err))
-        .collect()
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
-fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
-    let Some(first) = batches.first() else {
-        return Ok(());
-    };
-    let header: Vec<String> = first
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| csv_field(f.name()))
-        .collect();
-    writeln!(out, "{}", header.join(","))?;
-    let options = format_options();
-    for batch in batches {
-        let formatters = formatters(batch, &options)?;
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = row_cells(batch, &formatters, row)?
-                .iter()
-                .map(|c| csv_field(c))
-                .collect();
-            writeln!(out, "{}", cells.join(","))?;
-        }
-    }
-    Ok(())
-}
-
-fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::Result<()> {
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let builder = WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".into());
-    if array {
-        let mut w = builder.build::<_, JsonArray>(&mut *out);
-        w.write_batches(&refs).map_err(arrow_err)?;
-        w.finish().map_err(arrow_err)?;
-        drop(w);
-        writeln!(out)
-    } else {
-        let mut w = builder.build::<_, LineDelimited>(&mut *out);
-        w.write_batches(&refs).map_err(arrow_err)?;
-        w.finish().map_err(arrow_err)
+/// Extension of a file in `format`.
+pub fn extension(format: Format) -> &'static str {
+    match format {
+        Format::Table => "txt",
+        Format::Csv => "csv",
+        Format::Json => "json",
+        Format::Jsonl => "jsonl",
+        Format::Markdown => "md",
+        Format::Html => "html",
     }
 }

@@ -144,3 +144,57 @@ pub fn vault_and_cloudtrail_store(dir: &Path) -> PathBuf {
     );
     store
 }
+
+/// A store holding all of `sample-data/` (five sources).
+pub fn sample_store(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    // The sample data carries a few damaged records on purpose (the demo shows rejects).
+    let (code, report) = ingest(&store, &[&repo().join("sample-data")], &[]);
+    assert_eq!(
+        (code, report["total"]["rejected"].as_u64()),
+        (1, Some(6)),
+        "{report}"
+    );
+    store
+}
+
+/// Writes `vigil.toml` text to `dir/vigil.toml` and returns its path.
+pub fn config(dir: &Path, text: &str) -> PathBuf {
+    write(&dir.join("vigil.toml"), text)
+}
+
+/// JSON rows printed by `vigil report run ... --format json`.
+pub fn report_rows(store: &Path, args: &[&str]) -> Vec<Value> {
+    let r = run(vigil(store)
+        .args(["report", "run"])
+        .args(args)
+        .args(["--format", "json"]));
+    assert_eq!(r.code, 0, "report {args:?} failed: {}", r.stderr);
+    match serde_json::from_str(&r.stdout) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!("not a JSON array: {other:?}\n{}", r.stdout),
+    }
+}
+
+/// Runs a command with `input` on its stdin.
+pub fn run_input(cmd: &mut Command, input: &str) -> Ran {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("vigil runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

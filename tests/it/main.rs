@@ -14,6 +14,10 @@ mod crash;
 mod generate;
 /// Golden snapshots of normalized rows per source.
 mod golden;
+/// Report mail through a real SMTP server (aiosmtpd): STARTTLS + AUTH, refusals, outage.
+mod mail;
+/// `vigil report`: every shipped report, parameters, HTML, outbox.
+mod reports;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.
 mod secrets;
 /// `vigil sql`: read-only, output formats, options anywhere.

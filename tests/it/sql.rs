@@ -116,3 +116,100 @@ fn partition_filters_prune_and_views_work() {
         )
     );
 }
+
+#[test]
+fn runaway_queries_hit_the_limits_and_the_next_query_runs() {
+    let (dir, store) = sample_store();
+    let cfg = config(
+        dir.path(),
+        "[query]\ntimeout = \"2s\"\nmemory_limit = \"16MiB\"\n",
+    );
+    let started = std::time::Instant::now();
+    let r = run(vigil(&store).arg("--config").arg(&cfg).args([
+        "sql",
+        "SELECT count(*) FROM events a, events b, events c, events d, events e, events f, events g, events h, events i",
+    ]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("longer than 2 s") && r.stderr.contains("[query] timeout"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(7),
+        "stopped within timeout + 5 s"
+    );
+    // A result larger than the memory limit is refused rather than held.
+    let r = run(vigil(&store).arg("--config").arg(&cfg).args([
+        "sql",
+        "SELECT a.raw_event, b.raw_event FROM events a, events b, events c, events d, events e",
+    ]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("memory_limit"), "{}", r.stderr);
+    // The shell survives a runaway query and answers the next one.
+    let r = run_input(vigil(&store)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["sql", "--shell"])
+        .env("XDG_STATE_HOME", dir.path()),
+        "SELECT count(*) FROM events a, events b, events c, events d, events e, events f, events g, events h, events i;\nSELECT 41 + 1 AS answer;\n");
+    assert!(r.stderr.contains("longer than 2 s"), "{}", r.stderr);
+    assert!(r.stdout.contains("42"), "{}", r.stdout);
+}
+
+#[test]
+fn shell_runs_multiline_statements_and_describes_tables() {
+    let (dir, store) = sample_store();
+    let r = run_input(vigil(&store)
+        .args(["sql", "--shell"])
+        .env("XDG_STATE_HOME", dir.path()),
+        "\\d\n\\d events\nSELECT count(*) AS n\n  FROM events;\nSELECT nope FROM events;\n\\format csv\nSELECT 'after the error' AS still;\n\\q\nSELECT 'not run';\n");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("ocsf_api_activity") && r.stdout.contains("secret_reads"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("resource_id") && r.stdout.contains("Timestamp(ns"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("│ 8 │"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("error:") && r.stderr.contains("nope"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("still\nafter the error\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("not run"));
+    assert!(r.stderr.contains("row in "), "timing shown: {}", r.stderr);
+    let history = std::fs::read_to_string(dir.path().join("vigil/sql_history")).unwrap();
+    assert!(history.contains("SELECT count(*) AS n"), "{history}");
+}
+
+#[test]
+fn ocsf_view_shapes_api_activity() {
+    let (_dir, store) = sample_store();
+    let rows = sql(
+        &store,
+        "SELECT class_uid, type_uid, status, actor['user']['uid'] AS actor_uid, api['operation'] AS op, \
+         resources[1]['uid'] AS resource_uid, metadata['product']['name'] AS product \
+         FROM ocsf_api_activity WHERE activity_id = 2 ORDER BY time LIMIT 1",
+    );
+    assert_eq!(rows[0]["class_uid"], 6003);
+    assert_eq!(rows[0]["type_uid"], 600302);
+    assert_eq!(rows[0]["product"], "vigil");
+    assert!(
+        rows[0]["resource_uid"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:"),
+        "{rows:?}"
+    );
+    assert!(rows[0]["actor_uid"].is_string());
+}

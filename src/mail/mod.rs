@@ -1,0 +1,292 @@
+//! Mail for reports and alerts: one message shape (HTML with a plain-text alternative, files
+//! attached), delivered over SMTP with lettre, or written to the outbox.
+//!
+//! Outbox (DESIGN §8): without `[smtp]`, messages are written as `.eml` files to
+//! `<outbox>/local/` and never sent. With `[smtp]`, each message is first written durably to
+//! `<outbox>/pending/` (the message and its envelope), then sent; sent messages move to
+//! `<outbox>/sent/`; a message that could not be sent stays pending and is retried by every later
+//! run that sends mail, so an outage delays mail but loses none.
+
+mod smtp;
+
+use std::path::{Path, PathBuf};
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::{Config, SmtpSettings};
+use crate::store::fsutil::write_atomic;
+
+pub use smtp::send_raw;
+
+#[derive(Debug, Error)]
+pub enum MailError {
+    #[error("'{0}' is not an email address")]
+    Address(String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("outbox {path}: {source}")]
+    Outbox {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Password(String),
+    #[error("SMTP {server}: {reason}")]
+    Smtp { server: String, reason: String },
+}
+
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// A message before addressing details are checked.
+pub struct Mail {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<Attachment>,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Accepted by the SMTP server.
+    Sent,
+    /// Not sent now (the reason); waits in the outbox for the next run.
+    Queued { path: PathBuf, reason: String },
+    /// No `[smtp]`: written as a local `.eml` file.
+    Written(PathBuf),
+}
+
+/// The sender and recipients, stored beside a pending message.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    to: Vec<String>,
+}
+
+/// `[store] outbox_dir`, else `<store>/state/outbox`.
+pub fn outbox_dir(config: &Config, store_root: &Path) -> PathBuf {
+    config
+        .outbox_dir
+        .clone()
+        .unwrap_or_else(|| store_root.join("state").join("outbox"))
+}
+
+fn mailbox(text: &str) -> Result<Mailbox, MailError> {
+    text.trim()
+        .parse::<Mailbox>()
+        .map_err(|_| MailError::Address(text.to_owned()))
+}
+
+/// Splits `a@x,b@y` and checks every address.
+pub fn parse_recipients(list: &str) -> Result<Vec<String>, MailError> {
+    let to: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if to.is_empty() {
+        return Err(MailError::Address(list.to_owned()));
+    }
+    for t in &to {
+        mailbox(t)?;
+    }
+    Ok(to)
+}
+
+/// Keeps header text on one line: log content never adds a header.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The RFC 5322 bytes of `mail` from `from`.
+fn build(mail: &Mail, from: &str) -> Result<(Envelope, Vec<u8>), MailError> {
+    let from_box = mailbox(from)?;
+    // A Message-ID of our own lets receivers (and tests) tell a retry from a new message.
+    let mut builder = Message::builder()
+        .message_id(None)
+        .from(from_box.clone())
+        .subject(one_line(&mail.subject));
+    let mut to = Vec::new();
+    for t in &mail.to {
+        let b = mailbox(t)?;
+        to.push(b.email.to_string());
+        builder = builder.to(b);
+    }
+    let mut body = MultiPart::mixed().multipart(MultiPart::alternative_plain_html(
+        mail.text.clone(),
+        mail.html.clone(),
+    ));
+    for a in &mail.attachments {
+        let ct = ContentType::parse(a.content_type).map_err(|e| MailError::Build(e.to_string()))?;
+        let part: SinglePart =
+            LettreAttachment::new(one_line(&a.filename)).body(a.body.clone(), ct);
+        body = body.singlepart(part);
+    }
+    let message = builder
+        .multipart(body)
+        .map_err(|e| MailError::Build(e.to_string()))?;
+    let envelope = Envelope {
+        from: from_box.email.to_string(),
+        to,
+    };
+    Ok((envelope, message.formatted()))
+}
+
+/// A file name that sorts by time and names the subject: `20260306T140500Z-weekly-report`.
+fn file_stem(subject: &str) -> String {
+    let now = crate::clock::now_nanos().unwrap_or(0);
+    let stamp = chrono::DateTime::from_timestamp_nanos(now).format("%Y%m%dT%H%M%S%.6fZ");
+    let slug: String = subject
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .take(8)
+        .collect::<Vec<_>>()
+        .join("-");
+    format!(
+        "{stamp}-{}",
+        if slug.is_empty() { "message" } else { &slug }
+    )
+}
+
+fn outbox_io(path: &Path) -> impl FnOnce(std::io::Error) -> MailError + '_ {
+    move |source| MailError::Outbox {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), MailError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(outbox_io(dir))?;
+    }
+    write_atomic(path, bytes).map_err(outbox_io(path))
+}
+
+/// Delivers `mail`: sends it when `[smtp]` is set (queueing it when that fails), else writes it
+/// to `<outbox>/local/`.
+pub fn deliver(
+    smtp: Option<&SmtpSettings>,
+    outbox: &Path,
+    mail: &Mail,
+) -> Result<Delivered, MailError> {
+    let Some(settings) = smtp else {
+        let (_, bytes) = build(mail, "vigil@localhost")?;
+        let path = outbox
+            .join("local")
+            .join(format!("{}.eml", file_stem(&mail.subject)));
+        write_file(&path, &bytes)?;
+        return Ok(Delivered::Written(path));
+    };
+    let (envelope, bytes) = build(mail, &settings.from)?;
+    let stem = file_stem(&mail.subject);
+    let pending = outbox.join("pending");
+    let eml = pending.join(format!("{stem}.eml"));
+    // The message first, then its envelope: a pending entry counts only with both.
+    write_file(&eml, &bytes)?;
+    let env_json = serde_json::to_vec(&envelope).map_err(|e| MailError::Build(e.to_string()))?;
+    write_file(&pending.join(format!("{stem}.json")), &env_json)?;
+    match send_raw(settings, &envelope.from, &envelope.to, &bytes) {
+        Ok(()) => {
+            mark_sent(outbox, &stem)?;
+            Ok(Delivered::Sent)
+        }
+        Err(e) => Ok(Delivered::Queued {
+            path: eml,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn mark_sent(outbox: &Path, stem: &str) -> Result<(), MailError> {
+    let sent = outbox.join("sent");
+    std::fs::create_dir_all(&sent).map_err(outbox_io(&sent))?;
+    let pending = outbox.join("pending");
+    let eml = pending.join(format!("{stem}.eml"));
+    std::fs::rename(&eml, sent.join(format!("{stem}.eml"))).map_err(outbox_io(&eml))?;
+    let json = pending.join(format!("{stem}.json"));
+    std::fs::remove_file(&json).map_err(outbox_io(&json))?;
+    crate::store::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
+}
+
+/// Result of retrying the pending messages.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    pub sent: usize,
+    pub still_pending: usize,
+    /// Why the first failure failed.
+    pub error: Option<String>,
+}
+
+/// Retries every pending message (oldest first); stops at the first failure, since the server is
+/// then most likely still down.
+pub fn flush_pending(smtp: Option<&SmtpSettings>, outbox: &Path) -> Result<Flushed, MailError> {
+    let pending = outbox.join("pending");
+    let mut stems: Vec<String> = match std::fs::read_dir(&pending) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Flushed::default()),
+        Err(e) => return Err(outbox_io(&pending)(e)),
+    };
+    stems.sort();
+    let mut out = Flushed::default();
+    let Some(settings) = smtp else {
+        out.still_pending = stems.len();
+        return Ok(out);
+    };
+    for stem in &stems {
+        if out.error.is_some() {
+            out.still_pending += 1;
+            continue;
+        }
+        let json_path = pending.join(format!("{stem}.json"));
+        let eml_path = pending.join(format!("{stem}.eml"));
+        let envelope: Envelope = match std::fs::read(&json_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(e) => e,
+            None => {
+                out.still_pending += 1;
+                continue;
+            }
+        };
+        let bytes = std::fs::read(&eml_path).map_err(outbox_io(&eml_path))?;
+        match send_raw(settings, &envelope.from, &envelope.to, &bytes) {
+            Ok(()) => {
+                mark_sent(outbox, stem)?;
+                out.sent += 1;
+            }
+            Err(e) => {
+                out.error = Some(e.to_string());
+                out.still_pending += 1;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,254 @@
+//! Writing query results: table, csv, json, jsonl, markdown, html. The only code that prints data.
+//!
+//! Timestamps are RFC 3339 UTC, lists are arrays, maps are objects (in JSON), and nested values
+//! are written as JSON text in table and CSV cells.
+
+use std::io::{self, Write};
+
+use clap::ValueEnum;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Jsonl,
+    /// A GitHub-flavoured Markdown table
+    Markdown,
+    /// A standalone HTML page
+    Html,
+}
+
+impl Format {
+    /// `table` on a terminal, `jsonl` otherwise (DESIGN §8).
+    pub fn default_for(stdout_is_terminal: bool) -> Format {
+        if stdout_is_terminal {
+            Format::Table
+        } else {
+            Format::Jsonl
+        }
+    }
+}
+
+fn format_options() -> FormatOptions<'static> {
+    FormatOptions::default()
+        .with_null("")
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
+        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
+}
+
+/// Writes batches in `format` to `out`.
+pub fn write_batches(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: Format,
+) -> io::Result<()> {
+    match format {
+        Format::Table => write_table(out, batches),
+        Format::Csv => write_csv(out, batches),
+        Format::Json => write_json(out, batches, true),
+        Format::Jsonl => write_json(out, batches, false),
+        Format::Markdown => write_markdown(out, batches),
+        Format::Html => {
+            let now = crate::timerange::rfc3339(crate::clock::now_nanos().unwrap_or(0));
+            let section = super::html::Section {
+                title: "Query result",
+                description: None,
+                facts: Vec::new(),
+                batches,
+                chart: None,
+            };
+            out.write_all(super::html::page("Query result", &[section], &now)?.as_bytes())
+        }
+    }
+}
+
+/// Column names of a batch.
+pub fn column_names(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+/// Every cell of a batch as display text (nested values as JSON, timestamps RFC 3339).
+pub fn cell_texts(batch: &RecordBatch) -> io::Result<Vec<Vec<String>>> {
+    let options = format_options();
+    let formatters = formatters(batch, &options)?;
+    (0..batch.num_rows())
+        .map(|row| row_cells(batch, &formatters, row))
+        .collect()
+}
+
+fn markdown_cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+}
+
+fn write_markdown(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
+    let Some(first) = batches.first() else {
+        return writeln!(out, "(0 rows)");
+    };
+    let names = column_names(first);
+    writeln!(
+        out,
+        "| {} |",
+        names
+            .iter()
+            .map(|n| markdown_cell(n))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    )?;
+    writeln!(out, "|{}", "---|".repeat(names.len()))?;
+    for batch in batches {
+        for row in cell_texts(batch)? {
+            writeln!(
+                out,
+                "| {} |",
+                row.iter()
+                    .map(|c| markdown_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn arrow_err(e: ArrowError) -> io::Error {
+    io::Error::other(e)
+}
+
+fn is_nested(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_)
+    )
+}
+
+/// Cell texts of one row: nested values as JSON, everything else as Arrow displays it.
+fn row_cells(
+    batch: &RecordBatch,
+    formatters: &[ArrayFormatter],
+    row: usize,
+) -> io::Result<Vec<String>> {
+    let mut cells = Vec::with_capacity(batch.num_columns());
+    for (i, col) in batch.columns().iter().enumerate() {
+        if is_nested(col.data_type()) && col.is_valid(row) {
+            cells.push(nested_json(&batch.slice(row, 1), i)?);
+        } else {
+            cells.push(
+                formatters[i]
+                    .value(row)
+                    .try_to_string()
+                    .map_err(arrow_err)?,
+            );
+        }
+    }
+    Ok(cells)
+}
+
+fn nested_json(one_row: &RecordBatch, column: usize) -> io::Result<String> {
+    let single = one_row.project(&[column]).map_err(arrow_err)?;
+    let mut buf = Vec::new();
+    let mut w = WriterBuilder::new().build::<_, LineDelimited>(&mut buf);
+    w.write(&single).map_err(arrow_err)?;
+    w.finish().map_err(arrow_err)?;
+    drop(w);
+    let obj: serde_json::Value = serde_json::from_slice(&buf).map_err(io::Error::other)?;
+    Ok(obj
+        .as_object()
+        .and_then(|o| o.values().next())
+        .map(|v| v.to_string())
+        .unwrap_or_default())
+}
+
+fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
+    let Some(first) = batches.first() else {
+        return writeln!(out, "(0 rows)");
+    };
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
+    let options = format_options();
+    let mut rows = 0;
+    for batch in batches {
+        let formatters = formatters(batch, &options)?;
+        for row in 0..batch.num_rows() {
+            table.add_row(row_cells(batch, &formatters, row)?);
+            rows += 1;
+        }
+    }
+    writeln!(out, "{table}")?;
+    writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })
+}
+
+fn formatters<'a>(
+    batch: &'a RecordBatch,
+    options: &'a FormatOptions<'a>,
+) -> io::Result<Vec<ArrayFormatter<'a>>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), options).map_err(arrow_err))
+        .collect()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
+    writeln!(out, "{}", header.join(","))?;
+    let options = format_options();
+    for batch in batches {
+        let formatters = formatters(batch, &options)?;
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = row_cells(batch, &formatters, row)?
+                .iter()
+                .map(|c| csv_field(c))
+                .collect();
+            writeln!(out, "{}", cells.join(","))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::Result<()> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let builder = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".into());
+    if array {
+        let mut w = builder.build::<_, JsonArray>(&mut *out);
+        w.write_batches(&refs).map_err(arrow_err)?;
+        w.finish().map_err(arrow_err)?;
+        drop(w);
+        writeln!(out)
+    } else {
+        let mut w = builder.build::<_, LineDelimited>(&mut *out);
+        w.write_batches(&refs).map_err(arrow_err)?;
+        w.finish().map_err(arrow_err)
+    }
+}

@@ -1,0 +1,396 @@
+//! Report mail through a real SMTP server (aiosmtpd, started here): STARTTLS with AUTH against a
+//! test CA, a server without STARTTLS, a wrong password, and an outage with the outbox.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const PASSWORD: &str = "sentinel-smtp-pw-6f1d2c";
+
+/// A Python with aiosmtpd: the system one when it has it, else a venv made once under
+/// ~/.cache (pip from PyPI), so `cargo test` needs no manual setup.
+fn python() -> PathBuf {
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let system = PathBuf::from("python3");
+    if has(&system) {
+        return system;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let venv = home.join(".cache/vigil-test-venv");
+    let py = venv.join("bin/python");
+    if !has(&py) {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "aiosmtpd==1.4.6"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not install aiosmtpd (python3 -m pip install aiosmtpd)"
+        );
+    }
+    py
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it (rustls refuses a self-signed leaf).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let ca = write(&dir.join("ca.pem"), ca_cert.pem());
+    let cert = write(&dir.join("server.pem"), leaf.pem());
+    let key = write(&dir.join("server.key"), leaf_key.serialize_pem());
+    (ca, cert, key)
+}
+
+struct Server {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16, mode: &str, certs: &(PathBuf, PathBuf, PathBuf)) -> Server {
+        let out = dir.join(format!("received-{mode}-{port}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/support/smtp_server.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--mode",
+                mode,
+                "--user",
+                "vigil",
+                "--password",
+                PASSWORD,
+            ])
+            .arg("--cert")
+            .arg(&certs.1)
+            .arg("--key")
+            .arg(&certs.2)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("smtp-{mode}-{port}.log"))).unwrap())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "the SMTP server started");
+        Server { child, out }
+    }
+
+    /// Delivered messages, oldest first, parsed by Python's email package.
+    fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                let out = Command::new(python())
+                    .arg(repo().join("tests/support/read_mail.py"))
+                    .arg(p)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                serde_json::from_slice(&out.stdout).unwrap()
+            })
+            .collect()
+    }
+
+    fn auth_log(&self) -> String {
+        std::fs::read_to_string(self.out.join("auth.log")).unwrap_or_default()
+    }
+}
+
+fn smtp_config(dir: &Path, port: u16, tls: &str, ca: &Path, password_file: &Path) -> PathBuf {
+    config(
+        dir,
+        &format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\nfrom = \"vigil@example.com\"\nusername = \"vigil\"\npassword_file = \"{}\"\nca_file = \"{}\"\n",
+            password_file.display(),
+            ca.display()
+        ),
+    )
+}
+
+fn mail_report(store: &Path, cfg: &Path, to: &str) -> Ran {
+    let r = run(vigil(store).arg("--config").arg(cfg).args([
+        "report",
+        "run",
+        "denied-access",
+        "top-talkers",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-04-01",
+        "--email",
+        to,
+    ]));
+    assert!(
+        !r.stdout.contains(PASSWORD) && !r.stderr.contains(PASSWORD),
+        "the password leaked"
+    );
+    r
+}
+
+fn pending(store: &Path) -> usize {
+    std::fs::read_dir(store.join("state/outbox/pending"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "eml")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn report_mail_over_starttls_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), format!("{PASSWORD}\n"));
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let cfg = smtp_config(dir.path(), port, "starttls", &certs.0, &pw);
+    let r = mail_report(&store, &cfg, "secops@example.com, auditor@example.org");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("mailed to secops@example.com, auditor@example.org"),
+        "{}",
+        r.stderr
+    );
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert_eq!(
+        m["envelope"]["rcpt_tos"],
+        serde_json::json!(["secops@example.com", "auditor@example.org"])
+    );
+    assert_eq!(m["envelope"]["tls"], true);
+    assert_eq!(m["envelope"]["auth"], true);
+    assert_eq!(m["from"], "vigil@example.com");
+    assert_eq!(m["to"], "secops@example.com, auditor@example.org");
+    assert!(
+        m["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("vigil reports: denied-access, top-talkers (2026-03-01T00:00:00Z"),
+        "{m}"
+    );
+    let parts = m["parts"].as_array().unwrap();
+    let part = |ct: &str| {
+        parts
+            .iter()
+            .find(|p| p["content_type"] == ct)
+            .unwrap_or_else(|| panic!("no {ct} in {m}"))
+    };
+    let text = part("text/plain")["text"].as_str().unwrap();
+    assert!(
+        text.contains("Denied access attempts") && text.contains("mallory@acme.example"),
+        "{text}"
+    );
+    let html = part("text/html")["text"].as_str().unwrap();
+    assert!(html.contains("<h2>Top talkers</h2>") && html.contains("<svg"));
+    let csvs: Vec<&Value> = parts
+        .iter()
+        .filter(|p| p["content_type"] == "text/csv")
+        .collect();
+    assert_eq!(csvs.len(), 2);
+    assert_eq!(csvs[0]["filename"], "denied-access.csv");
+    assert!(csvs[0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("actor_id,actor_name,"));
+    assert_eq!(csvs[1]["filename"], "top-talkers.csv");
+    assert!(
+        server.auth_log().contains("vigil ok tls=True"),
+        "{}",
+        server.auth_log()
+    );
+    assert_eq!(pending(&store), 0);
+    assert_eq!(
+        std::fs::read_dir(store.join("state/outbox/sent"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn no_starttls_offered_means_no_credentials_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "plain", &certs);
+    let cfg = smtp_config(dir.path(), port, "starttls", &certs.0, &pw);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not mailed") && r.stderr.contains("127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.auth_log(), "", "no AUTH over a plain connection");
+    assert!(server.messages().is_empty());
+    assert_eq!(pending(&store), 1, "the message waits in the outbox");
+}
+
+#[test]
+fn wrong_password_fails_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(
+        &dir.path().join("smtp-password"),
+        format!("{PASSWORD}-wrong"),
+    );
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let cfg = smtp_config(dir.path(), port, "starttls", &certs.0, &pw);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("535") || r.stderr.to_lowercase().contains("auth"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("-wrong"));
+    assert!(
+        server.auth_log().contains("vigil fail tls=True"),
+        "{} / {}",
+        server.auth_log(),
+        r.stderr
+    );
+    assert!(server.messages().is_empty());
+}
+
+#[test]
+fn implicit_tls_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "implicit", &certs);
+    let cfg = smtp_config(dir.path(), port, "implicit", &certs.0, &pw);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["envelope"]["auth"], true);
+}
+
+#[test]
+fn smtp_down_then_back_delivers_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let cfg = smtp_config(dir.path(), port, "starttls", &certs.0, &pw);
+    // Nothing listens: the message is queued, exit 2 tells cron.
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(pending(&store), 1);
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    // The next run sends the waiting message first, then its own.
+    let started = Instant::now();
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sent 1 message(s) that were waiting"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(pending(&store), 0);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 0);
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 3, "queued one once, then two runs");
+    let ids: std::collections::BTreeSet<&str> = msgs
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "no message sent twice");
+}
+
+#[test]
+fn plain_smtp_is_refused_to_a_remote_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\nfrom = \"vigil@example.com\"\n",
+    );
+    let r = run(vigil(&dir.path().join("store"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["report", "list"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("only allowed to localhost"),
+        "{}",
+        r.stderr
+    );
+}
