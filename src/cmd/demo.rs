@@ -10,8 +10,9 @@ use super::{exit, Globals};
 use crate::cli::{DemoArgs, SourceArg};
 use crate::ingest::{ingest, InputSpec};
 use crate::query::{run_sql, session, Limits};
-use crate::report::{write_batches, Format};
+use crate::report::{self, write_batches, Format};
 use crate::store::Store;
+use crate::timerange::{parse_instant, rfc3339, TimeRange};
 
 /// Where the demo store goes unless `--store` names one.
 const DEMO_STORE: &str = "./vigil-demo";
@@ -38,29 +39,20 @@ const SAMPLES: [(&str, &[u8]); 8] = [
     ("k8s/webhook-batch.json", include_bytes!("../../sample-data/k8s/webhook-batch.json")),
 ];
 
-const QUERIES: [(&str, &str); 3] = [
-    (
-        "Secret reads per source: principals, secrets, denials, reads outside 08:00-19:00 UTC weekdays",
-        "SELECT source, count(*) AS reads, count(DISTINCT actor_id) AS principals, \
-         count(DISTINCT resource_id) AS secrets, sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied, \
-         sum(CASE WHEN extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
-         OR extract(dow FROM event_time) IN (0, 6) THEN 1 ELSE 0 END) AS off_hours \
-         FROM secret_reads GROUP BY source ORDER BY source",
-    ),
-    (
-        "Denied attempts",
-        "SELECT event_time, source, actor_name, operation, resource_name, status_code, coalesce(src_ip, src_host) AS origin \
-         FROM events WHERE outcome = 'denied' AND action <> 'login' ORDER BY event_time, event_uid",
-    ),
-    (
-        "Secret reads by people and root outside 08:00-19:00 UTC on weekdays",
-        "SELECT event_time, source, actor_name, actor_origin_id AS on_behalf_of, resource_name, outcome, \
-         coalesce(src_ip, src_host) AS origin FROM secret_reads \
-         WHERE (actor_type IN ('human', 'root') OR actor_origin_id IS NOT NULL) \
-         AND (extract(hour FROM event_time) < 8 OR extract(hour FROM event_time) >= 19 \
-         OR extract(dow FROM event_time) IN (0, 6)) ORDER BY event_time, event_uid",
-    ),
-];
+const QUERIES: [(&str, &str); 1] = [(
+    "Secret reads per source: principals, secrets, denials",
+    "SELECT source, count(*) AS reads, count(DISTINCT actor_id) AS principals, \
+     count(DISTINCT resource_id) AS secrets, sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied \
+     FROM secret_reads GROUP BY source ORDER BY source",
+)];
+
+/// Reports shown on the terminal, then written together as one HTML page.
+const REPORTS: [&str; 3] = ["off-hours-access", "cross-environment", "denied-access"];
+/// The sample data's week (its dates are fixed).
+const SAMPLE_FROM: &str = "2026-03-02";
+const SAMPLE_TO: &str = "2026-03-07";
+/// The HTML page the demo writes into its store.
+const DEMO_PAGE: &str = "demo-report.html";
 
 pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     let root = if g.store_explicit {
@@ -96,6 +88,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     eprintln!("(the rejected records are the malformed samples planted in each file)");
 
     let ctx = session(&store, &g.config).await?;
+    let limits = Limits::of(&g.config);
     let mut out = std::io::stdout().lock();
     for (title, sql) in QUERIES {
         writeln!(
@@ -103,12 +96,37 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
             "\n== {title}\n$ vigil --store {} sql \"{sql}\"",
             root.display()
         )?;
-        let batches = run_sql(&ctx, sql, Limits::of(&g.config)).await?;
+        let batches = run_sql(&ctx, sql, limits).await?;
         write_batches(&mut out, &batches, Format::Table)?;
     }
+    let all = report::catalog::shipped().map_err(anyhow::Error::msg)?;
+    let range = TimeRange {
+        from: parse_instant(SAMPLE_FROM).map_err(anyhow::Error::msg)?,
+        to: parse_instant(SAMPLE_TO).map_err(anyhow::Error::msg)?,
+    };
+    let mut runs = Vec::new();
+    for name in REPORTS {
+        let r = report::catalog::find(&all, name).map_err(anyhow::Error::msg)?;
+        writeln!(
+            out,
+            "\n== Report {name}: {}\n$ vigil --store {} report run {name} --from {SAMPLE_FROM} --to {SAMPLE_TO}",
+            r.description,
+            root.display()
+        )?;
+        let run = report::run(&ctx, r, range, &[], limits).await?;
+        write_batches(&mut out, &run.batches, Format::Table)?;
+        runs.push(run);
+    }
+    let generated = rfc3339(crate::clock::now_nanos().map_err(anyhow::Error::msg)?);
+    let sections: Vec<_> = runs.iter().map(|r| r.section()).collect();
+    let page = report::html::page("vigil demo: sample week", &sections, &generated)?;
+    let page_path = root.join(DEMO_PAGE);
+    std::fs::write(&page_path, page).with_context(|| format!("writing {}", page_path.display()))?;
     writeln!(
         out,
-        "\nThe store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"",
+        "\nThe three reports are also in {} (open it in a browser; --email sends the same page).\n\
+         All reports: vigil report list. The store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"",
+        page_path.display(),
         root.display(),
         root.display()
     )?;

@@ -1,11 +1,13 @@
 //! Table `events`: the data files named by the commit log, with `source` and `date` taken from
-//! the commit (the Hive partition values) and files pruned on them before any is opened.
+//! the commit (the Hive partition values). Files are pruned before any is opened, on those two
+//! columns and on `event_time` bounds against each file's time range from the commit; inside a
+//! file, the filters prune row groups through Parquet statistics.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
@@ -13,7 +15,9 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::expr::{Between, BinaryExpr};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown, TableType};
 use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::object_store::ObjectMeta;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -21,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::event::{file_schema, table_schema, PARTITION_COLUMNS};
 use crate::store::{CommitLog, Store};
+use crate::timerange::parse_instant;
 
 /// One committed data file as the scan needs it.
 #[derive(Debug, Clone)]
@@ -29,6 +34,9 @@ struct ScanFile {
     size: u64,
     source: String,
     date: String,
+    /// Event time range of the file (nanoseconds, inclusive), from the commit.
+    min_time: i64,
+    max_time: i64,
 }
 
 #[derive(Debug)]
@@ -44,18 +52,24 @@ impl EventsTable {
             let abs = root.join(&f.path);
             let location = ObjectPath::from_absolute_path(&abs)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            // A range that does not parse keeps the file (it is never pruned on time).
             files.push(ScanFile {
                 location,
                 size: f.bytes,
                 source: f.source.clone(),
                 date: f.date.clone(),
+                min_time: parse_instant(&f.min_time).unwrap_or(i64::MIN),
+                max_time: parse_instant(&f.max_time).unwrap_or(i64::MAX),
             });
         }
         Ok(EventsTable { files })
     }
 
-    /// Files whose (source, date) pass every filter that uses only those two columns.
+    /// Files whose (source, date) pass every filter that uses only those two columns and whose
+    /// time range meets the `event_time` bounds of the filters.
     fn prune(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<&ScanFile>> {
+        let (lo, hi) = time_bounds(filters);
+        let in_time = |f: &ScanFile| f.max_time >= lo && f.min_time < hi;
         let partition_only: Vec<&Expr> = filters
             .iter()
             .filter(|f| {
@@ -67,7 +81,7 @@ impl EventsTable {
             })
             .collect();
         if partition_only.is_empty() || self.files.is_empty() {
-            return Ok(self.files.iter().collect());
+            return Ok(self.files.iter().filter(|f| in_time(f)).collect());
         }
         let schema = Arc::new(Schema::new(vec![
             Field::new("source", DataType::Utf8, false),
@@ -98,10 +112,72 @@ impl EventsTable {
             .files
             .iter()
             .zip(keep)
-            .filter(|(_, k)| *k)
+            .filter(|(f, k)| *k && in_time(f))
             .map(|(f, _)| f)
             .collect())
     }
+}
+
+/// `event_time` as nanoseconds when `e` is a timestamp literal.
+fn time_literal(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else {
+        return None;
+    };
+    match v.cast_to(&DataType::Timestamp(
+        TimeUnit::Nanosecond,
+        Some("UTC".into()),
+    )) {
+        Ok(ScalarValue::TimestampNanosecond(Some(n), _)) => Some(n),
+        _ => None,
+    }
+}
+
+fn is_event_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == "event_time")
+}
+
+/// The `[lo, hi)` range of `event_time` that conjunct filters such as `event_time >= T` and
+/// `event_time < T` allow; unbounded sides are `i64::MIN` / `i64::MAX`.
+fn time_bounds(filters: &[Expr]) -> (i64, i64) {
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    for f in filters {
+        match f {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (t, op) = if is_event_time(left) {
+                    (time_literal(right), *op)
+                } else if is_event_time(right) {
+                    (time_literal(left), op.swap().unwrap_or(*op))
+                } else {
+                    continue;
+                };
+                let Some(t) = t else { continue };
+                match op {
+                    Operator::GtEq => lo = lo.max(t),
+                    Operator::Gt => lo = lo.max(t.saturating_add(1)),
+                    Operator::Lt => hi = hi.min(t),
+                    Operator::LtEq => hi = hi.min(t.saturating_add(1)),
+                    Operator::Eq => {
+                        lo = lo.max(t);
+                        hi = hi.min(t.saturating_add(1));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) if is_event_time(expr) => {
+                if let (Some(a), Some(b)) = (time_literal(low), time_literal(high)) {
+                    lo = lo.max(a);
+                    hi = hi.min(b.saturating_add(1));
+                }
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
 }
 
 #[async_trait]
@@ -163,12 +239,78 @@ impl TableProvider for EventsTable {
         let schema = TableSchema::builder(file_schema())
             .with_table_partition_cols(partition_fields)
             .build();
-        let source = Arc::new(ParquetSource::new(schema));
+        let mut source = ParquetSource::new(schema);
+        // Filters on file columns prune row groups by their statistics (the files are sorted by
+        // event_time, so time filters skip most of a large file).
+        let file_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| {
+                f.column_refs()
+                    .iter()
+                    .all(|c| !PARTITION_COLUMNS.contains(&c.name.as_str()))
+            })
+            .cloned()
+            .collect();
+        if let Some(predicate) = conjunction(file_filters) {
+            let df_schema = DFSchema::try_from(file_schema())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let source = Arc::new(source);
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(n: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(n),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_bounds_come_from_comparisons_either_way_round() {
+        assert_eq!(time_bounds(&[]), (i64::MIN, i64::MAX));
+        let f = [
+            col("event_time").gt_eq(ts(100)),
+            ts(200).gt(col("event_time")),
+        ];
+        assert_eq!(time_bounds(&f), (100, 200));
+        let f = [
+            col("event_time").gt(ts(100)),
+            col("event_time").lt_eq(ts(200)),
+        ];
+        assert_eq!(time_bounds(&f), (101, 201));
+        let f = [
+            col("event_time").between(ts(5), ts(9)),
+            col("source").eq(lit("vault")),
+        ];
+        assert_eq!(time_bounds(&f), (5, 10));
+        // Microsecond literals are converted, not ignored.
+        let micros = lit(ScalarValue::TimestampMicrosecond(
+            Some(3),
+            Some("UTC".into()),
+        ));
+        assert_eq!(
+            time_bounds(&[col("event_time").gt_eq(micros)]),
+            (3000, i64::MAX)
+        );
+        // Other columns and OR-ed conditions never narrow the range.
+        let f = [
+            col("ingest_time").gt_eq(ts(100)),
+            col("event_time")
+                .gt_eq(ts(1))
+                .or(col("event_time").lt(ts(0))),
+        ];
+        assert_eq!(time_bounds(&f), (i64::MIN, i64::MAX));
     }
 }

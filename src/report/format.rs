@@ -87,10 +87,30 @@ pub fn cell_texts(batch: &RecordBatch) -> io::Result<Vec<Vec<String>>> {
         .collect()
 }
 
+/// A cell for a terminal or a Markdown table: on one line (runs of whitespace become one space),
+/// and without control characters, so log content cannot move the cursor, recolour or clear a
+/// terminal (escape sequences) or break the table.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.trim().chars() {
+        if c.is_whitespace() {
+            if !space {
+                out.push(' ');
+            }
+            space = true;
+            continue;
+        }
+        space = false;
+        out.push(if c.is_control() { '\u{fffd}' } else { c });
+    }
+    out
+}
+
 fn markdown_cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
+    terminal_safe(text)
+        .replace('\\', "\\\\")
         .replace('|', "\\|")
-        .replace(['\r', '\n'], " ")
 }
 
 fn write_markdown(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
@@ -183,7 +203,8 @@ fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
     for batch in batches {
         let formatters = formatters(batch, &options)?;
         for row in 0..batch.num_rows() {
-            table.add_row(row_cells(batch, &formatters, row)?);
+            let cells = row_cells(batch, &formatters, row)?;
+            table.add_row(cells.iter().map(|c| terminal_safe(c)));
             rows += 1;
         }
     }
@@ -250,5 +271,19 @@ fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::
         let mut w = builder.build::<_, LineDelimited>(&mut *out);
         w.write_batches(&refs).map_err(arrow_err)?;
         w.finish().map_err(arrow_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn terminal_cells_carry_no_control_characters() {
+        assert_eq!(
+            terminal_safe("1 error occurred:\n\t* permission denied\n\n"),
+            "1 error occurred: * permission denied"
+        );
+        assert_eq!(terminal_safe("evil\u{1b}[2Jname"), "evil\u{fffd}[2Jname");
     }
 }

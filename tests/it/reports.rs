@@ -469,3 +469,29 @@ fn without_smtp_the_mail_goes_to_the_outbox() {
         r.stderr
     );
 }
+
+#[test]
+fn demo_runs_reports_and_writes_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo");
+    let r = run(vigil(&store).arg("demo"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for name in ["off-hours-access", "cross-environment", "denied-access"] {
+        assert!(
+            r.stdout.contains(&format!(
+                "report run {name} --from 2026-03-02 --to 2026-03-07"
+            )),
+            "{}",
+            r.stdout
+        );
+    }
+    assert!(
+        r.stdout.contains("kubernetes-staging-orders-worker"),
+        "the cross-environment story shows"
+    );
+    let page = std::fs::read_to_string(store.join("demo-report.html")).unwrap();
+    assert!(page.contains("<h2>Off-hours secret access</h2>") && page.contains("bob@acme.example"));
+    assert!(r
+        .stdout
+        .contains(&*store.join("demo-report.html").to_string_lossy()));
+}

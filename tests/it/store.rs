@@ -289,7 +289,7 @@ fn one_directory_of_all_five_formats_some_gzipped_is_stored_once() {
         per_source,
         serde_json::json!([
             {"source": "azure", "n": 31}, {"source": "cloudtrail", "n": 44}, {"source": "gcp", "n": 36},
-            {"source": "k8s", "n": 24}, {"source": "vault", "n": 80}
+            {"source": "k8s", "n": 24}, {"source": "vault", "n": 81}
         ]).as_array().unwrap().clone()
     );
 }
