@@ -1,6 +1,6 @@
 -- name: human-reads-workload-secrets
 -- title: People reading workload secrets
--- description: Secret reads (denied attempts included) by people in the period on secrets that belong to workloads, per person and secret; a secret is a workload secret when a workload read it successfully at any time before the end of the period (all stored history up to it), and the report names how many workloads did and one of them.
+-- description: Secret reads (denied attempts included) by people (and account root users) in the period on secrets that belong to workloads, per person and secret; a secret is a workload secret when a workload read it successfully at any time before the end of the period (all stored history up to it), and the report names how many workloads did and one of them.
 -- control: SOC 2 CC6.1; SOC 2 CC6.3; ISO 27001 A.5.15
 WITH workload_pairs AS (
   -- every (secret, workload) pair with a successful read up to the end of the period
@@ -30,7 +30,7 @@ human_reads AS (
          min(event_time) AS first_read,
          max(event_time) AS last_read
   FROM secret_reads
-  WHERE actor_type = 'human' AND resource_id IS NOT NULL
+  WHERE actor_type IN ('human', 'root') AND resource_id IS NOT NULL
     AND event_time >= $from AND event_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY actor_id, resource_id

@@ -1,6 +1,6 @@
 -- name: off-hours-access
 -- title: Off-hours secret access
--- description: Secret reads (denied attempts included) by people outside business hours in the period, as the [calendar] of vigil.toml defines them (each principal's time zone, business hours, workdays, holidays); include_workloads=true adds workloads. One row per principal and secret: off-hours reads, successful, denied, first and last, and the local time of the first.
+-- description: Secret reads (denied attempts included) by people (and account root users) outside business hours in the period, as the [calendar] of vigil.toml defines them (each principal's time zone, business hours, workdays, holidays); include_workloads=true adds workloads. One row per principal and secret: off-hours reads, successful, denied, first and last, and the local time of the first.
 -- params: include_workloads:bool=false
 -- control: SOC 2 CC7.2; ISO 27001 A.8.16
 WITH per_minute AS (
@@ -18,7 +18,7 @@ WITH per_minute AS (
   FROM secret_reads
   WHERE event_time >= $from AND event_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
-    AND (actor_type = 'human'
+    AND (actor_type IN ('human', 'root')
          OR (actor_type = 'workload' AND CAST($include_workloads AS BOOLEAN)))
   GROUP BY actor_id, actor_name, resource_id, date_trunc('minute', event_time)
 ),

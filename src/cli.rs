@@ -33,6 +33,12 @@ pub enum Command {
     /// to a file or by email)
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Run the detectors over a window against the history before it; print the findings
+    Detect(DetectArgs),
+    /// List the detectors, or explain one (vigil detectors VG007)
+    Detectors(DetectorsArgs),
+    /// Replay the detectors over past history, window by window, and score them against labels
+    Backtest(BacktestArgs),
     /// Recompute the commit hash chain and every file hash; exit 1 on any problem
     Verify(VerifyArgs),
     /// Write realistic synthetic audit logs with labelled anomalies (deterministic per seed)
@@ -116,7 +122,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Length of the period in days
-    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
     /// First day of the period (UTC)
     #[arg(long, default_value = "2026-03-02", value_name = "YYYY-MM-DD")]
@@ -172,4 +178,59 @@ pub struct ReportRunArgs {
     /// attached; through [smtp] in vigil.toml, else written to the outbox as .eml
     #[arg(long, value_name = "TO[,TO]")]
     pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingsFormat {
+    Table,
+    Json,
+    Jsonl,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub time: TimeArgs,
+    /// Only these detectors (comma-separated codes, e.g. VG001,VG009)
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub only: Vec<String>,
+    /// Output format [default: table on a terminal, jsonl otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<FindingsFormat>,
+    /// Exit 1 when a finding at or above this severity exists (info, low, medium, high, critical)
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<String>,
+    /// Send the findings at or above [alerts] min_severity that were not sent within
+    /// [alerts] suppress_for: one email per run (and the webhook when configured)
+    #[arg(long)]
+    pub notify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectorsArgs {
+    /// A detector code (VG001) or name (new-caller-for-secret) to explain
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Start of the replay (RFC 3339 or a date)
+    #[arg(long, value_name = "T")]
+    pub from: String,
+    /// End of the replay, excluded
+    #[arg(long, value_name = "T")]
+    pub to: String,
+    /// Ground truth (the labels.json that vigil generate writes) for precision and recall
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Length of each replayed window: time moves forward by this much at each step
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub step: String,
+    /// Only these detectors (comma-separated codes)
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub only: Vec<String>,
+    /// Print the per-detector table as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }

@@ -1,8 +1,8 @@
 //! `vigil.toml`: parsed once at the edge into typed settings. Unknown keys are errors.
 //!
-//! Sections read today: `[store]`, `[ingest]`, `[sources]`, `[calendar]`, `[[environments]]`,
-//! `[canaries]`, `[query]`, `[smtp]`. The detection sections (`alerts`, `detectors`,
-//! `allowlist`) are accepted as tables and validated by the features that use them.
+//! Every section of DESIGN §8: `[store]`, `[ingest]`, `[sources]`, `[calendar]`,
+//! `[[environments]]`, `[canaries]`, `[query]`, `[smtp]`, `[alerts]`, `[detectors.CODE]`,
+//! `[[allowlist]]`. Errors name the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::calendar::{parse_hours, parse_tz, parse_weekday, Calendar};
+pub use crate::detect::allowlist::Entry as AllowEntry;
+use crate::detect::Severity;
 use crate::environments::{Environment, Environments, Rule};
 use crate::timerange::parse_duration;
 
@@ -35,10 +37,6 @@ pub enum ConfigError {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "sections for later features are accepted, not yet read"
-)]
 struct RawConfig {
     #[serde(default)]
     store: RawStore,
@@ -53,9 +51,55 @@ struct RawConfig {
     #[serde(default)]
     query: RawQuery,
     smtp: Option<RawSmtp>,
-    alerts: Option<toml::Table>,
+    alerts: Option<RawAlerts>,
     detectors: Option<toml::Table>,
-    allowlist: Option<Vec<toml::Table>>,
+    #[serde(default)]
+    allowlist: Vec<RawAllow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default)]
+    email_to: Vec<String>,
+    min_severity: Option<String>,
+    suppress_for: Option<String>,
+    webhook_url_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    #[serde(default)]
+    detectors: Vec<String>,
+    actor: Option<String>,
+    resource: Option<String>,
+    network: Option<String>,
+    expires: Option<String>,
+    reason: Option<String>,
+}
+
+/// `[alerts]`: where findings go and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSettings {
+    pub email_to: Vec<String>,
+    /// Findings below it are printed by `vigil detect`, not sent.
+    pub min_severity: Severity,
+    /// A finding with the same (detector, key) is not sent again within this time.
+    pub suppress_for: Duration,
+    /// Name of the environment variable holding a webhook URL.
+    pub webhook_url_env: Option<String>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            email_to: Vec::new(),
+            min_severity: Severity::Medium,
+            suppress_for: Duration::from_secs(24 * 3600),
+            webhook_url_env: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +219,10 @@ pub struct Config {
     pub query_memory_limit: usize,
     pub query_timeout: Duration,
     pub smtp: Option<SmtpSettings>,
+    pub alerts: AlertSettings,
+    /// `[detectors.CODE]` tables, checked against the registry.
+    pub detectors: BTreeMap<String, toml::Table>,
+    pub allowlist: Vec<AllowEntry>,
 }
 
 impl Default for Config {
@@ -192,6 +240,9 @@ impl Default for Config {
             query_memory_limit: 2 << 30,
             query_timeout: Duration::from_secs(120),
             smtp: None,
+            alerts: AlertSettings::default(),
+            detectors: BTreeMap::new(),
+            allowlist: Vec::new(),
         }
     }
 }
@@ -261,6 +312,17 @@ impl Config {
             query_memory_limit,
             query_timeout,
             smtp: raw.smtp.map(smtp).transpose()?,
+            alerts: raw.alerts.map(alerts).transpose()?.unwrap_or_default(),
+            detectors: match raw.detectors {
+                Some(t) => crate::detect::params::validate(&t)?,
+                None => BTreeMap::new(),
+            },
+            allowlist: raw
+                .allowlist
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| allow(i, a))
+                .collect::<Result<_, _>>()?,
             max_line_bytes,
             vault_cluster: name(
                 raw.sources.vault_cluster,
@@ -340,6 +402,80 @@ fn environments(raw: Vec<RawEnvironment>) -> Result<Environments, String> {
         });
     }
     Ok(Environments { configured })
+}
+
+fn alerts(raw: RawAlerts) -> Result<AlertSettings, String> {
+    let d = AlertSettings::default();
+    for to in &raw.email_to {
+        crate::mail::parse_recipients(to).map_err(|e| format!("alerts.email_to: {e}"))?;
+    }
+    Ok(AlertSettings {
+        email_to: raw.email_to,
+        min_severity: match raw.min_severity {
+            Some(s) => Severity::parse(&s).map_err(|e| format!("alerts.min_severity: {e}"))?,
+            None => d.min_severity,
+        },
+        suppress_for: match raw.suppress_for {
+            Some(t) => parse_duration(&t).map_err(|e| format!("alerts.suppress_for: {e}"))?,
+            None => d.suppress_for,
+        },
+        webhook_url_env: raw.webhook_url_env,
+    })
+}
+
+fn allow(i: usize, raw: RawAllow) -> Result<AllowEntry, String> {
+    let key = |k: &str| format!("allowlist[{i}].{k}");
+    let codes: Vec<&'static str> = crate::detect::all().iter().map(|d| d.code()).collect();
+    for d in &raw.detectors {
+        if !codes.contains(&d.as_str()) {
+            return Err(format!(
+                "{}: no detector {d} (the codes are {})",
+                key("detectors"),
+                codes.join(", ")
+            ));
+        }
+    }
+    let reason = raw.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
+        format!(
+            "{} is required: say why these findings are accepted",
+            key("reason")
+        )
+    })?;
+    if raw.actor.is_none() && raw.resource.is_none() && raw.network.is_none() {
+        return Err(format!(
+            "allowlist[{i}] needs at least one of actor, resource, network (an entry matching everything would silence the detectors)"
+        ));
+    }
+    let network = raw
+        .network
+        .map(|n| {
+            crate::detect::allowlist::parse_cidr(&n).map_err(|e| format!("{}: {e}", key("network")))
+        })
+        .transpose()?;
+    let expires = raw
+        .expires
+        .map(|e| {
+            chrono::NaiveDate::parse_from_str(&e, "%Y-%m-%d")
+                .map(|d| {
+                    d.succ_opt()
+                        .unwrap_or(d)
+                        .and_hms_opt(0, 0, 0)
+                        .expect("midnight")
+                        .and_utc()
+                        .timestamp_nanos_opt()
+                        .unwrap_or(i64::MAX)
+                })
+                .map_err(|_| format!("{}: '{e}' is not a date YYYY-MM-DD", key("expires")))
+        })
+        .transpose()?;
+    Ok(AllowEntry {
+        detectors: raw.detectors,
+        actor: raw.actor,
+        resource: raw.resource,
+        network,
+        expires,
+        reason,
+    })
 }
 
 /// True for `localhost` and loopback addresses: the only hosts plain SMTP may go to.

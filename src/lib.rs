@@ -2,6 +2,8 @@
 //!
 //! Secret-manager audit logs in, one normalized Parquet history out, queried with DataFusion.
 
+/// Alert emails for findings, with suppression and the durable outbox.
+pub mod alert;
 /// Working time (time zone, business hours, holidays) for off-hours decisions.
 pub mod calendar;
 /// Command-line definition (clap).
@@ -12,6 +14,8 @@ pub mod clock;
 pub mod cmd;
 /// `vigil.toml`: typed, validated settings.
 pub mod config;
+/// Detectors, findings, allowlists: what is unusual in a window against its history.
+pub mod detect;
 /// Environments (prod, staging, ...) of secrets and principals.
 pub mod environments;
 /// The normalized event and its Arrow schema.

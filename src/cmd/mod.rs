@@ -1,6 +1,8 @@
 //! One thin handler per subcommand: the only code that sees clap types.
 
+mod backtest;
 mod demo;
+mod detect;
 mod generate;
 mod ingest;
 mod report;
@@ -65,6 +67,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
+        Command::Detect(args) => runtime.block_on(detect::run(&globals, args)),
+        Command::Detectors(args) => detect::detectors(args),
+        Command::Backtest(args) => runtime.block_on(backtest::run(&globals, args)),
         Command::Report(cmd) => runtime.block_on(report::run(&globals, cmd)),
         Command::Verify(args) => verify::run(&globals, args),
         Command::Generate(args) => generate::run(&globals, args),

@@ -235,6 +235,7 @@ fn send(g: &Globals, runs: &[ReportRun], to: Vec<String>, generated: &str) -> an
         });
     }
     let message = Mail {
+        keys: Vec::new(),
         to,
         subject,
         text: report::plain_text(runs)?,

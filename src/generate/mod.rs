@@ -118,6 +118,7 @@ pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
         to: format_nanos(end),
     };
     let count = labels.anomalies.len();
+    write_calendar(&opts.out.join("vigil.toml"), &population, opts.source)?;
     let mut f = BufWriter::new(File::create(&labels_path)?);
     serde_json::to_writer_pretty(&mut f, &labels)?;
     writeln!(f)?;
@@ -138,3 +139,47 @@ pub fn parse_start(date: &str) -> Result<i64, String> {
 }
 
 pub use population::KINDS as ANOMALY_KINDS;
+
+/// IANA name of a fixed UTC offset the generator uses for people (POSIX sign: Etc/GMT+5 is UTC-5).
+fn zone_of(offset_min: i32) -> String {
+    match offset_min {
+        0 => "Etc/UTC".into(),
+        330 => "Asia/Kolkata".into(),
+        m => format!("Etc/GMT{:+}", -m / 60),
+    }
+}
+
+/// `vigil.toml` beside the data: the people's home time zones, as a team would configure them,
+/// so off-hours reports and detectors judge each person in their own time (`--config`).
+fn write_calendar(
+    path: &std::path::Path,
+    population: &Population,
+    source: SourceKind,
+) -> io::Result<()> {
+    let mut f = BufWriter::new(File::create(path)?);
+    writeln!(
+        f,
+        "# Written by vigil generate: the generated people's home time zones. Use with --config."
+    )?;
+    writeln!(f, "[calendar.principal_timezones]")?;
+    let any_secret = &population.secrets[0];
+    let people: Vec<_> = population
+        .principals
+        .iter()
+        .filter(|p| p.kind == population::Kind::Human)
+        .collect();
+    for p in people {
+        let actor = render::identity(source, p, any_secret).0;
+        writeln!(
+            f,
+            "{} = {}",
+            toml_str(&actor),
+            toml_str(&zone_of(p.offset_min))
+        )?;
+    }
+    f.flush()
+}
+
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}

@@ -288,7 +288,8 @@ impl Population {
             .expect("generated secret exists")
     }
 
-    /// The planted anomalies as calls (sorted by time) and their labels.
+    /// The planted anomalies as calls (sorted by time) and their labels. They fall in the last
+    /// 40 % of the period, so that detectors have the history before them as a baseline.
     pub fn anomalies(
         &mut self,
         start: i64,
@@ -343,12 +344,12 @@ impl Population {
             intruder,
             &[target; 3],
             CallKind::Read,
-            at(0.2),
+            at(0.62),
             3 * minute,
         );
         // A person reads thirty secrets at three in the morning, local time.
         let person = self.find("carol");
-        let night = local_hour_near(at(0.4), self.principals[person].offset_min, 3);
+        let night = local_hour_near(at(0.68), self.principals[person].offset_min, 3);
         let many: Vec<usize> = (0..30).map(|i| (i * 7) % self.dormant).collect();
         plant(
             &mut calls,
@@ -368,7 +369,7 @@ impl Population {
             walker,
             &forty,
             CallKind::Read,
-            at(0.55),
+            at(0.74),
             7_500_000_000,
         );
         // Fifty denied reads in five minutes.
@@ -382,7 +383,7 @@ impl Population {
             denied,
             &targets,
             CallKind::Denied,
-            at(0.65),
+            at(0.8),
             6_000_000_000,
         );
         // A staging service reads its team's production secret.
@@ -394,7 +395,7 @@ impl Population {
             staging,
             &[prod; 5],
             CallKind::Read,
-            at(0.75),
+            at(0.86),
             6 * minute,
         );
         // A secret untouched since the first days is read again.
@@ -406,7 +407,7 @@ impl Population {
             reader,
             &[dormant],
             CallKind::Read,
-            at(0.9),
+            at(0.93),
             minute,
         );
         self.dormant_cutoff = at(0.05);

@@ -47,6 +47,9 @@ pub struct Attachment {
 
 /// A message before addressing details are checked.
 pub struct Mail {
+    /// Dedup keys of the alerts in this message (empty for reports): a message in the outbox
+    /// counts as sent for suppression, so a crash after queueing never sends an alert twice.
+    pub keys: Vec<String>,
     pub to: Vec<String>,
     pub subject: String,
     pub text: String,
@@ -65,11 +68,16 @@ pub enum Delivered {
     Written(PathBuf),
 }
 
-/// The sender and recipients, stored beside a pending message.
+/// The sender and recipients, stored beside every message in the outbox (`<stem>.json`).
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    from: String,
-    to: Vec<String>,
+pub struct Envelope {
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// When the message entered the outbox (nanoseconds UTC).
+    #[serde(default)]
+    pub queued_at: i64,
 }
 
 /// `[store] outbox_dir`, else `<store>/state/outbox`.
@@ -140,6 +148,8 @@ fn build(mail: &Mail, from: &str) -> Result<(Envelope, Vec<u8>), MailError> {
     let envelope = Envelope {
         from: from_box.email.to_string(),
         to,
+        keys: mail.keys.clone(),
+        queued_at: crate::clock::now_nanos().unwrap_or(0),
     };
     Ok((envelope, message.formatted()))
 }
@@ -191,11 +201,11 @@ pub fn deliver(
     mail: &Mail,
 ) -> Result<Delivered, MailError> {
     let Some(settings) = smtp else {
-        let (_, bytes) = build(mail, "vigil@localhost")?;
-        let path = outbox
-            .join("local")
-            .join(format!("{}.eml", file_stem(&mail.subject)));
+        let (envelope, bytes) = build(mail, "vigil@localhost")?;
+        let stem = file_stem(&mail.subject);
+        let path = outbox.join("local").join(format!("{stem}.eml"));
         write_file(&path, &bytes)?;
+        write_envelope(&outbox.join("local"), &stem, &envelope)?;
         return Ok(Delivered::Written(path));
     };
     let (envelope, bytes) = build(mail, &settings.from)?;
@@ -204,8 +214,7 @@ pub fn deliver(
     let eml = pending.join(format!("{stem}.eml"));
     // The message first, then its envelope: a pending entry counts only with both.
     write_file(&eml, &bytes)?;
-    let env_json = serde_json::to_vec(&envelope).map_err(|e| MailError::Build(e.to_string()))?;
-    write_file(&pending.join(format!("{stem}.json")), &env_json)?;
+    write_envelope(&pending, &stem, &envelope)?;
     match send_raw(settings, &envelope.from, &envelope.to, &bytes) {
         Ok(()) => {
             mark_sent(outbox, &stem)?;
@@ -218,6 +227,12 @@ pub fn deliver(
     }
 }
 
+fn write_envelope(dir: &Path, stem: &str, envelope: &Envelope) -> Result<(), MailError> {
+    let json = serde_json::to_vec(envelope).map_err(|e| MailError::Build(e.to_string()))?;
+    write_file(&dir.join(format!("{stem}.json")), &json)
+}
+
+/// Moves a delivered message and its envelope from `pending/` to `sent/`.
 fn mark_sent(outbox: &Path, stem: &str) -> Result<(), MailError> {
     let sent = outbox.join("sent");
     std::fs::create_dir_all(&sent).map_err(outbox_io(&sent))?;
@@ -225,8 +240,30 @@ fn mark_sent(outbox: &Path, stem: &str) -> Result<(), MailError> {
     let eml = pending.join(format!("{stem}.eml"));
     std::fs::rename(&eml, sent.join(format!("{stem}.eml"))).map_err(outbox_io(&eml))?;
     let json = pending.join(format!("{stem}.json"));
-    std::fs::remove_file(&json).map_err(outbox_io(&json))?;
+    std::fs::rename(&json, sent.join(format!("{stem}.json"))).map_err(outbox_io(&json))?;
     crate::store::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
+}
+
+/// Every envelope in the outbox (local, pending and sent), for suppression.
+pub fn envelopes(outbox: &Path) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    for dir in ["local", "pending", "sent"] {
+        let Ok(rd) = std::fs::read_dir(outbox.join(dir)) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                if let Some(env) = std::fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                {
+                    out.push(env);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Result of retrying the pending messages.

@@ -6,6 +6,9 @@
 //! - `vigil_resource_env(resource_id, resource_name, tenant)` → environment or NULL
 //! - `vigil_actor_env(actor_id, actor_name, actor_role)` → environment or NULL
 //! - `vigil_is_canary(resource_id, resource_name)` → boolean, per `[canaries]`
+//! - `vigil_network(src_ip)` → `10.1.2.0/24` (IPv4 /24, IPv6 /48), NULL when not an address
+//! - `vigil_is_private(network)` → boolean: private, loopback or link-local
+//! - `vigil_ua_family(user_agent)` → the client product, lower case (`aws-cli`, `curl`)
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -195,6 +198,34 @@ pub fn register_all(ctx: &SessionContext, config: &Config) {
         DataType::Utf8,
         string_fn(move |id, name, role| e.of_actor(id, name, role)),
     );
+    register(
+        ctx,
+        "vigil_network",
+        vec![s()],
+        DataType::Utf8,
+        unary_string(network),
+    );
+    register(
+        ctx,
+        "vigil_ua_family",
+        vec![s()],
+        DataType::Utf8,
+        unary_string(ua_family),
+    );
+    register(
+        ctx,
+        "vigil_is_private",
+        vec![s()],
+        DataType::Boolean,
+        Box::new(move |a: &[ArrayRef], rows: usize| {
+            let x = strings(&a[0])?;
+            let mut out = BooleanBuilder::with_capacity(rows);
+            for i in 0..rows {
+                out.append_option(opt(x, i).map(crate::detect::is_private_network));
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        }),
+    );
     let canaries = config.canaries.clone();
     register(
         ctx,
@@ -216,9 +247,74 @@ pub fn register_all(ctx: &SessionContext, config: &Config) {
     );
 }
 
+/// One string column in, one value out per row.
+fn unary_string(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Box<Body> {
+    Box::new(move |a: &[ArrayRef], rows: usize| {
+        let x = strings(&a[0])?;
+        let mut out = StringBuilder::with_capacity(rows, rows * 12);
+        for i in 0..rows {
+            out.append_option(opt(x, i).and_then(&f));
+        }
+        Ok(Arc::new(out.finish()) as ArrayRef)
+    })
+}
+
+/// `10.1.2.0/24` for IPv4, the /48 for IPv6.
+pub fn network(ip: &str) -> Option<String> {
+    match ip.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+            Some(format!("{net}/48"))
+        }
+    }
+}
+
+/// The client product of a user agent: what comes before the first `/`, space or `(`, lower case.
+pub fn ua_family(ua: &str) -> Option<String> {
+    let first = ua
+        .trim()
+        .split(|c: char| c == '/' || c.is_whitespace() || c == '(' || c == ',')
+        .find(|s| !s.is_empty())?;
+    Some(first.to_ascii_lowercase())
+}
+
 fn timestamps(a: &ArrayRef) -> Result<&TimestampNanosecondArray> {
     match a.as_any().downcast_ref::<TimestampNanosecondArray>() {
         Some(t) => Ok(t),
         None => exec_err!("expected a timestamp argument, got {}", a.data_type()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_clients() {
+        assert_eq!(network("10.20.7.201").as_deref(), Some("10.20.7.0/24"));
+        assert_eq!(
+            network("2001:db8:abcd:12::1").as_deref(),
+            Some("2001:db8:abcd::/48")
+        );
+        assert_eq!(network("AWS Internal"), None);
+        assert_eq!(
+            ua_family("aws-cli/2.15.30 Python/3.11.8").as_deref(),
+            Some("aws-cli")
+        );
+        assert_eq!(
+            ua_family("grpc-go/1.64.0,gzip(gfe)").as_deref(),
+            Some("grpc-go")
+        );
+        assert_eq!(ua_family("curl/8.5.0").as_deref(), Some("curl"));
+        assert_eq!(
+            ua_family("Boto3/1.34.0 md/Botocore#1.34.0").as_deref(),
+            Some("boto3")
+        );
+        assert_eq!(ua_family("  "), None);
     }
 }

@@ -1,0 +1,99 @@
+//! Alerts: the findings of a `vigil detect --notify` run that are at or above
+//! `[alerts] min_severity` and were not sent within `suppress_for`, grouped into one email per
+//! run (by principal), through the same outbox as reports. Suppression state is the outbox itself
+//! (every queued message records its findings' keys and time), so a re-run, a restart or a crash
+//! after queueing never sends an alert twice, and an SMTP outage delays alerts without losing one.
+
+mod render;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::detect::Finding;
+use crate::mail::{self, Delivered, Mail, MailError};
+
+/// What `notify` did.
+#[derive(Debug)]
+pub struct Notified {
+    /// Findings in the message (0: nothing new to send).
+    pub sent_findings: usize,
+    /// Findings left out because the same key was sent within `suppress_for`.
+    pub suppressed: usize,
+    /// Below `min_severity`.
+    pub below_threshold: usize,
+    /// Waiting messages from earlier runs that this run delivered.
+    pub flushed: usize,
+    pub delivered: Option<Delivered>,
+}
+
+/// Keys sent (queued) after `since`, from the outbox.
+fn recent_keys(outbox: &Path, since: i64) -> BTreeMap<String, i64> {
+    let mut keys = BTreeMap::new();
+    for env in mail::envelopes(outbox) {
+        if env.queued_at >= since {
+            for k in env.keys {
+                let e = keys.entry(k).or_insert(env.queued_at);
+                *e = (*e).max(env.queued_at);
+            }
+        }
+    }
+    keys
+}
+
+/// Sends what is new in `findings` (already sorted) as one message.
+pub fn notify(
+    config: &Config,
+    store_root: &Path,
+    findings: &[Finding],
+    now: i64,
+    window: &str,
+) -> Result<Notified, MailError> {
+    let outbox = mail::outbox_dir(config, store_root);
+    let smtp = config.smtp.as_ref();
+    let flushed = mail::flush_pending(smtp, &outbox)?;
+    let settings = &config.alerts;
+    let suppress = i64::try_from(settings.suppress_for.as_nanos()).unwrap_or(i64::MAX);
+    let recent = recent_keys(&outbox, now.saturating_sub(suppress));
+    let mut below = 0;
+    let mut suppressed = 0;
+    let mut send: Vec<&Finding> = Vec::new();
+    for f in findings {
+        if f.severity < settings.min_severity {
+            below += 1;
+        } else if recent.contains_key(&f.key) || send.iter().any(|s| s.key == f.key) {
+            suppressed += 1;
+        } else {
+            send.push(f);
+        }
+    }
+    let mut out = Notified {
+        sent_findings: send.len(),
+        suppressed,
+        below_threshold: below,
+        flushed: flushed.sent,
+        delivered: None,
+    };
+    if send.is_empty() {
+        return Ok(out);
+    }
+    let to = if settings.email_to.is_empty() {
+        vec!["secops@localhost".to_owned()]
+    } else {
+        settings.email_to.clone()
+    };
+    let message = Mail {
+        keys: send.iter().map(|f| f.key.clone()).collect(),
+        to,
+        subject: render::subject(&send),
+        text: render::text(&send, window),
+        html: render::html(&send, window),
+        attachments: vec![mail::Attachment {
+            filename: "findings.json".into(),
+            content_type: "application/json",
+            body: serde_json::to_vec_pretty(&send).unwrap_or_default(),
+        }],
+    };
+    out.delivered = Some(mail::deliver(smtp, &outbox, &message)?);
+    Ok(out)
+}

@@ -1,0 +1,204 @@
+//! `vigil detect` and `vigil detectors`.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{bail, Context};
+
+use super::{exit, Globals};
+use crate::cli::{DetectArgs, DetectorsArgs, FindingsFormat};
+use crate::detect::{self, DetectContext, Finding, Severity};
+use crate::mail::Delivered;
+use crate::query::session;
+use crate::report::format::terminal_safe;
+use crate::timerange::rfc3339;
+
+pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
+    let fail_on = args
+        .fail_on
+        .as_deref()
+        .map(Severity::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--fail-on: {e}"))?;
+    let (window, now) =
+        super::report::time_range(&args.time, std::time::Duration::from_secs(86_400))?;
+    if !g.store.exists() {
+        bail!(
+            "no store at {} (run vigil ingest first, or pass --store DIR)",
+            g.store.root().display()
+        );
+    }
+    let ctx = session(&g.store, &g.config).await?;
+    let d = DetectContext::new(&ctx, window, &g.config);
+    let only = (!args.only.is_empty()).then_some(args.only.as_slice());
+    let findings = detect::run(&d, only).await?;
+    if !g.quiet {
+        for n in d.take_notes() {
+            eprintln!("note: {n}");
+        }
+    }
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        FindingsFormat::Table
+    } else {
+        FindingsFormat::Jsonl
+    });
+    let mut out = std::io::stdout().lock();
+    write_findings(&mut out, &findings, format)?;
+    out.flush()?;
+    let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
+    if !g.quiet {
+        eprintln!(
+            "{} finding{} in {period}",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        );
+    }
+    let mut code = match fail_on {
+        Some(level) if findings.iter().any(|f| f.severity >= level) => exit::FLAGGED,
+        _ => exit::OK,
+    };
+    if args.notify {
+        let n = crate::alert::notify(&g.config, g.store.root(), &findings, now, &period)
+            .context("sending alerts")?;
+        if !g.quiet {
+            if n.flushed > 0 {
+                eprintln!(
+                    "sent {} alert message(s) that were waiting in the outbox",
+                    n.flushed
+                );
+            }
+            eprintln!(
+                "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity",
+                n.sent_findings, n.suppressed, n.below_threshold
+            );
+        }
+        match n.delivered {
+            Some(Delivered::Sent) | None => {}
+            Some(Delivered::Written(p)) => {
+                if !g.quiet {
+                    eprintln!("no [smtp] in vigil.toml: alert written to {}", p.display());
+                }
+            }
+            Some(Delivered::Queued { path, reason }) => {
+                eprintln!("error: the alert was not sent: {reason}; it waits in {} and is sent by the next run", path.display());
+                code = exit::ERROR;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn write_findings(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    format: FindingsFormat,
+) -> anyhow::Result<()> {
+    match format {
+        FindingsFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, findings)?;
+            writeln!(out)?;
+        }
+        FindingsFormat::Jsonl => {
+            for f in findings {
+                serde_json::to_writer(&mut *out, f)?;
+                writeln!(out)?;
+            }
+        }
+        FindingsFormat::Table => {
+            if findings.is_empty() {
+                writeln!(out, "(no findings)")?;
+                return Ok(());
+            }
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header([
+                "severity",
+                "code",
+                "detector",
+                "principal",
+                "start",
+                "explanation",
+            ]);
+            for f in findings {
+                t.add_row([
+                    f.severity.to_string(),
+                    f.code.to_owned(),
+                    f.detector.to_owned(),
+                    terminal_safe(&detect::display_name(&f.actor_id, f.actor_name.as_deref())),
+                    f.window_start.clone(),
+                    terminal_safe(&f.explanation),
+                ]);
+            }
+            writeln!(out, "{t}")?;
+        }
+        FindingsFormat::Markdown => {
+            writeln!(out, "| severity | code | detector | principal | start | explanation |\n|---|---|---|---|---|---|")?;
+            for f in findings {
+                let cell = |s: &str| terminal_safe(s).replace('|', "\\|");
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    f.severity,
+                    f.code,
+                    f.detector,
+                    cell(&detect::display_name(&f.actor_id, f.actor_name.as_deref())),
+                    f.window_start,
+                    cell(&f.explanation)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn detectors(args: DetectorsArgs) -> anyhow::Result<u8> {
+    let all = detect::all();
+    let mut out = std::io::stdout().lock();
+    match args.code {
+        None => {
+            for d in &all {
+                writeln!(
+                    out,
+                    "{}  {:<31} {:<8} {}",
+                    d.code(),
+                    d.name(),
+                    d.default_severity(),
+                    d.summary()
+                )?;
+            }
+            writeln!(out, "\nvigil detectors CODE explains one; tune them in vigil.toml under [detectors.CODE].")?;
+        }
+        Some(code) => {
+            let Some(d) = all
+                .iter()
+                .find(|d| d.code().eq_ignore_ascii_case(&code) || d.name() == code)
+            else {
+                bail!(
+                    "no detector '{code}'; the detectors are {}",
+                    all.iter().map(|d| d.code()).collect::<Vec<_>>().join(", ")
+                );
+            };
+            writeln!(
+                out,
+                "{} {} (default severity {})\n\n{}\n",
+                d.code(),
+                d.name(),
+                d.default_severity(),
+                d.doc()
+            )?;
+            if d.params().is_empty() {
+                writeln!(out, "Parameters: none besides enabled and severity.")?;
+            } else {
+                writeln!(
+                    out,
+                    "Parameters ([detectors.{}] in vigil.toml; also enabled, severity):",
+                    d.code()
+                )?;
+                for p in d.params() {
+                    writeln!(out, "  {} = {}    {}", p.name, p.default, p.doc)?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

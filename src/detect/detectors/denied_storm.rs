@@ -1,0 +1,129 @@
+use super::*;
+use crate::detect::finding::numbers;
+use crate::detect::{DetectorSettings, Param};
+
+/// VG011 denied-storm.
+pub struct DeniedStorm;
+
+const DOC: &str = "\
+What: many denied secret reads by one principal in a short window (default 20 in 15 minutes),
+or denials on several distinct secrets (default 5) in that window.
+Why: probing for what a credential can reach produces a storm of AccessDenied; Panther alerts on
+20 in 15 minutes for Kubernetes. A success after the storm is VG012.
+Method: windows of window_minutes at two offsets; overlapping windows of a principal merge.
+Tuning: min_denied, min_secrets, window_minutes.
+False positives: a broken deploy retrying with a wrong role.";
+
+const SQL: &str = "
+WITH bucketed AS (
+  SELECT actor_id, actor_name, resource_id, event_time,
+         (CAST(event_time AS BIGINT) - $offset) / $width AS bucket
+  FROM secret_reads
+  WHERE outcome = 'denied' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to)
+SELECT actor_id, max(actor_name) AS actor_name, bucket, count(*) AS denied,
+       count(DISTINCT resource_id) AS secrets, min(event_time) AS first_denied,
+       max(event_time) AS last_denied, array_agg(DISTINCT resource_id) AS resources
+FROM bucketed
+GROUP BY actor_id, bucket
+HAVING count(*) >= $min_denied OR count(DISTINCT resource_id) >= $min_secrets
+ORDER BY actor_id, first_denied";
+
+#[async_trait::async_trait]
+impl Detector for DeniedStorm {
+    fn code(&self) -> &'static str {
+        "VG011"
+    }
+    fn name(&self) -> &'static str {
+        "denied-storm"
+    }
+    fn summary(&self) -> &'static str {
+        "a storm of denied secret reads by one principal"
+    }
+    fn doc(&self) -> &'static str {
+        DOC
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Medium
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                name: "min_denied",
+                default: 20.0,
+                doc: "denied reads in one window",
+            },
+            Param {
+                name: "min_secrets",
+                default: 5.0,
+                doc: "distinct secrets denied in one window",
+            },
+            Param {
+                name: "window_minutes",
+                default: 15.0,
+                doc: "length of the window",
+            },
+        ]
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let width = s.minutes_nanos("window_minutes").max(1);
+        let mut hits = Vec::new();
+        for offset in [0, width / 2] {
+            let mut params = bounds(d, 0);
+            params.push(("offset", rows::int(offset as f64)));
+            params.push(("width", rows::int(width as f64)));
+            params.push(("min_denied", rows::int(s.get("min_denied"))));
+            params.push(("min_secrets", rows::int(s.get("min_secrets"))));
+            hits.extend(query(d, SQL, params).await?);
+        }
+        let mut out: Vec<Finding> = Vec::new();
+        hits.sort_by(|a, b| {
+            (rows::text(a, "actor_id"), -rows::n(a, "denied") as i64)
+                .cmp(&(rows::text(b, "actor_id"), -rows::n(b, "denied") as i64))
+        });
+        for r in hits {
+            let actor = rows::text(&r, "actor_id");
+            let (start, end) = (
+                rows::text(&r, "first_denied"),
+                rows::text(&r, "last_denied"),
+            );
+            if out
+                .iter()
+                .any(|f| f.actor_id == actor && f.window_start <= end && start <= f.window_end)
+            {
+                continue;
+            }
+            let mut resources = rows::list(&r, "resources");
+            resources.sort();
+            let n = rows::n(&r, "denied");
+            let mut f = finding(
+                self,
+                self.default_severity(),
+                &actor,
+                rows::s(&r, "actor_name"),
+                resources.clone(),
+                &start,
+                &end,
+                None,
+            );
+            f.score = (n / (2.0 * s.get("min_denied"))).clamp(0.5, 1.0);
+            f.observed = numbers([("denied", int(n)), ("secrets", int(resources.len() as f64))]);
+            f.baseline = numbers([
+                ("min_denied", int(s.get("min_denied"))),
+                ("window_minutes", int(s.get("window_minutes"))),
+            ]);
+            f.explanation = format!(
+                "{} was denied {n} secret reads on {} secret{} within {:.0} minutes.",
+                who(&r),
+                resources.len(),
+                if resources.len() == 1 { "" } else { "s" },
+                s.get("window_minutes")
+            );
+            out.push(f);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,120 @@
+use super::*;
+use crate::detect::finding::{numbers, round};
+use crate::detect::{DetectorSettings, Param};
+
+/// VG014 dormant-secret-reactivated.
+pub struct DormantSecret;
+
+const DOC: &str = "\
+What: a secret that nobody read for dormant_days (default 90) is read again.
+Why: forgotten secrets (old integrations, departed teams) keep working credentials; an attacker
+who finds one in a repository or a wiki uses it long after its owners stopped (Elastic's rare-user
+rationale, Panther/ESCU rare-usage hunts).
+Method: the last successful read of each secret read in the window, looked up over
+max_lookback_days before the window (a secret last read earlier than that is not known).
+Tuning: dormant_days, max_lookback_days.
+False positives: quarterly and yearly jobs (allowlist them by actor or resource).";
+
+const SQL: &str = "
+WITH win AS (
+  SELECT resource_id, min(event_time) AS first_read, max(event_time) AS last_read, count(*) AS reads,
+         first_value(actor_id ORDER BY event_time) AS actor_id,
+         first_value(actor_name ORDER BY event_time) AS actor_name,
+         count(DISTINCT actor_id) AS readers
+  FROM secret_reads
+  WHERE outcome = 'success' AND resource_id IS NOT NULL AND actor_id IS NOT NULL
+    AND event_time >= $from AND event_time < $to
+  GROUP BY resource_id),
+prev AS (
+  SELECT resource_id, max(event_time) AS last_before, count(*) AS reads_before
+  FROM secret_reads
+  WHERE outcome = 'success' AND resource_id IN (SELECT resource_id FROM win)
+    AND event_time >= $hist_from AND event_time < $from
+  GROUP BY resource_id)
+SELECT w.*, p.last_before, p.reads_before
+FROM win w JOIN prev p ON p.resource_id = w.resource_id
+WHERE p.last_before < $dormant_before
+ORDER BY w.first_read, w.resource_id";
+
+#[async_trait::async_trait]
+impl Detector for DormantSecret {
+    fn code(&self) -> &'static str {
+        "VG014"
+    }
+    fn name(&self) -> &'static str {
+        "dormant-secret-reactivated"
+    }
+    fn summary(&self) -> &'static str {
+        "a secret nobody read for months is read again"
+    }
+    fn doc(&self) -> &'static str {
+        DOC
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Medium
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                name: "dormant_days",
+                default: 90.0,
+                doc: "days without reads that make a secret dormant",
+            },
+            Param {
+                name: "max_lookback_days",
+                default: 365.0,
+                doc: "how far back the last read is looked up",
+            },
+        ]
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let mut params = bounds(d, s.days_nanos("max_lookback_days"));
+        params.push((
+            "dormant_before",
+            rows::ts(d.window.from - s.days_nanos("dormant_days")),
+        ));
+        let mut out = Vec::new();
+        for r in query(d, SQL, params).await? {
+            let actor = rows::text(&r, "actor_id");
+            let resource = rows::text(&r, "resource_id");
+            let idle = crate::timerange::parse_instant(rows::s(&r, "last_before").unwrap_or(""))
+                .ok()
+                .and_then(|last| {
+                    crate::timerange::parse_instant(rows::s(&r, "first_read").unwrap_or(""))
+                        .ok()
+                        .map(|f| (f - last) as f64 / DAY as f64)
+                })
+                .unwrap_or(0.0);
+            let mut f = finding(
+                self,
+                self.default_severity(),
+                &actor,
+                rows::s(&r, "actor_name"),
+                vec![resource.clone()],
+                rows::s(&r, "first_read").unwrap_or(""),
+                rows::s(&r, "last_read").unwrap_or(""),
+                Some(&resource),
+            );
+            f.score = (idle / (2.0 * s.get("dormant_days"))).clamp(0.5, 1.0);
+            f.observed = numbers([
+                ("reads", int(rows::n(&r, "reads"))),
+                ("readers", int(rows::n(&r, "readers"))),
+            ]);
+            f.baseline = numbers([
+                ("days_idle", round(idle, 1)),
+                ("last_read_before", rows::text(&r, "last_before").into()),
+            ]);
+            f.explanation = format!(
+                "{} read {resource}, which nobody had read for {idle:.0} days (last read {}).",
+                who(&r),
+                rows::text(&r, "last_before")
+            );
+            out.push(f);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,155 @@
+//! The shipped detectors, one file each, and the registry.
+
+mod bulk_retrieval;
+mod canary_touched;
+mod cross_environment;
+mod denied_storm;
+mod denied_then_success;
+mod dormant_principal;
+mod dormant_secret;
+mod enumeration;
+mod first_secret_read;
+mod new_caller;
+mod new_network;
+mod new_user_agent;
+mod off_hours_human;
+mod read_burst;
+mod sensitive_change;
+mod unusual_hour;
+
+use std::collections::BTreeMap;
+
+pub use new_network::is_private;
+
+use datafusion::common::ScalarValue;
+use serde_json::Value;
+
+use super::rows::{self, Row};
+use super::{DetectContext, Detector, Finding, Severity};
+use crate::query::QueryError;
+use crate::timerange::rfc3339;
+
+/// Every detector, in code order.
+pub fn all() -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(new_caller::NewCaller),
+        Box::new(first_secret_read::FirstSecretRead),
+        Box::new(new_network::NewNetwork),
+        Box::new(new_user_agent::NewUserAgent),
+        Box::new(off_hours_human::OffHoursHuman),
+        Box::new(unusual_hour::UnusualHour),
+        Box::new(read_burst::ReadBurst),
+        Box::new(read_burst::OffHoursBurst),
+        Box::new(enumeration::Enumeration),
+        Box::new(bulk_retrieval::BulkRetrieval),
+        Box::new(denied_storm::DeniedStorm),
+        Box::new(denied_then_success::DeniedThenSuccess),
+        Box::new(canary_touched::CanaryTouched),
+        Box::new(dormant_secret::DormantSecret),
+        Box::new(dormant_principal::DormantPrincipal),
+        Box::new(cross_environment::CrossEnvironment),
+        Box::new(sensitive_change::SensitiveChange),
+    ]
+}
+
+const DAY: i64 = 86_400_000_000_000;
+const HOUR: i64 = 3_600_000_000_000;
+
+/// Window bounds and the start of the history before it, as bound parameters.
+fn bounds(d: &DetectContext<'_>, lookback: i64) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("from", rows::ts(d.window.from)),
+        ("to", rows::ts(d.window.to)),
+        (
+            "hist_from",
+            rows::ts(d.window.from.saturating_sub(lookback)),
+        ),
+    ]
+}
+
+async fn query(
+    d: &DetectContext<'_>,
+    sql: &str,
+    params: Vec<(&'static str, ScalarValue)>,
+) -> Result<Vec<Row>, QueryError> {
+    rows::rows(d.ctx, sql, params, d.limits).await
+}
+
+/// Days of history between `first` (RFC 3339) and the window start.
+fn history_days(d: &DetectContext<'_>, first: Option<&str>) -> f64 {
+    first
+        .and_then(|t| crate::timerange::parse_instant(t).ok())
+        .map(|t| (d.window.from - t) as f64 / DAY as f64)
+        .unwrap_or(0.0)
+        .max(0.0)
+}
+
+/// The common parts of a finding; detectors fill in the numbers and the sentence.
+#[allow(clippy::too_many_arguments)]
+fn finding(
+    det: &dyn Detector,
+    severity: Severity,
+    actor_id: &str,
+    actor_name: Option<&str>,
+    resources: Vec<String>,
+    start: &str,
+    end: &str,
+    key_suffix: Option<&str>,
+) -> Finding {
+    let key = match key_suffix {
+        Some(s) => format!("{}:{actor_id}:{s}", det.code()),
+        None => format!("{}:{actor_id}", det.code()),
+    };
+    Finding {
+        code: det.code(),
+        detector: det.name(),
+        severity,
+        actor_id: actor_id.to_owned(),
+        actor_name: actor_name.map(str::to_owned),
+        resources,
+        window_start: start.to_owned(),
+        window_end: end.to_owned(),
+        score: 0.0,
+        observed: BTreeMap::new(),
+        baseline: BTreeMap::new(),
+        explanation: String::new(),
+        investigate_sql: super::finding::investigate(actor_id, start, &end_exclusive(end), ""),
+        key,
+        cold_start: false,
+    }
+}
+
+/// An inclusive end time as the exclusive bound of an investigation query (one second later,
+/// so the last event is included whatever its sub-second digits).
+fn end_exclusive(end: &str) -> String {
+    crate::timerange::parse_instant(end)
+        .map(|t| rfc3339(t + 1_000_000_000))
+        .unwrap_or_else(|_| end.to_owned())
+}
+
+/// The name people know a principal by, for sentences: an AWS role by its name (its
+/// `actor_name` is only a session name), others by `actor_name`, else the id.
+fn who(row: &Row) -> String {
+    crate::detect::display_name(
+        rows::s(row, "actor_id").unwrap_or(""),
+        rows::s(row, "actor_name"),
+    )
+}
+
+/// Days of history the store holds before the window (0 when none).
+async fn store_history_days(d: &DetectContext<'_>) -> Result<f64, QueryError> {
+    let first = query(
+        d,
+        "SELECT min(event_time) AS first FROM events WHERE event_time < $from",
+        vec![("from", rows::ts(d.window.from))],
+    )
+    .await?;
+    Ok(history_days(
+        d,
+        first.first().and_then(|r| rows::s(r, "first")),
+    ))
+}
+
+fn int(v: f64) -> Value {
+    Value::from(v as i64)
+}

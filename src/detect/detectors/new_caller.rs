@@ -1,0 +1,165 @@
+use super::*;
+use crate::detect::finding::{numbers, round};
+use crate::detect::{DetectorSettings, Param};
+
+/// VG001 new-caller-for-secret.
+pub struct NewCaller;
+
+const DOC: &str = "\
+What: a principal successfully reads a secret it has not read in the lookback (default 30 days).
+Why: stolen credentials and over-broad policies show up as a known identity touching a secret it
+never needed; the Elastic \"First Time Seen GetSecretValue\" rule and Microsoft's new-entity model
+are the anchors.
+Example: role analytics-etl reads prod/payments/db for the first time at 03:10.
+Scoring: novelty is weighed by how stable the secret's set of callers is: lambda = callers that
+appeared during the history per day; score = exp(-lambda). Only secrets with score >= min_score
+(0.9: fewer than one new caller per ten days) are reported; 0.97 and above is high. A secret with
+more than max_callers callers is noisy and gives low.
+Cold start: quiet (and says so) while the store holds less than min_history_days before the
+window; a secret first read less than min_history_days ago is new itself and its callers are not
+reported.
+Tuning: lookback_days, min_history_days, max_callers; allowlist deploy roles by actor.
+False positives: new services, re-created roles with new ids, secrets rotated into a new name.";
+
+const SQL: &str = "
+WITH win AS (
+  SELECT actor_id, resource_id, max(actor_name) AS actor_name, min(event_time) AS first_read,
+         max(event_time) AS last_read, count(*) AS reads
+  FROM secret_reads
+  WHERE outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
+    AND event_time >= $from AND event_time < $to
+  GROUP BY actor_id, resource_id),
+hist AS (
+  SELECT resource_id, actor_id, min(event_time) AS first_seen
+  FROM secret_reads
+  WHERE outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
+    AND event_time >= $hist_from AND event_time < $from
+  GROUP BY resource_id, actor_id),
+secrets AS (
+  SELECT resource_id, min(first_seen) AS secret_first_seen, count(*) AS callers,
+         sum(CASE WHEN first_seen >= $settled THEN 1 ELSE 0 END) AS new_callers
+  FROM hist GROUP BY resource_id)
+SELECT w.actor_id, w.resource_id, w.actor_name, w.first_read, w.last_read, w.reads,
+       s.secret_first_seen, s.callers, s.new_callers
+FROM win w
+LEFT JOIN hist h ON h.actor_id = w.actor_id AND h.resource_id = w.resource_id
+LEFT JOIN secrets s ON s.resource_id = w.resource_id
+WHERE h.actor_id IS NULL
+ORDER BY w.first_read, w.actor_id, w.resource_id";
+
+#[async_trait::async_trait]
+impl Detector for NewCaller {
+    fn code(&self) -> &'static str {
+        "VG001"
+    }
+    fn name(&self) -> &'static str {
+        "new-caller-for-secret"
+    }
+    fn summary(&self) -> &'static str {
+        "a principal reads a secret it never read in the lookback"
+    }
+    fn doc(&self) -> &'static str {
+        DOC
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Medium
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                name: "lookback_days",
+                default: 30.0,
+                doc: "history compared with the window",
+            },
+            Param {
+                name: "min_history_days",
+                default: 14.0,
+                doc: "history a secret needs before novelty counts",
+            },
+            Param {
+                name: "max_callers",
+                default: 60.0,
+                doc: "secrets with more callers are too noisy: low severity",
+            },
+            Param {
+                name: "min_score",
+                default: 0.9,
+                doc: "report only secrets this stable: exp(-new callers per day)",
+            },
+        ]
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let lookback = s.days_nanos("lookback_days");
+        let store_days = store_history_days(d).await?;
+        if store_days < s.get("min_history_days") {
+            d.note(format!(
+                "VG001 quiet: the store holds {store_days:.1} days before the window; novelty needs {} (min_history_days)",
+                s.get("min_history_days")
+            ));
+            return Ok(Vec::new());
+        }
+        let mut params = bounds(d, lookback);
+        // Callers first seen in the history's first day were already there: not "new".
+        params.push(("settled", rows::ts(d.window.from - lookback + DAY)));
+        let mut out = Vec::new();
+        for r in query(d, SQL, params).await? {
+            let actor = rows::text(&r, "actor_id");
+            let resource = rows::text(&r, "resource_id");
+            let days = history_days(d, rows::s(&r, "secret_first_seen"));
+            let callers = rows::n(&r, "callers");
+            let new_callers = rows::n(&r, "new_callers");
+            let lambda = if days > 0.0 {
+                new_callers / days.max(1.0)
+            } else {
+                0.0
+            };
+            let score = (-lambda).exp();
+            // A secret that keeps gaining callers makes a new one unremarkable.
+            if score < s.get("min_score") {
+                continue;
+            }
+            // A secret first read less than min_history_days ago is new itself: its first
+            // callers are expected, not news.
+            if days < s.get("min_history_days") {
+                continue;
+            }
+            let (severity, cold) = if callers > s.get("max_callers") {
+                (Severity::Low, false)
+            } else if score >= 0.97 {
+                (Severity::High, false)
+            } else {
+                (self.default_severity(), false)
+            };
+            let mut f = finding(
+                self,
+                severity,
+                &actor,
+                rows::s(&r, "actor_name"),
+                vec![resource.clone()],
+                rows::s(&r, "first_read").unwrap_or(""),
+                rows::s(&r, "last_read").unwrap_or(""),
+                Some(&resource),
+            );
+            f.score = if cold { score.min(0.5) } else { score };
+            f.cold_start = cold;
+            f.observed = numbers([("reads", int(rows::n(&r, "reads")))]);
+            f.baseline = numbers([
+                ("secret_callers", int(callers)),
+                ("new_callers_per_day", round(lambda, 3)),
+                ("history_days", round(days, 1)),
+            ]);
+            f.explanation = {
+                format!(
+                    "{} read {resource} for the first time in {:.0} days; the secret had {callers} caller{} and gains {lambda:.2} new ones per day.",
+                    who(&r), days.min(s.get("lookback_days")), if callers == 1.0 { "" } else { "s" }
+                )
+            };
+            out.push(f);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,151 @@
+use super::*;
+use crate::detect::finding::numbers;
+use crate::detect::{DetectorSettings, Param};
+
+/// VG003 new-source-network.
+pub struct NewNetwork;
+
+const DOC: &str = "\
+What: a principal calls from a network (IPv4 /24, IPv6 /48) it did not use in the lookback.
+Why: credentials used from somewhere new are the classic sign of theft (GuardDuty's
+InstanceCredentialExfiltration, Elastic's access-key-from-new-IP). A workload that always came
+from private addresses and now comes from a public one is the strongest case (severity high).
+Example: role payments-api-task, always 10.20.x.x, reads a secret from 198.51.100.23.
+Cold start: a principal with fewer than min_events calls with an address in the lookback stays
+quiet (there is nothing to compare with).
+Tuning: lookback_days, min_events; allowlist CI runners by actor and network.
+False positives: VPN exit changes, new subnets, laptops on the road. No ASN data offline.";
+
+const SQL: &str = "
+WITH win_ips AS (
+  SELECT actor_id, src_ip, max(actor_name) AS actor_name, max(actor_type) AS actor_type,
+         min(event_time) AS first_seen, max(event_time) AS last_seen, count(*) AS events,
+         array_agg(DISTINCT resource_id) AS resources
+  FROM secret_reads
+  WHERE actor_id IS NOT NULL AND src_ip IS NOT NULL AND event_time >= $from AND event_time < $to
+  GROUP BY actor_id, src_ip),
+win AS (
+  SELECT actor_id, vigil_network(src_ip) AS network, max(actor_name) AS actor_name,
+         max(actor_type) AS actor_type, min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+         sum(events) AS events, min(src_ip) AS src_ip, flatten(array_agg(resources)) AS resources
+  FROM win_ips GROUP BY actor_id, vigil_network(src_ip)),
+hist_ips AS (
+  SELECT e.actor_id, e.src_ip, count(*) AS n FROM events e
+  WHERE e.actor_id IN (SELECT actor_id FROM win) AND e.src_ip IS NOT NULL
+    AND e.event_time >= $hist_from AND e.event_time < $from
+  GROUP BY e.actor_id, e.src_ip),
+hist AS (
+  SELECT actor_id, vigil_network(src_ip) AS network, sum(n) AS n FROM hist_ips
+  GROUP BY actor_id, vigil_network(src_ip)),
+actors AS (
+  SELECT actor_id, sum(n) AS events, count(*) AS networks,
+         bool_and(vigil_is_private(network)) AS all_private
+  FROM hist GROUP BY actor_id)
+SELECT w.actor_id, w.network, w.actor_name, w.actor_type, w.first_seen, w.last_seen, w.events,
+       w.src_ip, w.resources, a.events AS hist_events, a.networks AS hist_networks, a.all_private
+FROM win w
+JOIN actors a ON a.actor_id = w.actor_id
+LEFT JOIN hist h ON h.actor_id = w.actor_id AND h.network = w.network
+WHERE h.actor_id IS NULL AND a.events >= $min_events
+ORDER BY w.first_seen, w.actor_id, w.network";
+
+#[async_trait::async_trait]
+impl Detector for NewNetwork {
+    fn code(&self) -> &'static str {
+        "VG003"
+    }
+    fn name(&self) -> &'static str {
+        "new-source-network"
+    }
+    fn summary(&self) -> &'static str {
+        "a principal reads secrets from a network it never used in the lookback"
+    }
+    fn doc(&self) -> &'static str {
+        DOC
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Medium
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                name: "lookback_days",
+                default: 30.0,
+                doc: "history compared with the window",
+            },
+            Param {
+                name: "min_events",
+                default: 20.0,
+                doc: "calls a principal needs in the lookback",
+            },
+        ]
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let mut params = bounds(d, s.days_nanos("lookback_days"));
+        params.push(("min_events", rows::int(s.get("min_events"))));
+        let mut out = Vec::new();
+        for r in query(d, SQL, params).await? {
+            let actor = rows::text(&r, "actor_id");
+            let network = rows::text(&r, "network");
+            let ip = rows::text(&r, "src_ip");
+            let public = !is_private(&network);
+            let workload = rows::s(&r, "actor_type") == Some("workload");
+            let escalate =
+                public && workload && r.get("all_private").and_then(|v| v.as_bool()) == Some(true);
+            let severity = if escalate {
+                Severity::High
+            } else {
+                self.default_severity()
+            };
+            let mut resources = rows::list(&r, "resources");
+            resources.sort();
+            resources.dedup();
+            let mut f = finding(
+                self,
+                severity,
+                &actor,
+                rows::s(&r, "actor_name"),
+                resources,
+                rows::s(&r, "first_seen").unwrap_or(""),
+                rows::s(&r, "last_seen").unwrap_or(""),
+                Some(&network),
+            );
+            f.score = if escalate { 0.9 } else { 0.7 };
+            f.observed = numbers([
+                ("network", network.clone().into()),
+                ("src_ip", ip.clone().into()),
+                ("reads", int(rows::n(&r, "events"))),
+            ]);
+            f.baseline = numbers([
+                ("known_networks", int(rows::n(&r, "hist_networks"))),
+                ("events", int(rows::n(&r, "hist_events"))),
+            ]);
+            f.explanation = format!(
+                "{} read secrets from {ip} ({network}), a network not seen for it in {:.0} days ({} known network{}{}).",
+                who(&r), s.get("lookback_days"), rows::n(&r, "hist_networks"),
+                if rows::n(&r, "hist_networks") == 1.0 { "" } else { "s" },
+                if escalate { ", all private until now" } else { "" }
+            );
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
+
+/// Private, loopback or link-local network (`10.1.2.0/24`).
+pub fn is_private(network: &str) -> bool {
+    let addr = network.split('/').next().unwrap_or("");
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}

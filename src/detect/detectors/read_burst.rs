@@ -1,0 +1,296 @@
+use statrs::distribution::{DiscreteCDF, Poisson};
+
+use super::unusual_hour::{hour_of_week, profiles, unusual, Profile};
+use super::*;
+use crate::detect::finding::{numbers, p_value, round};
+use crate::detect::{DetectorSettings, Param};
+
+/// VG007 read-burst.
+pub struct ReadBurst;
+/// VG008 off-hours-burst: a burst in an hour that is off hours for the principal.
+pub struct OffHoursBurst;
+
+const DOC_BURST: &str = "\
+What: a principal reads far more secrets in one hour than its own seasonal baseline allows.
+Why: bulk harvesting with stolen credentials, or a runaway job, is a burst against the
+principal's normal rate (ElastAlert spike, Microsoft spike_fl, Sumo outlier).
+Method: lambda = the principal's mean reads in the same hour of the week over the lookback
+(its own time zone), shrunk toward its overall hourly mean: (sum of same-hour counts + overall
+mean) / (weeks + 1). p = P(X >= observed | Poisson(lambda)) with statrs. Fires when p < p_value
+AND observed >= min_count AND observed >= ratio * lambda.
+Cold start: below min_history_days of history the principal gets a static rule instead: fires at
+static_count reads in an hour, marked cold_start.
+Tuning: p_value (1e-4), min_count (20), ratio (3), lookback_days (28), static_count (100).
+False positives: deploy storms, cache flushes; allowlist the deployer.";
+
+const DOC_OFF: &str = "\
+What: a read burst (VG007's test) in an hour that is off hours for the principal: outside the
+calendar's business hours for a person, or an hour of the week its own profile almost never uses
+(VG006's test) for anyone. One alert at higher severity; the plain burst and the off-hours read of
+the same principal that day are folded into it.
+Why: the headline case: a person's credentials draining secrets at 03:00 their time.
+Tuning: the parameters of VG007 and VG006 (here under [detectors.VG008]).";
+
+const WINDOW: &str = "
+SELECT actor_id, max(actor_name) AS actor_name, max(actor_type) AS actor_type,
+       date_trunc('hour', event_time) AS hour, count(*) AS reads,
+       min(event_time) AS first_read, max(event_time) AS last_read,
+       array_agg(DISTINCT resource_id) AS resources
+FROM secret_reads
+WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
+GROUP BY actor_id, date_trunc('hour', event_time)
+HAVING count(*) >= $floor
+ORDER BY hour, actor_id";
+
+const PARAMS: [Param; 9] = [
+    Param {
+        name: "lookback_days",
+        default: 28.0,
+        doc: "history the baseline is learned from",
+    },
+    Param {
+        name: "p_value",
+        default: 1e-4,
+        doc: "Poisson tail probability below which a count is a burst",
+    },
+    Param {
+        name: "min_count",
+        default: 20.0,
+        doc: "reads in the hour, at least",
+    },
+    Param {
+        name: "ratio",
+        default: 3.0,
+        doc: "times the baseline, at least",
+    },
+    Param {
+        name: "min_history_days",
+        default: 14.0,
+        doc: "history before the statistical test applies",
+    },
+    Param {
+        name: "static_count",
+        default: 100.0,
+        doc: "reads in an hour that fire without history",
+    },
+    Param {
+        name: "p_min",
+        default: 0.002,
+        doc: "off-hours by profile: smoothed hour-of-day probability",
+    },
+    Param {
+        name: "min_active_days",
+        default: 10.0,
+        doc: "off-hours by profile: days with reads needed",
+    },
+    Param {
+        name: "min_reads",
+        default: 50.0,
+        doc: "off-hours by profile: reads needed",
+    },
+];
+
+/// One hour's test result.
+struct Burst {
+    lambda: f64,
+    p: Option<f64>,
+    cold: bool,
+}
+
+fn test(
+    p: Option<&Profile>,
+    hour: i64,
+    x: f64,
+    hist_days: f64,
+    s: &DetectorSettings,
+) -> Option<Burst> {
+    if x < s.get("min_count") {
+        return None;
+    }
+    let weeks = (s.get("lookback_days").min(hist_days) / 7.0).max(0.0);
+    if hist_days < s.get("min_history_days") || p.is_none() {
+        return (x >= s.get("static_count")).then_some(Burst {
+            lambda: 0.0,
+            p: None,
+            cold: true,
+        });
+    }
+    let p = p.expect("checked");
+    let hours = (hist_days.min(s.get("lookback_days")) * 24.0).max(1.0);
+    let overall = p.total / hours;
+    let same: f64 = p
+        .hourly
+        .iter()
+        .filter(|(h, _)| **h != hour && (hour - **h).rem_euclid(7 * DAY) == 0)
+        .map(|(_, n)| n)
+        .sum();
+    let lambda = ((same + overall) / (weeks.floor() + 1.0)).max(0.01);
+    let tail = Poisson::new(lambda)
+        .map(|d| 1.0 - d.cdf((x - 1.0) as u64))
+        .unwrap_or(0.0);
+    (tail < s.get("p_value") && x >= s.get("ratio") * lambda).then_some(Burst {
+        lambda,
+        p: Some(tail),
+        cold: false,
+    })
+}
+
+async fn bursts(
+    det: &dyn Detector,
+    d: &DetectContext<'_>,
+    s: &DetectorSettings,
+    off_hours_only: bool,
+) -> Result<Vec<Finding>, QueryError> {
+    let lookback = s.days_nanos("lookback_days");
+    let mut params = bounds(d, 0);
+    params.push(("floor", rows::int(s.get("min_count"))));
+    let candidates = query(d, WINDOW, params).await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let profiles = profiles(d, lookback).await?;
+    let hist_days = store_history_days(d).await?;
+    if hist_days < s.get("min_history_days") {
+        d.note(format!(
+            "{} on its static rule: the store holds {hist_days:.1} days before the window (the Poisson test needs {})",
+            det.code(),
+            s.get("min_history_days")
+        ));
+    }
+    let mut out = Vec::new();
+    for r in candidates {
+        let actor = rows::text(&r, "actor_id");
+        let name = rows::s(&r, "actor_name");
+        let Some(hour) = rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
+        else {
+            continue;
+        };
+        let x = rows::n(&r, "reads");
+        let how = hour_of_week(d, hour, &actor, name);
+        let profile = profiles.get(&actor);
+        let Some(b) = test(profile, hour, x, hist_days, s) else {
+            continue;
+        };
+        let human = rows::s(&r, "actor_type") == Some("human");
+        let calendar_off = human
+            && d.config
+                .calendar
+                .is_off_hours(hour + HOUR / 2, Some(&actor), name);
+        let profile_off = unusual(profile, how, s);
+        let off = calendar_off || profile_off.is_some();
+        if off_hours_only && !off {
+            continue;
+        }
+        let severity = det.default_severity();
+        let mut resources = rows::list(&r, "resources");
+        resources.sort();
+        let local = d.config.calendar.local_label(hour, Some(&actor), name);
+        let mut f = finding(
+            det,
+            severity,
+            &actor,
+            name,
+            resources.clone(),
+            rows::s(&r, "first_read").unwrap_or(""),
+            rows::s(&r, "last_read").unwrap_or(""),
+            None,
+        );
+        f.cold_start = b.cold;
+        // 0.9 at p = 1e-4, 0.999 at p = 1e-12.
+        f.score = match b.p {
+            Some(p) => 1.0 - p.max(0.0).powf(0.25),
+            None => 0.6,
+        };
+        f.observed = numbers([("reads", int(x)), ("secrets", int(resources.len() as f64))]);
+        f.baseline = match b.p {
+            Some(p) => numbers([
+                ("reads_per_hour", round(b.lambda, 2)),
+                ("p_value", p_value(p)),
+            ]),
+            None => numbers([
+                ("static_count", int(s.get("static_count"))),
+                ("history_days", round(hist_days, 1)),
+            ]),
+        };
+        if let Some(prob) = profile_off {
+            f.baseline.insert("p_hour".into(), p_value(prob));
+        }
+        let why_off = match (calendar_off, profile_off.is_some()) {
+            (true, true) => "outside business hours and at an hour it almost never uses",
+            (true, false) => "outside business hours",
+            (false, true) => "at an hour of the week it almost never uses",
+            (false, false) => "",
+        };
+        f.explanation = match b.p {
+            Some(p) if off_hours_only => format!(
+                "{} read {x} secrets in the hour starting {local}, {why_off}; typical for this hour: {:.1}; p = {p:.1e}.",
+                who(&r), b.lambda
+            ),
+            Some(p) => format!("{} read {x} secrets in the hour starting {local}; typical for this hour: {:.1}; p = {p:.1e}.", who(&r), b.lambda),
+            None => format!(
+                "{} read {x} secrets in the hour starting {local}{}; with only {hist_days:.0} days of history the static rule ({} per hour) applies.",
+                who(&r), if off_hours_only { format!(", {why_off}") } else { String::new() }, s.get("static_count")
+            ),
+        };
+        out.push(f);
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Detector for ReadBurst {
+    fn code(&self) -> &'static str {
+        "VG007"
+    }
+    fn name(&self) -> &'static str {
+        "read-burst"
+    }
+    fn summary(&self) -> &'static str {
+        "a principal reads far more secrets in an hour than its seasonal baseline"
+    }
+    fn doc(&self) -> &'static str {
+        DOC_BURST
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Medium
+    }
+    fn params(&self) -> &'static [Param] {
+        &PARAMS
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        bursts(self, d, s, false).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Detector for OffHoursBurst {
+    fn code(&self) -> &'static str {
+        "VG008"
+    }
+    fn name(&self) -> &'static str {
+        "off-hours-burst"
+    }
+    fn summary(&self) -> &'static str {
+        "a read burst in the principal's off hours (one alert, higher severity)"
+    }
+    fn doc(&self) -> &'static str {
+        DOC_OFF
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::High
+    }
+    fn params(&self) -> &'static [Param] {
+        &PARAMS
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        bursts(self, d, s, true).await
+    }
+}

@@ -1,0 +1,229 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::detect::finding::{numbers, p_value, round};
+use crate::detect::{DetectorSettings, Param};
+
+/// VG006 unusual-hour.
+pub struct UnusualHour;
+
+const DOC: &str = "\
+What: a principal reads secrets in an hour of the week (its own time zone, DST-correct) that its
+learned profile says it almost never uses.
+Why: workloads run on schedules and people keep habits; a nightly job at 14:00 or an analyst at
+03:00 on a Sunday stands out against their own history (Elastic ML time_of_week, by entity).
+Method: histogram of the principal's secret reads by local hour of day over the lookback,
+smoothed with half of each neighbouring hour and a Laplace term alpha = 0.1;
+P(hour) = (c(h) + (c(h-1) + c(h+1)) / 2 + alpha) / (2 * total + 24 * alpha). Fires when
+P < p_min. (Hour of week would separate weekends, but with a few weeks of history a sparse 24x7
+workload leaves hour-of-week cells empty by chance.)
+Cold start: a principal needs min_active_days days with reads and min_reads reads in the
+lookback; below that it stays quiet.
+Tuning: lookback_days (28), p_min (0.002), min_active_days (10), min_reads (50).
+False positives: a shift change, the first on-call week of a new engineer.";
+
+/// Hourly secret-read counts of principals over a period (one row per principal and hour).
+pub const HOURLY_HISTORY: &str = "
+SELECT e.actor_id, max(e.actor_name) AS actor_name, date_trunc('hour', e.event_time) AS hour, count(*) AS n
+FROM secret_reads e
+WHERE e.actor_id IN (SELECT actor_id FROM secret_reads WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL)
+  AND e.event_time >= $hist_from AND e.event_time < $from
+GROUP BY e.actor_id, date_trunc('hour', e.event_time)";
+
+const WINDOW: &str = "
+SELECT actor_id, max(actor_name) AS actor_name, max(actor_type) AS actor_type,
+       date_trunc('hour', event_time) AS hour, count(*) AS reads,
+       min(event_time) AS first_read, max(event_time) AS last_read,
+       array_agg(DISTINCT resource_id) AS resources
+FROM secret_reads
+WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
+GROUP BY actor_id, date_trunc('hour', event_time)
+ORDER BY hour, actor_id";
+
+/// A principal's hour-of-week profile in its own time zone.
+#[derive(Debug, Default, Clone)]
+pub struct Profile {
+    pub counts: Vec<f64>,
+    pub total: f64,
+    pub active_days: usize,
+    /// Counts per UTC hour start (nanos), for seasonal baselines.
+    pub hourly: BTreeMap<i64, f64>,
+}
+
+impl Profile {
+    /// Smoothed probability of the local hour of day of hour-of-week `how`, over all weekdays:
+    /// (c(h) + (c(h-1) + c(h+1)) / 2 + alpha) / (2 * total + 24 * alpha), alpha = 0.1. Hour of
+    /// day rather than hour of week: with weeks of history, a sparse 24x7 workload leaves many
+    /// hour-of-week cells empty by chance, but no hour of the day.
+    pub fn p(&self, how: usize) -> f64 {
+        let hod = |h: usize| -> f64 { (0..7).map(|d| self.counts[d * 24 + h % 24]).sum() };
+        let h = how % 24;
+        let alpha = 0.1;
+        let smoothed = hod(h) + (hod(h + 23) + hod(h + 1)) / 2.0 + alpha;
+        smoothed / (2.0 * self.total + 24.0 * alpha)
+    }
+
+    /// Reads in the local hour of day of `how`, all weekdays.
+    pub fn hour_of_day_count(&self, how: usize) -> f64 {
+        (0..7).map(|d| self.counts[d * 24 + how % 24]).sum()
+    }
+}
+
+/// Hour of the week, Monday 00:00 = 0, in the principal's zone.
+pub fn hour_of_week(
+    d: &DetectContext<'_>,
+    nanos: i64,
+    actor_id: &str,
+    actor_name: Option<&str>,
+) -> usize {
+    use chrono::{Datelike, Timelike};
+    let l = d.config.calendar.local(nanos, Some(actor_id), actor_name);
+    l.weekday().num_days_from_monday() as usize * 24 + l.hour() as usize
+}
+
+/// Profiles of the principals active in the window, from their history.
+pub async fn profiles(
+    d: &DetectContext<'_>,
+    lookback: i64,
+) -> Result<BTreeMap<String, Profile>, QueryError> {
+    let mut out: BTreeMap<String, Profile> = BTreeMap::new();
+    let mut days: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for r in query(d, HOURLY_HISTORY, bounds(d, lookback)).await? {
+        let actor = rows::text(&r, "actor_id");
+        let Some(hour) = rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
+        else {
+            continue;
+        };
+        let n = rows::n(&r, "n");
+        let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
+        let p = out.entry(actor.clone()).or_insert_with(|| Profile {
+            counts: vec![0.0; 168],
+            ..Profile::default()
+        });
+        p.counts[how] += n;
+        p.total += n;
+        p.hourly.insert(hour, n);
+        days.entry(actor).or_default().insert(hour.div_euclid(DAY));
+    }
+    for (actor, set) in days {
+        if let Some(p) = out.get_mut(&actor) {
+            p.active_days = set.len();
+        }
+    }
+    Ok(out)
+}
+
+/// True when the principal's own profile makes hour-of-week `how` unusual.
+pub fn unusual(p: Option<&Profile>, how: usize, s: &DetectorSettings) -> Option<f64> {
+    let p = p?;
+    if p.active_days < s.get("min_active_days") as usize || p.total < s.get("min_reads") {
+        return None;
+    }
+    let prob = p.p(how);
+    (prob < s.get("p_min")).then_some(prob)
+}
+
+pub const PROFILE_PARAMS: [Param; 4] = [
+    Param {
+        name: "lookback_days",
+        default: 28.0,
+        doc: "history the profile is learned from",
+    },
+    Param {
+        name: "p_min",
+        default: 0.002,
+        doc: "smoothed hour-of-day probability below which an hour is unusual",
+    },
+    Param {
+        name: "min_active_days",
+        default: 10.0,
+        doc: "days with reads a principal needs",
+    },
+    Param {
+        name: "min_reads",
+        default: 50.0,
+        doc: "reads a principal needs",
+    },
+];
+
+#[async_trait::async_trait]
+impl Detector for UnusualHour {
+    fn code(&self) -> &'static str {
+        "VG006"
+    }
+    fn name(&self) -> &'static str {
+        "unusual-hour"
+    }
+    fn summary(&self) -> &'static str {
+        "a principal reads secrets at an hour of the week it almost never uses"
+    }
+    fn doc(&self) -> &'static str {
+        DOC
+    }
+    fn default_severity(&self) -> Severity {
+        Severity::Low
+    }
+    fn params(&self) -> &'static [Param] {
+        &PROFILE_PARAMS
+    }
+    async fn detect(
+        &self,
+        d: &DetectContext<'_>,
+        s: &DetectorSettings,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let profiles = profiles(d, s.days_nanos("lookback_days")).await?;
+        let mut out = Vec::new();
+        for r in query(d, WINDOW, bounds(d, 0)).await? {
+            let actor = rows::text(&r, "actor_id");
+            let Some(hour) =
+                rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
+            else {
+                continue;
+            };
+            let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
+            let p = profiles.get(&actor);
+            let Some(prob) = unusual(p, how, s) else {
+                continue;
+            };
+            let p = p.expect("unusual needs a profile");
+            let mut resources = rows::list(&r, "resources");
+            resources.sort();
+            let local =
+                d.config
+                    .calendar
+                    .local_label(hour, Some(&actor), rows::s(&r, "actor_name"));
+            let mut f = finding(
+                self,
+                self.default_severity(),
+                &actor,
+                rows::s(&r, "actor_name"),
+                resources,
+                rows::s(&r, "first_read").unwrap_or(""),
+                rows::s(&r, "last_read").unwrap_or(""),
+                Some(&format!("how{how}")),
+            );
+            f.score = (1.0 - prob / s.get("p_min")).clamp(0.0, 1.0);
+            f.observed = numbers([
+                ("reads", int(rows::n(&r, "reads"))),
+                ("local_hour", int((how % 24) as f64)),
+            ]);
+            f.baseline = numbers([
+                ("reads_this_hour_of_day", int(p.hour_of_day_count(how))),
+                ("reads_total", int(p.total)),
+                ("active_days", int(p.active_days as f64)),
+                ("p_hour", p_value(prob)),
+                (
+                    "share_pct",
+                    round(100.0 * p.hour_of_day_count(how) / p.total.max(1.0), 2),
+                ),
+            ]);
+            f.explanation = format!(
+                "{} read {} secret{} in the hour starting {local}; in {} reads over {} active days it read {} times at that hour of the day (p = {:.1e}).",
+                who(&r), rows::n(&r, "reads"), if rows::n(&r, "reads") == 1.0 { "" } else { "s" },
+                p.total, p.active_days, p.hour_of_day_count(how), prob
+            );
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
