@@ -624,9 +624,9 @@ mod tests {
 
     #[test]
     fn later_sections_are_accepted() {
-        assert!(
-            Config::parse("[calendar]\ntimezone = \"UTC\"\n[[allowlist]]\nactor = \"ci-*\"\n")
-                .is_ok()
-        );
+        assert!(Config::parse(
+            "[calendar]\ntimezone = \"UTC\"\n[[allowlist]]\nactor = \"ci-*\"\nreason = \"CI\"\n"
+        )
+        .is_ok());
     }
 }

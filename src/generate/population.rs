@@ -411,13 +411,28 @@ impl Population {
             minute,
         );
         self.dormant_cutoff = at(0.05);
+        // Its owner's reads before the cutoff, so that it was known before it went quiet
+        // (not labelled: they are the normal history the reactivation is compared with).
+        let owner = self
+            .principals
+            .iter()
+            .position(|p| p.team == 2 && p.env == 0 && p.kind == Kind::Workload)
+            .expect("the generated population has a billing prod service");
+        for f in [0.01, 0.03] {
+            calls.push(Call {
+                time: at(f),
+                principal: owner,
+                secret: dormant,
+                kind: CallKind::Read,
+            });
+        }
         calls.sort_by_key(|c| c.time);
         (calls, labels)
     }
 }
 
-/// The first moment after `near` when the local clock (offset in minutes) shows `hour`:00 on a
-/// weekday night.
+/// The last moment at or before `near` when the local clock (offset in minutes) shows `hour`:00
+/// on a weekday night.
 fn local_hour_near(near: i64, offset_min: i32, hour: u32) -> i64 {
     let mut t = near - near.rem_euclid(NANOS_PER_HOUR);
     for _ in 0..24 * 14 {
@@ -427,7 +442,8 @@ fn local_hour_near(near: i64, offset_min: i32, hour: u32) -> i64 {
         {
             return t;
         }
-        t += NANOS_PER_HOUR / 2;
+        // Backwards: the anomaly stays inside the period, however short.
+        t -= NANOS_PER_HOUR / 2;
     }
     near
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -270,6 +270,12 @@ fn report_mail_over_starttls_with_auth() {
     assert_eq!(
         std::fs::read_dir(store.join("state/outbox/sent"))
             .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml"))
             .count(),
         1
     );
@@ -393,4 +399,160 @@ fn plain_smtp_is_refused_to_a_remote_host() {
         "{}",
         r.stderr
     );
+}
+
+/// The detection fixture plus hostile log content: a user agent that tries to add a Bcc header
+/// and a canary path that tries to end the SMTP DATA section.
+fn alert_store(dir: &Path) -> PathBuf {
+    use crate::detect::{day, history, window, H};
+    let mut l = history();
+    window(&mut l);
+    let w = day(21);
+    l.read(
+        w + 21 * H,
+        "kubernetes-prod-api",
+        "prod/app/db",
+        "10.0.1.5",
+        "evil/1.0\r\nBcc: x@example.com",
+    );
+    l.read(
+        w + 22 * H,
+        "oidc-bob",
+        "prod/canary/x\n.\nMAIL FROM:<spoof@example.com>",
+        "192.168.10.6",
+        "vault-cli/1.15",
+    );
+    let log = write(&dir.join("audit.log"), &l.text);
+    let store = dir.join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    store
+}
+
+fn alert_config(dir: &Path, port: u16, certs: &(PathBuf, PathBuf, PathBuf), pw: &Path) -> PathBuf {
+    let smtp = std::fs::read_to_string(smtp_config(dir, port, "starttls", &certs.0, pw)).unwrap();
+    config(
+        dir,
+        &format!("{smtp}{}[alerts]\nemail_to = [\"secops@example.com\"]\nmin_severity = \"low\"\nsuppress_for = \"24h\"\n", crate::detect::CONFIG),
+    )
+}
+
+fn notify(store: &Path, cfg: &Path) -> Ran {
+    let r = run(vigil(store)
+        .arg("--config")
+        .arg(cfg)
+        .args(["detect", "--notify", "--format", "jsonl"])
+        .args(crate::detect::WINDOW));
+    assert!(
+        !r.stdout.contains(PASSWORD) && !r.stderr.contains(PASSWORD),
+        "the password leaked"
+    );
+    r
+}
+
+#[test]
+fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = alert_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let cfg = alert_config(dir.path(), port, &certs, &pw);
+    let r = notify(&store, &cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("0 already sent"), "{}", r.stderr);
+    // A re-run (a restart, a cron overlap) sends nothing new.
+    let r = notify(&store, &cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1, "one message per run, none for the re-run");
+    let m = &msgs[0];
+    assert_eq!(
+        m["envelope"]["rcpt_tos"],
+        json!(["secops@example.com"]),
+        "no smuggled recipient"
+    );
+    let headers: Vec<String> = m["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(!headers.contains(&"bcc".to_owned()), "{headers:?}");
+    let subject = m["subject"].as_str().unwrap();
+    assert!(subject.starts_with("[vigil] CRITICAL:"), "{subject}");
+    let text = m["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["content_type"] == "text/plain")
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.contains("prod/canary/x\n.\nMAIL FROM:<spoof@example.com>"),
+        "the path arrives intact: {text}"
+    );
+    assert!(
+        text.contains("VG013 canary-touched") && text.contains("VG008 off-hours-burst"),
+        "{text}"
+    );
+    let html = m["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["content_type"] == "text/html")
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        html.contains("MAIL FROM:&lt;spoof@example.com&gt;"),
+        "escaped in HTML"
+    );
+    let json_part = m["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["filename"] == "findings.json")
+        .unwrap();
+    let findings: Vec<Value> = serde_json::from_str(json_part["text"].as_str().unwrap()).unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["observed"]["user_agent"] == "evil/1.0\r\nBcc: x@example.com"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn alerts_wait_in_the_outbox_while_smtp_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = alert_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let cfg = alert_config(dir.path(), port, &certs, &pw);
+    let r = notify(&store, &cfg);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("the alert was not sent"), "{}", r.stderr);
+    assert_eq!(pending(&store), 1);
+    // Still down: the waiting alert is not queued a second time.
+    let r = notify(&store, &cfg);
+    assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+    assert_eq!(pending(&store), 1);
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let r = notify(&store, &cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("sent 1 alert message(s) that were waiting"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pending(&store), 0);
+    assert_eq!(server.messages().len(), 1, "delivered once");
 }

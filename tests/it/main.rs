@@ -10,6 +10,8 @@ mod contract;
 /// Crash safety with injected faults and SIGKILL (needs `--features fault-injection`).
 #[cfg(feature = "fault-injection")]
 mod crash;
+/// Detectors on a hand-made history and on generated data with planted anomalies.
+mod detect;
 /// `vigil generate`: determinism and labels that match the stored rows.
 mod generate;
 /// Golden snapshots of normalized rows per source.

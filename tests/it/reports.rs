@@ -435,6 +435,7 @@ fn without_smtp_the_mail_goes_to_the_outbox() {
     let files: Vec<_> = std::fs::read_dir(&local)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect();
     assert_eq!(files.len(), 1);
     assert!(

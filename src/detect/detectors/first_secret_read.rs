@@ -30,7 +30,7 @@ readers AS (
 seen AS (
   SELECT actor_id, min(event_time) AS first_seen, count(*) AS events FROM events
   WHERE actor_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from
-  GROUP BY actor_id),
+  GROUP BY actor_id)
 SELECT w.*, s.first_seen, s.events
 FROM win w
 LEFT JOIN readers r ON r.actor_id = w.actor_id

@@ -37,8 +37,10 @@ hist AS (
   GROUP BY resource_id, actor_id),
 secrets AS (
   SELECT resource_id, min(first_seen) AS secret_first_seen, count(*) AS callers,
-         sum(CASE WHEN first_seen >= $settled THEN 1 ELSE 0 END) AS new_callers
-  FROM hist GROUP BY resource_id)
+         sum(CASE WHEN CAST(first_seen AS BIGINT) >= CAST(secret_min AS BIGINT) + $settle
+             THEN 1 ELSE 0 END) AS new_callers
+  FROM (SELECT resource_id, first_seen, min(first_seen) OVER (PARTITION BY resource_id) AS secret_min FROM hist)
+  GROUP BY resource_id)
 SELECT w.actor_id, w.resource_id, w.actor_name, w.first_read, w.last_read, w.reads,
        s.secret_first_seen, s.callers, s.new_callers
 FROM win w
@@ -103,8 +105,8 @@ impl Detector for NewCaller {
             return Ok(Vec::new());
         }
         let mut params = bounds(d, lookback);
-        // Callers first seen in the history's first day were already there: not "new".
-        params.push(("settled", rows::ts(d.window.from - lookback + DAY)));
+        // Callers first seen within a day of the secret itself were there from the start: not "new".
+        params.push(("settle", rows::int(DAY as f64)));
         let mut out = Vec::new();
         for r in query(d, SQL, params).await? {
             let actor = rows::text(&r, "actor_id");

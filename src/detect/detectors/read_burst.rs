@@ -126,7 +126,7 @@ fn test(
         .sum();
     let lambda = ((same + overall) / (weeks.floor() + 1.0)).max(0.01);
     let tail = Poisson::new(lambda)
-        .map(|d| 1.0 - d.cdf((x - 1.0) as u64))
+        .map(|d| d.sf((x - 1.0) as u64))
         .unwrap_or(0.0);
     (tail < s.get("p_value") && x >= s.get("ratio") * lambda).then_some(Burst {
         lambda,

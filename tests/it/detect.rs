@@ -1,0 +1,533 @@
+//! Detectors on a hand-made Vault history where the right answer is known: 20 quiet days, then
+//! one day with an anomaly for each detector, and near misses that must not fire.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const DAY0: i64 = 1_772_409_600; // 2026-03-02T00:00:00Z, a Monday
+pub const WINDOW: [&str; 4] = ["--from", "2026-03-23", "--to", "2026-03-24"];
+
+pub struct Log {
+    pub text: String,
+    n: u32,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log {
+            text: String::new(),
+            n: 0,
+        }
+    }
+
+    /// One Vault response entry: a complete row. `denied` adds the permission error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call(
+        &mut self,
+        secs: i64,
+        who: &str,
+        op: &str,
+        path: &str,
+        ip: &str,
+        ua: &str,
+        denied: bool,
+    ) {
+        self.n += 1;
+        let time = chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ");
+        let mut entry = json!({
+            "time": time.to_string(), "type": "response",
+            "auth": {"display_name": who, "entity_id": format!("ent-{who}"), "policies": ["default"]},
+            "request": {"id": format!("req-{}", self.n), "operation": op, "path": format!("secret/data/{path}"),
+                        "mount_point": "secret/", "mount_type": "kv", "remote_address": ip,
+                        "headers": {"user-agent": [ua]}},
+        });
+        if denied {
+            entry["error"] = json!("1 error occurred:\n\t* permission denied\n\n");
+        } else {
+            entry["response"] = json!({"data": {"data": {"password": "hmac-sha256:00"}}});
+        }
+        writeln!(self.text, "{entry}").unwrap();
+    }
+
+    pub fn read(&mut self, secs: i64, who: &str, path: &str, ip: &str, ua: &str) {
+        self.call(secs, who, "read", path, ip, ua, false);
+    }
+}
+
+pub const H: i64 = 3600;
+const M: i64 = 60;
+
+pub fn day(d: i64) -> i64 {
+    DAY0 + d * 86_400
+}
+
+/// The fixture: baseline days 0..21, the window is day 21 (2026-03-23, a Monday).
+pub fn history() -> Log {
+    let mut l = Log::new();
+    for d in 0..21 {
+        let weekday = d % 7 < 5;
+        for h in 0..24 {
+            let t = day(d) + h * H;
+            // A 24x7 service and a staging service, each in its own environment.
+            l.read(
+                t + 5 * M,
+                "kubernetes-prod-api",
+                "prod/app/db",
+                "10.0.1.5",
+                "vault-go/1.0",
+            );
+            l.read(
+                t + 7 * M,
+                "kubernetes-staging-api",
+                "staging/app/db",
+                "10.0.2.5",
+                "vault-go/1.0",
+            );
+            // alice works weekdays 09:00-17:00 UTC from the VPN with the CLI.
+            if weekday && (9..17).contains(&h) {
+                l.read(
+                    t + 20 * M,
+                    "oidc-alice",
+                    "prod/app/api-key",
+                    "192.168.10.5",
+                    "vault-cli/1.15",
+                );
+                l.read(
+                    t + 25 * M,
+                    "oidc-alice",
+                    "dev/app/token",
+                    "192.168.10.5",
+                    "vault-cli/1.15",
+                );
+            }
+        }
+        if d == 0 {
+            // Read on the first day only: dormant by the window.
+            l.read(
+                day(0) + 10 * H,
+                "kubernetes-prod-api",
+                "prod/legacy/ftp",
+                "10.0.1.5",
+                "vault-go/1.0",
+            );
+            l.read(
+                day(0) + 11 * H,
+                "kubernetes-old-job",
+                "prod/app/db",
+                "10.0.1.9",
+                "vault-go/1.0",
+            );
+        }
+        if weekday && d < 14 {
+            // bob reads at 08:00 in his normal week; ten denied reads a day are his usual noise.
+            l.read(
+                day(d) + 8 * H,
+                "oidc-bob",
+                "dev/app/token",
+                "192.168.10.6",
+                "vault-cli/1.15",
+            );
+        }
+    }
+    l
+}
+
+pub fn window(l: &mut Log) {
+    let w = day(21);
+    // VG001: the prod service reads alice's secret, which never gains callers.
+    l.read(
+        w + 10 * H,
+        "kubernetes-prod-api",
+        "prod/app/api-key",
+        "10.0.1.5",
+        "vault-go/1.0",
+    );
+    // VG003 + VG004: alice from a new network with curl, in working hours.
+    l.read(
+        w + 11 * H,
+        "oidc-alice",
+        "prod/app/api-key",
+        "203.0.113.9",
+        "curl/8.5.0",
+    );
+    // VG008 (folding VG005 and VG007): alice reads 40 times at 02:00 UTC.
+    for i in 0..40 {
+        l.read(
+            w + 2 * H + i * 30,
+            "oidc-alice",
+            "prod/app/api-key",
+            "192.168.10.5",
+            "vault-cli/1.15",
+        );
+    }
+    // VG009: the prod service reads 25 distinct secrets in five minutes.
+    for i in 0..25 {
+        l.read(
+            w + 14 * H + i * 12,
+            "kubernetes-prod-api",
+            &format!("prod/app/s{i:02}"),
+            "10.0.1.5",
+            "vault-go/1.0",
+        );
+    }
+    // VG011 + VG012: mallory is denied 25 times in ten minutes, then succeeds.
+    for i in 0..25 {
+        l.call(
+            w + 15 * H + i * 24,
+            "oidc-mallory",
+            "read",
+            "prod/app/db",
+            "198.51.100.7",
+            "vault-cli/1.15",
+            true,
+        );
+    }
+    l.read(
+        w + 15 * H + 20 * M,
+        "oidc-mallory",
+        "prod/app/db",
+        "198.51.100.7",
+        "vault-cli/1.15",
+    );
+    // Must not fire VG011: bob's ten denials on one secret (below 20, one secret).
+    for i in 0..10 {
+        l.call(
+            w + 12 * H + i * 30,
+            "oidc-bob",
+            "read",
+            "prod/app/db",
+            "192.168.10.6",
+            "vault-cli/1.15",
+            true,
+        );
+    }
+    // VG013: a canary.
+    l.read(
+        w + 16 * H,
+        "oidc-bob",
+        "prod/canary/aws-root-keys",
+        "192.168.10.6",
+        "vault-cli/1.15",
+    );
+    // VG014: the dormant secret is read again; VG015: the silent job is back.
+    l.read(
+        w + 17 * H,
+        "kubernetes-prod-api",
+        "prod/legacy/ftp",
+        "10.0.1.5",
+        "vault-go/1.0",
+    );
+    l.read(
+        w + 18 * H,
+        "kubernetes-old-job",
+        "prod/app/db",
+        "10.0.1.9",
+        "vault-go/1.0",
+    );
+    // VG016: the staging service reads the prod database secret. Must not fire: its own.
+    l.read(
+        w + 19 * H,
+        "kubernetes-staging-api",
+        "prod/app/db",
+        "10.0.2.5",
+        "vault-go/1.0",
+    );
+    // VG017: alice deletes a secret; she never deleted anything before.
+    l.call(
+        w + 12 * H,
+        "oidc-alice",
+        "delete",
+        "dev/app/token",
+        "192.168.10.5",
+        "vault-cli/1.15",
+        false,
+    );
+    // VG002: a new identity goes straight for secrets.
+    l.read(
+        w + 20 * H,
+        "approle-newbie",
+        "prod/app/db",
+        "10.0.3.3",
+        "vault-go/1.0",
+    );
+}
+
+pub const CONFIG: &str = "[canaries]\nresources = [\"*/canary/*\"]\n\
+[detectors.VG002]\nlookback_days = 14\n\
+[detectors.VG014]\ndormant_days = 14\n\
+[detectors.VG015]\ndormant_days = 14\n";
+
+fn fixture_store(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut l = history();
+    window(&mut l);
+    let log = write(&dir.join("audit.log"), &l.text);
+    let store = dir.join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    (store, config(dir, CONFIG))
+}
+
+fn detect(store: &Path, cfg: &Path, extra: &[&str]) -> Vec<Value> {
+    let r = run(vigil(store)
+        .arg("--config")
+        .arg(cfg)
+        .arg("detect")
+        .args(WINDOW)
+        .args(["--format", "json"])
+        .args(extra));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+/// What a reviewer reads: the finding without its SQL.
+fn brief(f: &Value) -> Value {
+    json!({
+        "code": f["code"], "severity": f["severity"], "actor": f["actor_name"], "resources": f["resources"],
+        "window": [f["window_start"], f["window_end"]], "observed": f["observed"], "baseline": f["baseline"],
+        "explanation": f["explanation"], "key": f["key"], "cold_start": f["cold_start"],
+    })
+}
+
+#[test]
+fn every_detector_on_its_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, cfg) = fixture_store(dir.path());
+    let all = detect(&store, &cfg, &[]);
+    let mut codes: Vec<&str> = all.iter().map(|f| f["code"].as_str().unwrap()).collect();
+    codes.sort();
+    codes.dedup();
+    assert_eq!(
+        codes,
+        [
+            "VG001", "VG002", "VG003", "VG004", "VG006", "VG007", "VG008", "VG009", "VG011",
+            "VG012", "VG013", "VG014", "VG015", "VG016", "VG017"
+        ],
+        "{all:#?}"
+    );
+    // Near misses stay quiet: bob's ten denials, the staging service's own secret, alice's
+    // reads in working hours from the VPN.
+    assert!(!all
+        .iter()
+        .any(|f| f["code"] == "VG011" && f["actor_name"] == "oidc-bob"));
+    assert!(!all
+        .iter()
+        .any(|f| f["code"] == "VG016" && f["resources"][0].as_str().unwrap().contains("staging")));
+    assert!(!all
+        .iter()
+        .any(|f| f["code"] == "VG003" && f["observed"]["src_ip"] == "192.168.10.5"));
+    // The sweep of 25 secrets in working hours is also a burst for a service reading once an hour.
+    assert!(all
+        .iter()
+        .any(|f| f["code"] == "VG007" && f["actor_name"] == "kubernetes-prod-api"));
+    // The off-hours burst is one alert: no separate VG005/VG007 for alice that day.
+    assert!(
+        !all.iter()
+            .any(|f| (f["code"] == "VG005" || f["code"] == "VG007")
+                && f["actor_name"] == "oidc-alice")
+    );
+    for f in &all {
+        // Every finding carries the DESIGN §8 fields and a query that runs.
+        for k in [
+            "code",
+            "detector",
+            "severity",
+            "actor_id",
+            "resources",
+            "window_start",
+            "window_end",
+            "score",
+            "observed",
+            "baseline",
+            "explanation",
+            "investigate_sql",
+            "key",
+            "cold_start",
+        ] {
+            assert!(f.get(k).is_some(), "{k} missing in {f}");
+        }
+        let score = f["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{f}");
+        assert!(f["key"]
+            .as_str()
+            .unwrap()
+            .starts_with(f["code"].as_str().unwrap()));
+    }
+    let sql_rows = sql(
+        &store,
+        all.iter().find(|f| f["code"] == "VG008").unwrap()["investigate_sql"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        sql_rows.len(),
+        40,
+        "the investigation query returns the burst"
+    );
+    let mut by_code: std::collections::BTreeMap<String, Vec<Value>> =
+        std::collections::BTreeMap::new();
+    for f in &all {
+        by_code
+            .entry(f["code"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(brief(f));
+    }
+    insta::assert_json_snapshot!("findings_on_the_fixture", by_code);
+}
+
+#[test]
+fn fail_on_only_and_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, cfg) = fixture_store(dir.path());
+    let r = run(vigil(&store)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("detect")
+        .args(WINDOW)
+        .args([
+            "--only",
+            "VG013",
+            "--fail-on",
+            "critical",
+            "--format",
+            "jsonl",
+        ]));
+    assert_eq!(
+        r.code, 1,
+        "a critical finding with --fail-on critical exits 1: {}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.lines().count(), 1);
+    let r = run(vigil(&store)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("detect")
+        .args(WINDOW)
+        .args(["--only", "VG016", "--fail-on", "critical"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(vigil(&store).arg("detect").args(["--only", "VG099"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no detector VG099"), "{}", r.stderr);
+    for (bad, needle) in [
+        (
+            "[detectors.VG007]\nmin_cuont = 3\n",
+            "detectors.VG007.min_cuont",
+        ),
+        ("[detectors.VG099]\nenabled = false\n", "detectors.VG099"),
+        (
+            "[detectors.VG007]\nseverity = \"urgent\"\n",
+            "detectors.VG007.severity",
+        ),
+        ("[[allowlist]]\nactor = \"ci-*\"\n", "allowlist[0].reason"),
+        (
+            "[[allowlist]]\nactor = \"ci-*\"\nreason = \"x\"\nnetwork = \"10.0.0.0/40\"\n",
+            "allowlist[0].network",
+        ),
+        ("[alerts]\nmin_severity = \"loud\"\n", "alerts.min_severity"),
+    ] {
+        let c = config(dir.path(), bad);
+        let r = run(vigil(&store).arg("--config").arg(&c).args(["detectors"]));
+        assert_eq!(r.code, 2, "{bad}");
+        assert!(r.stderr.contains(needle), "{bad}: {}", r.stderr);
+    }
+    // An allowlist entry silences what it names until it expires; severity overrides apply.
+    let c = config(dir.path(), &format!("{CONFIG}[[allowlist]]\ndetectors = [\"VG013\"]\nactor = \"oidc-bob\"\nreason = \"red team exercise\"\nexpires = \"2026-12-31\"\n[detectors.VG016]\nseverity = \"low\"\n"));
+    let all = detect(&store, &c, &[]);
+    assert!(!all.iter().any(|f| f["code"] == "VG013"));
+    assert!(all
+        .iter()
+        .filter(|f| f["code"] == "VG016")
+        .all(|f| f["severity"] == "low"));
+    let c = config(dir.path(), &format!("{CONFIG}[[allowlist]]\ndetectors = [\"VG013\"]\nactor = \"oidc-bob\"\nreason = \"expired\"\nexpires = \"2026-03-01\"\n"));
+    assert!(
+        detect(&store, &c, &[]).iter().any(|f| f["code"] == "VG013"),
+        "an expired entry no longer applies"
+    );
+    // vigil detectors explains one.
+    let r = run(vigil(&store).args(["detectors", "VG007"]));
+    assert!(
+        r.stdout.contains("Poisson") && r.stdout.contains("min_count = 20"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_fresh_store_stays_quiet_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, cfg) = fixture_store(dir.path());
+    // The first day alone: no history before it.
+    let r = run(vigil(&store).arg("--config").arg(&cfg).args([
+        "detect",
+        "--from",
+        "2026-03-02",
+        "--to",
+        "2026-03-03",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let all: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        all.iter()
+            .all(|f| !["VG001", "VG002", "VG003", "VG004", "VG006"]
+                .contains(&f["code"].as_str().unwrap())),
+        "{all:#?}"
+    );
+    assert!(
+        r.stderr.contains("VG001 quiet") && r.stderr.contains("VG002 quiet"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Ground truth from the generator: every planted anomaly is found by the detector meant for it.
+#[test]
+fn backtest_finds_every_planted_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gen");
+    let r = run(vigil(&dir.path().join("unused"))
+        .args([
+            "generate", "--source", "vault", "--events", "40000", "--seed", "3", "--out",
+        ])
+        .arg(&data));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let store = dir.path().join("store");
+    ingest(&store, &[&data.join("vault-audit.log")], &[]);
+    let mut cfg = std::fs::read_to_string(data.join("vigil.toml")).unwrap();
+    cfg.push_str("[detectors.VG014]\ndormant_days = 14\n");
+    let cfg = write(&data.join("vigil.toml"), cfg);
+    let r = run(vigil(&store)
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "backtest",
+            "--from",
+            "2026-03-20",
+            "--to",
+            "2026-04-01",
+            "--step",
+            "4d",
+            "--json",
+            "--labels",
+        ])
+        .arg(data.join("labels.json")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["labels"], 6);
+    assert_eq!(summary["labels_found_by_any"], 6, "{summary:#}");
+    for d in summary["detectors"].as_array().unwrap() {
+        if d["labels"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(
+                d["recall"], 1.0,
+                "{} misses its planted anomaly: {summary:#}",
+                d["detector"]
+            );
+        }
+    }
+}
