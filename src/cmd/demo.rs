@@ -51,6 +51,8 @@ const REPORTS: [&str; 3] = ["off-hours-access", "cross-environment", "denied-acc
 /// The sample data's week (its dates are fixed).
 const SAMPLE_FROM: &str = "2026-03-02";
 const SAMPLE_TO: &str = "2026-03-07";
+/// Detection window: the second half of the week (the first half is its short history).
+const DETECT_FROM: &str = "2026-03-04";
 /// The HTML page the demo writes into its store.
 const DEMO_PAGE: &str = "demo-report.html";
 
@@ -117,6 +119,31 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
         write_batches(&mut out, &run.batches, Format::Table)?;
         runs.push(run);
     }
+    // Detection over the last three days of the week, against the two days before them.
+    let window = TimeRange {
+        from: parse_instant(DETECT_FROM).map_err(anyhow::Error::msg)?,
+        to: range.to,
+    };
+    writeln!(
+        out,
+        "\n== Findings: what is unusual from {DETECT_FROM} on, against the days before\n$ vigil --store {} detect --from {DETECT_FROM} --to {SAMPLE_TO}",
+        root.display()
+    )?;
+    let d = crate::detect::DetectContext::new(&ctx, window, &g.config);
+    let findings = crate::detect::run(&d, None).await?;
+    for f in &findings {
+        writeln!(
+            out,
+            "  {:<8} {} {:<27} {}",
+            f.severity.to_string(),
+            f.code,
+            f.detector,
+            report::format::terminal_safe(&f.explanation)
+        )?;
+    }
+    for n in d.take_notes() {
+        writeln!(out, "  note: {n}")?;
+    }
     let generated = rfc3339(crate::clock::now_nanos().map_err(anyhow::Error::msg)?);
     let sections: Vec<_> = runs.iter().map(|r| r.section()).collect();
     let page = report::html::page("vigil demo: sample week", &sections, &generated)?;
@@ -125,7 +152,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     writeln!(
         out,
         "\nThe three reports are also in {} (open it in a browser; --email sends the same page).\n\
-         All reports: vigil report list. The store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"",
+         All reports: vigil report list; all detectors: vigil detectors. The store is {}; query it with: vigil --store {} sql \"SELECT * FROM events LIMIT 5\"",
         page_path.display(),
         root.display(),
         root.display()

@@ -138,7 +138,10 @@ async fn run_reports(g: &Globals, args: ReportRunArgs) -> anyhow::Result<u8> {
         if several && format == Format::Html {
             stdout.write_all(page(&runs, &generated)?.as_bytes())?;
         } else if several && matches!(format, Format::Csv | Format::Json | Format::Jsonl) {
-            bail!("several reports in {format:?} need --out DIR (one file per report)");
+            bail!(
+                "several reports in {} need --out DIR (one file per report), or --format table, markdown or html",
+                extension(format)
+            );
         } else {
             for (i, run) in runs.iter().enumerate() {
                 if i > 0 {

@@ -78,6 +78,14 @@ fn walk(
             });
             continue;
         }
+        // So is configuration (the vigil.toml that vigil generate writes beside its logs).
+        if name.ends_with(".toml") {
+            skipped.push(Skipped {
+                path: path.display().to_string(),
+                why: "configuration, not a log (by name)".into(),
+            });
+            continue;
+        }
         match fs::metadata(&path) {
             Ok(m) if m.is_dir() => walk(&path, seen, files, skipped)?,
             Ok(m) if m.is_file() => files.push(InputFile {

@@ -198,6 +198,7 @@ pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, 
             .execute_stream()
             .await
             .map_err(|e| resources(e, limits))?;
+        let schema = stream.schema();
         let mut batches = Vec::new();
         let mut bytes = 0usize;
         while let Some(batch) = stream.next().await {
@@ -211,11 +212,23 @@ pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, 
             }
             batches.push(batch);
         }
+        // An empty result still has columns: writers print the header.
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
         Ok(batches)
     };
-    match tokio::time::timeout(limits.timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(QueryError::Timeout(limits.timeout)),
+    // The deadline is kept by a thread of its own: the runtime's timer is driven by its worker
+    // threads, which a CPU-bound query keeps busy, so a tokio timeout fired many seconds late.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let timeout = limits.timeout;
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        r = work => r,
+        _ = rx => Err(QueryError::Timeout(limits.timeout)),
     }
 }
 

@@ -36,9 +36,18 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// The value `text` as this parameter's type, for binding; never SQL text.
     pub fn value(&self, text: &str) -> Result<ScalarValue, String> {
-        let bad = || format!("parameter {} must be {}, not '{text}'", self.name, self.ty);
+        let bad = || match self.ty {
+            ParamType::Int => format!(
+                "parameter {} must be int (a whole number, 0 or more), not '{text}'",
+                self.name
+            ),
+            _ => format!("parameter {} must be {}, not '{text}'", self.name, self.ty),
+        };
         Ok(match self.ty {
-            ParamType::Int => ScalarValue::Int64(Some(text.trim().parse().map_err(|_| bad())?)),
+            // Every shipped int parameter is a count or a number of days: never negative.
+            ParamType::Int => {
+                ScalarValue::Int64(Some(text.trim().parse::<u32>().map_err(|_| bad())?.into()))
+            }
             ParamType::Float => {
                 let v: f64 = text.trim().parse().map_err(|_| bad())?;
                 if !v.is_finite() {
@@ -46,10 +55,15 @@ impl ParamSpec {
                 }
                 ScalarValue::Float64(Some(v))
             }
-            ParamType::Bool => match text.trim() {
+            ParamType::Bool => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "yes" | "1" => ScalarValue::Boolean(Some(true)),
                 "false" | "no" | "0" => ScalarValue::Boolean(Some(false)),
-                _ => return Err(bad()),
+                _ => {
+                    return Err(format!(
+                        "parameter {} must be true or false, not '{text}'",
+                        self.name
+                    ))
+                }
             },
             ParamType::String => ScalarValue::Utf8(Some(text.to_owned())),
         })

@@ -231,6 +231,17 @@ fn csv_field(text: &str) -> String {
     }
 }
 
+/// A text cell for CSV that a spreadsheet will not run: log content starting with `=`, `+`,
+/// `-`, `@`, tab or carriage return is a formula to Excel and LibreOffice (CSV injection), so
+/// it gets a leading apostrophe (OWASP's advice). Numbers are written as they are.
+fn csv_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{text}"))
+    } else {
+        csv_field(text)
+    }
+}
+
 fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
     let Some(first) = batches.first() else {
         return Ok(());
@@ -245,10 +256,17 @@ fn write_csv(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
     let options = format_options();
     for batch in batches {
         let formatters = formatters(batch, &options)?;
+        let text: Vec<bool> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| !f.data_type().is_numeric())
+            .collect();
         for row in 0..batch.num_rows() {
             let cells: Vec<String> = row_cells(batch, &formatters, row)?
                 .iter()
-                .map(|c| csv_field(c))
+                .zip(&text)
+                .map(|(c, t)| if *t { csv_text(c) } else { csv_field(c) })
                 .collect();
             writeln!(out, "{}", cells.join(","))?;
         }
@@ -276,7 +294,17 @@ fn write_json(out: &mut dyn Write, batches: &[RecordBatch], array: bool) -> io::
 
 #[cfg(test)]
 mod tests {
-    use super::terminal_safe;
+    use super::{csv_text, terminal_safe};
+
+    #[test]
+    fn csv_cells_are_not_formulas() {
+        assert_eq!(
+            csv_text("=HYPERLINK(\"http://evil\",\"x\")"),
+            "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""
+        );
+        assert_eq!(csv_text("+cmd|calc!A1"), "'+cmd|calc!A1");
+        assert_eq!(csv_text("alice"), "alice");
+    }
 
     #[test]
     fn terminal_cells_carry_no_control_characters() {

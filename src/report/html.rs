@@ -33,6 +33,8 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Windows line ends: the CR adds nothing to an HTML page.
+            '\r' => {}
             c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
             c => out.push(c),
         }
@@ -327,6 +329,6 @@ mod tests {
             escape("<script>\"x\" & 'y'"),
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
         );
-        assert_eq!(escape("a\r\nb\u{7}"), "a\u{fffd}\nb\u{fffd}");
+        assert_eq!(escape("a\r\nb\u{7}"), "a\nb\u{fffd}");
     }
 }

@@ -215,7 +215,8 @@ pub fn plain_text(runs: &[ReportRun]) -> io::Result<String> {
         if run.rows() == 0 {
             writeln!(buf, "No rows in this period.")?;
         } else {
-            write_batches(&mut buf, &run.batches, Format::Table)?;
+            // Markdown: narrower than box drawing, and readable as plain text in a mail client.
+            write_batches(&mut buf, &run.batches, Format::Markdown)?;
         }
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())

@@ -490,6 +490,14 @@ fn demo_runs_reports_and_writes_a_page() {
         r.stdout.contains("kubernetes-staging-orders-worker"),
         "the cross-environment story shows"
     );
+    // At least three detectors fire on the sample week's story, for reasons a reader can follow.
+    for line in [
+        "VG005 off-hours-human             bob@acme.example read 1 secret outside working time",
+        "VG016 cross-environment",
+        "VG017 sensitive-change",
+    ] {
+        assert!(r.stdout.contains(line), "{line} missing: {}", r.stdout);
+    }
     let page = std::fs::read_to_string(store.join("demo-report.html")).unwrap();
     assert!(page.contains("<h2>Off-hours secret access</h2>") && page.contains("bob@acme.example"));
     assert!(r

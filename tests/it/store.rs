@@ -389,6 +389,10 @@ fn a_generated_directory_ingests_cleanly_its_labels_are_skipped() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(
         report["skipped"][0]["why"],
+        "configuration, not a log (by name)"
+    );
+    assert_eq!(
+        report["skipped"][1]["why"],
         "vigil generate labels (ground truth, not events)"
     );
 }
