@@ -5,6 +5,7 @@
 //! after queueing never sends an alert twice, and an SMTP outage delays alerts without losing one.
 
 mod render;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct Notified {
     /// Waiting messages from earlier runs that this run delivered.
     pub flushed: usize,
     pub delivered: Option<Delivered>,
+    /// The webhook's outcome when `[alerts] webhook_url_env` is set and there was something new.
+    pub webhook: Option<Result<(), String>>,
 }
 
 /// Keys sent (queued) after `since`, from the outbox.
@@ -73,6 +76,7 @@ pub fn notify(
         below_threshold: below,
         flushed: flushed.sent,
         delivered: None,
+        webhook: None,
     };
     if send.is_empty() {
         return Ok(out);
@@ -95,5 +99,16 @@ pub fn notify(
         }],
     };
     out.delivered = Some(mail::deliver(smtp, &outbox, &message)?);
+    if let Some(var) = &settings.webhook_url_env {
+        out.webhook = Some(match std::env::var(var) {
+            Ok(url) => {
+                let body = serde_json::json!({"text": message.subject, "window": window, "findings": send});
+                webhook::post(&url, &serde_json::to_vec(&body).unwrap_or_default())
+            }
+            Err(_) => Err(format!(
+                "environment variable {var} ([alerts] webhook_url_env) is not set"
+            )),
+        });
+    }
     Ok(out)
 }

@@ -71,6 +71,14 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
                 n.sent_findings, n.suppressed, n.below_threshold
             );
         }
+        match &n.webhook {
+            Some(Ok(())) if !g.quiet => eprintln!("webhook: posted"),
+            Some(Err(e)) => {
+                eprintln!("error: {e}");
+                code = exit::ERROR;
+            }
+            _ => {}
+        }
         match n.delivered {
             Some(Delivered::Sent) | None => {}
             Some(Delivered::Written(p)) => {

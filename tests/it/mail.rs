@@ -556,3 +556,87 @@ fn alerts_wait_in_the_outbox_while_smtp_is_down() {
     assert_eq!(pending(&store), 0);
     assert_eq!(server.messages().len(), 1, "delivered once");
 }
+
+#[test]
+fn webhook_gets_the_new_findings_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = alert_store(dir.path());
+    let port = free_port();
+    let out = dir.path().join("hooks");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut child = Command::new(python())
+        .arg(repo().join("tests/support/webhook_server.py"))
+        .arg(port.to_string())
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{}[alerts]\nmin_severity = \"high\"\nwebhook_url_env = \"VIGIL_TEST_WEBHOOK\"\n",
+            crate::detect::CONFIG
+        ),
+    );
+    let hook = |url: String| {
+        run(vigil(&store)
+            .arg("--config")
+            .arg(&cfg)
+            .env("VIGIL_TEST_WEBHOOK", url)
+            .args(["detect", "--notify", "--format", "jsonl"])
+            .args(crate::detect::WINDOW))
+    };
+    let r = hook(format!("http://127.0.0.1:{port}/hooks/secret-token-123"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("webhook: posted"), "{}", r.stderr);
+    let r2 = hook(format!("http://127.0.0.1:{port}/hooks/secret-token-123"));
+    assert!(r2.stderr.contains("alerts: 0 new"), "{}", r2.stderr);
+    let _ = child.kill();
+    let _ = child.wait();
+    let bodies: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(bodies.len(), 1, "posted once");
+    let body: Value = serde_json::from_slice(&std::fs::read(&bodies[0]).unwrap()).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[vigil] CRITICAL:"),
+        "{body}"
+    );
+    let codes: Vec<&str> = body["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"VG013") && codes.iter().all(|c| *c != "VG002"),
+        "only high and above: {codes:?}"
+    );
+    // A failing webhook names the host, never the URL's token, and exits 2.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = alert_store(dir2.path());
+    let r = run(vigil(&store2)
+        .arg("--config")
+        .arg(&cfg)
+        .env(
+            "VIGIL_TEST_WEBHOOK",
+            format!("http://127.0.0.1:{}/hooks/secret-token-123", free_port()),
+        )
+        .args(["detect", "--notify"])
+        .args(crate::detect::WINDOW));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("webhook 127.0.0.1:") && !r.stderr.contains("secret-token-123"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,138 @@
+//! The webhook notifier: one JSON POST per run (`{"text": ..., "findings": [...]}`, the `text`
+//! field is what Slack and Mattermost incoming webhooks show). HTTP/1.1 over rustls for `https`
+//! (system trust store), plain TCP only to a loopback host. The URL comes from the environment
+//! variable named by `[alerts] webhook_url_env`, since it usually embeds a token: errors name
+//! the host only.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::is_loopback_host;
+
+#[derive(Debug)]
+struct Url {
+    tls: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse(url: &str) -> Result<Url, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("the webhook URL must start with https:// (or http:// to localhost)".into());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.contains('@') || authority.is_empty() {
+        return Err("the webhook URL has no usable host".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h.to_owned(), p),
+            Err(_) => (authority.to_owned(), if tls { 443 } else { 80 }),
+        },
+        _ => (authority.to_owned(), if tls { 443 } else { 80 }),
+    };
+    if !tls && !is_loopback_host(&host) {
+        return Err(format!(
+            "plain http is only allowed to localhost, not {host}: use https"
+        ));
+    }
+    Ok(Url {
+        tls,
+        host: host.trim_matches(['[', ']']).to_owned(),
+        port,
+        path: path.to_owned(),
+    })
+}
+
+/// POSTs `body` as JSON; Ok when the server answers 2xx.
+pub fn post(url: &str, body: &[u8]) -> Result<(), String> {
+    let u = parse(url)?;
+    let place = format!("{}:{}", u.host, u.port);
+    let fail = |e: &dyn std::fmt::Display| format!("webhook {place}: {e}");
+    let addr = (u.host.as_str(), u.port)
+        .to_socket_addrs()
+        .map_err(|e| fail(&e))?
+        .next()
+        .ok_or_else(|| fail(&"no address"))?;
+    let timeout = Duration::from_secs(15);
+    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(&e))?;
+    tcp.set_read_timeout(Some(timeout)).map_err(|e| fail(&e))?;
+    tcp.set_write_timeout(Some(timeout)).map_err(|e| fail(&e))?;
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: vigil/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        u.path,
+        u.host,
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    let mut response = Vec::new();
+    if u.tls {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(u.host.clone()).map_err(|e| fail(&e))?;
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| fail(&e))?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        s.write_all(request.as_bytes()).map_err(|e| fail(&e))?;
+        s.write_all(body).map_err(|e| fail(&e))?;
+        s.flush().map_err(|e| fail(&e))?;
+        let _ = s.read_to_end(&mut response);
+    } else {
+        let mut s = tcp;
+        s.write_all(request.as_bytes()).map_err(|e| fail(&e))?;
+        s.write_all(body).map_err(|e| fail(&e))?;
+        let _ = s.read_to_end(&mut response);
+    }
+    let status = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if (200..300).contains(&code) {
+        Ok(())
+    } else if code == 0 {
+        Err(fail(&"no HTTP response"))
+    } else {
+        Err(fail(&format!("answered {code}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn urls() {
+        let u = parse("https://hooks.example.com/services/T0/B0/xyz").unwrap();
+        assert!(
+            u.tls
+                && u.port == 443
+                && u.host == "hooks.example.com"
+                && u.path == "/services/T0/B0/xyz"
+        );
+        let u = parse("http://127.0.0.1:8080/hook").unwrap();
+        assert!(!u.tls && u.port == 8080 && u.path == "/hook");
+        assert!(parse("http://hooks.example.com/x")
+            .unwrap_err()
+            .contains("only allowed to localhost"));
+        assert!(parse("ftp://x").is_err());
+        assert!(parse("https://user:pw@host/x").is_err());
+    }
+}
