@@ -119,9 +119,12 @@ async fn run_reports(g: &Globals, args: ReportRunArgs) -> anyhow::Result<u8> {
     }
     let ctx = session(&g.store, &g.config).await?;
     let limits = Limits::of(&g.config);
+    let evidence = report::evidence(&g.store.log()?, range);
     let mut runs = Vec::new();
     for r in &selected {
-        runs.push(report::run(&ctx, r, range, &params, limits).await?);
+        let mut run = report::run(&ctx, r, range, &params, limits).await?;
+        run.evidence = evidence.clone();
+        runs.push(run);
     }
     let generated = rfc3339(now);
     let several = runs.len() > 1;

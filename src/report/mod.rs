@@ -34,6 +34,9 @@ pub struct ReportRun {
     /// The parameters as used, defaults included, in header order.
     pub params: Vec<(String, String)>,
     pub batches: Vec<RecordBatch>,
+    /// What the result rests on (the store's history and head), shown with the facts so that an
+    /// empty result reads as "nothing happened" only when the history covers the period.
+    pub evidence: Vec<(String, String)>,
 }
 
 impl ReportRun {
@@ -62,6 +65,7 @@ impl ReportRun {
         if let Some(c) = &self.report.control {
             facts.push(("Control".into(), c.clone()));
         }
+        facts.extend(self.evidence.iter().cloned());
         facts.push(("Rows".into(), self.rows().to_string()));
         facts
     }
@@ -153,6 +157,7 @@ pub async fn run(
         range,
         params: used,
         batches,
+        evidence: Vec::new(),
     })
 }
 
@@ -168,7 +173,8 @@ pub fn write_run(
         Format::Table => {
             writeln!(out, "{} — {}", run.report.title, run.period())?;
             for (k, v) in run.facts().iter().skip(1) {
-                if k != "Rows" {
+                // The head hash is for the kept copies (HTML, Markdown, mail), not the terminal.
+                if k != "Rows" && k != "Store head" {
                     writeln!(out, "{k}: {v}")?;
                 }
             }
@@ -232,4 +238,28 @@ pub fn extension(format: Format) -> &'static str {
         Format::Markdown => "md",
         Format::Html => "html",
     }
+}
+
+/// The store's history and head hash, from the commit log (no data is read).
+pub fn evidence(log: &crate::store::CommitLog, range: TimeRange) -> Vec<(String, String)> {
+    let times = |f: fn(&crate::store::commit::DataFile) -> &str| {
+        log.files()
+            .filter_map(move |d| crate::timerange::parse_instant(f(d)).ok())
+    };
+    let (Some(first), Some(last)) = (times(|d| &d.min_time).min(), times(|d| &d.max_time).max())
+    else {
+        return vec![("History".into(), "the store holds no events".into())];
+    };
+    let mut history = format!("{} to {}", rfc3339(first), rfc3339(last));
+    if first > range.from || last < range.to {
+        history.push_str(" (does not cover the whole period)");
+    }
+    let mut out = vec![("History".into(), history)];
+    if let Some(head) = log.head() {
+        out.push((
+            "Store head".into(),
+            format!("commit {} {}", head.commit.seq, head.hash),
+        ));
+    }
+    out
 }
