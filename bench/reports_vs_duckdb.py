@@ -2,7 +2,7 @@
 """Report run time: `vigil report run` against DuckDB on the same Parquet store, per shipped report.
 
 Usage: python3 bench/reports_vs_duckdb.py [--events 5000000] [--runs 3] [--dir /tmp/vigil-bench-reports]
-                                          [--keep] [--reports a,b] [--vigil PATH] [--duckdb PATH]
+                                          [--keep] [--reports a,b] [--queries-rev REV] [--vigil PATH] [--duckdb PATH]
 
 Generates N CloudTrail records (one record = one event) over 30 days with `vigil generate`, ingests
 them into a fresh store (the generated JSON is deleted afterwards unless --keep; with --keep an
@@ -15,6 +15,10 @@ existing store for the same N is reused), then for each report of `vigil report 
 and prints medians and the ratio vigil / DuckDB (above 1: vigil is slower). Before timing, one
 untimed run of each checks that both return the same number of rows (and the same actor_id /
 resource_id values where the report has those columns); a mismatch is printed, not hidden.
+The SQL translated is queries/NAME.sql of the working tree (or of git revision --queries-rev when the
+binary was built from another one); the binary runs its built-in copy, so a report whose header
+(title, description, params, control) differs from `vigil report list`, or whose file is newer
+than the binary, is flagged as skew: its row counts then compare two different queries.
 Needs a release build (`cargo build --release`) and `pip install duckdb-cli`.
 
 The translation of a report to DuckDB (`translate`) is deliberately small:
@@ -229,6 +233,37 @@ def key_check(vh, vrows, dh, drows):
     return diffs
 
 
+def report_headers(listing):
+    """`vigil report list` -> {name: {title, description, params, control}} (the binary's copies)."""
+    reports, name = {}, None
+    for ln in listing.splitlines():
+        if ln.strip() and not ln[0].isspace():
+            name, title = ln.split(None, 1)
+            reports[name] = {"title": title.strip(), "description": None, "params": "", "control": ""}
+        elif name and ln.strip():
+            text = ln.strip()
+            for key in ("params", "control"):
+                if text.startswith(key + ": "):
+                    reports[name][key] = text[len(key) + 2:]
+                    break
+            else:
+                reports[name]["description"] = text
+    return reports
+
+
+def file_header(sql):
+    head = dict(re.findall(r"^--\s*(title|description|params|control):\s*(.*?)\s*$", sql, re.M))
+    return {k: head.get(k, "") for k in ("title", "description", "params", "control")}
+
+
+def read_report(name, rev):
+    if rev:
+        return subprocess.run(["git", "-C", ROOT, "show", f"{rev}:queries/{name}.sql"], check=True,
+                              capture_output=True, text=True).stdout
+    with open(os.path.join(ROOT, "queries", f"{name}.sql")) as f:
+        return f.read()
+
+
 def build_store(args, store, vigil):
     data = os.path.join(args.dir, f"cloudtrail-{args.events}")
     log = os.path.join(data, "cloudtrail-audit.log")
@@ -258,6 +293,7 @@ def main():
     ap.add_argument("--dir", default="/tmp/vigil-bench-reports")
     ap.add_argument("--keep", action="store_true", help="reuse an existing store and keep the generated JSON")
     ap.add_argument("--reports", help="comma-separated subset of `vigil report list`")
+    ap.add_argument("--queries-rev", help="translate queries/*.sql of this git revision, not the working tree")
     ap.add_argument("--vigil", default=VIGIL)
     ap.add_argument("--duckdb", default=shutil.which("duckdb"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "reports_results.md"))
@@ -294,7 +330,8 @@ def main():
     print(f"DuckDB sees {sum(int(r[2]) for r in type_rows):,} events; source, date VARCHAR")
 
     _, listing = run([vigil, "report", "list"], args.dir, capture=True)
-    names = [ln.split()[0] for ln in listing.splitlines() if ln.strip() and not ln[0].isspace()]
+    builtin = report_headers(listing)
+    names = list(builtin)
     if args.reports:
         names = [n for n in names if n in args.reports.split(",")]
     vversion = run([vigil, "--version"], args.dir, capture=True)[1].strip()
@@ -304,8 +341,15 @@ def main():
 
     results, notes = [], []
     for name in names:
-        with open(os.path.join(ROOT, "queries", f"{name}.sql")) as f:
-            report_sql = f.read()
+        report_sql = read_report(name, args.queries_rev)
+        fh = file_header(report_sql)
+        skew = [k for k in fh if fh[k] != builtin[name][k]]
+        qfile = os.path.join(ROOT, "queries", f"{name}.sql")
+        if not args.queries_rev and os.path.getmtime(qfile) > os.path.getmtime(vigil):
+            skew.append("file newer than the binary")
+        if skew:
+            notes.append(f"{name}: SKEW, the SQL translated differs from the binary's built-in copy "
+                         f"({', '.join(skew)}); rebuild vigil or pass --queries-rev")
         path = os.path.join(sqldir, f"{name}.sql")
         with open(path, "w") as f:
             f.write(prelude + translate(report_sql, frm, to))
@@ -338,7 +382,8 @@ def main():
         f"N = {args.events:,} generated CloudTrail events over {DAYS} days "
         f"({du(os.path.join(store, 'events')) / 2**20:,.0f} MiB of Parquet), period {frm:%Y-%m-%d} to "
         f"{to:%Y-%m-%d}, default parameters; medians of {args.runs} whole-process runs, alternating, "
-        f"CSV to /dev/null. {vversion}, duckdb {dversion}, {os.cpu_count()} cores.",
+        f"CSV to /dev/null. {vversion}, duckdb {dversion}, {os.cpu_count()} cores. "
+        f"SQL translated from queries/ of {args.queries_rev or 'the working tree'}.",
         "",
         f"- load before: `{load_before}`",
         f"- load after: `{load_after}`",
@@ -351,7 +396,7 @@ def main():
     total_v, total_d = sum(r[2] for r in results), sum(r[3] for r in results)
     if results:
         lines.append(f"| **all** | | {total_v:.2f} | {total_d:.2f} | {total_v / total_d:.2f} |")
-    lines += ["", "Row counts: " + ("all equal (and actor_id / resource_id values)." if not notes else "")]
+    lines += ["", "Row counts: all equal (and actor_id / resource_id values)." if not notes else "Row counts and notes:"]
     lines += [f"- {n}" for n in notes]
     text = "\n".join(lines) + "\n"
     print()

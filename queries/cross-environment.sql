@@ -1,6 +1,7 @@
 -- name: cross-environment
 -- title: Cross-environment secret access
--- description: Secret reads in the period (successful or attempted) where the principal's environment and the secret's environment, as [[environments]] in vigil.toml assigns them, are both known and differ (say a staging service reading a prod secret), per principal, principal environment, secret and secret environment: reads, successful, denied, first and last.
+-- description: Successful secret reads in the period (denied attempts too with include_denied=true) where the principal's environment and the secret's environment, as [[environments]] in vigil.toml assigns them, are both known and differ (say a staging service reading a prod secret), per principal, principal environment, secret and secret environment: reads, successful, denied, first and last.
+-- params: include_denied:bool=false
 -- control: SOC 2 CC6.1; SOC 2 CC7.2; ISO 27001 A.5.15
 WITH groups AS (
   -- one pass over the period's secret reads; the environment rules then run once per group, not per event
@@ -14,6 +15,7 @@ WITH groups AS (
   FROM secret_reads
   WHERE event_time >= $from AND event_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
+    AND (outcome = 'success' OR CAST($include_denied AS BOOLEAN))
   GROUP BY actor_id, actor_name, actor_role, resource_id, resource_name, tenant
 ),
 with_env AS (

@@ -16,8 +16,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "VIGIL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print only errors on stderr
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print more on stderr (the time each detector takes)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

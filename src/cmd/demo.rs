@@ -166,6 +166,7 @@ fn clone_globals(g: &Globals) -> Globals {
         store: g.store.clone(),
         store_explicit: g.store_explicit,
         quiet: g.quiet,
+        verbose: g.verbose,
         stderr_is_terminal: g.stderr_is_terminal,
     }
 }

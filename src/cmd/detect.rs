@@ -36,6 +36,15 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             eprintln!("note: {n}");
         }
     }
+    if g.verbose {
+        for (code, took, n) in d.timings.lock().map(|t| t.clone()).unwrap_or_default() {
+            eprintln!(
+                "{code}: {:.3} s, {n} finding{}",
+                took.as_secs_f64(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         FindingsFormat::Table
     } else {

@@ -36,6 +36,7 @@ pub struct Globals {
     /// The store was named by `--store` or `VIGIL_STORE` rather than defaulted.
     pub store_explicit: bool,
     pub quiet: bool,
+    pub verbose: bool,
     pub stderr_is_terminal: bool,
 }
 
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         store: Store::new(store_path),
         store_explicit,
         quiet: cli.quiet,
+        verbose: cli.verbose,
         stderr_is_terminal: std::io::stderr().is_terminal(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -47,6 +47,9 @@ pub fn time_range(
     t: &TimeArgs,
     default_since: std::time::Duration,
 ) -> anyhow::Result<(TimeRange, i64)> {
+    if t.at.is_some() && t.from.is_some() && t.to.is_some() {
+        anyhow::bail!("--at has no effect with both --from and --to; give one of them, or --since");
+    }
     let now = match &t.at {
         Some(at) => timerange::parse_instant(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
         None => crate::clock::now_nanos().map_err(anyhow::Error::msg)?,

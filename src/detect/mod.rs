@@ -65,6 +65,8 @@ pub struct DetectContext<'a> {
     pub limits: Limits,
     /// What detectors say about themselves (cold start: quiet or on a static rule, and why).
     pub notes: std::sync::Mutex<Vec<String>>,
+    /// Time and findings per detector, for `-v`.
+    pub timings: std::sync::Mutex<Vec<(&'static str, std::time::Duration, usize)>>,
 }
 
 impl<'a> DetectContext<'a> {
@@ -79,6 +81,7 @@ impl<'a> DetectContext<'a> {
             config,
             limits: Limits::of(config),
             notes: std::sync::Mutex::new(Vec::new()),
+            timings: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -152,6 +155,7 @@ pub async fn run(
         if !settings.enabled {
             continue;
         }
+        let started = std::time::Instant::now();
         let mut found = det
             .detect(d, &settings)
             .await
@@ -165,6 +169,9 @@ pub async fn run(
             }
         }
         found.retain(|f| !allow.suppresses(f, now));
+        if let Ok(mut t) = d.timings.lock() {
+            t.push((det.code(), started.elapsed(), found.len()));
+        }
         findings.extend(found);
     }
     combine_off_hours_bursts(&mut findings);
