@@ -3,19 +3,32 @@
 -- description: Principals seen in the stored history whose last activity (any event) is more than N days (param days) before the end of the period, as candidates for credential removal: first and last seen, whole days idle at the end of the period, events and secret reads in all history up to it.
 -- params: days:int=30
 -- control: SOC 2 CC6.2; ISO 27001 A.5.15; ISO 27001 A.5.17
-WITH principals AS (
-  SELECT actor_id,
+WITH per_source AS (
+  -- two steps: group by principal and source first, so that the list of sources is an
+  -- aggregate over a few rows (string_agg DISTINCT over every event cost 4x DuckDB's time)
+  SELECT actor_id, source,
          max(actor_name) AS actor_name,
          max(actor_type) AS actor_type,
          min(event_time) AS first_seen,
          max(event_time) AS last_seen,
          count(*) AS events,
-         count(*) FILTER (WHERE is_secret_read) AS secret_reads,
-         string_agg(DISTINCT source, ', ' ORDER BY source) AS sources
+         count(*) FILTER (WHERE is_secret_read) AS secret_reads
   FROM events
   WHERE actor_id IS NOT NULL
     AND event_time < $to
     AND date <= to_char($to, '%Y-%m-%d')
+  GROUP BY actor_id, source
+),
+principals AS (
+  SELECT actor_id,
+         max(actor_name) AS actor_name,
+         max(actor_type) AS actor_type,
+         min(first_seen) AS first_seen,
+         max(last_seen) AS last_seen,
+         sum(events) AS events,
+         sum(secret_reads) AS secret_reads,
+         string_agg(source, ', ' ORDER BY source) AS sources
+  FROM per_source
   GROUP BY actor_id
 )
 SELECT actor_id,
