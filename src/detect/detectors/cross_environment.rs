@@ -36,8 +36,9 @@ crossing AS (
   WHERE actor_env IS NOT NULL AND resource_env IS NOT NULL AND actor_env <> resource_env
   GROUP BY actor_id, actor_env, resource_id, resource_env),
 prev AS (
-  SELECT DISTINCT actor_id, resource_id FROM secret_reads
-  WHERE outcome = 'success' AND actor_id IN (SELECT actor_id FROM crossing)
+  SELECT DISTINCT actor_id, resource_id
+  FROM secret_reads JOIN (SELECT DISTINCT actor_id AS wanted FROM crossing) w ON actor_id = w.wanted
+  WHERE outcome = 'success'
     AND event_time >= $hist_from AND event_time < $from)
 SELECT c.*, p.actor_id IS NOT NULL AS seen_before
 FROM crossing c LEFT JOIN prev p ON p.actor_id = c.actor_id AND p.resource_id = c.resource_id

@@ -22,8 +22,8 @@ WITH win AS (
   GROUP BY actor_id),
 prev AS (
   SELECT actor_id, max(event_time) AS last_before, count(*) AS events_before
-  FROM events
-  WHERE actor_id IN (SELECT actor_id FROM win) AND event_time >= $hist_from AND event_time < $from
+  FROM events JOIN (SELECT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  WHERE event_time >= $hist_from AND event_time < $from
   GROUP BY actor_id)
 SELECT w.*, p.last_before, p.events_before
 FROM win w JOIN prev p ON p.actor_id = w.actor_id

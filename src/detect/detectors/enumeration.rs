@@ -34,7 +34,9 @@ const HISTORY: &str = "
 WITH bucketed AS (
   SELECT actor_id, resource_id, CAST(event_time AS BIGINT) / $width AS bucket
   FROM secret_reads
-  WHERE actor_id IN (SELECT actor_id FROM secret_reads WHERE event_time >= $from AND event_time < $to)
+  JOIN (SELECT DISTINCT actor_id AS wanted FROM secret_reads WHERE event_time >= $from AND event_time < $to) w
+    ON actor_id = w.wanted
+  WHERE true
     AND resource_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from),
 per AS (SELECT actor_id, bucket, count(DISTINCT resource_id) AS secrets FROM bucketed GROUP BY actor_id, bucket)
 SELECT actor_id, max(secrets) AS max_secrets FROM per GROUP BY actor_id";

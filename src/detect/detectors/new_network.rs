@@ -30,8 +30,9 @@ win AS (
          sum(events) AS events, min(src_ip) AS src_ip, flatten(array_agg(resources)) AS resources
   FROM win_ips GROUP BY actor_id, vigil_network(src_ip)),
 hist_ips AS (
-  SELECT e.actor_id, e.src_ip, count(*) AS n FROM events e
-  WHERE e.actor_id IN (SELECT actor_id FROM win) AND e.src_ip IS NOT NULL
+  SELECT e.actor_id, e.src_ip, count(*) AS n
+  FROM events e JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON e.actor_id = w.wanted
+  WHERE e.src_ip IS NOT NULL
     AND e.event_time >= $hist_from AND e.event_time < $from
   GROUP BY e.actor_id, e.src_ip),
 hist AS (

@@ -30,8 +30,9 @@ win AS (
          min(user_agent) AS user_agent, flatten(array_agg(resources)) AS resources
   FROM win_ua GROUP BY actor_id, vigil_ua_family(user_agent)),
 hist_ua AS (
-  SELECT actor_id, user_agent, count(*) AS n FROM events
-  WHERE actor_id IN (SELECT actor_id FROM win) AND user_agent IS NOT NULL
+  SELECT actor_id, user_agent, count(*) AS n
+  FROM events JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  WHERE user_agent IS NOT NULL
     AND event_time >= $hist_from AND event_time < $from
   GROUP BY actor_id, user_agent),
 hist AS (SELECT actor_id, vigil_ua_family(user_agent) AS family, sum(n) AS n FROM hist_ua GROUP BY actor_id, vigil_ua_family(user_agent)),

@@ -28,8 +28,9 @@ WITH win AS (
                           'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut'))
   GROUP BY actor_id, tenant),
 prev AS (
-  SELECT DISTINCT actor_id, tenant FROM events
-  WHERE actor_id IN (SELECT actor_id FROM win) AND event_time >= $hist_from AND event_time < $from
+  SELECT DISTINCT actor_id, tenant
+  FROM events JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  WHERE event_time >= $hist_from AND event_time < $from
     AND (action IN ('delete', 'policy')
          OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',
                           'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut')))

@@ -26,7 +26,9 @@ False positives: a shift change, the first on-call week of a new engineer.";
 pub const HOURLY_HISTORY: &str = "
 SELECT e.actor_id, max(e.actor_name) AS actor_name, date_trunc('hour', e.event_time) AS hour, count(*) AS n
 FROM secret_reads e
-WHERE e.actor_id IN (SELECT actor_id FROM secret_reads WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL)
+JOIN (SELECT DISTINCT actor_id AS wanted FROM secret_reads
+      WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL) w ON e.actor_id = w.wanted
+WHERE true
   AND e.event_time >= $hist_from AND e.event_time < $from
 GROUP BY e.actor_id, date_trunc('hour', e.event_time)";
 
