@@ -1,7 +1,5 @@
 //! The one place that reads the wall clock, so tests and the demo can fix "now".
 
-use crate::ingest::timestamp::parse_time;
-
 /// Environment variable that fixes "now" (RFC 3339 or a date).
 pub const NOW_ENV: &str = "VIGIL_NOW";
 
@@ -9,15 +7,7 @@ pub const NOW_ENV: &str = "VIGIL_NOW";
 pub fn now_nanos() -> Result<i64, String> {
     match std::env::var(NOW_ENV) {
         Ok(text) if !text.trim().is_empty() => {
-            let text = text.trim();
-            let full = if text.len() == 10 {
-                format!("{text}T00:00:00Z")
-            } else {
-                text.to_owned()
-            };
-            parse_time(&full)
-                .map(|t| t.nanos)
-                .map_err(|e| format!("{NOW_ENV}: {e}"))
+            crate::timerange::parse_instant(&text).map_err(|e| format!("{NOW_ENV}: {e}"))
         }
         _ => Ok(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)),
     }

@@ -65,6 +65,8 @@ pub struct DetectContext<'a> {
     pub limits: Limits,
     /// What detectors say about themselves (cold start: quiet or on a static rule, and why).
     pub notes: std::sync::Mutex<Vec<String>>,
+    /// Baselines several detectors share, computed once per run.
+    pub(crate) cache: detectors::Cache,
     /// Time and findings per detector, for `-v`.
     pub timings: std::sync::Mutex<Vec<(&'static str, std::time::Duration, usize)>>,
 }
@@ -81,6 +83,7 @@ impl<'a> DetectContext<'a> {
             config,
             limits: Limits::of(config),
             notes: std::sync::Mutex::new(Vec::new()),
+            cache: detectors::Cache::default(),
             timings: std::sync::Mutex::new(Vec::new()),
         }
     }

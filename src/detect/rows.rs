@@ -48,14 +48,19 @@ pub fn text(row: &Row, key: &str) -> String {
     s(row, key).unwrap_or("").to_owned()
 }
 
-/// A list column as strings.
+/// A list column as strings, sorted and without repeats (findings list resources in a stable
+/// order whatever order the aggregation produced).
 pub fn list(row: &Row, key: &str) -> Vec<String> {
-    row.get(key)
+    let mut out: Vec<String> = row
+        .get(key)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -69,7 +69,6 @@ impl Detector for BulkRetrieval {
                     .map(|s| vec![s.to_owned()])
                     .unwrap_or_default();
             }
-            resources.sort();
             let request = rows::text(&r, "request_id");
             let mut f = finding(
                 self,

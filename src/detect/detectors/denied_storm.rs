@@ -96,8 +96,7 @@ impl Detector for DeniedStorm {
             {
                 continue;
             }
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let n = rows::n(&r, "denied");
             let mut f = finding(
                 self,

@@ -78,8 +78,7 @@ impl Detector for DeniedThenSuccess {
         let mut out = Vec::new();
         for r in query(d, SQL, params).await? {
             let actor = rows::text(&r, "actor_id");
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 self.default_severity(),

@@ -74,16 +74,8 @@ impl Detector for DormantPrincipal {
         let mut out = Vec::new();
         for r in query(d, SQL, params).await? {
             let actor = rows::text(&r, "actor_id");
-            let idle = crate::timerange::parse_instant(rows::s(&r, "last_before").unwrap_or(""))
-                .ok()
-                .and_then(|last| {
-                    crate::timerange::parse_instant(rows::s(&r, "first_read").unwrap_or(""))
-                        .ok()
-                        .map(|f| (f - last) as f64 / DAY as f64)
-                })
-                .unwrap_or(0.0);
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let idle = days_between(&r, "last_before", "first_read");
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 self.default_severity(),

@@ -81,14 +81,7 @@ impl Detector for DormantSecret {
         for r in query(d, SQL, params).await? {
             let actor = rows::text(&r, "actor_id");
             let resource = rows::text(&r, "resource_id");
-            let idle = crate::timerange::parse_instant(rows::s(&r, "last_before").unwrap_or(""))
-                .ok()
-                .and_then(|last| {
-                    crate::timerange::parse_instant(rows::s(&r, "first_read").unwrap_or(""))
-                        .ok()
-                        .map(|f| (f - last) as f64 / DAY as f64)
-                })
-                .unwrap_or(0.0);
+            let idle = days_between(&r, "last_before", "first_read");
             let mut f = finding(
                 self,
                 self.default_severity(),

@@ -133,8 +133,7 @@ impl Detector for Enumeration {
             if n <= 2.0 * usual {
                 continue;
             }
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 self.default_severity(),

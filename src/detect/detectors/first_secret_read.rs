@@ -82,8 +82,7 @@ impl Detector for FirstSecretRead {
             let cold = false;
             let known = rows::s(&r, "first_seen").is_some();
             let severity = self.default_severity();
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 severity,

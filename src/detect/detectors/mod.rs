@@ -25,7 +25,7 @@ use datafusion::common::ScalarValue;
 use serde_json::Value;
 
 use super::rows::{self, Row};
-use super::{DetectContext, Detector, Finding, Severity};
+use super::{DetectContext, Detector, Finding, Param, Severity};
 use crate::query::QueryError;
 use crate::timerange::rfc3339;
 
@@ -127,6 +127,29 @@ fn end_exclusive(end: &str) -> String {
         .unwrap_or_else(|_| end.to_owned())
 }
 
+/// Days from the time in column `earlier` to the one in `later` (0 when either is missing).
+fn days_between(row: &Row, earlier: &str, later: &str) -> f64 {
+    let t = |k: &str| rows::s(row, k).and_then(|v| crate::timerange::parse_instant(v).ok());
+    match (t(earlier), t(later)) {
+        (Some(a), Some(b)) => (b - a) as f64 / DAY as f64,
+        _ => 0.0,
+    }
+}
+
+/// Parameters of the first-seen detectors (VG003, VG004).
+const FIRST_SEEN_PARAMS: [Param; 2] = [
+    Param {
+        name: "lookback_days",
+        default: 30.0,
+        doc: "history compared with the window",
+    },
+    Param {
+        name: "min_events",
+        default: 20.0,
+        doc: "calls a principal needs in the lookback",
+    },
+];
+
 /// The name people know a principal by, for sentences: an AWS role by its name (its
 /// `actor_name` is only a session name), others by `actor_name`, else the id.
 fn who(row: &Row) -> String {
@@ -136,8 +159,25 @@ fn who(row: &Row) -> String {
     )
 }
 
+/// Baselines more than one detector reads, computed at most once per run (per lookback for the
+/// hour profiles): the store's history length (VG001, VG002, VG007, VG008, VG017) and the
+/// principals' hour profiles (VG005, VG006, VG007, VG008).
+#[derive(Default)]
+pub struct Cache {
+    history_days: tokio::sync::OnceCell<f64>,
+    profiles: tokio::sync::Mutex<BTreeMap<i64, std::sync::Arc<unusual_hour::Profiles>>>,
+}
+
 /// Days of history the store holds before the window (0 when none).
 async fn store_history_days(d: &DetectContext<'_>) -> Result<f64, QueryError> {
+    d.cache
+        .history_days
+        .get_or_try_init(|| first_event_days(d))
+        .await
+        .copied()
+}
+
+async fn first_event_days(d: &DetectContext<'_>) -> Result<f64, QueryError> {
     let first = query(
         d,
         "SELECT min(event_time) AS first FROM events WHERE event_time < $from",

@@ -76,18 +76,7 @@ impl Detector for NewUserAgent {
         Severity::Low
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param {
-                name: "lookback_days",
-                default: 30.0,
-                doc: "history compared with the window",
-            },
-            Param {
-                name: "min_events",
-                default: 20.0,
-                doc: "calls a principal needs in the lookback",
-            },
-        ]
+        &FIRST_SEEN_PARAMS
     }
     async fn detect(
         &self,
@@ -106,9 +95,7 @@ impl Detector for NewUserAgent {
             } else {
                 self.default_severity()
             };
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
-            resources.dedup();
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 severity,

@@ -182,8 +182,7 @@ async fn bursts(
             continue;
         }
         let severity = det.default_severity();
-        let mut resources = rows::list(&r, "resources");
-        resources.sort();
+        let resources = rows::list(&r, "resources");
         let local = d.config.calendar.local_label(hour, Some(&actor), name);
         let mut f = finding(
             det,

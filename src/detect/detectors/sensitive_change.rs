@@ -81,8 +81,7 @@ impl Detector for SensitiveChange {
             let actor = rows::text(&r, "actor_id");
             let tenant = rows::text(&r, "tenant");
             let ops = rows::list(&r, "operations").join(", ");
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
                 self.default_severity(),

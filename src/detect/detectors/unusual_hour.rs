@@ -84,10 +84,24 @@ pub fn hour_of_week(
 }
 
 /// Profiles of the principals active in the window, from their history.
+/// Hour profiles by principal.
+pub type Profiles = BTreeMap<String, Profile>;
+
+/// Profiles of the principals active in the window, shared by the detectors of one run.
 pub async fn profiles(
     d: &DetectContext<'_>,
     lookback: i64,
-) -> Result<BTreeMap<String, Profile>, QueryError> {
+) -> Result<std::sync::Arc<Profiles>, QueryError> {
+    let mut cache = d.cache.profiles.lock().await;
+    if let Some(p) = cache.get(&lookback) {
+        return Ok(p.clone());
+    }
+    let p = std::sync::Arc::new(compute_profiles(d, lookback).await?);
+    cache.insert(lookback, p.clone());
+    Ok(p)
+}
+
+async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profiles, QueryError> {
     let mut out: BTreeMap<String, Profile> = BTreeMap::new();
     let mut days: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for r in query(d, HOURLY_HISTORY, bounds(d, lookback)).await? {
@@ -188,8 +202,7 @@ impl Detector for UnusualHour {
                 continue;
             };
             let p = p.expect("unusual needs a profile");
-            let mut resources = rows::list(&r, "resources");
-            resources.sort();
+            let resources = rows::list(&r, "resources");
             let local =
                 d.config
                     .calendar
