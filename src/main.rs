@@ -6,6 +6,9 @@ use clap::Parser;
 use vigil::cli::Cli;
 use vigil::cmd::{self, exit};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cmd::run(cli) {

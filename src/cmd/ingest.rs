@@ -61,6 +61,7 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         },
         progress: g.stderr_is_terminal && !g.quiet,
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
+        dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
     })
 }
 

@@ -38,6 +38,14 @@ impl<T> Held<T> {
     /// record released to make room.
     pub fn insert(&mut self, key: String, event: T) -> (bool, Option<T>) {
         self.arrivals += 1;
+        // Records completed and removed leave their place in `order` behind; dropping those
+        // places when they outnumber the held ones keeps memory bounded by the cap, not by the
+        // run (it grew by ~100 bytes per Vault request before).
+        if self.order.len() >= 2 * self.map.len().max(1024) {
+            let map = &self.map;
+            self.order
+                .retain(|(arrival, key)| map.get(key).is_some_and(|(a, _)| a == arrival));
+        }
         self.order.push_back((self.arrivals, key.clone()));
         let replaced = self.map.insert(key, (self.arrivals, event)).is_some();
         let released = if self.map.len() > self.cap {
@@ -128,5 +136,19 @@ mod tests {
         assert_eq!(released.unwrap().event_uid, "b");
         let rest: Vec<String> = h.drain().into_iter().map(|e| e.event_uid).collect();
         assert_eq!(rest, ["a2", "c"]);
+    }
+
+    #[test]
+    fn completed_records_leave_nothing_behind() {
+        let mut h = Held::new(10);
+        for i in 0..100_000 {
+            let key = format!("r{i}");
+            h.insert(key.clone(), ev(&key));
+            assert!(h.remove(&key).is_some());
+        }
+        h.insert("last".into(), ev("last"));
+        assert!(h.order.len() <= 2048, "order kept {} places", h.order.len());
+        let rest: Vec<String> = h.drain().into_iter().map(|e| e.event_uid).collect();
+        assert_eq!(rest, ["last"]);
     }
 }

@@ -196,7 +196,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Opens a file for reading records, decompressing gzip.
-pub fn open(path: &Path, gzip: bool) -> io::Result<Box<dyn BufRead>> {
+pub fn open(path: &Path, gzip: bool) -> io::Result<Box<dyn BufRead + Send>> {
     let f = File::open(path)?;
     Ok(if gzip {
         Box::new(BufReader::with_capacity(

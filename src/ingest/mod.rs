@@ -7,6 +7,7 @@ pub mod gcp;
 pub mod held;
 pub mod inputs;
 pub mod k8s;
+pub mod parallel;
 pub mod redact;
 pub mod rejects;
 pub mod run;

@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::Value;
 use thiserror::Error;
 
 use super::inputs::{self, InputFile, Skipped};
+use super::parallel::{self, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
-    detect, new_source, Detected, ParseOptions, Parsed, RecordMeta, Reject, Released, Source,
+    decode, detect, new_source, prepare, Detected, ParseOptions, Parsed, Prepared, RecordMeta,
+    Reject, Released, Source,
 };
-use super::splitter::{RawRecord, SplitProblem, Splitter};
+use super::splitter::{RawRecord, Splitter};
 use crate::event::{Event, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
 use crate::store::commit::{write_commit, Commit, ConsumedInput};
@@ -64,6 +65,8 @@ pub struct IngestOptions {
     pub progress: bool,
     /// `ingest_time` of every row, nanoseconds.
     pub now: i64,
+    /// Event uids the dedupe index keeps in memory at most ([`crate::store::dedupe::DEFAULT_BUDGET`]).
+    pub dedupe_budget: usize,
 }
 
 /// What a run did.
@@ -230,7 +233,7 @@ impl<'a> Run<'a> {
             sources: HashMap::new(),
             counts: BTreeMap::new(),
             pending: HashMap::new(),
-            uids: UidIndex::default(),
+            uids: UidIndex::new(opts.dedupe_budget),
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
             fingerprints,
@@ -364,19 +367,37 @@ impl<'a> Run<'a> {
         };
         let rejected_before = self.tally(kind).rejected;
         let file_name: Arc<str> = Arc::from(file.display.as_str());
+        let parse_opts: &'a ParseOptions = &self.opts.parse;
         let mut n = 0u64;
         for rec in lookahead {
             n += 1;
-            self.handle_record(kind, &file_name, rec)?;
+            let meta = RecordMeta::for_record(&file_name, &rec);
+            let prepared = prepare(kind, parse_opts, &rec, &meta);
+            self.handle_record(
+                kind,
+                Prepped {
+                    rec,
+                    meta,
+                    prepared,
+                },
+            )?;
         }
-        for rec in records {
-            let rec = rec.map_err(input_err)?;
-            n += 1;
-            if n.is_multiple_of(4096) && !fp.gzip {
-                self.progress.set_position(start_pos + rec.offset);
+        std::thread::scope(|scope| -> Result<(), IngestError> {
+            let batches = parallel::spawn(scope, records, kind, parse_opts, Arc::clone(&file_name));
+            for batch in batches {
+                for item in batch.items {
+                    n += 1;
+                    if n.is_multiple_of(4096) && !fp.gzip {
+                        self.progress.set_position(start_pos + item.rec.offset);
+                    }
+                    self.handle_record(kind, item)?;
+                }
+                if let Some(e) = batch.error {
+                    return Err(input_err(e));
+                }
             }
-            self.handle_record(kind, &file_name, rec)?;
-        }
+            Ok(())
+        })?;
         self.progress.set_position(start_pos + fp.bytes);
         let fp = match background {
             Some(handle) => {
@@ -435,29 +456,25 @@ impl<'a> Run<'a> {
             .or_insert_with(|| new_source(kind, opts))
     }
 
-    fn handle_record(
-        &mut self,
-        kind: SourceKind,
-        file: &Arc<str>,
-        rec: RawRecord,
-    ) -> Result<(), IngestError> {
-        let meta = RecordMeta {
-            location: location(file, &rec),
-            prefix: rec.prefix.clone(),
-            container: rec.container,
-            file: Arc::clone(file),
-        };
-        if self.opts.source.is_some() || !matches!(kind, SourceKind::Gcp | SourceKind::K8s) {
-            if let Some(parsed) = self.parser(kind).peek(&rec, &meta) {
+    fn handle_record(&mut self, kind: SourceKind, item: Prepped) -> Result<(), IngestError> {
+        let Prepped {
+            rec,
+            meta,
+            prepared,
+        } = item;
+        let decoded = match prepared {
+            Prepared::Decoded(decoded) => decoded,
+            ahead => {
                 self.tally(kind).read += 1;
-                return self.settle(kind, &rec, &meta, Ok(parsed));
+                let parsed = self.parser(kind).settle_prepared(ahead, rec, meta);
+                return self.settle_parsed(kind, parsed);
             }
-        }
-        let value = match decode(&rec) {
+        };
+        let value = match decoded {
             Ok(v) => v,
             Err(rej) => {
                 self.tally(kind).read += 1;
-                return self.reject(kind, file, &rec, rej);
+                return self.reject(kind, &meta.file, &rec, rej);
             }
         };
         let kind = match self.opts.source {
@@ -465,26 +482,21 @@ impl<'a> Run<'a> {
             None => super::source::refine(kind, &value),
         };
         self.tally(kind).read += 1;
-        let result = self.parser(kind).parse(value, &meta);
-        self.settle(kind, &rec, &meta, result)
+        match self.parser(kind).parse(value, &meta) {
+            Ok(parsed) => self.settle_parsed(kind, parsed),
+            Err(rej) => self.reject(kind, &meta.file, &rec, rej),
+        }
     }
 
     /// Accounts for what a parser made of one record.
-    fn settle(
-        &mut self,
-        kind: SourceKind,
-        rec: &RawRecord,
-        meta: &RecordMeta,
-        result: Result<Parsed, Reject>,
-    ) -> Result<(), IngestError> {
-        match result {
-            Err(rej) => self.reject(kind, &meta.file, rec, rej),
-            Ok(Parsed::Rows { rows, merged }) => {
+    fn settle_parsed(&mut self, kind: SourceKind, parsed: Parsed) -> Result<(), IngestError> {
+        match parsed {
+            Parsed::Rows { rows, merged } => {
                 *self.pending.entry(kind).or_default() -= merged;
                 self.tally(kind).merged += merged;
                 self.store_rows(kind, rows)
             }
-            Ok(Parsed::Held { released, merged }) => {
+            Parsed::Held { released, merged } => {
                 let pending = self.pending.entry(kind).or_default();
                 *pending = *pending + 1 - merged;
                 self.tally(kind).merged += merged;
@@ -493,7 +505,7 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             }
-            Ok(Parsed::Duplicate) => {
+            Parsed::Duplicate => {
                 self.tally(kind).duplicates += 1;
                 Ok(())
             }
@@ -537,7 +549,10 @@ impl<'a> Run<'a> {
             if !self.opts.parse.keep_raw {
                 e.raw_event = None;
             }
-            if self.uids.insert(self.store, self.log, &e)? {
+            if self
+                .uids
+                .insert(self.store, self.log, &mut self.writer, &e)?
+            {
                 self.writer.push(&e)?;
                 new_rows += 1;
             }
@@ -628,54 +643,4 @@ impl<'a> Run<'a> {
             warnings,
         })
     }
-}
-
-/// `file#line`, or `file#line[element]` for array elements.
-fn location(file: &str, rec: &RawRecord) -> String {
-    match rec.element {
-        Some(e) => format!("{file}#{}[{e}]", rec.line),
-        None => format!("{file}#{}", rec.line),
-    }
-}
-
-/// The record's text as JSON, or why not.
-fn decode(rec: &RawRecord) -> Result<Value, Reject> {
-    match &rec.problem {
-        Some(SplitProblem::TooLong { len }) => {
-            return Err(Reject::new(
-                "line_too_long",
-                format!("record of {len} bytes is longer than max_line_bytes"),
-            ))
-        }
-        Some(SplitProblem::NotJson) => {
-            return Err(Reject::new("invalid_json", "no JSON object on this line"))
-        }
-        None => {}
-    }
-    if let Err(e) = std::str::from_utf8(&rec.bytes) {
-        return Err(Reject::new(
-            "invalid_utf8",
-            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
-        ));
-    }
-    serde_json::from_slice(&rec.bytes).map_err(|e| {
-        let text = e.to_string();
-        let reason = if text.contains("recursion limit") {
-            "too_deep"
-        } else {
-            "invalid_json"
-        };
-        // serde counts lines inside the record; say where in the record, not "line 1".
-        let what = text.split(" at line ").next().unwrap_or(&text);
-        let detail = if e.line() <= 1 {
-            format!("{what} at byte {} of the record", e.column())
-        } else {
-            format!(
-                "{what} at line {} column {} of the record",
-                e.line(),
-                e.column()
-            )
-        };
-        Reject::new(reason, detail)
-    })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::splitter::RawRecord;
+use super::splitter::{RawRecord, SplitProblem};
 use super::{azure, cloudtrail, gcp, k8s, vault};
 use crate::event::{Event, SourceKind};
 
@@ -44,6 +44,90 @@ pub struct RecordMeta {
     pub container: super::splitter::Container,
     /// The input file, as named in messages.
     pub file: Arc<str>,
+}
+
+impl RecordMeta {
+    pub fn for_record(file: &Arc<str>, rec: &RawRecord) -> RecordMeta {
+        let location = match rec.element {
+            Some(e) => format!("{file}#{}[{e}]", rec.line),
+            None => format!("{file}#{}", rec.line),
+        };
+        RecordMeta {
+            location,
+            prefix: rec.prefix.clone(),
+            container: rec.container,
+            file: Arc::clone(file),
+        }
+    }
+}
+
+/// What a parsing thread made of one record ahead of the run, using no state of the run.
+#[derive(Debug)]
+pub enum Prepared {
+    /// The record decoded as JSON, or why it does not: for [`Source::parse`].
+    Decoded(Result<Value, Reject>),
+    /// A row a source's fast path built from the text alone (a Vault response), for
+    /// [`Source::settle_prepared`].
+    Row(Box<Event>),
+    /// A record its source settles by a key without parsing it (a Vault request, held as text
+    /// under its id), for [`Source::settle_prepared`].
+    Keyed(String),
+}
+
+/// The stateless part of reading one record of a file of `kind`; runs on the parsing threads.
+pub fn prepare(
+    kind: SourceKind,
+    opts: &ParseOptions,
+    record: &RawRecord,
+    meta: &RecordMeta,
+) -> Prepared {
+    let fast = match kind {
+        SourceKind::Vault => vault::prepare(record, opts, meta),
+        _ => None,
+    };
+    fast.unwrap_or_else(|| Prepared::Decoded(decode(record)))
+}
+
+/// The record's text as JSON, or why not.
+pub fn decode(rec: &RawRecord) -> Result<Value, Reject> {
+    match &rec.problem {
+        Some(SplitProblem::TooLong { len }) => {
+            return Err(Reject::new(
+                "line_too_long",
+                format!("record of {len} bytes is longer than max_line_bytes"),
+            ))
+        }
+        Some(SplitProblem::NotJson) => {
+            return Err(Reject::new("invalid_json", "no JSON object on this line"))
+        }
+        None => {}
+    }
+    if let Err(e) = std::str::from_utf8(&rec.bytes) {
+        return Err(Reject::new(
+            "invalid_utf8",
+            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+        ));
+    }
+    serde_json::from_slice(&rec.bytes).map_err(|e| {
+        let text = e.to_string();
+        let reason = if text.contains("recursion limit") {
+            "too_deep"
+        } else {
+            "invalid_json"
+        };
+        // serde counts lines inside the record; say where in the record, not "line 1".
+        let what = text.split(" at line ").next().unwrap_or(&text);
+        let detail = if e.line() <= 1 {
+            format!("{what} at byte {} of the record", e.column())
+        } else {
+            format!(
+                "{what} at line {} column {} of the record",
+                e.line(),
+                e.column()
+            )
+        };
+        Reject::new(reason, detail)
+    })
 }
 
 /// What a parser made of one record.
@@ -118,10 +202,18 @@ impl Reject {
 /// One input format.
 pub trait Source {
     fn kind(&self) -> SourceKind;
-    /// A cheap look at the record's text before it is decoded: `Some` settles the record
-    /// without a full parse (a Vault request is held as text until its response arrives).
-    fn peek(&mut self, _record: &RawRecord, _meta: &RecordMeta) -> Option<Parsed> {
-        None
+    /// Settles a record that [`prepare`] made into a [`Prepared::Row`] or [`Prepared::Keyed`];
+    /// only sources whose `prepare` makes those are asked.
+    fn settle_prepared(
+        &mut self,
+        prepared: Prepared,
+        _record: RawRecord,
+        _meta: RecordMeta,
+    ) -> Parsed {
+        unreachable!(
+            "{} prepares no rows or keys ahead, yet was given {prepared:?}",
+            self.kind()
+        )
     }
     /// Normalizes one record (a JSON object) into rows.
     fn parse(&mut self, record: Value, meta: &RecordMeta) -> Result<Parsed, Reject>;

@@ -40,6 +40,13 @@ struct Buffer {
 /// A partition: the source and the UTC day number of `event_time`.
 type PartitionKey = (SourceKind, i64);
 
+/// What the encoder thread is asked to do.
+enum Message {
+    Write(Job),
+    /// Answer once every file asked for before is written.
+    Barrier(SyncSender<()>),
+}
+
 /// One file for the encoder thread to sort, encode and publish.
 struct Job {
     path: PathBuf,
@@ -58,19 +65,28 @@ pub struct PartitionWriter {
     buffers: HashMap<PartitionKey, Buffer>,
     buffered_bytes: usize,
     next_file: u64,
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<Message>>,
+    /// Files written (or being written) per partition, for [`PartitionWriter::written_files`].
+    written: HashMap<PartitionKey, Vec<PathBuf>>,
     encoder: Option<JoinHandle<Result<Vec<DataFile>, StoreError>>>,
 }
 
 impl PartitionWriter {
     pub fn new(store: Store, seq: u64, ingest_time: i64) -> Self {
         // Two batches in flight at most: memory stays bounded when encoding is the slower side.
-        let (tx, rx) = sync_channel::<Job>(1);
+        let (tx, rx) = sync_channel::<Message>(1);
         let encoder = std::thread::Builder::new()
             .name("vigil-parquet".into())
             .spawn(move || {
                 let mut written = Vec::new();
-                for job in rx {
+                for message in rx {
+                    let job = match message {
+                        Message::Write(job) => job,
+                        Message::Barrier(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     let mut file = write_parquet(&job.path, job.batch)?;
                     file.path = job.relative;
                     file.source = job.source;
@@ -88,6 +104,7 @@ impl PartitionWriter {
             buffered_bytes: 0,
             next_file: 0,
             jobs: Some(tx),
+            written: HashMap::new(),
             encoder: Some(encoder),
         }
     }
@@ -118,6 +135,30 @@ impl PartitionWriter {
             }
         }
         Ok(())
+    }
+
+    /// The files this writer has written for the partition of `source` and `day` (days since
+    /// the epoch), all rows pushed for it included: its buffer is written out and the call
+    /// waits until the encoder has finished them, so they can be read back.
+    pub fn written_files(
+        &mut self,
+        source: SourceKind,
+        day: i64,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        let key = (source, day);
+        self.flush(key)?;
+        if self.written.contains_key(&key) {
+            let (tx, rx) = sync_channel(1);
+            let sender = self.jobs.as_ref().expect("the writer is open");
+            if sender.send(Message::Barrier(tx)).is_err() || rx.recv().is_err() {
+                self.join()?;
+                return Err(StoreError::Parquet {
+                    path: self.store.root().to_owned(),
+                    message: "the Parquet encoder stopped".into(),
+                });
+            }
+        }
+        Ok(self.written.get(&key).cloned().unwrap_or_default())
     }
 
     /// Writes every buffer and returns the files written, in write order.
@@ -181,8 +222,9 @@ impl PartitionWriter {
             date,
             batch,
         };
+        self.written.entry(key).or_default().push(path.clone());
         let sender = self.jobs.as_ref().expect("the writer is open");
-        if sender.send(job).is_err() {
+        if sender.send(Message::Write(job)).is_err() {
             // The encoder stopped on an error: report it.
             self.join()?;
             return Err(StoreError::Parquet {

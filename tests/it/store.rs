@@ -396,3 +396,55 @@ fn a_generated_directory_ingests_cleanly_its_labels_are_skipped() {
         "vigil generate labels (ground truth, not events)"
     );
 }
+
+/// The dedupe index keeps a bounded number of uids: partitions it dropped are read back, this
+/// run's own files included, when a record for them comes again.
+#[test]
+fn duplicates_are_found_after_their_partition_left_memory() {
+    use vigil::ingest::{ingest as ingest_lib, IngestOptions, InputSpec, ParseOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    let r = run(vigil(&gen)
+        .args([
+            "generate",
+            "--source",
+            "cloudtrail",
+            "--events",
+            "3000",
+            "--seed",
+            "5",
+            "--days",
+            "3",
+            "--out",
+        ])
+        .arg(&gen));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(gen.join("cloudtrail-audit.log")).unwrap();
+    // Every event twice, the second copy after all three days went by.
+    let input = write(&dir.path().join("twice.log"), text.clone() + &text);
+    let store = vigil::store::Store::new(dir.path().join("store"));
+    let opts = IngestOptions {
+        source: None,
+        strict: false,
+        max_record_bytes: 1 << 20,
+        parse: ParseOptions::default(),
+        progress: false,
+        now: 1_800_000_000_000_000_000,
+        // Far below one day's events: every change of day drops the others.
+        dedupe_budget: 50,
+    };
+    let report = ingest_lib(&store, &[InputSpec::Path(input)], &opts).unwrap();
+    let t = &report.total;
+    assert_eq!(
+        (t.read, t.stored, t.duplicates, t.rejected),
+        (6000, 3000, 3000, 0)
+    );
+    let root = dir.path().join("store");
+    assert_eq!(count(&root, "SELECT count(*) AS n FROM events"), 3000);
+    assert_eq!(
+        count(&root, "SELECT count(DISTINCT event_uid) AS n FROM events"),
+        3000
+    );
+    let r = run(vigil(&root).arg("verify"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}

@@ -15,7 +15,7 @@ mod entry;
 
 use super::fields::required_str;
 use super::held::{Held, Recent, MAX_HELD};
-use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
+use super::source::{ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source};
 use super::splitter::RawRecord;
 use crate::event::{Event, SourceKind};
 
@@ -121,6 +121,39 @@ struct PeekRequest<'a> {
     id: Option<Cow<'a, str>>,
 }
 
+/// A cheap look at an entry's text on a parsing thread: a response becomes its row in one
+/// typed parse, a request only needs its id (it is held as text until its response arrives).
+/// `None` sends the entry to the exact path in [`VaultSource::parse`].
+pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Option<Prepared> {
+    if record.problem.is_some() {
+        return None;
+    }
+    // Most entries say which they are in one place.
+    let says_response = memchr::memmem::find(&record.bytes, b"\"type\":\"response\"").is_some();
+    if says_response {
+        if let Some(event) = entry::from_text(&record.bytes, opts, meta, false) {
+            if event
+                .attributes
+                .get("entry_type")
+                .is_some_and(|t| t.ends_with("response"))
+            {
+                return Some(Prepared::Row(Box::new(event)));
+            }
+        }
+    }
+    let peek: Peek = serde_json::from_slice(&record.bytes).ok()?;
+    let kind = peek.kind?;
+    if kind.ends_with("response") {
+        let event = entry::from_text(&record.bytes, opts, meta, false)?;
+        return Some(Prepared::Row(Box::new(event)));
+    }
+    let id = peek.request?.id?;
+    if !kind.ends_with("request") || id.is_empty() {
+        return None;
+    }
+    Some(Prepared::Keyed(id.into_owned()))
+}
+
 enum EntryType {
     Request,
     Response,
@@ -131,42 +164,22 @@ impl Source for VaultSource {
         SourceKind::Vault
     }
 
-    fn peek(&mut self, record: &RawRecord, meta: &RecordMeta) -> Option<Parsed> {
-        if record.problem.is_some() {
-            return None;
-        }
-        // Most entries say which they are in one place; a response goes straight to the fast
-        // path (one parse), a request only needs its id.
-        let says_response = memchr::memmem::find(&record.bytes, b"\"type\":\"response\"").is_some();
-        if says_response {
-            let event = entry::from_text(&record.bytes, &self.opts, meta, false)?;
-            if event
-                .attributes
-                .get("entry_type")
-                .is_some_and(|t| t.ends_with("response"))
-            {
-                return Some(self.complete(event));
+    fn settle_prepared(
+        &mut self,
+        prepared: Prepared,
+        record: RawRecord,
+        meta: RecordMeta,
+    ) -> Parsed {
+        match prepared {
+            Prepared::Row(event) => self.complete(*event),
+            Prepared::Keyed(id) => {
+                if self.completed.contains(&id) || self.held.contains(&id) {
+                    return Parsed::Duplicate;
+                }
+                self.hold(id, HeldRequest::Text { record, meta })
             }
+            Prepared::Decoded(_) => unreachable!("a decoded Vault entry goes to parse"),
         }
-        let peek: Peek = serde_json::from_slice(&record.bytes).ok()?;
-        let kind = peek.kind?;
-        if kind.ends_with("response") {
-            // The fast path; `None` sends the entry to the exact path in `parse`.
-            let event = entry::from_text(&record.bytes, &self.opts, meta, false)?;
-            return Some(self.complete(event));
-        }
-        let id = peek.request?.id?;
-        if !kind.ends_with("request") || id.is_empty() {
-            return None;
-        }
-        if self.completed.contains(&id) || self.held.contains(&id) {
-            return Some(Parsed::Duplicate);
-        }
-        let held = HeldRequest::Text {
-            record: record.clone(),
-            meta: meta.clone(),
-        };
-        Some(self.hold(id.into_owned(), held))
     }
 
     fn parse(&mut self, mut record: Value, meta: &RecordMeta) -> Result<Parsed, Reject> {

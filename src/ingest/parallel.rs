@@ -1,0 +1,147 @@
+//! Reading, splitting and the stateless part of parsing one file, on threads of their own.
+//!
+//! The ingest thread keeps what needs the run's state (pairing Vault requests with responses,
+//! dedupe, accounting, the partition writer); everything a record needs alone runs here, ahead
+//! of it: a reader thread splits the input into records and deals them out in batches, round
+//! robin, to parsing threads, which the ingest thread reads back in the same order. Channels are
+//! bounded, so memory stays a few batches per thread whichever side is slower.
+
+use std::io::{self, BufRead};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::Scope;
+
+use super::source::{prepare, ParseOptions, Prepared, RecordMeta};
+use super::splitter::{RawRecord, Splitter};
+use crate::event::SourceKind;
+
+/// Records per batch: large enough that channel traffic is noise, small enough to keep a few
+/// batches per thread in flight.
+const BATCH_RECORDS: usize = 256;
+/// Batches waiting in each channel.
+const QUEUED: usize = 2;
+
+/// One record with what a parsing thread made of it.
+pub struct Prepped {
+    pub rec: RawRecord,
+    pub meta: RecordMeta,
+    pub prepared: Prepared,
+}
+
+/// Records in input order; `error` ends the file (an I/O or decompression error after them).
+pub struct Batch {
+    pub items: Vec<Prepped>,
+    pub error: Option<io::Error>,
+}
+
+/// Parsing threads: one per core (the ingest thread waits on them much of the time).
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+}
+
+/// Starts the reader and parsing threads of one file inside `scope`; the batches come back in
+/// input order. Dropping the iterator stops the threads at their next send.
+pub fn spawn<'scope, R>(
+    scope: &'scope Scope<'scope, '_>,
+    records: Splitter<R>,
+    kind: SourceKind,
+    opts: &'scope ParseOptions,
+    file: Arc<str>,
+) -> InOrder
+where
+    R: BufRead + Send + 'scope,
+{
+    let n = workers();
+    let mut inputs = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (in_tx, in_rx) = sync_channel::<(Vec<RawRecord>, Option<io::Error>)>(QUEUED);
+        let (out_tx, out_rx) = sync_channel::<Batch>(QUEUED);
+        let file = Arc::clone(&file);
+        scope.spawn(move || parse_batches(in_rx, out_tx, kind, opts, &file));
+        inputs.push(in_tx);
+        outputs.push(out_rx);
+    }
+    scope.spawn(move || read_batches(records, inputs));
+    InOrder { outputs, next: 0 }
+}
+
+fn read_batches<R: BufRead>(
+    mut records: Splitter<R>,
+    inputs: Vec<SyncSender<(Vec<RawRecord>, Option<io::Error>)>>,
+) {
+    for turn in 0.. {
+        let mut batch = Vec::with_capacity(BATCH_RECORDS);
+        let mut error = None;
+        let mut ended = false;
+        while batch.len() < BATCH_RECORDS {
+            match records.next() {
+                Some(Ok(rec)) => batch.push(rec),
+                Some(Err(e)) => {
+                    error = Some(e);
+                    break;
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let last = ended || error.is_some();
+        if (!batch.is_empty() || error.is_some())
+            && inputs[turn % inputs.len()].send((batch, error)).is_err()
+        {
+            return;
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn parse_batches(
+    input: Receiver<(Vec<RawRecord>, Option<io::Error>)>,
+    output: SyncSender<Batch>,
+    kind: SourceKind,
+    opts: &ParseOptions,
+    file: &Arc<str>,
+) {
+    for (records, error) in input {
+        let items = records
+            .into_iter()
+            .map(|rec| {
+                let meta = RecordMeta::for_record(file, &rec);
+                let prepared = prepare(kind, opts, &rec, &meta);
+                Prepped {
+                    rec,
+                    meta,
+                    prepared,
+                }
+            })
+            .collect();
+        if output.send(Batch { items, error }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The parsing threads' batches, read back in the order the reader dealt them.
+pub struct InOrder {
+    outputs: Vec<Receiver<Batch>>,
+    next: usize,
+}
+
+impl Iterator for InOrder {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        // The reader deals batches round robin and stops after the last, so the first thread
+        // with nothing more to give marks the end of the file. (A thread that panicked also
+        // ends it early; the scope then re-raises the panic and nothing is committed.)
+        let batch = self.outputs[self.next % self.outputs.len()].recv().ok()?;
+        self.next += 1;
+        Some(batch)
+    }
+}
