@@ -25,9 +25,9 @@ use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSIO
 use crate::ingest::timestamp::format_nanos;
 
 /// A partition's buffer is written out once it holds about this much.
-const FLUSH_BYTES: usize = 32 << 20;
+const FLUSH_BYTES: usize = 24 << 20;
 /// All buffers together stay under this; the largest is written out first.
-const TOTAL_BYTES: usize = 96 << 20;
+const TOTAL_BYTES: usize = 64 << 20;
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -236,11 +236,51 @@ impl PartitionWriter {
     }
 }
 
+/// Bytes the row takes in the Arrow builders: every text value plus its offset, and the fixed
+/// columns. (It counted only the uid, resource and raw text before, and buffers held about
+/// three times their budget.)
 fn approx_size(e: &Event) -> usize {
-    // Fixed columns plus the variable text that dominates.
-    256 + e.raw_event.as_ref().map_or(0, String::len)
-        + e.event_uid.len()
-        + e.resource_id.as_ref().map_or(0, String::len)
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len) + 4;
+    let texts = [
+        &e.source_event_id,
+        &e.request_id,
+        &e.tenant,
+        &e.region,
+        &e.status_code,
+        &e.error_message,
+        &e.actor_id,
+        &e.actor_name,
+        &e.actor_role,
+        &e.actor_origin_id,
+        &e.via_service,
+        &e.credential_id,
+        &e.src_ip,
+        &e.src_host,
+        &e.user_agent,
+        &e.resource_id,
+        &e.resource_name,
+        &e.resource_version,
+        &e.resource_scope,
+        &e.raw_event,
+    ];
+    let lists: usize = e
+        .actor_groups
+        .iter()
+        .chain(&e.parse_warnings)
+        .map(|s| s.len() + 4)
+        .sum();
+    let attributes: usize = e
+        .attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 8)
+        .sum();
+    128 + e.event_uid.len()
+        + e.service.len()
+        + e.operation.len()
+        + e.raw_location.len()
+        + texts.into_iter().map(opt).sum::<usize>()
+        + lists
+        + attributes
 }
 
 /// Sorts a batch by `event_time` and writes it durably to `path`.
