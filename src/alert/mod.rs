@@ -10,7 +10,7 @@ pub mod webhook;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{AlertSettings, Config};
 use crate::detect::Finding;
 use crate::mail::{self, Delivered, Mail, MailError};
 
@@ -26,8 +26,9 @@ pub struct Notified {
     /// Waiting messages from earlier runs that this run delivered.
     pub flushed: usize,
     pub delivered: Option<Delivered>,
-    /// The webhook's outcome when `[alerts] webhook_url_env` is set and there was something new.
-    pub webhook: Option<Result<(), String>>,
+    /// The webhook's outcome when `[alerts] webhook_url_env` is set and something was waiting
+    /// to be posted (this run's findings or an earlier run's).
+    pub webhook: Option<webhook::Posted>,
 }
 
 /// Keys sent (queued) after `since`, from the outbox.
@@ -78,37 +79,52 @@ pub fn notify(
         delivered: None,
         webhook: None,
     };
-    if send.is_empty() {
-        return Ok(out);
+    if !send.is_empty() {
+        let body = serde_json::json!({
+            "text": render::subject(&send),
+            "window": window,
+            "findings": send,
+        });
+        out.delivered = Some(mail::deliver(
+            smtp,
+            &outbox,
+            &message(settings, &send, window),
+        )?);
+        if settings.webhook_url_env.is_some() {
+            webhook::queue(&outbox, now, &serde_json::to_vec(&body).unwrap_or_default()).map_err(
+                |source| MailError::Outbox {
+                    path: outbox.join("webhook"),
+                    source,
+                },
+            )?;
+        }
     }
+    if let Some(var) = &settings.webhook_url_env {
+        let url = std::env::var(var).map_err(|_| {
+            format!("environment variable {var} ([alerts] webhook_url_env) is not set")
+        });
+        out.webhook = webhook::flush(&outbox, url);
+    }
+    Ok(out)
+}
+
+/// The alert email for the findings to send.
+fn message(settings: &AlertSettings, send: &[&Finding], window: &str) -> Mail {
     let to = if settings.email_to.is_empty() {
         vec!["secops@localhost".to_owned()]
     } else {
         settings.email_to.clone()
     };
-    let message = Mail {
+    Mail {
         keys: send.iter().map(|f| f.key.clone()).collect(),
         to,
-        subject: render::subject(&send),
-        text: render::text(&send, window),
-        html: render::html(&send, window),
+        subject: render::subject(send),
+        text: render::text(send, window),
+        html: render::html(send, window),
         attachments: vec![mail::Attachment {
             filename: "findings.json".into(),
             content_type: "application/json",
-            body: serde_json::to_vec_pretty(&send).unwrap_or_default(),
+            body: serde_json::to_vec_pretty(send).unwrap_or_default(),
         }],
-    };
-    out.delivered = Some(mail::deliver(smtp, &outbox, &message)?);
-    if let Some(var) = &settings.webhook_url_env {
-        out.webhook = Some(match std::env::var(var) {
-            Ok(url) => {
-                let body = serde_json::json!({"text": message.subject, "window": window, "findings": send});
-                webhook::post(&url, &serde_json::to_vec(&body).unwrap_or_default())
-            }
-            Err(_) => Err(format!(
-                "environment variable {var} ([alerts] webhook_url_env) is not set"
-            )),
-        });
     }
-    Ok(out)
 }

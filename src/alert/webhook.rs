@@ -3,9 +3,14 @@
 //! (system trust store), plain TCP only to a loopback host. The URL comes from the environment
 //! variable named by `[alerts] webhook_url_env`, since it usually embeds a token: errors name
 //! the host only.
+//!
+//! Like mail, a body is written durably to `<outbox>/webhook/pending/` before it is posted and
+//! moved to `webhook/sent/` after a 2xx answer; every run posts what waits first, in order, and
+//! stops at the first failure. The URL is never written down.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +117,91 @@ pub fn post(url: &str, body: &[u8]) -> Result<(), String> {
     } else {
         Err(fail(&format!("answered {code}")))
     }
+}
+
+/// What posting the waiting webhook bodies did.
+#[derive(Debug)]
+pub struct Posted {
+    pub posted: usize,
+    /// Bodies still waiting after this run.
+    pub waiting: usize,
+    pub dir: PathBuf,
+    /// Why the first one still waiting was not posted.
+    pub error: Option<String>,
+}
+
+fn pending_dir(outbox: &Path) -> PathBuf {
+    outbox.join("webhook").join("pending")
+}
+
+/// Writes a body to be posted under `pending/`, named by `now` so waiting bodies go out in the
+/// order they were queued.
+pub fn queue(outbox: &Path, now: i64, body: &[u8]) -> std::io::Result<PathBuf> {
+    let dir = pending_dir(outbox);
+    std::fs::create_dir_all(&dir)?;
+    let mut n = 0;
+    let path = loop {
+        let p = dir.join(format!("{now:020}-{n}.json"));
+        if !p.exists() {
+            break p;
+        }
+        n += 1;
+    };
+    crate::store::fsutil::write_atomic(&path, body)?;
+    Ok(path)
+}
+
+/// Posts the waiting bodies, oldest first, to `url` (or explains why there is no URL); `None`
+/// when nothing waits.
+pub fn flush(outbox: &Path, url: Result<String, String>) -> Option<Posted> {
+    let dir = pending_dir(outbox);
+    let mut waiting: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    if waiting.is_empty() {
+        return None;
+    }
+    waiting.sort();
+    let mut out = Posted {
+        posted: 0,
+        waiting: waiting.len(),
+        dir: dir.clone(),
+        error: None,
+    };
+    let url = match url {
+        Ok(u) => u,
+        Err(e) => {
+            out.error = Some(e);
+            return Some(out);
+        }
+    };
+    let sent = outbox.join("webhook").join("sent");
+    for path in waiting {
+        let result = std::fs::read(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|body| post(&url, &body))
+            .and_then(|()| {
+                std::fs::create_dir_all(&sent)
+                    .and_then(|()| {
+                        std::fs::rename(&path, sent.join(path.file_name().unwrap_or_default()))
+                    })
+                    .and_then(|()| crate::store::fsutil::sync_dir(&dir))
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            });
+        match result {
+            Ok(()) => {
+                out.posted += 1;
+                out.waiting -= 1;
+            }
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

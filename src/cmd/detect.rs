@@ -80,13 +80,18 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
                 n.sent_findings, n.suppressed, n.below_threshold
             );
         }
-        match &n.webhook {
-            Some(Ok(())) if !g.quiet => eprintln!("webhook: posted"),
-            Some(Err(e)) => {
-                eprintln!("error: {e}");
+        if let Some(w) = &n.webhook {
+            if w.posted > 0 && !g.quiet {
+                eprintln!("webhook: posted {} message(s)", w.posted);
+            }
+            if let Some(e) = &w.error {
+                eprintln!(
+                    "error: {e}; {} webhook message(s) wait in {} and are posted by the next run",
+                    w.waiting,
+                    w.dir.display()
+                );
                 code = exit::ERROR;
             }
-            _ => {}
         }
         match n.delivered {
             Some(Delivered::Sent) | None => {}

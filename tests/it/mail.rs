@@ -621,22 +621,71 @@ fn webhook_gets_the_new_findings_once() {
         codes.contains(&"VG013") && codes.iter().all(|c| *c != "VG002"),
         "only high and above: {codes:?}"
     );
-    // A failing webhook names the host, never the URL's token, and exits 2.
+    // A failing webhook names the host, never the URL's token, and exits 2; the body waits in
+    // the outbox (without the URL) and the next run posts it once.
     let dir2 = tempfile::tempdir().unwrap();
     let store2 = alert_store(dir2.path());
-    let r = run(vigil(&store2)
-        .arg("--config")
-        .arg(&cfg)
-        .env(
-            "VIGIL_TEST_WEBHOOK",
-            format!("http://127.0.0.1:{}/hooks/secret-token-123", free_port()),
-        )
-        .args(["detect", "--notify"])
-        .args(crate::detect::WINDOW));
+    let down = free_port();
+    let hook2 = |port: u16| {
+        run(vigil(&store2)
+            .arg("--config")
+            .arg(&cfg)
+            .env(
+                "VIGIL_TEST_WEBHOOK",
+                format!("http://127.0.0.1:{port}/hooks/secret-token-123"),
+            )
+            .args(["detect", "--notify"])
+            .args(crate::detect::WINDOW))
+    };
+    let r = hook2(down);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("webhook 127.0.0.1:") && !r.stderr.contains("secret-token-123"),
+        r.stderr.contains("webhook 127.0.0.1:")
+            && r.stderr.contains("1 webhook message(s) wait in")
+            && !r.stderr.contains("secret-token-123"),
         "{}",
         r.stderr
     );
+    let waiting = dir2.path().join("store/state/outbox/webhook/pending");
+    let queued: Vec<PathBuf> = std::fs::read_dir(&waiting)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let text = std::fs::read_to_string(&queued[0]).unwrap();
+    assert!(!text.contains("secret-token-123") && text.contains("VG013"));
+    let out2 = dir2.path().join("hooks");
+    std::fs::create_dir_all(&out2).unwrap();
+    let port2 = free_port();
+    let mut child2 = Command::new(python())
+        .arg(repo().join("tests/support/webhook_server.py"))
+        .arg(port2.to_string())
+        .arg(&out2)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child2.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let r = hook2(port2);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("webhook: posted 1 message(s)"),
+        "{}",
+        r.stderr
+    );
+    let r = hook2(port2);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let _ = child2.kill();
+    let _ = child2.wait();
+    let posted: Vec<PathBuf> = std::fs::read_dir(&out2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(posted.len(), 1, "posted once after the outage");
+    assert_eq!(std::fs::read_to_string(&posted[0]).unwrap(), text);
+    assert_eq!(std::fs::read_dir(&waiting).unwrap().count(), 0);
 }
