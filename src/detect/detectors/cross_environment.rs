@@ -37,7 +37,7 @@ crossing AS (
   GROUP BY actor_id, actor_env, resource_id, resource_env),
 prev AS (
   SELECT DISTINCT actor_id, resource_id
-  FROM secret_reads JOIN (SELECT DISTINCT actor_id AS wanted FROM crossing) w ON actor_id = w.wanted
+  FROM (SELECT DISTINCT actor_id AS wanted FROM crossing) w JOIN secret_reads ON actor_id = w.wanted
   WHERE outcome = 'success'
     AND event_time >= $hist_from AND event_time < $from)
 SELECT c.*, p.actor_id IS NOT NULL AS seen_before

@@ -24,7 +24,7 @@ WITH denied AS (
 success AS (
   SELECT s.actor_id, min(s.event_time) AS first_success, count(*) AS reads,
          array_agg(DISTINCT s.resource_id) AS resources
-  FROM secret_reads s JOIN denied d ON s.actor_id = d.actor_id
+  FROM denied d JOIN secret_reads s ON s.actor_id = d.actor_id
   WHERE s.outcome = 'success' AND s.event_time > d.first_denied
     AND CAST(s.event_time AS BIGINT) <= CAST(d.last_denied AS BIGINT) + $within
     AND s.event_time >= $from AND s.event_time < $to_late

@@ -22,7 +22,7 @@ WITH win AS (
   GROUP BY actor_id),
 prev AS (
   SELECT actor_id, max(event_time) AS last_before, count(*) AS events_before
-  FROM events JOIN (SELECT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  FROM (SELECT actor_id AS wanted FROM win) w JOIN events ON actor_id = w.wanted
   WHERE event_time >= $hist_from AND event_time < $from
   GROUP BY actor_id)
 SELECT w.*, p.last_before, p.events_before

@@ -27,7 +27,7 @@ WITH win AS (
   GROUP BY resource_id),
 prev AS (
   SELECT resource_id, max(event_time) AS last_before, count(*) AS reads_before
-  FROM secret_reads JOIN (SELECT resource_id AS wanted FROM win) w ON resource_id = w.wanted
+  FROM (SELECT resource_id AS wanted FROM win) w JOIN secret_reads ON resource_id = w.wanted
   WHERE outcome = 'success'
     AND event_time >= $hist_from AND event_time < $from
   GROUP BY resource_id)

@@ -33,9 +33,8 @@ ORDER BY actor_id, first_read";
 const HISTORY: &str = "
 WITH bucketed AS (
   SELECT actor_id, resource_id, CAST(event_time AS BIGINT) / $width AS bucket
-  FROM secret_reads
-  JOIN (SELECT DISTINCT actor_id AS wanted FROM secret_reads WHERE event_time >= $from AND event_time < $to) w
-    ON actor_id = w.wanted
+  FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads WHERE event_time >= $from AND event_time < $to) w
+  JOIN secret_reads ON actor_id = w.wanted
   WHERE true
     AND resource_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from),
 per AS (SELECT actor_id, bucket, count(DISTINCT resource_id) AS secrets FROM bucketed GROUP BY actor_id, bucket)

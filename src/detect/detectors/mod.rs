@@ -1,4 +1,10 @@
 //! The shipped detectors, one file each, and the registry.
+//!
+//! Two rules for the SQL, both measured on DataFusion 55: restrict history to the window's
+//! principals with a JOIN on a DISTINCT subquery, never `x IN (SELECT ...)` (planned ~40x
+//! slower), and put that small subquery on the LEFT of the join: without statistics the hash
+//! join builds its table from the left side, and with `events` there it buffered the whole
+//! lookback (10 M events: 5.5 s and 3.7 GiB for one detector, 1.4 s when swapped).
 
 mod bulk_retrieval;
 mod canary_touched;
@@ -166,6 +172,45 @@ fn who(row: &Row) -> String {
 pub struct Cache {
     history_days: tokio::sync::OnceCell<f64>,
     profiles: tokio::sync::Mutex<BTreeMap<i64, std::sync::Arc<unusual_hour::Profiles>>>,
+    /// Names of the registered client-history tables, per lookback.
+    clients: tokio::sync::Mutex<BTreeMap<i64, String>>,
+}
+
+/// Calls of the window's secret readers in the lookback, per source address and user agent:
+/// the history both first-seen detectors (VG003 networks, VG004 user agents) compare with, read
+/// from the store once per run instead of once each.
+const CLIENT_HISTORY: &str = "
+SELECT e.actor_id, e.src_ip, e.user_agent, count(*) AS n
+FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
+      WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to) w
+JOIN events e ON e.actor_id = w.wanted
+WHERE e.event_time >= $hist_from AND e.event_time < $from
+  AND (e.src_ip IS NOT NULL OR e.user_agent IS NOT NULL)
+GROUP BY e.actor_id, e.src_ip, e.user_agent";
+
+/// The name of the table holding [`CLIENT_HISTORY`] for `lookback`, computed and registered in
+/// the session on first use (columns `actor_id`, `src_ip`, `user_agent`, `n`).
+async fn client_history(d: &DetectContext<'_>, lookback: i64) -> Result<String, QueryError> {
+    let mut cache = d.cache.clients.lock().await;
+    if let Some(name) = cache.get(&lookback) {
+        return Ok(name.clone());
+    }
+    let df = crate::query::plan(
+        d.ctx,
+        CLIENT_HISTORY,
+        Some(datafusion::common::ParamValues::from(bounds(d, lookback))),
+    )
+    .await?;
+    let schema = df.schema().inner().clone();
+    let batches = crate::query::collect(df, d.limits).await?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+    // A backtest runs window after window on one session: each run's table replaces the last.
+    let name = format!("vigil_client_history_{}", cache.len());
+    d.ctx.deregister_table(name.as_str())?;
+    d.ctx
+        .register_table(name.as_str(), std::sync::Arc::new(table))?;
+    cache.insert(lookback, name.clone());
+    Ok(name)
 }
 
 /// Days of history the store holds before the window (0 when none).

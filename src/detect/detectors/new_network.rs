@@ -30,11 +30,9 @@ win AS (
          sum(events) AS events, min(src_ip) AS src_ip, flatten(array_agg(resources)) AS resources
   FROM win_ips GROUP BY actor_id, vigil_network(src_ip)),
 hist_ips AS (
-  SELECT e.actor_id, e.src_ip, count(*) AS n
-  FROM events e JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON e.actor_id = w.wanted
-  WHERE e.src_ip IS NOT NULL
-    AND e.event_time >= $hist_from AND e.event_time < $from
-  GROUP BY e.actor_id, e.src_ip),
+  SELECT actor_id, src_ip, sum(n) AS n FROM vigil_client_history
+  WHERE src_ip IS NOT NULL
+  GROUP BY actor_id, src_ip),
 hist AS (
   SELECT actor_id, vigil_network(src_ip) AS network, sum(n) AS n FROM hist_ips
   GROUP BY actor_id, vigil_network(src_ip)),
@@ -78,7 +76,9 @@ impl Detector for NewNetwork {
         let mut params = bounds(d, s.days_nanos("lookback_days"));
         params.push(("min_events", rows::int(s.get("min_events"))));
         let mut out = Vec::new();
-        for r in query(d, SQL, params).await? {
+        let history = client_history(d, s.days_nanos("lookback_days")).await?;
+        let sql = SQL.replace("vigil_client_history", &history);
+        for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
             let network = rows::text(&r, "network");
             let ip = rows::text(&r, "src_ip");

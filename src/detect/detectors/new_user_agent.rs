@@ -30,10 +30,8 @@ win AS (
          min(user_agent) AS user_agent, flatten(array_agg(resources)) AS resources
   FROM win_ua GROUP BY actor_id, vigil_ua_family(user_agent)),
 hist_ua AS (
-  SELECT actor_id, user_agent, count(*) AS n
-  FROM events JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  SELECT actor_id, user_agent, sum(n) AS n FROM vigil_client_history
   WHERE user_agent IS NOT NULL
-    AND event_time >= $hist_from AND event_time < $from
   GROUP BY actor_id, user_agent),
 hist AS (SELECT actor_id, vigil_ua_family(user_agent) AS family, sum(n) AS n FROM hist_ua GROUP BY actor_id, vigil_ua_family(user_agent)),
 actors AS (SELECT actor_id, sum(n) AS events, count(*) AS families FROM hist GROUP BY actor_id)
@@ -86,7 +84,9 @@ impl Detector for NewUserAgent {
         let mut params = bounds(d, s.days_nanos("lookback_days"));
         params.push(("min_events", rows::int(s.get("min_events"))));
         let mut out = Vec::new();
-        for r in query(d, SQL, params).await? {
+        let history = client_history(d, s.days_nanos("lookback_days")).await?;
+        let sql = SQL.replace("vigil_client_history", &history);
+        for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
             let family = rows::text(&r, "family");
             let scripting = SCRIPTING.iter().any(|t| family.contains(t));

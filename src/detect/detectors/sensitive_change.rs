@@ -29,7 +29,7 @@ WITH win AS (
   GROUP BY actor_id, tenant),
 prev AS (
   SELECT DISTINCT actor_id, tenant
-  FROM events JOIN (SELECT DISTINCT actor_id AS wanted FROM win) w ON actor_id = w.wanted
+  FROM (SELECT DISTINCT actor_id AS wanted FROM win) w JOIN events ON actor_id = w.wanted
   WHERE event_time >= $hist_from AND event_time < $from
     AND (action IN ('delete', 'policy')
          OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',

@@ -22,15 +22,22 @@ lookback; below that it stays quiet.
 Tuning: lookback_days (28), p_min (0.002), min_active_days (10), min_reads (50).
 False positives: a shift change, the first on-call week of a new engineer.";
 
-/// Hourly secret-read counts of principals over a period (one row per principal and hour).
+/// Hourly secret-read counts of the window's principals over the lookback (one row per
+/// principal and hour). Names come from [`WINDOW_NAMES`]: a `max(actor_name)` here cost a
+/// quarter of the query at 10 M events.
 pub const HOURLY_HISTORY: &str = "
-SELECT e.actor_id, max(e.actor_name) AS actor_name, date_trunc('hour', e.event_time) AS hour, count(*) AS n
-FROM secret_reads e
-JOIN (SELECT DISTINCT actor_id AS wanted FROM secret_reads
-      WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL) w ON e.actor_id = w.wanted
-WHERE true
-  AND e.event_time >= $hist_from AND e.event_time < $from
+SELECT e.actor_id, date_trunc('hour', e.event_time) AS hour, count(*) AS n
+FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
+      WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL) w
+JOIN secret_reads e ON e.actor_id = w.wanted
+WHERE e.event_time >= $hist_from AND e.event_time < $from
 GROUP BY e.actor_id, date_trunc('hour', e.event_time)";
+
+/// The window's principals and the name each goes by (for per-principal time zones).
+const WINDOW_NAMES: &str = "
+SELECT actor_id, max(actor_name) AS actor_name FROM secret_reads
+WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
+GROUP BY actor_id";
 
 const WINDOW: &str = "
 SELECT actor_id, max(actor_name) AS actor_name, max(actor_type) AS actor_type,
@@ -104,6 +111,16 @@ pub async fn profiles(
 async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profiles, QueryError> {
     let mut out: BTreeMap<String, Profile> = BTreeMap::new();
     let mut days: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    let names: BTreeMap<String, Option<String>> = query(d, WINDOW_NAMES, bounds(d, lookback))
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                rows::text(&r, "actor_id"),
+                rows::s(&r, "actor_name").map(str::to_owned),
+            )
+        })
+        .collect();
     for r in query(d, HOURLY_HISTORY, bounds(d, lookback)).await? {
         let actor = rows::text(&r, "actor_id");
         let Some(hour) = rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
@@ -111,7 +128,8 @@ async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profil
             continue;
         };
         let n = rows::n(&r, "n");
-        let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
+        let name = names.get(&actor).and_then(|n| n.as_deref());
+        let how = hour_of_week(d, hour, &actor, name);
         let p = out.entry(actor.clone()).or_insert_with(|| Profile {
             counts: vec![0.0; 168],
             ..Profile::default()
