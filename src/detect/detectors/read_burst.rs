@@ -42,7 +42,7 @@ GROUP BY actor_id, date_trunc('hour', event_time)
 HAVING count(*) >= $floor
 ORDER BY hour, actor_id";
 
-const PARAMS: [Param; 9] = [
+const PARAMS: [Param; 10] = [
     Param {
         name: "lookback_days",
         default: 28.0,
@@ -88,6 +88,7 @@ const PARAMS: [Param; 9] = [
         default: 50.0,
         doc: "off-hours by profile: reads needed",
     },
+    super::unusual_hour::MAX_DAYS_AT_HOUR,
 ];
 
 /// One hour's test result.

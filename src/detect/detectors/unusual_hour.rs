@@ -15,11 +15,13 @@ Why: workloads run on schedules and people keep habits; a nightly job at 14:00 o
 Method: histogram of the principal's secret reads by local hour of day over the lookback,
 smoothed with half of each neighbouring hour and a Laplace term alpha = 0.1;
 P(hour) = (c(h) + (c(h-1) + c(h+1)) / 2 + alpha) / (2 * total + 24 * alpha). Fires when
-P < p_min. (Hour of week would separate weekends, but with a few weeks of history a sparse 24x7
+P < p_min and the principal read at that hour of day on at most max_days_at_hour days of the
+lookback (a share test alone flagged every quiet hour of workers with one busy nightly hour). (Hour of week would separate weekends, but with a few weeks of history a sparse 24x7
 workload leaves hour-of-week cells empty by chance.)
 Cold start: a principal needs min_active_days days with reads and min_reads reads in the
 lookback; below that it stays quiet.
-Tuning: lookback_days (28), p_min (0.002), min_active_days (10), min_reads (50).
+Tuning: lookback_days (28), p_min (0.002), min_active_days (10), min_reads (50),
+max_days_at_hour (2).
 False positives: a shift change, the first on-call week of a new engineer.";
 
 /// Hourly secret-read counts of the window's principals over the lookback (one row per
@@ -55,6 +57,8 @@ pub struct Profile {
     pub counts: Vec<f64>,
     pub total: f64,
     pub active_days: usize,
+    /// Clock hours with reads, per local hour of day: the days the principal used that hour.
+    pub days_at_hour: Vec<u32>,
     /// Counts per UTC hour start (nanos), for seasonal baselines.
     pub hourly: BTreeMap<i64, f64>,
 }
@@ -132,9 +136,11 @@ async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profil
         let how = hour_of_week(d, hour, &actor, name);
         let p = out.entry(actor.clone()).or_insert_with(|| Profile {
             counts: vec![0.0; 168],
+            days_at_hour: vec![0; 24],
             ..Profile::default()
         });
         p.counts[how] += n;
+        p.days_at_hour[how % 24] += 1;
         p.total += n;
         p.hourly.insert(hour, n);
         days.entry(actor).or_default().insert(hour.div_euclid(DAY));
@@ -153,11 +159,16 @@ pub fn unusual(p: Option<&Profile>, how: usize, s: &DetectorSettings) -> Option<
     if p.active_days < s.get("min_active_days") as usize || p.total < s.get("min_reads") {
         return None;
     }
+    // A rare share is not enough: a nightly job makes every other hour a small share of a
+    // large total, yet a worker that reads a little at 04:00 most days is doing its usual.
+    if f64::from(p.days_at_hour[how % 24]) > s.get("max_days_at_hour") {
+        return None;
+    }
     let prob = p.p(how);
     (prob < s.get("p_min")).then_some(prob)
 }
 
-pub const PROFILE_PARAMS: [Param; 4] = [
+pub const PROFILE_PARAMS: [Param; 5] = [
     Param {
         name: "lookback_days",
         default: 28.0,
@@ -178,7 +189,16 @@ pub const PROFILE_PARAMS: [Param; 4] = [
         default: 50.0,
         doc: "reads a principal needs",
     },
+    MAX_DAYS_AT_HOUR,
 ];
+
+/// Shared with the off-hours burst (VG008), which uses the same profile test.
+pub const MAX_DAYS_AT_HOUR: Param = Param {
+    name: "max_days_at_hour",
+    default: 2.0,
+    doc:
+        "an hour of day the principal used on more days than this in the lookback is never unusual",
+};
 
 #[async_trait::async_trait]
 impl Detector for UnusualHour {
@@ -242,6 +262,10 @@ impl Detector for UnusualHour {
             ]);
             f.baseline = numbers([
                 ("reads_this_hour_of_day", int(p.hour_of_day_count(how))),
+                (
+                    "days_at_this_hour",
+                    int(f64::from(p.days_at_hour[how % 24])),
+                ),
                 ("reads_total", int(p.total)),
                 ("active_days", int(p.active_days as f64)),
                 ("p_hour", p_value(prob)),
@@ -258,5 +282,38 @@ impl Detector for UnusualHour {
             out.push(f);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A worker with one busy nightly hour (02:00) and a little reading at 04:00 every day.
+    fn worker(days_at_four: u32) -> Profile {
+        let mut p = Profile {
+            counts: vec![0.0; 168],
+            days_at_hour: vec![0; 24],
+            active_days: 28,
+            ..Profile::default()
+        };
+        p.counts[2] = 10_000.0;
+        p.days_at_hour[2] = 28;
+        p.counts[4] = 30.0;
+        p.days_at_hour[4] = days_at_four;
+        p.total = 10_030.0;
+        p
+    }
+
+    #[test]
+    fn a_small_share_of_an_hour_used_most_days_is_not_unusual() {
+        let s = crate::detect::params::settings(&Config::default(), &UnusualHour);
+        // The share of 04:00 is below p_min either way; only the days decide.
+        assert!(worker(28).p(4) < s.get("p_min"));
+        assert_eq!(unusual(Some(&worker(28)), 4, &s), None);
+        assert!(unusual(Some(&worker(1)), 4, &s).is_some());
+        // An hour never used stays unusual.
+        assert!(unusual(Some(&worker(28)), 10, &s).is_some());
     }
 }
