@@ -176,6 +176,26 @@ pub fn window(l: &mut Log) {
             "vault-go/1.0",
         );
     }
+    // Must NOT fire VG012: the prod service is denied now and then through the day, each time
+    // followed by its usual read (no run of denials).
+    for h in [3, 6, 9, 12] {
+        l.call(
+            w + h * H + 5 * M,
+            "kubernetes-prod-api",
+            "read",
+            "prod/app/db",
+            "10.0.1.5",
+            "vault-go/1.0",
+            true,
+        );
+        l.read(
+            w + h * H + 6 * M,
+            "kubernetes-prod-api",
+            "prod/app/db",
+            "10.0.1.5",
+            "vault-go/1.0",
+        );
+    }
     // VG011 + VG012: mallory is denied 25 times in ten minutes, then succeeds.
     for i in 0..25 {
         l.call(

@@ -6,32 +6,45 @@ use crate::detect::{DetectorSettings, Param};
 pub struct DeniedThenSuccess;
 
 const DOC: &str = "\
-What: a principal is denied secret reads (default at least 3) and then, within an hour of the
-last denial, reads a secret successfully.
+What: a principal is denied at least min_denied secret reads within within_minutes, and then,
+within within_minutes of the last of those denials, reads a secret successfully.
 Why: probing followed by success is a credential or policy that was found to work: the moment
 an attacker gets in (Sigma's temporal_ordered example, Panther's AccessDenied follow-ups).
+Method: for every denial, the denials of the same principal in the within_minutes before it
+(a run); a run of min_denied or more followed by a success within within_minutes fires. Denials
+spread over the day (a busy workload's routine 1 %) make no run: counting the whole day's
+denials made 72 findings a day on 10 M generated events.
 Tuning: min_denied, within_minutes.
 False positives: a permission fixed by an administrator while the caller retried.";
 
+/// `{within}` is the run length in nanoseconds, written into the text because window frame
+/// bounds cannot be placeholders (it is a number from the validated settings).
 const SQL: &str = "
-WITH denied AS (
-  SELECT actor_id, max(actor_name) AS actor_name, min(event_time) AS first_denied,
-         max(event_time) AS last_denied, count(*) AS denied, array_agg(DISTINCT resource_id) AS denied_resources
+WITH denials AS (
+  SELECT actor_id, actor_name, event_time,
+         count(*) OVER (PARTITION BY actor_id ORDER BY CAST(event_time AS BIGINT)
+                        RANGE BETWEEN {within} PRECEDING AND CURRENT ROW) AS run,
+         min(event_time) OVER (PARTITION BY actor_id ORDER BY CAST(event_time AS BIGINT)
+                        RANGE BETWEEN {within} PRECEDING AND CURRENT ROW) AS run_start
   FROM secret_reads
-  WHERE outcome = 'denied' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
-  GROUP BY actor_id
-  HAVING count(*) >= $min_denied),
-success AS (
-  SELECT s.actor_id, min(s.event_time) AS first_success, count(*) AS reads,
-         array_agg(DISTINCT s.resource_id) AS resources
-  FROM denied d JOIN secret_reads s ON s.actor_id = d.actor_id
-  WHERE s.outcome = 'success' AND s.event_time > d.first_denied
-    AND CAST(s.event_time AS BIGINT) <= CAST(d.last_denied AS BIGINT) + $within
-    AND s.event_time >= $from AND s.event_time < $to_late
-  GROUP BY s.actor_id)
-SELECT d.*, s.first_success, s.reads, s.resources
-FROM denied d JOIN success s ON s.actor_id = d.actor_id
-ORDER BY d.first_denied, d.actor_id";
+  WHERE outcome = 'denied' AND actor_id IS NOT NULL
+    AND event_time >= $from_early AND event_time < $to),
+probes AS (
+  SELECT actor_id, actor_name, event_time AS probe_time, run, run_start FROM denials
+  WHERE run >= $min_denied AND event_time >= $from),
+hits AS (
+  SELECT p.actor_id, p.actor_name, p.run, p.run_start, s.event_uid, s.event_time AS success_time,
+         s.resource_id
+  FROM probes p JOIN secret_reads s ON s.actor_id = p.actor_id
+  WHERE s.outcome = 'success' AND s.event_time > p.probe_time
+    AND CAST(s.event_time AS BIGINT) <= CAST(p.probe_time AS BIGINT) + $within
+    AND s.event_time >= $from AND s.event_time < $to_late)
+SELECT actor_id, max(actor_name) AS actor_name, min(run_start) AS first_denied, max(run) AS denied,
+       min(success_time) AS first_success, count(DISTINCT event_uid) AS reads,
+       array_agg(DISTINCT resource_id) AS resources
+FROM hits
+GROUP BY actor_id
+ORDER BY first_denied, actor_id";
 
 #[async_trait::async_trait]
 impl Detector for DeniedThenSuccess {
@@ -71,12 +84,14 @@ impl Detector for DeniedThenSuccess {
     ) -> Result<Vec<Finding>, QueryError> {
         let within = s.minutes_nanos("within_minutes");
         let mut params = bounds(d, 0);
+        params.push(("from_early", rows::ts(d.window.from.saturating_sub(within))));
         params.push(("min_denied", rows::int(s.get("min_denied"))));
         params.push(("within", rows::int(within as f64)));
         // A success just after the window still completes a probe that happened inside it.
         params.push(("to_late", rows::ts(d.window.to.saturating_add(within))));
         let mut out = Vec::new();
-        for r in query(d, SQL, params).await? {
+        let sql = SQL.replace("{within}", &within.max(0).to_string());
+        for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
             let resources = rows::list(&r, "resources");
             let mut f = finding(
