@@ -1,5 +1,7 @@
 use super::*;
-use crate::detect::finding::numbers;
+use statrs::distribution::{DiscreteCDF, Poisson};
+
+use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG012 denied-then-success.
@@ -11,11 +13,23 @@ within within_minutes of the last of those denials, reads a secret successfully.
 Why: probing followed by success is a credential or policy that was found to work: the moment
 an attacker gets in (Sigma's temporal_ordered example, Panther's AccessDenied follow-ups).
 Method: for every denial, the denials of the same principal in the within_minutes before it
-(a run); a run of min_denied or more followed by a success within within_minutes fires. Denials
-spread over the day (a busy workload's routine 1 %) make no run: counting the whole day's
-denials made 72 findings a day on 10 M generated events.
-Tuning: min_denied, within_minutes.
+(a run); a run of min_denied or more followed by a success within within_minutes fires when
+it is also improbable for this principal: lambda = its denials in the lookback per
+within_minutes (over the history the store holds, at most lookback_days), p = P(X >= run |
+Poisson(lambda)) < p_value. A principal never denied before has lambda = 0 and fires on the run
+alone. (Counting a whole day's denials made 72 high findings a day on 10 M generated events:
+busy workloads are denied ~1 % of the time, a few times an hour.)
+Tuning: min_denied (3), within_minutes (60), p_value (1e-5), lookback_days (28).
 False positives: a permission fixed by an administrator while the caller retried.";
+
+/// Denials of the window's denied principals over the lookback.
+const HISTORY: &str = "
+SELECT e.actor_id, count(*) AS denied
+FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
+      WHERE outcome = 'denied' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to) w
+JOIN secret_reads e ON e.actor_id = w.wanted
+WHERE e.outcome = 'denied' AND e.event_time >= $hist_from AND e.event_time < $from
+GROUP BY e.actor_id";
 
 /// `{within}` is the run length in nanoseconds, written into the text because window frame
 /// bounds cannot be placeholders (it is a number from the validated settings).
@@ -73,7 +87,17 @@ impl Detector for DeniedThenSuccess {
             Param {
                 name: "within_minutes",
                 default: 60.0,
-                doc: "time from the last denial to the success",
+                doc: "length of a run of denials, and time from its last denial to the success",
+            },
+            Param {
+                name: "p_value",
+                default: 1e-5,
+                doc: "Poisson tail probability of the run below which it is a probe",
+            },
+            Param {
+                name: "lookback_days",
+                default: 28.0,
+                doc: "history the principal's usual denial rate is learned from",
             },
         ]
     }
@@ -91,8 +115,37 @@ impl Detector for DeniedThenSuccess {
         params.push(("to_late", rows::ts(d.window.to.saturating_add(within))));
         let mut out = Vec::new();
         let sql = SQL.replace("{within}", &within.max(0).to_string());
-        for r in query(d, &sql, params).await? {
+        let found = query(d, &sql, params).await?;
+        if found.is_empty() {
+            return Ok(out);
+        }
+        let lookback = s.days_nanos("lookback_days");
+        let usual: std::collections::BTreeMap<String, f64> = query(d, HISTORY, bounds(d, lookback))
+            .await?
+            .into_iter()
+            .map(|r| (rows::text(&r, "actor_id"), rows::n(&r, "denied")))
+            .collect();
+        let span_days = store_history_days(d)
+            .await?
+            .min(s.get("lookback_days"))
+            .max(0.0);
+        let windows = span_days * 1440.0 / s.get("within_minutes").max(1.0);
+        for r in found {
             let actor = rows::text(&r, "actor_id");
+            let run = rows::n(&r, "denied");
+            let lambda = if windows > 0.0 {
+                usual.get(&actor).copied().unwrap_or(0.0) / windows
+            } else {
+                0.0
+            };
+            let p = if lambda <= 0.0 {
+                0.0
+            } else {
+                Poisson::new(lambda).map_or(0.0, |dist| dist.sf((run as u64).saturating_sub(1)))
+            };
+            if p >= s.get("p_value") {
+                continue;
+            }
             let resources = rows::list(&r, "resources");
             let mut f = finding(
                 self,
@@ -112,6 +165,8 @@ impl Detector for DeniedThenSuccess {
             f.baseline = numbers([
                 ("min_denied", int(s.get("min_denied"))),
                 ("within_minutes", int(s.get("within_minutes"))),
+                ("typical_denied_per_run_window", round(lambda, 3)),
+                ("p", p_value(p)),
             ]);
             f.explanation = format!(
                 "{} was denied {} secret reads, then read {} successfully at {}.",
