@@ -80,17 +80,14 @@ pub fn notify(
         webhook: None,
     };
     if !send.is_empty() {
-        let body = serde_json::json!({
-            "text": render::subject(&send),
-            "window": window,
-            "findings": send,
-        });
-        out.delivered = Some(mail::deliver(
-            smtp,
-            &outbox,
-            &message(settings, &send, window),
-        )?);
+        let message = message(settings, &send, window);
+        out.delivered = Some(mail::deliver(smtp, &outbox, &message)?);
         if settings.webhook_url_env.is_some() {
+            let body = serde_json::json!({
+                "text": message.subject,
+                "window": window,
+                "findings": send,
+            });
             webhook::queue(&outbox, now, &serde_json::to_vec(&body).unwrap_or_default()).map_err(
                 |source| MailError::Outbox {
                     path: outbox.join("webhook"),

@@ -141,7 +141,7 @@ pub fn queue(outbox: &Path, now: i64, body: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let mut n = 0;
     let path = loop {
-        let p = dir.join(format!("{now:020}-{n}.json"));
+        let p = dir.join(format!("{now:020}-{n:04}.json"));
         if !p.exists() {
             break p;
         }

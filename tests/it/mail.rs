@@ -557,17 +557,15 @@ fn alerts_wait_in_the_outbox_while_smtp_is_down() {
     assert_eq!(server.messages().len(), 1, "delivered once");
 }
 
-#[test]
-fn webhook_gets_the_new_findings_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = alert_store(dir.path());
+/// Starts tests/support/webhook_server.py writing each POST body to `out`; returns it and its port
+/// once it listens.
+fn webhook_server(out: &Path) -> (std::process::Child, u16) {
+    std::fs::create_dir_all(out).unwrap();
     let port = free_port();
-    let out = dir.path().join("hooks");
-    std::fs::create_dir_all(&out).unwrap();
     let mut child = Command::new(python())
         .arg(repo().join("tests/support/webhook_server.py"))
         .arg(port.to_string())
-        .arg(&out)
+        .arg(out)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -575,6 +573,26 @@ fn webhook_gets_the_new_findings_once() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, port)
+}
+
+/// The bodies the webhook server received.
+fn posted(out: &Path) -> Vec<PathBuf> {
+    let mut bodies: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    bodies.sort();
+    bodies
+}
+
+#[test]
+fn webhook_gets_the_new_findings_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = alert_store(dir.path());
+    let out = dir.path().join("hooks");
+    let (mut child, port) = webhook_server(&out);
     let cfg = config(
         dir.path(),
         &format!(
@@ -597,11 +615,7 @@ fn webhook_gets_the_new_findings_once() {
     assert!(r2.stderr.contains("alerts: 0 new"), "{}", r2.stderr);
     let _ = child.kill();
     let _ = child.wait();
-    let bodies: Vec<PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
+    let bodies = posted(&out);
     assert_eq!(bodies.len(), 1, "posted once");
     let body: Value = serde_json::from_slice(&std::fs::read(&bodies[0]).unwrap()).unwrap();
     assert!(
@@ -655,19 +669,7 @@ fn webhook_gets_the_new_findings_once() {
     let text = std::fs::read_to_string(&queued[0]).unwrap();
     assert!(!text.contains("secret-token-123") && text.contains("VG013"));
     let out2 = dir2.path().join("hooks");
-    std::fs::create_dir_all(&out2).unwrap();
-    let port2 = free_port();
-    let mut child2 = Command::new(python())
-        .arg(repo().join("tests/support/webhook_server.py"))
-        .arg(port2.to_string())
-        .arg(&out2)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child2.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child2, port2) = webhook_server(&out2);
     let r = hook2(port2);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
@@ -680,12 +682,8 @@ fn webhook_gets_the_new_findings_once() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let _ = child2.kill();
     let _ = child2.wait();
-    let posted: Vec<PathBuf> = std::fs::read_dir(&out2)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    assert_eq!(posted.len(), 1, "posted once after the outage");
-    assert_eq!(std::fs::read_to_string(&posted[0]).unwrap(), text);
+    let bodies = posted(&out2);
+    assert_eq!(bodies.len(), 1, "posted once after the outage");
+    assert_eq!(std::fs::read_to_string(&bodies[0]).unwrap(), text);
     assert_eq!(std::fs::read_dir(&waiting).unwrap().count(), 0);
 }
