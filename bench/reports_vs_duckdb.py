@@ -30,6 +30,10 @@ The translation of a report to DuckDB (`translate`) is deliberately small:
     INTERVAL (DuckDB compares intervals with timestamp differences as DataFusion does durations);
   - the aggregate `first_value(x ORDER BY ...)` -> `first(x ORDER BY ...)` (DuckDB's first_value
     is a window function only);
+  - table `event_counts` (vigil reads it from the hourly rollups it writes at ingest) becomes a
+    view counting `events` per hour as vigil's rollup does: DuckDB, having no rollups, counts
+    from the events, as vigil would without them (the period runs from midnight to midnight,
+    so the hour-level view is exact here);
   - the vigil SQL functions become macros with vigil's defaults (no vigil.toml): off hours =
     outside 08:00-19:00 UTC or Saturday/Sunday; local time = `Sat 23:14 UTC`; environment = the
     first token (split on non-ASCII-alphanumerics, case-insensitive) naming an environment by
@@ -65,6 +69,13 @@ DUCKDB_PRELUDE = """SET TimeZone = 'UTC';
 CREATE VIEW events AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true,
     hive_types = {{'source': VARCHAR, 'date': VARCHAR}});
 CREATE VIEW secret_reads AS SELECT * FROM events WHERE is_secret_read;
+CREATE VIEW event_counts AS
+    SELECT date_trunc('hour', event_time) AS hour, actor_id, actor_type, resource_id, resource_type,
+           action, outcome, is_secret_read, max(actor_name) AS actor_name,
+           max(resource_name) AS resource_name, count(*) AS events,
+           min(event_time) AS first_time, max(event_time) AS last_time, source, date
+    FROM events
+    GROUP BY ALL;
 CREATE MACRO vigil_off_hours(t, id, name) AS (hour(t) < 8 OR hour(t) >= 19 OR isodow(t) >= 6);
 CREATE MACRO vigil_local_time(t, id, name) AS strftime(t, '%a %H:%M') || ' UTC';
 CREATE MACRO vigil_env_of(s) AS

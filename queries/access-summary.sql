@@ -3,19 +3,21 @@
 -- description: Per secret and principal, the secret reads in the period (denied and failed attempts included): how many, how many succeeded, how many were denied, the first and last, and the sources that logged them.
 -- control: PCI DSS 10.2.1; PCI DSS 10.2.2; SOC 2 CC6.1; ISO 27001 A.8.15
 WITH per_source AS (
-  -- one pass over the period's secret reads, per secret, principal and source
+  -- one pass over the period's hourly counts of secret reads, per secret, principal and source
   SELECT resource_id, actor_id, source,
          max(resource_name) AS resource_name,
          max(resource_type) AS resource_type,
          max(actor_name) AS actor_name,
          max(actor_type) AS actor_type,
-         count(*) AS reads,
-         count(*) FILTER (WHERE outcome = 'success') AS successful_reads,
-         count(*) FILTER (WHERE outcome = 'denied') AS denied,
-         min(event_time) AS first_read,
-         max(event_time) AS last_read
-  FROM secret_reads
-  WHERE event_time >= $from AND event_time < $to
+         sum(events) AS reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'success'), 0) AS successful_reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'denied'), 0) AS denied,
+         min(first_time) AS first_read,
+         max(last_time) AS last_read
+  FROM event_counts
+  WHERE is_secret_read
+    -- exactly the period: the hours at its edges are recounted from the events
+    AND last_time >= $from AND first_time < $to
     -- the same period on the date partitions, so files outside it are never opened
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY resource_id, actor_id, source

@@ -9,13 +9,14 @@ WITH per_source AS (
   SELECT actor_id, source,
          max(actor_name) AS actor_name,
          max(actor_type) AS actor_type,
-         min(event_time) AS first_seen,
-         max(event_time) AS last_seen,
-         count(*) AS events,
-         count(*) FILTER (WHERE is_secret_read) AS secret_reads
-  FROM events
+         min(first_time) AS first_seen,
+         max(last_time) AS last_seen,
+         sum(events) AS events,
+         coalesce(sum(events) FILTER (WHERE is_secret_read), 0) AS secret_reads
+  FROM event_counts
   WHERE actor_id IS NOT NULL
-    AND event_time < $to
+    -- all history up to the end of the period (the last hour recounted from the events)
+    AND first_time < $to
     AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY actor_id, source
 ),

@@ -5,10 +5,10 @@
 WITH workload_pairs AS (
   -- every (secret, workload) pair with a successful read up to the end of the period
   SELECT resource_id, actor_id
-  FROM secret_reads
-  WHERE actor_type = 'workload' AND outcome = 'success'
+  FROM event_counts
+  WHERE is_secret_read AND actor_type = 'workload' AND outcome = 'success'
     AND resource_id IS NOT NULL AND actor_id IS NOT NULL
-    AND event_time < $to
+    AND first_time < $to
     AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY resource_id, actor_id
 ),
@@ -24,14 +24,14 @@ human_reads AS (
          max(actor_name) AS actor_name,
          max(resource_name) AS resource_name,
          max(resource_type) AS resource_type,
-         count(*) AS reads,
-         count(*) FILTER (WHERE outcome = 'success') AS successful_reads,
-         count(*) FILTER (WHERE outcome = 'denied') AS denied,
-         min(event_time) AS first_read,
-         max(event_time) AS last_read
-  FROM secret_reads
-  WHERE actor_type IN ('human', 'root') AND resource_id IS NOT NULL
-    AND event_time >= $from AND event_time < $to
+         sum(events) AS reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'success'), 0) AS successful_reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'denied'), 0) AS denied,
+         min(first_time) AS first_read,
+         max(last_time) AS last_read
+  FROM event_counts
+  WHERE is_secret_read AND actor_type IN ('human', 'root') AND resource_id IS NOT NULL
+    AND last_time >= $from AND first_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY actor_id, resource_id
 )

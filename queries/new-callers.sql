@@ -9,13 +9,14 @@ WITH pairs AS (
          max(actor_type) AS actor_type,
          max(resource_name) AS resource_name,
          max(resource_type) AS resource_type,
-         min(event_time) AS first_read,
-         max(event_time) AS last_read,
-         count(*) AS reads
-  FROM secret_reads
-  WHERE outcome = 'success'
+         min(first_time) AS first_read,
+         max(last_time) AS last_read,
+         sum(events) AS reads
+  FROM event_counts
+  WHERE is_secret_read AND outcome = 'success'
     AND actor_id IS NOT NULL AND resource_id IS NOT NULL
-    AND event_time < $to
+    -- all history up to the end of the period (the last hour recounted from the events)
+    AND first_time < $to
     AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY actor_id, resource_id
 )

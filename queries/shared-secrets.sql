@@ -10,13 +10,14 @@ WITH pairs AS (
          max(resource_name) AS resource_name,
          max(resource_type) AS resource_type,
          max(actor_type) AS actor_type,
-         count(*) AS reads,
-         min(event_time) AS first_read,
-         max(event_time) AS last_read
-  FROM secret_reads
-  WHERE outcome = 'success'
+         sum(events) AS reads,
+         min(first_time) AS first_read,
+         max(last_time) AS last_read
+  FROM event_counts
+  WHERE is_secret_read AND outcome = 'success'
     AND resource_id IS NOT NULL AND actor_id IS NOT NULL
-    AND event_time >= $from AND event_time < $to
+    -- exactly the period: the hours at its edges are recounted from the events
+    AND last_time >= $from AND first_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY resource_id, actor_id
 )

@@ -9,13 +9,15 @@ WITH pairs AS (
   SELECT actor_id, resource_id,
          max(actor_name) AS actor_name,
          max(actor_type) AS actor_type,
-         count(*) AS reads,
-         count(*) FILTER (WHERE outcome = 'success') AS successful_reads,
-         count(*) FILTER (WHERE outcome = 'denied') AS denied,
-         min(event_time) AS first_read,
-         max(event_time) AS last_read
-  FROM secret_reads
-  WHERE event_time >= $from AND event_time < $to
+         sum(events) AS reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'success'), 0) AS successful_reads,
+         coalesce(sum(events) FILTER (WHERE outcome = 'denied'), 0) AS denied,
+         min(first_time) AS first_read,
+         max(last_time) AS last_read
+  FROM event_counts
+  WHERE is_secret_read
+    -- exactly the period: the hours at its edges are recounted from the events
+    AND last_time >= $from AND first_time < $to
     AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d')
   GROUP BY actor_id, resource_id
 ),

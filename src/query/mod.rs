@@ -1,12 +1,13 @@
 //! The DataFusion session over the store, and read-only user SQL.
 
+pub mod counts_table;
 pub mod table;
 pub mod udf;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use counts_table::CountsTable;
 use table::EventsTable;
 
 #[derive(Debug, Error)]
@@ -79,7 +81,7 @@ const OCSF_VIEW: &str = "SELECT
 FROM events";
 
 /// Names of the tables and views a query can use.
-pub const TABLES: &str = "events, secret_reads, ocsf_api_activity";
+pub const TABLES: &str = "events, event_counts, secret_reads, ocsf_api_activity";
 
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
@@ -94,7 +96,9 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
     let session_config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(session_config, runtime);
     udf::register_all(&ctx, config);
-    ctx.register_table("events", Arc::new(EventsTable::from_log(store, &log)?))?;
+    let events = Arc::new(EventsTable::from_log(store, &log)?);
+    ctx.register_table("events", Arc::clone(&events) as _)?;
+    ctx.register_table("event_counts", Arc::new(CountsTable::new(events)))?;
     for (name, sql) in VIEWS {
         let view = ctx.sql(sql).await?.into_view();
         ctx.register_table(name, view)?;
@@ -192,6 +196,28 @@ pub async fn plan(
 
 /// Runs a planned query to the end under `limits`: stops at the timeout, and when the result
 /// itself outgrows the memory limit (the memory pool bounds the operators, not what is kept).
+/// A batch whose string views own just their strings. A view column of a result points into
+/// the Parquet buffers it was decoded from, and its memory size counts those whole buffers: a
+/// small result could keep them alive and fail the result-size limit.
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch, DataFusionError> {
+    if !batch
+        .columns()
+        .iter()
+        .any(|c| c.as_string_view_opt().is_some())
+    {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_string_view_opt() {
+            Some(v) => Arc::new(v.gc()) as ArrayRef,
+            None => Arc::clone(c),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, QueryError> {
     let work = async {
         let mut stream = df
@@ -202,7 +228,7 @@ pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, 
         let mut batches = Vec::new();
         let mut bytes = 0usize;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| resources(e, limits))?;
+            let batch = compact_views(batch.map_err(|e| resources(e, limits))?)?;
             bytes += batch.get_array_memory_size();
             if bytes > limits.memory {
                 return Err(QueryError::Memory {

@@ -2,6 +2,11 @@
 //! the commit (the Hive partition values). Files are pruned before any is opened, on those two
 //! columns and on `event_time` bounds against each file's time range from the commit; inside a
 //! file, the filters prune row groups through Parquet statistics.
+//!
+//! String columns are read as `Utf8View` (Arrow's string view): the Parquet decoder then points
+//! into its pages instead of copying every value, and grouping and comparing short ids is cheaper.
+//! On the reports over 5 M events this cut whole-process time by 25-40 % (README, "Reports
+//! against DuckDB"). The files themselves stay plain `Utf8`; only the scan's view changes.
 
 use std::sync::Arc;
 
@@ -29,46 +34,110 @@ use crate::timerange::parse_instant;
 
 /// One committed data file as the scan needs it.
 #[derive(Debug, Clone)]
-struct ScanFile {
-    location: ObjectPath,
-    size: u64,
+pub(super) struct ScanFile {
+    pub(super) location: ObjectPath,
+    pub(super) size: u64,
     source: String,
     date: String,
     /// Event time range of the file (nanoseconds, inclusive), from the commit.
-    min_time: i64,
-    max_time: i64,
+    pub(super) min_time: i64,
+    pub(super) max_time: i64,
+    /// The file's hourly rollup (location, size), when its commit has one.
+    pub(super) rollup: Option<(ObjectPath, u64)>,
+}
+
+impl ScanFile {
+    /// `location` as a Parquet file to scan, with the partition values.
+    pub(super) fn partitioned(&self, location: &ObjectPath, size: u64) -> PartitionedFile {
+        let meta = ObjectMeta {
+            location: location.clone(),
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            size,
+            e_tag: None,
+            version: None,
+        };
+        PartitionedFile::new_from_meta(meta).with_partition_values(vec![
+            ScalarValue::Utf8(Some(self.source.clone())),
+            ScalarValue::Utf8(Some(self.date.clone())),
+        ])
+    }
+}
+
+/// Deals files round-robin into one group per target partition (each group is read in turn by
+/// one thread).
+pub(super) fn file_groups(state: &dyn Session, files: Vec<PartitionedFile>) -> Vec<FileGroup> {
+    let n = state
+        .config()
+        .target_partitions()
+        .max(1)
+        .min(files.len().max(1));
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
+    for (i, f) in files.into_iter().enumerate() {
+        groups[i % n].push(f);
+    }
+    groups.into_iter().map(FileGroup::new).collect()
+}
+
+/// The partition columns as a scan declares them.
+pub(super) fn partition_fields() -> Vec<Arc<Field>> {
+    PARTITION_COLUMNS
+        .iter()
+        .map(|c| Arc::new(Field::new(*c, DataType::Utf8, false)))
+        .collect()
 }
 
 #[derive(Debug)]
 pub struct EventsTable {
     files: Vec<ScanFile>,
+    /// The file columns as the scan produces them (strings as views).
+    file_schema: SchemaRef,
+    /// `file_schema` plus the partition columns: the schema of table `events`.
+    schema: SchemaRef,
 }
 
 impl EventsTable {
     pub fn from_log(store: &Store, log: &CommitLog) -> Result<Self> {
         let root = std::path::absolute(store.root())?;
+        let object_path = |rel: &str| {
+            ObjectPath::from_absolute_path(root.join(rel))
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        };
         let mut files = Vec::new();
         for f in log.files() {
-            let abs = root.join(&f.path);
-            let location = ObjectPath::from_absolute_path(&abs)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            let rollup = match &f.rollup {
+                Some(r) => Some((object_path(&r.path)?, r.bytes)),
+                None => None,
+            };
             // A range that does not parse keeps the file (it is never pruned on time).
             files.push(ScanFile {
-                location,
+                location: object_path(&f.path)?,
                 size: f.bytes,
+                rollup,
                 source: f.source.clone(),
                 date: f.date.clone(),
                 min_time: parse_instant(&f.min_time).unwrap_or(i64::MIN),
                 max_time: parse_instant(&f.max_time).unwrap_or(i64::MAX),
             });
         }
-        Ok(EventsTable { files })
+        Ok(EventsTable::with_files(files))
+    }
+
+    pub(super) fn with_files(files: Vec<ScanFile>) -> Self {
+        EventsTable {
+            files,
+            file_schema: string_views(&file_schema()),
+            schema: string_views(&table_schema()),
+        }
     }
 
     /// Files whose (source, date) pass every filter that uses only those two columns and whose
-    /// time range meets the `event_time` bounds of the filters.
-    fn prune(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<&ScanFile>> {
-        let (lo, hi) = time_bounds(filters);
+    /// time range meets `[lo, hi)`.
+    pub(super) fn prune(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+        (lo, hi): (i64, i64),
+    ) -> Result<Vec<&ScanFile>> {
         let in_time = |f: &ScanFile| f.max_time >= lo && f.min_time < hi;
         let partition_only: Vec<&Expr> = filters
             .iter()
@@ -118,8 +187,26 @@ impl EventsTable {
     }
 }
 
+/// `schema` with its top-level `Utf8` columns as `Utf8View`, except the partition columns (their
+/// values come from the commit as `Utf8` scalars).
+pub(super) fn string_views(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let partition = PARTITION_COLUMNS.contains(&f.name().as_str());
+            if f.data_type() == &DataType::Utf8 && !partition {
+                f.as_ref().clone().with_data_type(DataType::Utf8View)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// `event_time` as nanoseconds when `e` is a timestamp literal.
-fn time_literal(e: &Expr) -> Option<i64> {
+pub(super) fn time_literal(e: &Expr) -> Option<i64> {
     let Expr::Literal(v, _) = e else {
         return None;
     };
@@ -132,31 +219,40 @@ fn time_literal(e: &Expr) -> Option<i64> {
     }
 }
 
-fn is_event_time(e: &Expr) -> bool {
-    matches!(e, Expr::Column(c) if c.name == "event_time")
+fn is_column(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Column(c) if c.name == name)
 }
 
 /// The `[lo, hi)` range of `event_time` that conjunct filters such as `event_time >= T` and
 /// `event_time < T` allow; unbounded sides are `i64::MIN` / `i64::MAX`.
 fn time_bounds(filters: &[Expr]) -> (i64, i64) {
+    bounds_on(filters, "event_time", "event_time")
+}
+
+/// The `[lo, hi)` range that conjunct filters allow, taking lower bounds (`>=`, `>`, `=`) only
+/// from comparisons of column `lower` and upper bounds (`<`, `<=`, `=`) only from `upper`.
+pub(super) fn bounds_on(filters: &[Expr], lower: &str, upper: &str) -> (i64, i64) {
     let (mut lo, mut hi) = (i64::MIN, i64::MAX);
     for f in filters {
         match f {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (t, op) = if is_event_time(left) {
-                    (time_literal(right), *op)
-                } else if is_event_time(right) {
-                    (time_literal(left), op.swap().unwrap_or(*op))
-                } else {
-                    continue;
+                let (column, t, op) = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), other) => (c.name.as_str(), time_literal(other), *op),
+                    (other, Expr::Column(c)) => (
+                        c.name.as_str(),
+                        time_literal(other),
+                        op.swap().unwrap_or(*op),
+                    ),
+                    _ => continue,
                 };
                 let Some(t) = t else { continue };
+                let (is_lower, is_upper) = (column == lower, column == upper);
                 match op {
-                    Operator::GtEq => lo = lo.max(t),
-                    Operator::Gt => lo = lo.max(t.saturating_add(1)),
-                    Operator::Lt => hi = hi.min(t),
-                    Operator::LtEq => hi = hi.min(t.saturating_add(1)),
-                    Operator::Eq => {
+                    Operator::GtEq if is_lower => lo = lo.max(t),
+                    Operator::Gt if is_lower => lo = lo.max(t.saturating_add(1)),
+                    Operator::Lt if is_upper => hi = hi.min(t),
+                    Operator::LtEq if is_upper => hi = hi.min(t.saturating_add(1)),
+                    Operator::Eq if is_lower && is_upper => {
                         lo = lo.max(t);
                         hi = hi.min(t.saturating_add(1));
                     }
@@ -168,7 +264,7 @@ fn time_bounds(filters: &[Expr]) -> (i64, i64) {
                 negated: false,
                 low,
                 high,
-            }) if is_event_time(expr) => {
+            }) if is_column(expr, lower) && is_column(expr, upper) => {
                 if let (Some(a), Some(b)) = (time_literal(low), time_literal(high)) {
                     lo = lo.max(a);
                     hi = hi.min(b.saturating_add(1));
@@ -183,7 +279,7 @@ fn time_bounds(filters: &[Expr]) -> (i64, i64) {
 #[async_trait]
 impl TableProvider for EventsTable {
     fn schema(&self) -> SchemaRef {
-        table_schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -206,38 +302,21 @@ impl TableProvider for EventsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files = self.prune(state, filters)?;
+        let files = self.prune(state, filters, time_bounds(filters))?;
         if files.is_empty() {
             let schema = match projection {
-                Some(p) => Arc::new(table_schema().project(p)?),
-                None => table_schema(),
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let groups_wanted = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> =
-            vec![Vec::new(); groups_wanted.min(files.len())];
-        let n = groups.len();
-        for (i, f) in files.into_iter().enumerate() {
-            let meta = ObjectMeta {
-                location: f.location.clone(),
-                last_modified: chrono::DateTime::UNIX_EPOCH,
-                size: f.size,
-                e_tag: None,
-                version: None,
-            };
-            let pf = PartitionedFile::new_from_meta(meta).with_partition_values(vec![
-                ScalarValue::Utf8(Some(f.source.clone())),
-                ScalarValue::Utf8(Some(f.date.clone())),
-            ]);
-            groups[i % n].push(pf);
-        }
-        let partition_fields = PARTITION_COLUMNS
-            .iter()
-            .map(|c| Arc::new(Field::new(*c, DataType::Utf8, false)))
-            .collect::<Vec<_>>();
-        let schema = TableSchema::builder(file_schema())
-            .with_table_partition_cols(partition_fields)
+        let files: Vec<PartitionedFile> = files
+            .into_iter()
+            .map(|f| f.partitioned(&f.location, f.size))
+            .collect();
+        let groups = file_groups(state, files);
+        let schema = TableSchema::builder(Arc::clone(&self.file_schema))
+            .with_table_partition_cols(partition_fields())
             .build();
         let mut source = ParquetSource::new(schema);
         // Filters on file columns prune row groups by their statistics (the files are sorted by
@@ -252,12 +331,12 @@ impl TableProvider for EventsTable {
             .cloned()
             .collect();
         if let Some(predicate) = conjunction(file_filters) {
-            let df_schema = DFSchema::try_from(file_schema())?;
+            let df_schema = DFSchema::try_from(Arc::clone(&self.file_schema))?;
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
         }
         let source = Arc::new(source);
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();

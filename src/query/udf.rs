@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, StringArray, StringBuilder, TimestampNanosecondArray,
+    Array, ArrayRef, BooleanBuilder, StringBuilder, StringViewArray, TimestampNanosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -28,7 +28,7 @@ use crate::config::Config;
 
 type Body = dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync;
 
-/// A function of fixed arity whose arguments are cast to `inputs` (strings from Utf8View or
+/// A function of fixed arity whose arguments are cast to `inputs` (strings from Utf8 or
 /// dictionary columns, timestamps of any unit), evaluated on arrays.
 struct ConfigFn {
     name: &'static str,
@@ -95,14 +95,14 @@ impl ScalarUDFImpl for ConfigFn {
     }
 }
 
-fn strings(a: &ArrayRef) -> Result<&StringArray> {
-    match a.as_any().downcast_ref::<StringArray>() {
+fn strings(a: &ArrayRef) -> Result<&StringViewArray> {
+    match a.as_any().downcast_ref::<StringViewArray>() {
         Some(s) => Ok(s),
         None => exec_err!("expected a string argument, got {}", a.data_type()),
     }
 }
 
-fn opt(a: &StringArray, i: usize) -> Option<&str> {
+fn opt(a: &StringViewArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
 
@@ -143,7 +143,8 @@ fn string_fn(
 
 /// Registers the functions with the settings of `config`.
 pub fn register_all(ctx: &SessionContext, config: &Config) {
-    let s = || DataType::Utf8;
+    // String arguments are taken as views, the type table `events` has: no copy for columns.
+    let s = || DataType::Utf8View;
     let calendar = Arc::new(config.calendar.clone());
     let c = calendar.clone();
     register(

@@ -29,6 +29,18 @@ pub struct DataFile {
     pub sha256: String,
     pub min_time: String,
     pub max_time: String,
+    /// The file's hourly rollup (`store::rollup`); absent in commits of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<RollupFile>,
+}
+
+/// The hourly rollup written with a data file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RollupFile {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// The rejects file written with a commit.

@@ -10,6 +10,7 @@
 pub mod commit;
 pub mod dedupe;
 pub mod fsutil;
+pub mod rollup;
 pub mod verify;
 pub mod writer;
 
@@ -106,12 +107,15 @@ impl Store {
                 c.commit
                     .files
                     .iter()
-                    .map(|f| f.path.clone())
+                    .flat_map(|f| {
+                        std::iter::once(f.path.clone())
+                            .chain(f.rollup.iter().map(|r| r.path.clone()))
+                    })
                     .chain(c.commit.rejects.iter().map(|r| r.path.clone()))
             })
             .collect();
         let mut removed = Vec::new();
-        for top in [EVENTS_DIR, REJECTS_DIR] {
+        for top in [EVENTS_DIR, REJECTS_DIR, rollup::ROLLUPS_DIR] {
             let dir = self.root.join(top);
             if dir.is_dir() {
                 self.collect_orphans(&dir, &referenced, &mut removed)?;

@@ -109,13 +109,17 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             v.files += 1;
             v.rows += f.rows;
             check_file(store, &f.path, &f.sha256, f.bytes, &mut v.problems)?;
+            if let Some(r) = &f.rollup {
+                referenced.insert(r.path.clone());
+                check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
+            }
         }
         if let Some(r) = &commit.rejects {
             referenced.insert(r.path.clone());
             check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
         }
     }
-    for top in [EVENTS_DIR, REJECTS_DIR] {
+    for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
         if root.is_dir() {
             unreferenced(store, &root, &referenced, last, &mut v)?;

@@ -18,9 +18,9 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::WriterProperties;
 
-use super::commit::DataFile;
+use super::commit::{DataFile, RollupFile};
 use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
-use super::{Store, StoreError, EVENTS_DIR};
+use super::{rollup, Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
 
@@ -47,10 +47,12 @@ enum Message {
     Barrier(SyncSender<()>),
 }
 
-/// One file for the encoder thread to sort, encode and publish.
+/// One file for the encoder thread to sort, encode and publish, with its rollup.
 struct Job {
     path: PathBuf,
     relative: String,
+    rollup_path: PathBuf,
+    rollup_relative: String,
     source: String,
     date: String,
     batch: RecordBatch,
@@ -87,8 +89,11 @@ impl PartitionWriter {
                             continue;
                         }
                     };
-                    let mut file = write_parquet(&job.path, job.batch)?;
+                    let mut file = write_parquet(&job.path, job.batch, &job.rollup_path)?;
                     file.path = job.relative;
+                    if let Some(r) = &mut file.rollup {
+                        r.path = job.rollup_relative;
+                    }
                     file.source = job.source;
                     file.date = job.date;
                     written.push(file);
@@ -177,6 +182,9 @@ impl PartitionWriter {
         let files = self.join().unwrap_or_default();
         for f in &files {
             let _ = std::fs::remove_file(self.store.absolute(&f.path));
+            if let Some(r) = &f.rollup {
+                let _ = std::fs::remove_file(self.store.absolute(&r.path));
+            }
         }
     }
 
@@ -215,8 +223,16 @@ impl PartitionWriter {
         create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let path = dir.join(format!("{:06}-{:04}.parquet", self.seq, self.next_file));
         self.next_file += 1;
+        let relative = self.store.relative(&path);
+        let rollup_relative = rollup::path_for(&relative);
+        let rollup_path = self.store.absolute(&rollup_relative);
+        if let Some(parent) = rollup_path.parent() {
+            create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
         let job = Job {
-            relative: self.store.relative(&path),
+            relative,
+            rollup_path,
+            rollup_relative,
             path: path.clone(),
             source: source.as_str().to_owned(),
             date,
@@ -283,8 +299,13 @@ fn approx_size(e: &Event) -> usize {
         + attributes
 }
 
-/// Sorts a batch by `event_time` and writes it durably to `path`.
-fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError> {
+/// Sorts a batch by `event_time` and writes it durably to `path`, and its hourly rollup to
+/// `rollup_path`.
+fn write_parquet(
+    path: &Path,
+    batch: RecordBatch,
+    rollup_path: &Path,
+) -> Result<DataFile, StoreError> {
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
         path: path.to_owned(),
         message: e.to_string(),
@@ -315,16 +336,16 @@ fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError
             SCHEMA_VERSION.to_string(),
         )]))
         .build();
-    let tmp = temp_path(path);
-    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let sink = HashingFile::new(file);
-    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props))
-        .map_err(|e| perr(&e))?;
-    writer.write(&batch).map_err(|e| perr(&e))?;
-    let sink = writer.into_inner().map_err(|e| perr(&e))?;
-    let (sha256, bytes) = sink.finish().map_err(|e| StoreError::io(&tmp, e))?;
-    publish(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    let (sha256, bytes) = encode_durably(path, &batch, props)?;
     crate::fault::crash_point("after_data_rename");
+    let counts = rollup::hourly(&batch).map_err(|e| perr(&e))?;
+    let rollup_props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let (rollup_sha256, rollup_bytes) = encode_durably(rollup_path, &counts, rollup_props)?;
     Ok(DataFile {
         path: String::new(),
         source: String::new(),
@@ -334,5 +355,34 @@ fn write_parquet(path: &Path, batch: RecordBatch) -> Result<DataFile, StoreError
         sha256,
         min_time: format_nanos(min),
         max_time: format_nanos(max),
+        rollup: Some(RollupFile {
+            path: String::new(),
+            rows: counts.num_rows() as u64,
+            bytes: rollup_bytes,
+            sha256: rollup_sha256,
+        }),
     })
+}
+
+/// Writes `batch` as Parquet to a temp name, fsyncs, renames it to `path`; returns the file's
+/// SHA-256 and size.
+fn encode_durably(
+    path: &Path,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<(String, u64), StoreError> {
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let tmp = temp_path(path);
+    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    let sink = HashingFile::new(file);
+    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props))
+        .map_err(|e| perr(&e))?;
+    writer.write(batch).map_err(|e| perr(&e))?;
+    let sink = writer.into_inner().map_err(|e| perr(&e))?;
+    let hashed = sink.finish().map_err(|e| StoreError::io(&tmp, e))?;
+    publish(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    Ok(hashed)
 }

@@ -20,6 +20,8 @@ mod golden;
 mod mail;
 /// `vigil report`: every shipped report, parameters, HTML, outbox.
 mod reports;
+/// Hourly rollups and table `event_counts`: exact for any period, verified, optional.
+mod rollup;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.
 mod secrets;
 /// `vigil sql`: read-only, output formats, options anywhere.

@@ -30,10 +30,11 @@ WITH win AS (
     AND event_time >= $from AND event_time < $to
   GROUP BY actor_id, resource_id),
 hist AS (
-  SELECT resource_id, actor_id, min(event_time) AS first_seen
-  FROM secret_reads
-  WHERE outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
-    AND event_time >= $hist_from AND event_time < $from
+  -- from the hourly rollups: the lookback's (hour, principal, secret) groups, not its events
+  SELECT resource_id, actor_id, min(first_time) AS first_seen
+  FROM event_counts
+  WHERE is_secret_read AND outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
+    AND last_time >= $hist_from AND first_time < $from
   GROUP BY resource_id, actor_id),
 secrets AS (
   SELECT resource_id, min(first_seen) AS secret_first_seen, count(*) AS callers,

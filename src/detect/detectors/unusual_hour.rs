@@ -25,15 +25,16 @@ max_days_at_hour (2).
 False positives: a shift change, the first on-call week of a new engineer.";
 
 /// Hourly secret-read counts of the window's principals over the lookback (one row per
-/// principal and hour). Names come from [`WINDOW_NAMES`]: a `max(actor_name)` here cost a
-/// quarter of the query at 10 M events.
+/// principal and hour), from the hourly rollups (`event_counts`): the lookback's hours, not its
+/// events. Names come from [`WINDOW_NAMES`]: a `max(actor_name)` here cost a quarter of the
+/// query at 10 M events.
 pub const HOURLY_HISTORY: &str = "
-SELECT e.actor_id, date_trunc('hour', e.event_time) AS hour, count(*) AS n
+SELECT e.actor_id, e.hour, sum(e.events) AS n
 FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
       WHERE event_time >= $from AND event_time < $to AND actor_id IS NOT NULL) w
-JOIN secret_reads e ON e.actor_id = w.wanted
-WHERE e.event_time >= $hist_from AND e.event_time < $from
-GROUP BY e.actor_id, date_trunc('hour', e.event_time)";
+JOIN event_counts e ON e.actor_id = w.wanted
+WHERE e.is_secret_read AND e.last_time >= $hist_from AND e.first_time < $from
+GROUP BY e.actor_id, e.hour";
 
 /// The window's principals and the name each goes by (for per-principal time zones).
 const WINDOW_NAMES: &str = "
