@@ -123,7 +123,7 @@ impl Limits {
     }
 }
 
-/// Refuses anything but a single query: no DDL, DML, `COPY`, `SET`, `EXPLAIN ANALYZE` writes or
+/// Refuses anything but a single query (or `EXPLAIN` of one): no DDL, DML, `COPY`, `SET` or
 /// file-path tables. Checked on the parsed statement before planning, and again by DataFusion's
 /// own statement options while planning.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
@@ -145,7 +145,18 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
                 "COPY is not allowed; use --format csv|json and redirect the output".into(),
             ))
         }
-        DFStatement::Explain(_) | DFStatement::Reset(_) => {
+        // EXPLAIN (ANALYZE) of a query: shows the plan (and runs the query, under the limits).
+        DFStatement::Explain(e) => match e.statement.as_ref() {
+            DFStatement::Statement(inner) if matches!(inner.as_ref(), Statement::Query(_)) => {
+                return Ok(())
+            }
+            _ => {
+                return Err(QueryError::Refused(
+                    "EXPLAIN is allowed only of a SELECT query over events and its views".into(),
+                ))
+            }
+        },
+        DFStatement::Reset(_) => {
             return Err(QueryError::Refused(
                 "this statement is not allowed; only SELECT queries over events and its views"
                     .into(),
@@ -154,11 +165,6 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     };
     match statement {
         Statement::Query(_) => Ok(()),
-        Statement::Explain {
-            statement,
-            analyze: false,
-            ..
-        } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
         Statement::ShowTables { .. } | Statement::ShowColumns { .. } => Ok(()),
         other => {
             let text = other.to_string();
@@ -194,8 +200,6 @@ pub async fn plan(
     }
 }
 
-/// Runs a planned query to the end under `limits`: stops at the timeout, and when the result
-/// itself outgrows the memory limit (the memory pool bounds the operators, not what is kept).
 /// A batch whose string views own just their strings. A view column of a result points into
 /// the Parquet buffers it was decoded from, and its memory size counts those whole buffers: a
 /// small result could keep them alive and fail the result-size limit.
@@ -218,6 +222,8 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch, DataFusionError> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
+/// Runs a planned query to the end under `limits`: stops at the timeout, and when the result
+/// itself outgrows the memory limit (the memory pool bounds the operators, not what is kept).
 pub async fn collect(df: DataFrame, limits: Limits) -> Result<Vec<RecordBatch>, QueryError> {
     let work = async {
         let mut stream = df

@@ -226,12 +226,12 @@ fn is_column(e: &Expr, name: &str) -> bool {
 /// The `[lo, hi)` range of `event_time` that conjunct filters such as `event_time >= T` and
 /// `event_time < T` allow; unbounded sides are `i64::MIN` / `i64::MAX`.
 fn time_bounds(filters: &[Expr]) -> (i64, i64) {
-    bounds_on(filters, "event_time", "event_time")
+    bounds_on(filters, &["event_time"])
 }
 
-/// The `[lo, hi)` range that conjunct filters allow, taking lower bounds (`>=`, `>`, `=`) only
-/// from comparisons of column `lower` and upper bounds (`<`, `<=`, `=`) only from `upper`.
-pub(super) fn bounds_on(filters: &[Expr], lower: &str, upper: &str) -> (i64, i64) {
+/// The `[lo, hi)` range that conjunct filters comparing any of `columns` with a timestamp
+/// (`>=`, `>`, `=`, `<`, `<=`, `BETWEEN`) allow.
+pub(super) fn bounds_on(filters: &[Expr], columns: &[&str]) -> (i64, i64) {
     let (mut lo, mut hi) = (i64::MIN, i64::MAX);
     for f in filters {
         match f {
@@ -246,13 +246,15 @@ pub(super) fn bounds_on(filters: &[Expr], lower: &str, upper: &str) -> (i64, i64
                     _ => continue,
                 };
                 let Some(t) = t else { continue };
-                let (is_lower, is_upper) = (column == lower, column == upper);
+                if !columns.contains(&column) {
+                    continue;
+                }
                 match op {
-                    Operator::GtEq if is_lower => lo = lo.max(t),
-                    Operator::Gt if is_lower => lo = lo.max(t.saturating_add(1)),
-                    Operator::Lt if is_upper => hi = hi.min(t),
-                    Operator::LtEq if is_upper => hi = hi.min(t.saturating_add(1)),
-                    Operator::Eq if is_lower && is_upper => {
+                    Operator::GtEq => lo = lo.max(t),
+                    Operator::Gt => lo = lo.max(t.saturating_add(1)),
+                    Operator::Lt => hi = hi.min(t),
+                    Operator::LtEq => hi = hi.min(t.saturating_add(1)),
+                    Operator::Eq => {
                         lo = lo.max(t);
                         hi = hi.min(t.saturating_add(1));
                     }
@@ -264,7 +266,7 @@ pub(super) fn bounds_on(filters: &[Expr], lower: &str, upper: &str) -> (i64, i64
                 negated: false,
                 low,
                 high,
-            }) if is_column(expr, lower) && is_column(expr, upper) => {
+            }) if columns.iter().any(|c| is_column(expr, c)) => {
                 if let (Some(a), Some(b)) = (time_literal(low), time_literal(high)) {
                     lo = lo.max(a);
                     hi = hi.min(b.saturating_add(1));

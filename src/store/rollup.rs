@@ -24,7 +24,13 @@ use datafusion::arrow::error::ArrowError;
 /// Directory of the rollups, beside `events/`: `rollups/hourly/source=S/date=D/<same name>`.
 pub const ROLLUPS_DIR: &str = "rollups";
 const HOURLY: &str = "rollups/hourly";
-const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// The start of the UTC hour holding `t` (the `hour` of its rollup row); saturates at the
+/// smallest timestamp instead of overflowing.
+pub fn hour_start(t: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(NANOS_PER_HOUR))
+}
 
 /// The grouping columns, in file order (after `hour`).
 pub const KEY_COLUMNS: [&str; 7] = [
@@ -68,6 +74,41 @@ pub fn file_schema() -> SchemaRef {
         Field::new("first_time", utc(), true),
         Field::new("last_time", utc(), true),
     ]))
+}
+
+/// Rows of a rollup file and the events they count (the sum of `events`): `vigil verify` checks
+/// them against the commit, so a rollup that disagrees with its data file is named even when
+/// its hash is the one recorded.
+pub fn totals(path: &std::path::Path) -> Result<(u64, u64), String> {
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::ProjectionMask;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
+    let idx = builder
+        .schema()
+        .index_of("events")
+        .map_err(|e| e.to_string())?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let (mut rows, mut events) = (0u64, 0u64);
+    for batch in builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| e.to_string())?
+    {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let counts = batch
+            .column(0)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("column events is not Int64")?;
+        rows += counts.len() as u64;
+        events += counts
+            .iter()
+            .flatten()
+            .map(|n| n.max(0) as u64)
+            .sum::<u64>();
+    }
+    Ok((rows, events))
 }
 
 #[derive(Debug)]
@@ -134,7 +175,7 @@ pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut current_hour = None;
     for i in 0..batch.num_rows() {
         let t = times.value(i);
-        let hour = t - t.rem_euclid(NANOS_PER_HOUR);
+        let hour = hour_start(t);
         if current_hour != Some(hour) {
             if let Some(h) = current_hour {
                 out.append_hour(h, &mut groups);

@@ -111,7 +111,11 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             check_file(store, &f.path, &f.sha256, f.bytes, &mut v.problems)?;
             if let Some(r) = &f.rollup {
                 referenced.insert(r.path.clone());
+                let before = v.problems.len();
                 check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
+                if v.problems.len() == before {
+                    check_rollup(store, r, f.rows, &mut v.problems);
+                }
             }
         }
         if let Some(r) = &commit.rejects {
@@ -174,6 +178,23 @@ fn check_file(
         problems.push(format!("{rel} hash mismatch (the file was changed)"));
     }
     Ok(())
+}
+
+/// A rollup must hold the rows its commit lists and count exactly its data file's rows.
+fn check_rollup(
+    store: &Store,
+    r: &super::commit::RollupFile,
+    data_rows: u64,
+    problems: &mut Vec<String>,
+) {
+    match super::rollup::totals(&store.absolute(&r.path)) {
+        Ok((rows, events)) if rows == r.rows && events == data_rows => {}
+        Ok((rows, events)) => problems.push(format!(
+            "{} has {rows} row(s) counting {events} event(s); its commit says {} row(s) for a data file of {data_rows} (the rollup disagrees with its data)",
+            r.path, r.rows
+        )),
+        Err(e) => problems.push(format!("{} cannot be read: {e}", r.path)),
+    }
 }
 
 /// Files no commit lists: leftovers of an interrupted ingest when newer than the head and

@@ -176,14 +176,18 @@ impl PartitionWriter {
         self.join()
     }
 
-    /// Drops what is buffered and deletes the files written so far (a run that commits nothing).
+    /// Drops what is buffered and deletes the files written so far, with their rollups and temp
+    /// files, also when the encoder stopped on an error (a run that commits nothing).
     pub fn abandon(mut self) {
         self.buffers.clear();
-        let files = self.join().unwrap_or_default();
-        for f in &files {
-            let _ = std::fs::remove_file(self.store.absolute(&f.path));
-            if let Some(r) = &f.rollup {
-                let _ = std::fs::remove_file(self.store.absolute(&r.path));
+        let _ = self.join();
+        for data in self.written.values().flatten() {
+            let rollup = self
+                .store
+                .absolute(&rollup::path_for(&self.store.relative(data)));
+            for path in [data, &rollup] {
+                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(temp_path(path));
             }
         }
     }

@@ -21,6 +21,7 @@ fn writes_settings_and_file_tables_are_refused() {
         "INSERT INTO events SELECT * FROM events".to_owned(),
         "SET datafusion.execution.batch_size = 1".to_owned(),
         "DROP VIEW secret_reads".to_owned(),
+        format!("EXPLAIN COPY (SELECT 1) TO '{}'", target.display()),
     ] {
         let r = run(vigil(&store).args(["sql", &query]));
         assert_eq!(r.code, 2, "{query}");
@@ -99,6 +100,26 @@ fn store_option_and_environment_work_anywhere() {
         "{}",
         missing.stderr
     );
+}
+
+/// EXPLAIN of a query shows the plan: the analyst sees the files left after pruning and, for
+/// `event_counts`, the rollup scan beside the recount of the period's edge hours.
+#[test]
+fn explain_shows_the_plan_of_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::common::sample_store(dir.path());
+    let rows = sql(
+        &store,
+        "EXPLAIN SELECT sum(events) FROM event_counts \
+         WHERE last_time >= '2026-03-03T10:30:00Z' AND first_time < '2026-03-05T00:00:00Z'",
+    );
+    let plan: String = rows
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(plan.contains("rollups/hourly"), "{plan}");
+    assert!(plan.contains("events/source="), "{plan}");
+    assert!(plan.contains("UnionExec"), "{plan}");
 }
 
 #[test]

@@ -21,11 +21,11 @@ WITH bucketed AS (
   FROM secret_reads
   WHERE outcome = 'denied' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to)
 SELECT actor_id, max(actor_name) AS actor_name, bucket, count(*) AS denied,
-       count(DISTINCT resource_id) AS secrets, min(event_time) AS first_denied,
+       count(DISTINCT arrow_cast(resource_id, 'Utf8')) AS secrets, min(event_time) AS first_denied,
        max(event_time) AS last_denied, array_agg(DISTINCT resource_id) AS resources
 FROM bucketed
 GROUP BY actor_id, bucket
-HAVING count(*) >= $min_denied OR count(DISTINCT resource_id) >= $min_secrets
+HAVING count(*) >= $min_denied OR count(DISTINCT arrow_cast(resource_id, 'Utf8')) >= $min_secrets
 ORDER BY actor_id, first_denied";
 
 #[async_trait::async_trait]

@@ -54,7 +54,7 @@ hits AS (
     AND CAST(s.event_time AS BIGINT) <= CAST(p.probe_time AS BIGINT) + $within
     AND s.event_time >= $from AND s.event_time < $to_late)
 SELECT actor_id, max(actor_name) AS actor_name, min(run_start) AS first_denied, max(run) AS denied,
-       min(success_time) AS first_success, count(DISTINCT event_uid) AS reads,
+       min(success_time) AS first_success, count(DISTINCT arrow_cast(event_uid, 'Utf8')) AS reads,
        array_agg(DISTINCT resource_id) AS resources
 FROM hits
 GROUP BY actor_id

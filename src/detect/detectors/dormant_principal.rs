@@ -21,10 +21,11 @@ WITH win AS (
   WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
   GROUP BY actor_id),
 prev AS (
-  SELECT actor_id, max(event_time) AS last_before, count(*) AS events_before
-  FROM (SELECT actor_id AS wanted FROM win) w JOIN events ON actor_id = w.wanted
-  WHERE event_time >= $hist_from AND event_time < $from
-  GROUP BY actor_id)
+  -- from the hourly rollups: the lookback's hours, not its events
+  SELECT e.actor_id, max(e.last_time) AS last_before, sum(e.events) AS events_before
+  FROM (SELECT actor_id AS wanted FROM win) w JOIN event_counts e ON e.actor_id = w.wanted
+  WHERE e.last_time >= $hist_from AND e.first_time < $from
+  GROUP BY e.actor_id)
 SELECT w.*, p.last_before, p.events_before
 FROM win w JOIN prev p ON p.actor_id = w.actor_id
 WHERE p.last_before < $dormant_before

@@ -20,17 +20,18 @@ WITH win AS (
   SELECT resource_id, min(event_time) AS first_read, max(event_time) AS last_read, count(*) AS reads,
          first_value(actor_id ORDER BY event_time) AS actor_id,
          first_value(actor_name ORDER BY event_time) AS actor_name,
-         count(DISTINCT actor_id) AS readers
+         count(DISTINCT arrow_cast(actor_id, 'Utf8')) AS readers
   FROM secret_reads
   WHERE outcome = 'success' AND resource_id IS NOT NULL AND actor_id IS NOT NULL
     AND event_time >= $from AND event_time < $to
   GROUP BY resource_id),
 prev AS (
-  SELECT resource_id, max(event_time) AS last_before, count(*) AS reads_before
-  FROM (SELECT resource_id AS wanted FROM win) w JOIN secret_reads ON resource_id = w.wanted
-  WHERE outcome = 'success'
-    AND event_time >= $hist_from AND event_time < $from
-  GROUP BY resource_id)
+  -- from the hourly rollups: the lookback's hours, not its events
+  SELECT e.resource_id, max(e.last_time) AS last_before, sum(e.events) AS reads_before
+  FROM (SELECT resource_id AS wanted FROM win) w JOIN event_counts e ON e.resource_id = w.wanted
+  WHERE e.is_secret_read AND e.outcome = 'success'
+    AND e.last_time >= $hist_from AND e.first_time < $from
+  GROUP BY e.resource_id)
 SELECT w.*, p.last_before, p.reads_before
 FROM win w JOIN prev p ON p.resource_id = w.resource_id
 WHERE p.last_before < $dormant_before

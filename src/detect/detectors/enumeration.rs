@@ -18,7 +18,7 @@ False positives: deploy pipelines, secret-sync operators (External Secrets, CSI 
 
 const SQL: &str = "
 WITH bucketed AS (
-  SELECT actor_id, actor_name, resource_id, event_time,
+  SELECT actor_id, actor_name, arrow_cast(resource_id, 'Utf8') AS resource_id, event_time,
          (CAST(event_time AS BIGINT) - $offset) / $width AS bucket
   FROM secret_reads
   WHERE actor_id IS NOT NULL AND resource_id IS NOT NULL AND event_time >= $from AND event_time < $to)

@@ -25,11 +25,12 @@ WITH win AS (
   WHERE outcome = 'success' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
   GROUP BY actor_id),
 readers AS (
-  SELECT DISTINCT actor_id FROM secret_reads
-  WHERE actor_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from),
+  -- both from the hourly rollups: the lookback's hours, not its events
+  SELECT DISTINCT actor_id FROM event_counts
+  WHERE is_secret_read AND actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $from),
 seen AS (
-  SELECT actor_id, min(event_time) AS first_seen, count(*) AS events FROM events
-  WHERE actor_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from
+  SELECT actor_id, min(first_time) AS first_seen, sum(events) AS events FROM event_counts
+  WHERE actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $from
   GROUP BY actor_id)
 SELECT w.*, s.first_seen, s.events
 FROM win w
