@@ -1,5 +1,5 @@
+use super::denial_rate::{tail, DenialRates};
 use super::*;
-use statrs::distribution::{DiscreteCDF, Poisson};
 
 use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
@@ -14,22 +14,13 @@ Why: probing followed by success is a credential or policy that was found to wor
 an attacker gets in (Sigma's temporal_ordered example, Panther's AccessDenied follow-ups).
 Method: for every denial, the denials of the same principal in the within_minutes before it
 (a run); a run of min_denied or more followed by a success within within_minutes fires when
-it is also improbable for this principal: lambda = its denials in the lookback per
-within_minutes (over the history the store holds, at most lookback_days), p = P(X >= run |
+it is also improbable for this principal: lambda = its denials at the same UTC hour of day in
+the lookback per within_minutes (over the history the store holds, at most lookback_days), p = P(X >= run |
 Poisson(lambda)) < p_value. A principal never denied before has lambda = 0 and fires on the run
 alone. (Counting a whole day's denials made 72 high findings a day on 10 M generated events:
 busy workloads are denied ~1 % of the time, a few times an hour.)
 Tuning: min_denied (3), within_minutes (60), p_value (1e-5), lookback_days (28).
 False positives: a permission fixed by an administrator while the caller retried.";
-
-/// Denials of the window's denied principals over the lookback.
-const HISTORY: &str = "
-SELECT e.actor_id, count(*) AS denied
-FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
-      WHERE outcome = 'denied' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to) w
-JOIN secret_reads e ON e.actor_id = w.wanted
-WHERE e.outcome = 'denied' AND e.event_time >= $hist_from AND e.event_time < $from
-GROUP BY e.actor_id";
 
 /// `{within}` is the run length in nanoseconds, written into the text because window frame
 /// bounds cannot be placeholders (it is a number from the validated settings).
@@ -119,30 +110,16 @@ impl Detector for DeniedThenSuccess {
         if found.is_empty() {
             return Ok(out);
         }
-        let lookback = s.days_nanos("lookback_days");
-        let usual: std::collections::BTreeMap<String, f64> = query(d, HISTORY, bounds(d, lookback))
-            .await?
-            .into_iter()
-            .map(|r| (rows::text(&r, "actor_id"), rows::n(&r, "denied")))
-            .collect();
-        let span_days = store_history_days(d)
-            .await?
-            .min(s.get("lookback_days"))
-            .max(0.0);
-        let windows = span_days * 1440.0 / s.get("within_minutes").max(1.0);
+        let rates = DenialRates::load(d, s.get("lookback_days"), s.get("within_minutes")).await?;
         for r in found {
             let actor = rows::text(&r, "actor_id");
             let run = rows::n(&r, "denied");
-            let lambda = if windows > 0.0 {
-                usual.get(&actor).copied().unwrap_or(0.0) / windows
-            } else {
-                0.0
-            };
-            let p = if lambda <= 0.0 {
-                0.0
-            } else {
-                Poisson::new(lambda).map_or(0.0, |dist| dist.sf((run as u64).saturating_sub(1)))
-            };
+            let lambda = rates.lambda(
+                &actor,
+                rows::s(&r, "first_denied").unwrap_or(""),
+                rows::s(&r, "first_success").unwrap_or(""),
+            );
+            let p = tail(lambda, run);
             if p >= s.get("p_value") {
                 continue;
             }

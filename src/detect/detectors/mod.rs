@@ -13,6 +13,7 @@
 mod bulk_retrieval;
 mod canary_touched;
 mod cross_environment;
+mod denial_rate;
 mod denied_storm;
 mod denied_then_success;
 mod dormant_principal;
