@@ -5,15 +5,23 @@ use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
+/// Generated Vault records over 3 days (2026-03-02 to 04) in `out`.
+fn generate_vault(out: &Path, records: u32, seed: u32) {
+    let r = run(vigil(out)
+        .args(["generate", "--source", "vault", "--days", "3", "--out"])
+        .arg(out)
+        .args([
+            "--events",
+            &records.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
 fn generated_store(dir: &Path) -> PathBuf {
     let gen = dir.join("gen");
-    let r = run(vigil(&gen)
-        .args([
-            "generate", "--source", "vault", "--events", "3000", "--days", "3",
-        ])
-        .args(["--seed", "5", "--out"])
-        .arg(&gen));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    generate_vault(&gen, 3000, 5);
     let store = dir.join("store");
     let (code, report) = ingest(&store, &[&gen], &[]);
     assert_eq!(code, 0, "{report}");
@@ -194,13 +202,7 @@ fn event_counts_mix_rollups_and_events_of_the_same_hours() {
     let dir = tempfile::tempdir().unwrap();
     let store = generated_store(dir.path());
     let gen = dir.path().join("gen2");
-    let r = run(vigil(&gen)
-        .args([
-            "generate", "--source", "vault", "--events", "1000", "--days", "3",
-        ])
-        .args(["--seed", "6", "--out"])
-        .arg(&gen));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    generate_vault(&gen, 1000, 6);
     let before = count(&store, "SELECT count(*) FROM events");
     let (code, report) = ingest(&store, &[&gen], &[]);
     assert_eq!(code, 0, "{report}");
