@@ -312,8 +312,13 @@ fn set_target(e: &mut Event, v: &Value, cluster: &str, verb: &str) {
             ));
             e.resource_name = Some(name.to_owned());
         }
-        // A list or watch (namespace or cluster wide): no single object.
-        (_, None) => e.target_count = 0,
+        // A list or watch (namespace or cluster wide): no single object, but of secrets it is
+        // still a secret read (its type lets VG010 and the reports see it as one).
+        (true, None) => {
+            e.resource_type = ResourceType::K8sSecret;
+            e.target_count = 0;
+        }
+        (false, None) => e.target_count = 0,
     }
     e.resource_version = string_at(v, "objectRef.resourceVersion");
 }

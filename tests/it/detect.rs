@@ -581,3 +581,31 @@ fn backtest_finds_every_planted_anomaly() {
         }
     }
 }
+
+/// The sample data's intern lists the secrets of every namespace (denied): a list has no single
+/// secret, but it is a read of secrets, and VG010 names it (medium, as it was refused).
+#[test]
+fn a_cluster_wide_list_of_secrets_is_bulk_retrieval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let r = run(vigil(&store).args([
+        "detect",
+        "--from",
+        "2026-03-05",
+        "--to",
+        "2026-03-06",
+        "--only",
+        "VG010",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let found: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let intern: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["actor_name"] == "oidc:intern@acme.example")
+        .collect();
+    assert_eq!(intern.len(), 1, "{found:?}");
+    assert_eq!(intern[0]["severity"], "medium");
+    assert_eq!(intern[0]["resources"], json!(["k8s:default"]));
+}
