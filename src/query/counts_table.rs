@@ -15,10 +15,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, ScalarValue};
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::FileScanConfigBuilder;
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
@@ -34,7 +33,9 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::table::{bounds_on, file_groups, partition_fields, string_views, EventsTable, ScanFile};
+use super::table::{
+    bounds_on, file_groups, parquet_source, partition_fields, string_views, EventsTable, ScanFile,
+};
 use crate::event::PARTITION_COLUMNS;
 use crate::store::rollup::{self, hour_start, NANOS_PER_HOUR};
 
@@ -79,9 +80,6 @@ impl CountsTable {
                     .map(|(loc, size)| f.partitioned(loc, *size))
             })
             .collect();
-        let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
-            .with_table_partition_cols(partition_fields())
-            .build();
         let mut hours = Vec::new();
         if h1 != i64::MIN {
             hours.push(col("hour").gt_eq(lit(timestamp(h1))));
@@ -89,26 +87,16 @@ impl CountsTable {
         if h2 != i64::MAX {
             hours.push(col("hour").lt(lit(timestamp(h2))));
         }
-        // Every filter on the rollup's own columns prunes row groups by statistics; the hour
-        // bounds are also applied exactly below.
-        let file_filters = filters
-            .iter()
-            .filter(|f| {
-                f.column_refs()
-                    .iter()
-                    .all(|c| !PARTITION_COLUMNS.contains(&c.name.as_str()))
-            })
-            .cloned()
-            .chain(hours.iter().cloned());
-        let mut source = ParquetSource::new(table_schema);
-        if let Some(predicate) = conjunction(file_filters) {
-            let df_schema = DFSchema::try_from(Arc::clone(&self.file_schema))?;
-            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-        }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(file_groups(state, files))
-                .build();
+        // The filters and the hour bounds prune row groups; the hour bounds are also applied
+        // exactly below.
+        let source = parquet_source(
+            state,
+            &self.file_schema,
+            filters.iter().cloned().chain(hours.iter().cloned()),
+        )?;
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+            .with_file_groups(file_groups(state, files))
+            .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
         match conjunction(hours) {
             Some(predicate) => {
@@ -226,12 +214,12 @@ impl TableProvider for CountsTable {
         let files = self.events.prune(state, filters, (lo, hi))?;
         let (h1, h2) = (ceil_hour(lo), floor_hour(hi));
         let whole_hours = h1 < h2;
-        let covers = |f: &ScanFile| whole_hours && f.max_time >= h1 && f.min_time < h2;
+        let meets_whole_hours = |f: &ScanFile| whole_hours && f.max_time >= h1 && f.min_time < h2;
         let mut parts = Vec::new();
         let rolled: Vec<&ScanFile> = files
             .iter()
             .copied()
-            .filter(|f| f.rollup.is_some() && covers(f))
+            .filter(|f| f.rollup.is_some() && meets_whole_hours(f))
             .collect();
         if !rolled.is_empty() {
             parts.push(self.rollup_scan(state, &rolled, filters, (h1, h2))?);

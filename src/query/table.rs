@@ -78,6 +78,29 @@ pub(super) fn file_groups(state: &dyn Session, files: Vec<PartitionedFile>) -> V
     groups.into_iter().map(FileGroup::new).collect()
 }
 
+/// A Parquet source for files of `file_schema` (plus the partition columns) whose row groups
+/// are pruned by their statistics with every filter that uses no partition column.
+pub(super) fn parquet_source(
+    state: &dyn Session,
+    file_schema: &SchemaRef,
+    filters: impl Iterator<Item = Expr>,
+) -> Result<Arc<ParquetSource>> {
+    let schema = TableSchema::builder(Arc::clone(file_schema))
+        .with_table_partition_cols(partition_fields())
+        .build();
+    let mut source = ParquetSource::new(schema);
+    let on_files = filters.filter(|f| {
+        f.column_refs()
+            .iter()
+            .all(|c| !PARTITION_COLUMNS.contains(&c.name.as_str()))
+    });
+    if let Some(predicate) = conjunction(on_files) {
+        let df_schema = DFSchema::try_from(Arc::clone(file_schema))?;
+        source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+    }
+    Ok(Arc::new(source))
+}
+
 /// The partition columns as a scan declares them.
 pub(super) fn partition_fields() -> Vec<Arc<Field>> {
     PARTITION_COLUMNS
@@ -317,26 +340,8 @@ impl TableProvider for EventsTable {
             .map(|f| f.partitioned(&f.location, f.size))
             .collect();
         let groups = file_groups(state, files);
-        let schema = TableSchema::builder(Arc::clone(&self.file_schema))
-            .with_table_partition_cols(partition_fields())
-            .build();
-        let mut source = ParquetSource::new(schema);
-        // Filters on file columns prune row groups by their statistics (the files are sorted by
-        // event_time, so time filters skip most of a large file).
-        let file_filters: Vec<Expr> = filters
-            .iter()
-            .filter(|f| {
-                f.column_refs()
-                    .iter()
-                    .all(|c| !PARTITION_COLUMNS.contains(&c.name.as_str()))
-            })
-            .cloned()
-            .collect();
-        if let Some(predicate) = conjunction(file_filters) {
-            let df_schema = DFSchema::try_from(Arc::clone(&self.file_schema))?;
-            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-        }
-        let source = Arc::new(source);
+        // The files are sorted by event_time, so time filters skip most of a large file.
+        let source = parquet_source(state, &self.file_schema, filters.iter().cloned())?;
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?

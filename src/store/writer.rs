@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 use super::commit::{DataFile, RollupFile};
 use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
@@ -325,11 +325,7 @@ fn write_parquet(
         .as_primitive::<TimestampNanosecondType>();
     let (min, max) = (times.value(0), times.value(times.len() - 1));
 
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
-        ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+    let props = parquet_props()
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: time_idx as i32,
             descending: false,
@@ -343,13 +339,8 @@ fn write_parquet(
     let (sha256, bytes) = encode_durably(path, &batch, props)?;
     crate::fault::crash_point("after_data_rename");
     let counts = rollup::hourly(&batch).map_err(|e| perr(&e))?;
-    let rollup_props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
-        ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
-    let (rollup_sha256, rollup_bytes) = encode_durably(rollup_path, &counts, rollup_props)?;
+    let (rollup_sha256, rollup_bytes) =
+        encode_durably(rollup_path, &counts, parquet_props().build())?;
     Ok(DataFile {
         path: String::new(),
         source: String::new(),
@@ -366,6 +357,15 @@ fn write_parquet(
             sha256: rollup_sha256,
         }),
     })
+}
+
+/// zstd level 3, row groups of `ROW_GROUP_ROWS`: the settings of every file the store writes.
+fn parquet_props() -> WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
 }
 
 /// Writes `batch` as Parquet to a temp name, fsyncs, renames it to `path`; returns the file's
