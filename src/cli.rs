@@ -44,6 +44,9 @@ pub enum Command {
     Backtest(BacktestArgs),
     /// Recompute the commit hash chain and every file hash; exit 1 on any problem
     Verify(VerifyArgs),
+    /// Merge each day's small data files into few large ones (faster queries), in one commit;
+    /// replaced files are deleted after a grace period
+    Compact(CompactArgs),
     /// Write realistic synthetic audit logs with labelled anomalies (deterministic per seed)
     Generate(GenerateArgs),
     /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
@@ -110,6 +113,20 @@ pub struct VerifyArgs {
     /// removed from the end
     #[arg(long, value_name = "SHA256")]
     pub expect_head: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Only partitions of these sources (vault, cloudtrail, gcp, azure, k8s); default all
+    #[arg(long, value_delimiter = ',', value_name = "SOURCE")]
+    pub source: Vec<String>,
+    /// How long replaced files stay on disk for queries that already listed them (0s: delete
+    /// them now); a later compact or ingest deletes them
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub grace: String,
+    /// How to print what was done
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: SummaryFormat,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One thin handler per subcommand: the only code that sees clap types.
 
 mod backtest;
+mod compact;
 mod demo;
 mod detect;
 mod generate;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Backtest(args) => runtime.block_on(backtest::run(&globals, args)),
         Command::Report(cmd) => runtime.block_on(report::run(&globals, cmd)),
         Command::Verify(args) => verify::run(&globals, args),
+        Command::Compact(args) => compact::run(&globals, args),
         Command::Generate(args) => generate::run(&globals, args),
     }
 }

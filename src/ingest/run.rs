@@ -126,6 +126,8 @@ pub fn ingest(
             orphans.len()
         ));
     }
+    let cutoff = opts.now - crate::store::compact::DEFAULT_GRACE_NANOS;
+    crate::store::compact::delete_replaced(store, &log, cutoff, &lock)?;
     let mut spooled = None;
     let mut files = Vec::new();
     let mut skipped: Vec<SkippedInput> = Vec::new();
@@ -622,6 +624,7 @@ impl<'a> Run<'a> {
             rejects: rejects_file.clone(),
             inputs: consumed,
             counts: counts.clone(),
+            removed: Vec::new(),
         };
         crate::fault::crash_point("before_commit");
         write_commit(store.root(), &commit)?;

@@ -5,7 +5,7 @@
 //! file. Readers take their file list from here and never from a directory listing, so files of
 //! an interrupted ingest stay invisible.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -50,6 +50,20 @@ pub struct RejectsFile {
     pub records: u64,
     pub bytes: u64,
     pub sha256: String,
+}
+
+/// A data file a commit takes out of the store (compaction replaced it); its rollup goes with it.
+/// The file itself is deleted only after a grace period, so queries that listed it finish.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RemovedFile {
+    pub path: String,
+    /// The SHA-256 the adding commit recorded: the removal names exactly that file.
+    pub sha256: String,
+    pub rows: u64,
+    /// Why: `compaction`.
+    pub reason: String,
+    /// The files of the same commit that hold its rows now.
+    pub replaced_by: Vec<String>,
 }
 
 /// An input consumed by a commit.
@@ -100,6 +114,10 @@ pub struct Commit {
     pub rejects: Option<RejectsFile>,
     pub inputs: Vec<ConsumedInput>,
     pub counts: BTreeMap<String, Tally>,
+    /// Files taken out by this commit; absent in commits that remove nothing (all of them before
+    /// compaction existed), so their hashes are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<RemovedFile>,
 }
 
 /// A commit as found on disk, with the hash of its file.
@@ -126,8 +144,20 @@ impl CommitLog {
         self.head().map_or(1, |c| c.commit.seq + 1)
     }
 
+    /// The data files the store holds now: every file added and not removed since.
     pub fn files(&self) -> impl Iterator<Item = &DataFile> {
-        self.commits.iter().flat_map(|c| c.commit.files.iter())
+        let removed: HashSet<&str> = self.removed().map(|(_, r)| r.path.as_str()).collect();
+        self.commits
+            .iter()
+            .flat_map(|c| c.commit.files.iter())
+            .filter(move |f| !removed.contains(f.path.as_str()))
+    }
+
+    /// Every file removal, with the commit that made it.
+    pub fn removed(&self) -> impl Iterator<Item = (&Commit, &RemovedFile)> {
+        self.commits
+            .iter()
+            .flat_map(|c| c.commit.removed.iter().map(move |r| (&c.commit, r)))
     }
 }
 

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod commit;
+pub mod compact;
 pub mod dedupe;
 pub mod fsutil;
 pub mod rollup;
@@ -36,6 +37,8 @@ pub enum StoreError {
     Parquet { path: PathBuf, message: String },
     #[error("the store {0} is locked by another vigil process; wait for it to finish")]
     Locked(PathBuf),
+    #[error("the commit log is damaged ({0}); run vigil verify")]
+    Damaged(String),
 }
 
 impl StoreError {

@@ -111,7 +111,7 @@ pub fn totals(path: &std::path::Path) -> Result<(u64, u64), String> {
     Ok((rows, events))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Group<'a> {
     actor_name: Option<&'a str>,
     resource_name: Option<&'a str>,
@@ -210,6 +210,74 @@ pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     out.finish()
 }
 
+/// One rollup from rollups of disjoint sets of events (the chunks of one compacted file): rows
+/// with the same hour and key are summed, so the result is what [`hourly`] gives for all of
+/// their events at once, in the same order.
+pub fn merge(parts: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    use datafusion::arrow::datatypes::Int64Type;
+    let mut groups: std::collections::BTreeMap<(i64, Key), Group> = Default::default();
+    for part in parts {
+        let time = |name: &str| {
+            part.column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                .ok_or_else(|| ArrowError::SchemaError(format!("no timestamp column {name}")))
+        };
+        let (hour, first, last) = (time("hour")?, time("first_time")?, time("last_time")?);
+        let events = part
+            .column_by_name("events")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| ArrowError::SchemaError("no events column".into()))?;
+        let secret_read = part
+            .column_by_name("is_secret_read")
+            .and_then(|c| c.as_boolean_opt())
+            .ok_or_else(|| ArrowError::SchemaError("no is_secret_read column".into()))?;
+        let [actor_id, actor_type, resource_id, resource_type, action, outcome, actor_name, resource_name] =
+            [
+                "actor_id",
+                "actor_type",
+                "resource_id",
+                "resource_type",
+                "action",
+                "outcome",
+                "actor_name",
+                "resource_name",
+            ]
+            .map(|n| strings(part, n));
+        let (actor_id, actor_type, resource_id, resource_type) =
+            (actor_id?, actor_type?, resource_id?, resource_type?);
+        let (action, outcome, actor_name, resource_name) =
+            (action?, outcome?, actor_name?, resource_name?);
+        for i in 0..part.num_rows() {
+            let key = (
+                opt(actor_id, i),
+                actor_type.value(i),
+                opt(resource_id, i),
+                resource_type.value(i),
+                action.value(i),
+                outcome.value(i),
+                secret_read.is_valid(i) && secret_read.value(i),
+            );
+            let g = groups.entry((hour.value(i), key)).or_insert(Group {
+                actor_name: None,
+                resource_name: None,
+                events: 0,
+                first: first.value(i),
+                last: last.value(i),
+            });
+            g.actor_name = max_name(g.actor_name, opt(actor_name, i));
+            g.resource_name = max_name(g.resource_name, opt(resource_name, i));
+            g.events += events.value(i);
+            g.first = g.first.min(first.value(i));
+            g.last = g.last.max(last.value(i));
+        }
+    }
+    let mut out = Builders::default();
+    for ((hour, key), g) in &groups {
+        out.append(*hour, *key, g);
+    }
+    out.finish()
+}
+
 #[derive(Default)]
 struct Builders {
     hour: TimestampNanosecondBuilder,
@@ -226,21 +294,26 @@ impl Builders {
     fn append_hour(&mut self, hour: i64, groups: &mut HashMap<Key, Group>) {
         let mut rows: Vec<_> = groups.drain().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((aid, atype, rid, rtype, action, outcome, read), g) in rows {
-            self.hour.append_value(hour);
-            self.keys[0].append_option(aid);
-            self.keys[1].append_value(atype);
-            self.keys[2].append_option(rid);
-            self.keys[3].append_value(rtype);
-            self.keys[4].append_value(action);
-            self.keys[5].append_value(outcome);
-            self.secret_read.append_value(read);
-            self.actor_name.append_option(g.actor_name);
-            self.resource_name.append_option(g.resource_name);
-            self.events.append_value(g.events);
-            self.first.append_value(g.first);
-            self.last.append_value(g.last);
+        for (key, g) in rows {
+            self.append(hour, key, &g);
         }
+    }
+
+    fn append(&mut self, hour: i64, key: Key, g: &Group) {
+        let (aid, atype, rid, rtype, action, outcome, read) = key;
+        self.hour.append_value(hour);
+        self.keys[0].append_option(aid);
+        self.keys[1].append_value(atype);
+        self.keys[2].append_option(rid);
+        self.keys[3].append_value(rtype);
+        self.keys[4].append_value(action);
+        self.keys[5].append_value(outcome);
+        self.secret_read.append_value(read);
+        self.actor_name.append_option(g.actor_name);
+        self.resource_name.append_option(g.resource_name);
+        self.events.append_value(g.events);
+        self.first.append_value(g.first);
+        self.last.append_value(g.last);
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
@@ -281,7 +354,7 @@ mod tests {
     #[test]
     fn counts_per_hour_and_key_with_first_last_and_largest_name() {
         let h = NANOS_PER_HOUR;
-        let events = [
+        let input = [
             read(10 * h + 5, "a", "alpha", "s1", Outcome::Success),
             read(10 * h + 7, "a", "alpha-2", "s1", Outcome::Success),
             read(10 * h + 9, "a", "alpha", "s1", Outcome::Denied),
@@ -289,7 +362,7 @@ mod tests {
             read(11 * h + 1, "b", "beta", "s1", Outcome::Success),
         ];
         let mut b = EventBatchBuilder::new(0);
-        for e in &events {
+        for e in &input {
             b.push(e);
         }
         let r = hourly(&b.finish().unwrap()).unwrap();
@@ -319,6 +392,23 @@ mod tests {
             .unwrap()
             .as_primitive::<TimestampNanosecondType>();
         assert_eq!(hour.values().to_vec(), vec![10 * h, 10 * h, 11 * h, 11 * h]);
+        // The rollups of two parts that split a group, merged, are the rollup of the whole.
+        let (mut first_half, mut second_half) =
+            (EventBatchBuilder::new(0), EventBatchBuilder::new(0));
+        for (i, e) in input.iter().enumerate() {
+            if i < 1 {
+                &mut first_half
+            } else {
+                &mut second_half
+            }
+            .push(e);
+        }
+        let parts = [
+            hourly(&first_half.finish().unwrap()).unwrap(),
+            hourly(&second_half.finish().unwrap()).unwrap(),
+        ];
+        assert_eq!(parts[0].num_rows() + parts[1].num_rows(), 5);
+        assert_eq!(merge(&parts).unwrap(), r);
         assert_eq!(
             path_for("events/source=vault/date=2026-03-02/000001-0000.parquet"),
             "rollups/hourly/source=vault/date=2026-03-02/000001-0000.parquet"

@@ -1,7 +1,7 @@
 //! `vigil verify`: recompute the hash chain and every file hash, like CloudTrail's log file
 //! validation, and name every commit or file that was changed, removed, added or reordered.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -56,6 +56,11 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     }
     seqs.sort_unstable();
     let mut referenced: HashSet<String> = HashSet::new();
+    // Files the store holds after each commit (path -> sha256, rows), and the files commits took
+    // out: a replaced file may be gone from disk once its grace period is over.
+    let mut live: HashMap<String, (String, u64)> = HashMap::new();
+    let mut replaced: HashSet<String> = HashSet::new();
+    let mut missing: Vec<(String, String)> = Vec::new();
     let mut prev_hash: Option<String> = None;
     let mut chain_ok = true;
     let mut hashes: Vec<String> = Vec::new();
@@ -106,23 +111,51 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         v.commits += 1;
         for f in &commit.files {
             referenced.insert(f.path.clone());
-            v.files += 1;
-            v.rows += f.rows;
-            check_file(store, &f.path, &f.sha256, f.bytes, &mut v.problems)?;
+            live.insert(f.path.clone(), (f.sha256.clone(), f.rows));
+            check_file(
+                store,
+                &f.path,
+                &f.sha256,
+                f.bytes,
+                &mut v.problems,
+                &mut missing,
+            )?;
             if let Some(r) = &f.rollup {
                 referenced.insert(r.path.clone());
-                let before = v.problems.len();
-                check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
-                if v.problems.len() == before {
+                let before = (v.problems.len(), missing.len());
+                check_file(
+                    store,
+                    &r.path,
+                    &r.sha256,
+                    r.bytes,
+                    &mut v.problems,
+                    &mut missing,
+                )?;
+                if (v.problems.len(), missing.len()) == before {
                     check_rollup(store, r, f.rows, &mut v.problems);
                 }
             }
         }
+        check_removals(&commit, &mut live, &mut replaced, &mut v.problems);
         if let Some(r) = &commit.rejects {
             referenced.insert(r.path.clone());
-            check_file(store, &r.path, &r.sha256, r.bytes, &mut v.problems)?;
+            check_file(
+                store,
+                &r.path,
+                &r.sha256,
+                r.bytes,
+                &mut v.problems,
+                &mut missing,
+            )?;
         }
     }
+    for (rel, problem) in missing {
+        if !replaced.contains(&rel) {
+            v.problems.push(problem);
+        }
+    }
+    v.files = live.len() as u64;
+    v.rows = live.values().map(|(_, rows)| rows).sum();
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
         if root.is_dir() {
@@ -147,18 +180,57 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     Ok(v)
 }
 
+/// Files a commit removes must be files the store held, with the hash it recorded, and a
+/// compaction must put back exactly the rows it takes out.
+fn check_removals(
+    commit: &Commit,
+    live: &mut HashMap<String, (String, u64)>,
+    replaced: &mut HashSet<String>,
+    problems: &mut Vec<String>,
+) {
+    if commit.removed.is_empty() {
+        return;
+    }
+    let seq = commit.seq;
+    let mut removed_rows = 0;
+    for r in &commit.removed {
+        replaced.insert(r.path.clone());
+        replaced.insert(super::rollup::path_for(&r.path));
+        match live.remove(&r.path) {
+            Some((sha256, rows)) if sha256 == r.sha256 && rows == r.rows => removed_rows += rows,
+            Some(_) => problems.push(format!(
+                "commit {seq} removes {} with a hash or row count its adding commit does not have",
+                r.path
+            )),
+            None => problems.push(format!(
+                "commit {seq} removes {}, which the store did not hold",
+                r.path
+            )),
+        }
+    }
+    let added: u64 = commit.files.iter().map(|f| f.rows).sum();
+    if added != removed_rows {
+        problems.push(format!(
+            "commit {seq} replaces {removed_rows} row(s) with {added} (a compaction must keep every row)"
+        ));
+    }
+}
+
+/// Checks a file's hash and size; a missing file goes to `missing` (path, problem), since a
+/// file replaced by compaction may be deleted.
 fn check_file(
     store: &Store,
     rel: &str,
     sha256: &str,
     bytes: u64,
     problems: &mut Vec<String>,
+    missing: &mut Vec<(String, String)>,
 ) -> Result<(), StoreError> {
     let path = store.absolute(rel);
     let mut f = match fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            problems.push(format!("{rel} is missing"));
+            missing.push((rel.to_owned(), format!("{rel} is missing")));
             return Ok(());
         }
         Err(e) => return Err(StoreError::io(&path, e)),

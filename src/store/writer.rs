@@ -7,12 +7,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::{sort_to_indices, take_record_batch};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
@@ -325,18 +324,7 @@ fn write_parquet(
         .as_primitive::<TimestampNanosecondType>();
     let (min, max) = (times.value(0), times.value(times.len() - 1));
 
-    let props = parquet_props()
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: time_idx as i32,
-            descending: false,
-            nulls_first: false,
-        }]))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "vigil.schema_version".into(),
-            SCHEMA_VERSION.to_string(),
-        )]))
-        .build();
-    let (sha256, bytes) = encode_durably(path, &batch, props)?;
+    let (sha256, bytes) = encode_durably(path, &batch, data_props(time_idx))?;
     crate::fault::crash_point("after_data_rename");
     let counts = rollup::hourly(&batch).map_err(|e| perr(&e))?;
     let (rollup_sha256, rollup_bytes) =
@@ -359,8 +347,27 @@ fn write_parquet(
     })
 }
 
+/// Settings of a data file: sorted by `event_time` (column `time_idx`), tagged with the schema
+/// version.
+pub(super) fn data_props(time_idx: usize) -> WriterProperties {
+    parquet_props()
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: time_idx as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.into(),
+            SCHEMA_VERSION.to_string(),
+        )]))
+        .build()
+}
+
+/// Footer key of the schema version of a data file.
+pub(super) const SCHEMA_VERSION_KEY: &str = "vigil.schema_version";
+
 /// zstd level 3, row groups of `ROW_GROUP_ROWS`: the settings of every file the store writes.
-fn parquet_props() -> WriterPropertiesBuilder {
+pub(super) fn parquet_props() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid zstd level"),
@@ -370,23 +377,61 @@ fn parquet_props() -> WriterPropertiesBuilder {
 
 /// Writes `batch` as Parquet to a temp name, fsyncs, renames it to `path`; returns the file's
 /// SHA-256 and size.
-fn encode_durably(
+pub(super) fn encode_durably(
     path: &Path,
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<(String, u64), StoreError> {
-    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+    let mut file = DurableParquet::create(path, batch.schema(), props)?;
+    file.write(batch)?;
+    file.finish()
+}
+
+/// A Parquet file written batch by batch under a temp name (never read, never listed); `finish`
+/// fsyncs it and renames it into place, and returns its SHA-256 and size.
+pub(super) struct DurableParquet {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: ArrowWriter<HashingFile>,
+}
+
+impl DurableParquet {
+    pub(super) fn create(
+        path: &Path,
+        schema: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<Self, StoreError> {
+        let tmp = temp_path(path);
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let writer = ArrowWriter::try_new(HashingFile::new(file), schema, Some(props))
+            .map_err(|e| parquet_error(path, &e))?;
+        Ok(DurableParquet {
+            path: path.to_owned(),
+            tmp,
+            writer,
+        })
+    }
+
+    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<(), StoreError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| parquet_error(&self.path, &e))
+    }
+
+    pub(super) fn finish(self) -> Result<(String, u64), StoreError> {
+        let sink = self
+            .writer
+            .into_inner()
+            .map_err(|e| parquet_error(&self.path, &e))?;
+        let hashed = sink.finish().map_err(|e| StoreError::io(&self.tmp, e))?;
+        publish(&self.tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        Ok(hashed)
+    }
+}
+
+pub(super) fn parquet_error(path: &Path, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Parquet {
         path: path.to_owned(),
         message: e.to_string(),
-    };
-    let tmp = temp_path(path);
-    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let sink = HashingFile::new(file);
-    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&batch.schema()), Some(props))
-        .map_err(|e| perr(&e))?;
-    writer.write(batch).map_err(|e| perr(&e))?;
-    let sink = writer.into_inner().map_err(|e| perr(&e))?;
-    let hashed = sink.finish().map_err(|e| StoreError::io(&tmp, e))?;
-    publish(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-    Ok(hashed)
+    }
 }

@@ -104,6 +104,47 @@ fn a_failed_fsync_or_a_full_disk_stops_the_ingest_and_commits_nothing() {
     }
 }
 
+#[test]
+fn a_compaction_that_crashes_or_fails_leaves_the_files_it_would_replace() {
+    for fault in [
+        "after_data_rename",
+        "before_commit",
+        "fsync_error",
+        "enospc",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = input_files(dir.path(), 3, 300);
+        let store = dir.path().join("store");
+        for f in 0..3 {
+            let (code, _) = ingest(&store, &[&input.join(format!("audit-{f:02}.log"))], &[]);
+            assert_eq!(code, 0);
+        }
+        let r = run(vigil(&store)
+            .env("VIGIL_FAULT", fault)
+            .args(["compact", "--grace", "0s"]));
+        assert_ne!(r.code, 0, "{fault}: the compaction must fail");
+        assert_eq!(
+            count(&store, "SELECT count(*) AS n FROM events"),
+            900,
+            "{fault}"
+        );
+        assert_opens_and_verifies(&store);
+        let r = run(vigil(&store).args(["compact", "--format", "json"]));
+        assert_eq!(r.code, 0, "{fault}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("\"files_after\":3"),
+            "{fault}: {}",
+            r.stdout
+        );
+        assert_eq!(
+            count(&store, "SELECT count(DISTINCT event_uid) AS n FROM events"),
+            900
+        );
+        assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 900);
+        assert_opens_and_verifies(&store);
+    }
+}
+
 /// A small deterministic generator for kill points (no dependency needed).
 fn next(seed: &mut u64) -> u64 {
     *seed = seed

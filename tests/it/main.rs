@@ -5,6 +5,8 @@
 mod bad_input;
 /// Helpers: run the binary with a fixed clock, read results back through `vigil sql`.
 mod common;
+/// `vigil compact`: rows kept, files sorted, rollups exact, grace period, verify.
+mod compact;
 /// The contract every source passes: schema, UTC times, accounting identity, a bad record counted.
 mod contract;
 /// Crash safety with injected faults and SIGKILL (needs `--features fault-injection`).
