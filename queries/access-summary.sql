@@ -1,6 +1,6 @@
 -- name: access-summary
 -- title: Secret access summary
--- description: Per secret and principal, the secret reads in the period (denied and failed attempts included): how many, how many succeeded, how many were denied, the first and last, and the sources that logged them.
+-- description: Per secret and principal, the secret reads in the period (denied and failed attempts included): how many, how many succeeded, how many were denied, how many failed otherwise (not found, errors), the first and last, and the sources that logged them.
 -- control: PCI DSS 10.2.1; PCI DSS 10.2.2; SOC 2 CC6.1; ISO 27001 A.8.15
 WITH per_source AS (
   -- one pass over the period's hourly counts of secret reads, per secret, principal and source
@@ -31,6 +31,7 @@ SELECT resource_id,
        sum(reads) AS reads,
        sum(successful_reads) AS successful_reads,
        sum(denied) AS denied,
+       sum(reads) - sum(successful_reads) - sum(denied) AS failed,
        min(first_read) AS first_read,
        max(last_read) AS last_read,
        string_agg(source, ', ' ORDER BY source) AS sources

@@ -115,6 +115,20 @@ pub struct VerifyArgs {
     pub expect_head: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned text
+    Text,
+    /// One JSON array: name, title, description, control, params (name, type, default)
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportListArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ListFormat,
+}
+
 #[derive(Debug, Args)]
 pub struct CompactArgs {
     /// Only partitions of these sources (vault, cloudtrail, gcp, azure, k8s); default all
@@ -155,7 +169,7 @@ pub struct GenerateArgs {
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// List the reports with their parameters and controls
-    List,
+    List(ReportListArgs),
     /// Run one or more reports over a period
     Run(ReportRunArgs),
 }

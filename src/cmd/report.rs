@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use super::{exit, Globals};
-use crate::cli::{ReportCommand, ReportRunArgs, TimeArgs};
+use crate::cli::{ListFormat, ReportCommand, ReportRunArgs, TimeArgs};
 use crate::mail::{self, Attachment, Delivered, Mail};
 use crate::query::{session, Limits};
 use crate::report::{self, catalog, extension, Format, Report, ReportRun};
@@ -14,14 +14,35 @@ use crate::timerange::{self, rfc3339, TimeRange};
 
 pub async fn run(g: &Globals, cmd: ReportCommand) -> anyhow::Result<u8> {
     match cmd {
-        ReportCommand::List => list(),
+        ReportCommand::List(args) => list(args.format),
         ReportCommand::Run(args) => run_reports(g, args).await,
     }
 }
 
-fn list() -> anyhow::Result<u8> {
+fn list(format: ListFormat) -> anyhow::Result<u8> {
     let reports = catalog::shipped().map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
+    if format == ListFormat::Json {
+        let list: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "title": r.title,
+                    "description": r.description,
+                    "control": r.control,
+                    "params": r.params.iter().map(|p| serde_json::json!({
+                        "name": p.name,
+                        "type": p.ty.to_string(),
+                        "default": p.default,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(exit::OK);
+    }
     let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in &reports {
         writeln!(out, "{:width$}  {}", r.name, r.title)?;

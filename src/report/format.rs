@@ -107,6 +107,14 @@ pub fn terminal_safe(text: &str) -> String {
     out
 }
 
+/// One line without control characters, its spaces kept (the indentation of a plan).
+fn terminal_safe_keep_spaces(line: &str) -> String {
+    line.trim_end()
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 fn markdown_cell(text: &str) -> String {
     terminal_safe(text)
         .replace('\\', "\\\\")
@@ -198,13 +206,24 @@ fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     table.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
+    // The output of EXPLAIN: plans keep their lines and indentation.
+    let explain = column_names(first) == ["plan_type", "plan"];
     let options = format_options();
     let mut rows = 0;
     for batch in batches {
         let formatters = formatters(batch, &options)?;
         for row in 0..batch.num_rows() {
             let cells = row_cells(batch, &formatters, row)?;
-            table.add_row(cells.iter().map(|c| terminal_safe(c)));
+            table.add_row(cells.iter().map(|c| {
+                if explain {
+                    c.lines()
+                        .map(terminal_safe_keep_spaces)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                } else {
+                    terminal_safe(c)
+                }
+            }));
             rows += 1;
         }
     }

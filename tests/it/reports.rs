@@ -20,6 +20,17 @@ fn every_report_on_the_sample_data() {
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 14, "{}", list.stdout);
+    // The same list for scripts: names in the same order, each with a title and its params.
+    let json = run(vigil(&store).args(["report", "list", "--format", "json"]));
+    let json: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    let json_names: Vec<&str> = json.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(json_names, names);
+    let prod = &json[1];
+    assert_eq!(prod["params"][0]["name"], "env", "{prod}");
+    assert_eq!(prod["params"][0]["default"], "prod", "{prod}");
+    assert!(json
+        .iter()
+        .all(|r| r["title"].as_str().is_some_and(|t| !t.is_empty())));
     for name in &names {
         let mut args: Vec<&str> = vec!["report", "run", name, "--format", "table"];
         if name.starts_with("dormant") {

@@ -120,6 +120,27 @@ fn explain_shows_the_plan_of_a_query() {
     assert!(plan.contains("rollups/hourly"), "{plan}");
     assert!(plan.contains("events/source="), "{plan}");
     assert!(plan.contains("UnionExec"), "{plan}");
+    // As a table the plan keeps one operator per line, indented.
+    let r = run(vigil(&store).args([
+        "sql",
+        "--format",
+        "table",
+        "EXPLAIN SELECT count(*) FROM events WHERE outcome = 'denied'",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let operator_lines = r
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Exec:") || l.contains("Exec "))
+        .count();
+    assert!(operator_lines >= 3, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("┆   ") && l.contains("Exec")),
+        "indentation kept: {}",
+        r.stdout
+    );
 }
 
 #[test]
