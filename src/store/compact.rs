@@ -8,7 +8,9 @@
 //! each partition in `event_time` order into files of up to [`TARGET_ROWS`] rows, each with its
 //! hourly rollup, and commits them together with the removal of the files they replace: a
 //! reader sees the old files or the new ones, never both and never neither, and `vigil verify`
-//! checks that the rows removed and added are equal. Replaced files stay on disk for a grace
+//! checks that the rows removed and added are equal. Files of an older vigil that have no
+//! hourly rollup are rewritten with one (alone if need be), so compaction also brings an old
+//! store's `event_counts` up to speed. Replaced files stay on disk for a grace
 //! period, so queries that listed them finish, and a later compact or ingest deletes them.
 
 use std::cmp::Reverse;
@@ -75,7 +77,8 @@ pub struct CompactReport {
     pub warnings: Vec<String>,
 }
 
-/// Compacts every partition of `store` that holds two or more small files.
+/// Compacts every partition of `store` that holds two or more small files or a file without
+/// a rollup.
 pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, StoreError> {
     let lock = store.lock()?;
     let log = store.log()?;
@@ -104,7 +107,9 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         .schema();
     let mut partitions: BTreeMap<(&str, &str), Vec<&DataFile>> = BTreeMap::new();
     for f in log.files() {
-        if f.rows < SMALL_ROWS && (opts.sources.is_empty() || opts.sources.contains(&f.source)) {
+        // A file written before rollups existed is rewritten even alone, to get one.
+        let wanted = f.rows < SMALL_ROWS || f.rollup.is_none();
+        if wanted && (opts.sources.is_empty() || opts.sources.contains(&f.source)) {
             partitions
                 .entry((f.source.as_str(), f.date.as_str()))
                 .or_default()
@@ -131,7 +136,7 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
                 ));
             }
         }
-        if mergeable.len() < 2 {
+        if mergeable.len() < 2 && mergeable.iter().all(|f| f.rollup.is_some()) {
             continue;
         }
         let first_output = out.written.len();

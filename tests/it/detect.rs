@@ -430,6 +430,92 @@ fn every_detector_on_its_fixture() {
     insta::assert_json_snapshot!("findings_on_the_fixture", by_code);
 }
 
+/// VG005 on three people over the fixture's 21 days (calendar: UTC, 08:00-19:00, Mon-Fri):
+/// carol works 10:00-11:00 only; dan is on call (two reads at 22:00 every night) and so is erin.
+/// In the window carol reads once at 23:30 (fires: never off-hours before), dan reads twice at
+/// 23:15, an hour he never used (quiet: reading off-hours is his habit), erin reads 15 times
+/// between 21:00 and 23:34 (fires on the 10 outside her usual 22:00 hour: many more than her
+/// two a night).
+#[test]
+fn off_hours_reads_fire_unless_they_are_the_persons_habit() {
+    let mut l = Log::new();
+    let vpn = "192.168.10.7";
+    for d in 0..21 {
+        for who in ["oidc-carol", "oidc-dan", "oidc-erin"] {
+            if d % 7 < 5 {
+                l.read(day(d) + 10 * H, who, "dev/app/token", vpn, "vault-cli/1.15");
+            }
+        }
+        for who in ["oidc-dan", "oidc-erin"] {
+            l.read(
+                day(d) + 22 * H + 10 * M,
+                who,
+                "prod/app/db",
+                vpn,
+                "vault-cli/1.15",
+            );
+            l.read(
+                day(d) + 22 * H + 40 * M,
+                who,
+                "prod/app/db",
+                vpn,
+                "vault-cli/1.15",
+            );
+        }
+    }
+    let w = day(21);
+    l.read(
+        w + 23 * H + 30 * M,
+        "oidc-carol",
+        "prod/app/db",
+        vpn,
+        "vault-cli/1.15",
+    );
+    l.read(
+        w + 23 * H + 15 * M,
+        "oidc-dan",
+        "prod/app/db",
+        vpn,
+        "vault-cli/1.15",
+    );
+    l.read(
+        w + 23 * H + 16 * M,
+        "oidc-dan",
+        "prod/app/db",
+        vpn,
+        "vault-cli/1.15",
+    );
+    for i in 0..15 {
+        l.read(
+            w + 21 * H + i * 11 * M,
+            "oidc-erin",
+            "prod/app/db",
+            vpn,
+            "vault-cli/1.15",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(&dir.path().join("audit.log"), &l.text);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    let cfg = config(dir.path(), "");
+    let found = detect(&store, &cfg, &["--only", "VG005"]);
+    let who: Vec<&str> = found
+        .iter()
+        .map(|f| f["actor_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, ["oidc-erin", "oidc-carol"], "{found:#?}");
+    let erin = &found[0];
+    assert_eq!(erin["baseline"]["days_with_off_hours_reads"], 21, "{erin}");
+    assert!(
+        erin["baseline"]["p_value"].as_f64().unwrap() < 1e-3,
+        "{erin}"
+    );
+    let found: Vec<Value> = found.iter().map(brief).collect();
+    insta::assert_json_snapshot!("off_hours_human", found);
+}
+
 #[test]
 fn fail_on_only_and_config_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -193,6 +193,21 @@ fn event_counts_without_rollups_count_the_events() {
     std::fs::write(&commits[0], serde_json::to_vec(&commit).unwrap()).unwrap();
     std::fs::remove_dir_all(store.join("rollups")).unwrap();
     assert_exact(&store);
+    // `vigil compact` rewrites each day's file, alone, with a rollup.
+    let days = commit["files"].as_array().unwrap().len();
+    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let compacted: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("_commits/00000000000000000002.json")).unwrap(),
+    )
+    .unwrap();
+    let files = compacted["files"].as_array().unwrap();
+    assert_eq!(files.len(), days);
+    assert!(files.iter().all(|f| f["rollup"]["rows"].as_u64() > Some(0)));
+    assert_eq!(rollup_files(&store).len(), days);
+    assert_exact(&store);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }
 
 /// Files with and without rollups in the same partitions and hours (the newest commit's rollups

@@ -93,6 +93,7 @@ impl Detector for Enumeration {
         if hits.is_empty() {
             return Ok(Vec::new());
         }
+        let days = store_history_days(d).await?.min(s.get("lookback_days"));
         let mut params = bounds(d, s.days_nanos("lookback_days"));
         params.push(("width", rows::int(width as f64)));
         let hist: std::collections::BTreeMap<String, f64> = query(d, HISTORY, params)
@@ -155,7 +156,7 @@ impl Detector for Enumeration {
             ]);
             f.explanation = format!(
                 "{} read {n} distinct secrets within {:.0} minutes; its busiest {:.0}-minute window in the last {:.0} days had {usual}.",
-                who(&r), s.get("window_minutes"), s.get("window_minutes"), s.get("lookback_days")
+                who(&r), s.get("window_minutes"), s.get("window_minutes"), days
             );
             out.push(f);
         }

@@ -77,6 +77,7 @@ impl Detector for NewNetwork {
         params.push(("min_events", rows::int(s.get("min_events"))));
         let mut out = Vec::new();
         let history = client_history(d, s.days_nanos("lookback_days")).await?;
+        let days = store_history_days(d).await?.min(s.get("lookback_days"));
         let sql = SQL.replace("vigil_client_history", &history);
         for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
@@ -114,7 +115,7 @@ impl Detector for NewNetwork {
             ]);
             f.explanation = format!(
                 "{} read secrets from {ip} ({network}), a network not seen for it in {:.0} days ({} known network{}{}).",
-                who(&r), s.get("lookback_days"), rows::n(&r, "hist_networks"),
+                who(&r), days, rows::n(&r, "hist_networks"),
                 if rows::n(&r, "hist_networks") == 1.0 { "" } else { "s" },
                 if escalate { ", all private until now" } else { "" }
             );

@@ -85,6 +85,7 @@ impl Detector for NewUserAgent {
         params.push(("min_events", rows::int(s.get("min_events"))));
         let mut out = Vec::new();
         let history = client_history(d, s.days_nanos("lookback_days")).await?;
+        let days = store_history_days(d).await?.min(s.get("lookback_days"));
         let sql = SQL.replace("vigil_client_history", &history);
         for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
@@ -119,7 +120,7 @@ impl Detector for NewUserAgent {
             f.explanation = format!(
                 "{} read secrets with {family}, a client it did not use in {:.0} days{}.",
                 who(&r),
-                s.get("lookback_days"),
+                days,
                 if scripting {
                     " (a scripting or secret-harvesting tool)"
                 } else {

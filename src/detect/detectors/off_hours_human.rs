@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use super::denial_rate::tail;
 use super::unusual_hour::{hour_of_week, profiles};
 use super::*;
 use crate::detect::finding::{numbers, round};
@@ -10,9 +11,11 @@ pub struct OffHoursHuman;
 
 const DOC: &str = "\
 What: a person (or an account root user, which only people use) reads secrets outside working time ([calendar]: their time zone, business hours,
-workdays, holidays; DST-correct), unless that hour of the day is normal for them (at least
-max_share_pct of their reads over the lookback fall in that local hour of the day, any weekday: an
-on-call engineer or a night shift).
+workdays, holidays; DST-correct), unless that is normal for them: at least max_share_pct of their
+reads over the lookback fall in that local hour of the day (a night shift), or they read secrets
+outside working time on at least usual_days_pct of the days of their history and the day's
+off-hours reads are not many more than usual for them (Poisson tail of their mean off-hours reads
+per day at least p_value: an on-call engineer; a burst still fires).
 One finding per person and local day.
 Why: people's credentials used at 03:00 on a Sunday are a common sign of theft; the users of every
 SIEM ask for business-hours rules that respect time zones and holidays.
@@ -59,6 +62,16 @@ impl Detector for OffHoursHuman {
                 default: 5.0,
                 doc: "an hour of the week holding this share of their reads is normal for them",
             },
+            Param {
+                name: "usual_days_pct",
+                default: 25.0,
+                doc: "off-hours reads on this share of the days of their history are usual",
+            },
+            Param {
+                name: "p_value",
+                default: 1e-3,
+                doc: "a day's off-hours reads this unlikely for someone who usually works off-hours still fire",
+            },
         ]
     }
     async fn detect(
@@ -100,6 +113,17 @@ impl Detector for OffHoursHuman {
             let last = &hs[hs.len() - 1].0;
             let name = rows::s(first, "actor_name");
             let reads: f64 = hs.iter().map(|(r, _)| rows::n(r, "reads")).sum();
+            let habit = profiles
+                .get(&actor)
+                .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos("lookback_days")));
+            let p_value = habit.as_ref().map_or(0.0, |h| tail(h.reads_per_day, reads));
+            if let Some(h) = &habit {
+                if 100.0 * h.days_with as f64 / h.days as f64 >= s.get("usual_days_pct")
+                    && p_value >= s.get("p_value")
+                {
+                    continue;
+                }
+            }
             let mut resources: Vec<String> = hs
                 .iter()
                 .flat_map(|(r, _)| rows::list(r, "resources"))
@@ -131,19 +155,73 @@ impl Detector for OffHoursHuman {
                 ("secrets", int(resources.len() as f64)),
                 ("src_ip", rows::text(first, "src_ip").into()),
             ]);
+            let h = habit.unwrap_or_default();
             f.baseline = numbers([
                 ("share_of_reads_this_hour_of_day_pct", round(share, 2)),
                 ("reads_in_lookback", int(p.map(|p| p.total).unwrap_or(0.0))),
+                ("history_days", int(h.days as f64)),
+                ("days_with_off_hours_reads", int(h.days_with as f64)),
+                ("off_hours_reads_per_day", round(h.reads_per_day, 2)),
+                ("p_value", p_value.into()),
             ]);
             f.explanation = format!(
-                "{} read {} secret{} outside working time, first at {local}{}; {:.1} % of their reads in the last {:.0} days fell in that hour of the day.",
+                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads a day), and {:.1} % of their reads fell in that hour of the day.",
                 who(first), resources.len(), if resources.len() == 1 { "" } else { "s" },
+                if reads > resources.len() as f64 { format!(" ({reads} reads)") } else { String::new() },
                 rows::s(first, "src_ip").map(|ip| format!(" from {ip}")).unwrap_or_default(),
-                share, s.get("lookback_days")
+                h.days, if h.days == 1 { "" } else { "s" },
+                h.days_with, if h.days_with == 1 { "" } else { "s" },
+                h.reads_per_day, share
             );
             out.push(f);
         }
         Ok(out)
+    }
+}
+
+/// How much a person reads secrets outside working time, from their hourly history.
+#[derive(Debug, Default)]
+struct OffHoursHabit {
+    /// Days of history in the lookback: from their first read (at most the lookback) to the
+    /// window, at least 1.
+    days: u64,
+    /// Local days with at least one off-hours read.
+    days_with: u64,
+    /// Off-hours reads per day of history.
+    reads_per_day: f64,
+}
+
+fn off_hours_habit(
+    d: &DetectContext<'_>,
+    p: &super::unusual_hour::Profile,
+    actor: &str,
+    name: Option<&str>,
+    lookback: i64,
+) -> OffHoursHabit {
+    const DAY: i64 = 86_400_000_000_000;
+    const HALF_HOUR: i64 = 1_800_000_000_000;
+    let cal = &d.config.calendar;
+    let start = p
+        .hourly
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(d.window.from)
+        .max(d.window.from - lookback);
+    let days = ((d.window.from - start + DAY - 1) / DAY).max(1) as u64;
+    let mut off_days = std::collections::BTreeSet::new();
+    let mut off_reads = 0.0;
+    for (&hour, &n) in &p.hourly {
+        // An hour is off-hours when its middle is (zones with half-hour offsets cut hours).
+        if hour >= start && cal.is_off_hours(hour + HALF_HOUR, Some(actor), name) {
+            off_reads += n;
+            off_days.insert(cal.local(hour + HALF_HOUR, Some(actor), name).date_naive());
+        }
+    }
+    OffHoursHabit {
+        days,
+        days_with: off_days.len() as u64,
+        reads_per_day: off_reads / days as f64,
     }
 }
 

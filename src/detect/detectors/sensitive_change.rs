@@ -104,7 +104,7 @@ impl Detector for SensitiveChange {
             f.baseline = numbers([("such_changes_in_lookback", int(0.0))]);
             f.explanation = format!(
                 "{} made {} sensitive change{} ({ops}) on {tenant}, and made none there in the previous {:.0} days.",
-                who(&r), rows::n(&r, "changes"), if rows::n(&r, "changes") == 1.0 { "" } else { "s" }, s.get("lookback_days")
+                who(&r), rows::n(&r, "changes"), if rows::n(&r, "changes") == 1.0 { "" } else { "s" }, store_days.min(s.get("lookback_days"))
             );
             out.push(f);
         }
