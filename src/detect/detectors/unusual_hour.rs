@@ -18,10 +18,14 @@ P(hour) = (c(h) + (c(h-1) + c(h+1)) / 2 + alpha) / (2 * total + 24 * alpha). Fir
 P < p_min and the principal read at that hour of day on at most max_days_at_hour days of the
 lookback (a share test alone flagged every quiet hour of workers with one busy nightly hour). (Hour of week would separate weekends, but with a few weeks of history a sparse 24x7
 workload leaves hour-of-week cells empty by chance.)
+The hour's reads must also be unlikely: Poisson tail of the reads observed against the reads
+the profile expects in that hour on an active day (P(hour) x reads per active day) below p_value,
+so one read in a rare hour by someone who reads a hundred times a day stays quiet, a nightly job
+reading at 14:00 or a burst at 03:00 does not.
 Cold start: a principal needs min_active_days days with reads and min_reads reads in the
 lookback; below that it stays quiet.
 Tuning: lookback_days (28), p_min (0.002), min_active_days (10), min_reads (50),
-max_days_at_hour (2).
+max_days_at_hour (2), p_value (0.01).
 False positives: a shift change, the first on-call week of a new engineer.";
 
 /// Hourly secret-read counts of the window's principals over the lookback (one row per
@@ -169,7 +173,7 @@ pub fn unusual(p: Option<&Profile>, how: usize, s: &DetectorSettings) -> Option<
     (prob < s.get("p_min")).then_some(prob)
 }
 
-pub const PROFILE_PARAMS: [Param; 5] = [
+pub const PROFILE_PARAMS: [Param; 6] = [
     Param {
         name: "lookback_days",
         default: 28.0,
@@ -191,6 +195,11 @@ pub const PROFILE_PARAMS: [Param; 5] = [
         doc: "reads a principal needs",
     },
     MAX_DAYS_AT_HOUR,
+    Param {
+        name: "p_value",
+        default: 0.01,
+        doc: "the hour's reads must also be this unlikely given the reads the profile expects at that hour on an active day (Poisson tail)",
+    },
 ];
 
 /// Shared with the off-hours burst (VG008), which uses the same profile test.
@@ -241,6 +250,13 @@ impl Detector for UnusualHour {
                 continue;
             };
             let p = p.expect("unusual needs a profile");
+            // One read in a rare hour is what a person who reads a hundred times a day does
+            // now and then (P = 0.04 for p_hour = 3e-4): the count must be unlikely too.
+            let expected = prob * p.total / p.active_days.max(1) as f64;
+            let count_p = super::denial_rate::tail(expected, rows::n(&r, "reads"));
+            if count_p >= s.get("p_value") {
+                continue;
+            }
             let resources = rows::list(&r, "resources");
             let local =
                 d.config
@@ -270,15 +286,22 @@ impl Detector for UnusualHour {
                 ("reads_total", int(p.total)),
                 ("active_days", int(p.active_days as f64)),
                 ("p_hour", p_value(prob)),
+                ("expected_reads_this_hour", round(expected, 4)),
+                ("p_value", p_value(count_p)),
                 (
                     "share_pct",
                     round(100.0 * p.hour_of_day_count(how) / p.total.max(1.0), 2),
                 ),
             ]);
+            let expected_text = if expected < 0.1 {
+                format!("{expected:.1e}")
+            } else {
+                format!("{expected:.2}")
+            };
             f.explanation = format!(
-                "{} read {} secret{} in the hour starting {local}; in {} reads over {} active days it read {} times at that hour of the day (p = {:.1e}).",
+                "{} read {} secret{} in the hour starting {local}; in {} reads over {} active days it read {} times at that hour of the day (p = {:.1e}; {expected_text} reads expected in such an hour, p = {:.1e} for {}).",
                 who(&r), rows::n(&r, "reads"), if rows::n(&r, "reads") == 1.0 { "" } else { "s" },
-                p.total, p.active_days, p.hour_of_day_count(how), prob
+                p.total, p.active_days, p.hour_of_day_count(how), prob, count_p, rows::n(&r, "reads")
             );
             out.push(f);
         }
