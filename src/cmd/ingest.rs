@@ -31,7 +31,10 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
             serde_json::to_writer(&mut out, &report)?;
             writeln!(out)?;
         }
-        SummaryFormat::Text if !g.quiet => print_summary(&report, g)?,
+        SummaryFormat::Text if !g.quiet => {
+            print_summary(&report, g)?;
+            suggest_compaction(g);
+        }
         SummaryFormat::Text => {}
     }
     Ok(if report.total.rejected > 0 {
@@ -63,6 +66,27 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
         dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
     })
+}
+
+/// Days stored in this many files or more are worth compacting.
+const CROWDED_FILES: usize = 8;
+
+/// A note on stderr when some day partitions hold many files (each ingest and every ~24 MiB of
+/// a day write one): queries pay per file, `vigil compact` merges them.
+fn suggest_compaction(g: &Globals) {
+    let Ok(log) = g.store.log() else {
+        return;
+    };
+    let mut per_day: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    for f in log.files() {
+        *per_day.entry((&f.source, &f.date)).or_default() += 1;
+    }
+    let crowded = per_day.values().filter(|&&n| n >= CROWDED_FILES).count();
+    if crowded > 0 {
+        eprintln!(
+            "note: {crowded} day partition(s) hold {CROWDED_FILES} or more files; `vigil compact` merges them into one sorted file per day (faster queries)"
+        );
+    }
 }
 
 /// The human summary, on stderr.

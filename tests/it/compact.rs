@@ -225,3 +225,29 @@ fn verify_names_a_compaction_commit_that_drops_rows() {
         v.stdout
     );
 }
+
+/// Ingest says when days are spread over many files, and compaction ends it.
+#[test]
+fn ingest_suggests_compaction_when_a_day_has_many_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ingest_one = |i: u32| {
+        let input = write(
+            &dir.path().join(format!("audit-{i}.log")),
+            vault_response(&format!("r-{i}"), &format!("2026-03-02T10:{i:02}:00Z")) + "\n",
+        );
+        let r = run(vigil(&store).arg("ingest").arg(&input));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stderr
+    };
+    for i in 0..7 {
+        assert!(!ingest_one(i).contains("vigil compact"), "{i} files");
+    }
+    assert!(
+        ingest_one(7).contains("1 day partition(s) hold 8 or more files; `vigil compact`"),
+        "the eighth file"
+    );
+    assert_eq!(compact(&store, &[])["files_after"], 1);
+    assert!(!ingest_one(8).contains("vigil compact"));
+    assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 9);
+}
