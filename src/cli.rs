@@ -136,7 +136,7 @@ pub struct CompactArgs {
     pub source: Vec<String>,
     /// How long replaced files stay on disk for queries that already listed them (0s: delete
     /// them now); a later compact or ingest deletes them
-    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub grace: String,
     /// How to print what was done
     #[arg(long, value_enum, default_value = "text")]

@@ -78,13 +78,16 @@ fn suggest_compaction(g: &Globals) {
         return;
     };
     let mut per_day: std::collections::HashMap<(&str, &str), usize> = Default::default();
-    for f in log.files() {
+    for f in log
+        .files()
+        .filter(|f| f.rows < crate::store::compact::SMALL_ROWS)
+    {
         *per_day.entry((&f.source, &f.date)).or_default() += 1;
     }
     let crowded = per_day.values().filter(|&&n| n >= CROWDED_FILES).count();
     if crowded > 0 {
         eprintln!(
-            "note: {crowded} day partition(s) hold {CROWDED_FILES} or more files; `vigil compact` merges them into one sorted file per day (faster queries)"
+            "note: {crowded} day partition(s) hold {CROWDED_FILES} or more small files; `vigil compact` merges them into sorted files of up to 1 M rows (faster queries)"
         );
     }
 }

@@ -27,6 +27,9 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
     }
     writeln!(out, "head {}", v.head.as_deref().unwrap_or("none"))?;
     if !g.quiet {
+        for c in &v.since_expected {
+            eprintln!("note: {c}");
+        }
         for l in &v.leftovers {
             eprintln!(
                 "note: {l} is left over from an interrupted ingest (the next ingest removes it)"

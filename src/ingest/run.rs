@@ -126,8 +126,13 @@ pub fn ingest(
             orphans.len()
         ));
     }
-    let cutoff = opts.now - crate::store::compact::DEFAULT_GRACE_NANOS;
-    crate::store::compact::delete_replaced(store, &log, cutoff, &lock)?;
+    // Files replaced by a compaction, once their grace period is over. A failure here must not
+    // stop audit logs from being stored: it is reported and retried next time.
+    if let Err(e) = crate::store::compact::delete_replaced(store, &log, opts.now, &lock) {
+        warnings.push(format!(
+            "could not delete files replaced by compaction: {e}"
+        ));
+    }
     let mut spooled = None;
     let mut files = Vec::new();
     let mut skipped: Vec<SkippedInput> = Vec::new();
@@ -625,6 +630,7 @@ impl<'a> Run<'a> {
             inputs: consumed,
             counts: counts.clone(),
             removed: Vec::new(),
+            keep_removed_until: None,
         };
         crate::fault::crash_point("before_commit");
         write_commit(store.root(), &commit)?;

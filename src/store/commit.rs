@@ -118,6 +118,10 @@ pub struct Commit {
     /// compaction existed), so their hashes are unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<RemovedFile>,
+    /// Until when the removed files stay on disk for readers that listed them (the grace
+    /// period of `vigil compact`); absent: `created` + the default grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_removed_until: Option<String>,
 }
 
 /// A commit as found on disk, with the hash of its file.

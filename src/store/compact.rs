@@ -7,14 +7,16 @@
 //! files of 9 k rows than over 186 files of 27 k rows. `vigil compact` merges the small files of
 //! each partition in `event_time` order into files of up to [`TARGET_ROWS`] rows, each with its
 //! hourly rollup, and commits them together with the removal of the files they replace: a
-//! reader sees the old files or the new ones, never both and never neither, and `vigil verify`
-//! checks that the rows removed and added are equal. Files of an older vigil that have no
+//! reader sees the old files or the new ones, never both and never neither. Inputs are
+//! checked against the hashes their commits recorded before they are rewritten (a copy must not
+//! launder a changed file), and `vigil verify` checks that each day's rows removed and added are
+//! equal. Files of an older vigil that have no
 //! hourly rollup are rewritten with one (alone if need be), so compaction also brings an old
 //! store's `event_counts` up to speed. Replaced files stay on disk for a grace
 //! period, so queries that listed them finish, and a later compact or ingest deletes them.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fs::{self, File};
 use std::path::PathBuf;
 
@@ -40,10 +42,11 @@ use crate::timerange::parse_instant;
 pub const TARGET_ROWS: u64 = 1 << 20;
 /// Files with fewer rows than this are merged; larger ones are left as they are, so compacting
 /// twice changes nothing.
-const SMALL_ROWS: u64 = TARGET_ROWS / 2;
-/// How long replaced files stay when nobody says (`vigil compact --grace`, and ingest): longer
-/// than the default query timeout, so a report that listed them finishes.
-pub const DEFAULT_GRACE_NANOS: i64 = 15 * 60 * 1_000_000_000;
+pub const SMALL_ROWS: u64 = TARGET_ROWS / 2;
+/// How long replaced files stay when the commit does not say: longer than the default query
+/// timeout (2 min) and a day's `vigil detect`, so readers that listed them finish. Readers hold
+/// no lease: a command that runs longer (a month's backtest) can lose files under it.
+pub const DEFAULT_GRACE_NANOS: i64 = 60 * 60 * 1_000_000_000;
 /// Rows per merged batch.
 const CHUNK_ROWS: usize = 8192;
 /// Rows held by all the readers of one merge together (each holds one batch).
@@ -55,7 +58,7 @@ const ROLLUP_PARTS_ROWS: usize = 128 * 1024;
 pub struct CompactOptions {
     /// "Now": the commit's time and the end of the grace period.
     pub now: i64,
-    /// Replaced files removed by a commit older than this are deleted.
+    /// How long the files this compaction replaces stay on disk after its commit.
     pub grace_nanos: i64,
     /// Only these sources (empty: all).
     pub sources: Vec<String>,
@@ -96,14 +99,63 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
             orphans.len()
         ));
     }
-    report.deleted += delete_replaced(store, &log, opts.now - opts.grace_nanos, &lock)?;
+    report.deleted += delete_replaced(store, &log, opts.now, &lock)?;
 
+    let seq = log.next_seq();
+    let mut out = Outputs {
+        store,
+        seq,
+        next: 0,
+        written: Vec::new(),
+        opened: Vec::new(),
+    };
+    let removed = match merge_partitions(store, &log, opts, &mut out, &mut report) {
+        Ok(removed) => removed,
+        Err(e) => {
+            out.abandon();
+            return Err(e);
+        }
+    };
+    if removed.is_empty() {
+        return Ok(report);
+    }
+    report.bytes_after = out.written.iter().map(|f| f.bytes).sum();
+    // The grace period runs from the commit, not from the start of a long compaction.
+    let committed = crate::clock::now_nanos().unwrap_or(opts.now).max(opts.now);
+    let commit = Commit {
+        seq,
+        prev: log.head().map(|c| c.hash.clone()),
+        created: format_nanos(committed),
+        schema_version: SCHEMA_VERSION,
+        files: out.written.clone(),
+        rejects: None,
+        inputs: Vec::new(),
+        counts: BTreeMap::new(),
+        removed,
+        keep_removed_until: Some(format_nanos(
+            committed.saturating_add(opts.grace_nanos.max(0)),
+        )),
+    };
+    crate::fault::crash_point("before_commit");
+    // On an error from here the commit may be on disk: the new files are left for the next run
+    // to keep (commit published) or remove as orphans (not published).
+    write_commit(store.root(), &commit)?;
+    report.commit = Some(seq);
+    report.deleted += delete_replaced(store, &store.log()?, committed, &lock)?;
+    Ok(report)
+}
+
+/// Merges the small files of every partition that needs it; returns the files removed.
+fn merge_partitions(
+    store: &Store,
+    log: &CommitLog,
+    opts: &CompactOptions,
+    out: &mut Outputs,
+    report: &mut CompactReport,
+) -> Result<Vec<RemovedFile>, StoreError> {
     let reference = EventBatchBuilder::new(0)
         .finish()
-        .map_err(|e| StoreError::Parquet {
-            path: store.root().to_owned(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| parquet_error(store.root(), &e))?
         .schema();
     let mut partitions: BTreeMap<(&str, &str), Vec<&DataFile>> = BTreeMap::new();
     for f in log.files() {
@@ -116,13 +168,6 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
                 .push(f);
         }
     }
-    let seq = log.next_seq();
-    let mut out = Outputs {
-        store,
-        seq,
-        next: 0,
-        written: Vec::new(),
-    };
     let mut removed = Vec::new();
     for ((source, date), files) in partitions {
         let mut mergeable = Vec::new();
@@ -139,17 +184,15 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         if mergeable.len() < 2 && mergeable.iter().all(|f| f.rollup.is_some()) {
             continue;
         }
+        // Rewriting a file that was changed on disk would launder the change: its copy would
+        // carry a new, valid hash. Every input must be exactly what its commit recorded.
+        for f in &mergeable {
+            ensure_unchanged(store, f)?;
+        }
         let first_output = out.written.len();
-        let rows = match merge_partition(store, source, date, &mergeable, &reference, &mut out) {
-            Ok(rows) => rows,
-            Err(e) => {
-                out.abandon();
-                return Err(e);
-            }
-        };
+        let rows = merge_partition(store, source, date, &mergeable, &reference, out)?;
         let before: u64 = mergeable.iter().map(|f| f.rows).sum();
         if rows != before {
-            out.abandon();
             return Err(StoreError::Parquet {
                 path: store.absolute(&mergeable[0].path),
                 message: format!("compaction read {rows} rows from files that hold {before}"),
@@ -174,53 +217,79 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
             });
         }
     }
-    if removed.is_empty() {
-        return Ok(report);
-    }
-    report.bytes_after = out.written.iter().map(|f| f.bytes).sum();
-    let commit = Commit {
-        seq,
-        prev: log.head().map(|c| c.hash.clone()),
-        created: format_nanos(opts.now),
-        schema_version: SCHEMA_VERSION,
-        files: std::mem::take(&mut out.written),
-        rejects: None,
-        inputs: Vec::new(),
-        counts: BTreeMap::new(),
-        removed,
-    };
-    crate::fault::crash_point("before_commit");
-    write_commit(store.root(), &commit)?;
-    report.commit = Some(seq);
-    if opts.grace_nanos <= 0 {
-        report.deleted += delete_replaced(store, &store.log()?, opts.now, &lock)?;
-    }
-    Ok(report)
+    Ok(removed)
 }
 
-/// Deletes the data files (and rollups) that commits made at or before `cutoff` replaced.
-/// Returns how many files were deleted.
+/// Fails when a data file's bytes are not the ones its commit recorded.
+fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
+    let path = store.absolute(&f.path);
+    let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let (sha256, bytes) =
+        super::verify::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
+    if sha256 != f.sha256 || bytes != f.bytes {
+        return Err(StoreError::Damaged(format!(
+            "{} is not the file its commit recorded (changed since it was written); nothing was compacted",
+            f.path
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes the data files (and rollups) that compactions replaced, once their grace period
+/// (`keep_removed_until`, else the commit's time + [`DEFAULT_GRACE_NANOS`]) is over at `now`.
+/// Only a path an earlier commit added, with the same hash, under `events/`, is ever deleted:
+/// a forged commit cannot make vigil delete other files. Returns how many files were deleted.
 pub fn delete_replaced(
     store: &Store,
     log: &CommitLog,
-    cutoff: i64,
+    now: i64,
     _lock: &WriteLock,
 ) -> Result<u64, StoreError> {
+    let mut added: HashMap<&str, &str> = HashMap::new();
     let mut deleted = 0;
-    for (commit, r) in log.removed() {
-        if parse_instant(&commit.created).map_or(true, |t| t > cutoff) {
-            continue;
-        }
-        for rel in [r.path.clone(), rollup::path_for(&r.path)] {
-            let path = store.absolute(&rel);
-            match fs::remove_file(&path) {
-                Ok(()) => deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(&path, e)),
+    for c in &log.commits {
+        let c = &c.commit;
+        if !c.removed.is_empty() {
+            let until = c
+                .keep_removed_until
+                .as_deref()
+                .and_then(|t| parse_instant(t).ok())
+                .or_else(|| {
+                    parse_instant(&c.created)
+                        .ok()
+                        .map(|t| t.saturating_add(DEFAULT_GRACE_NANOS))
+                });
+            if until.is_some_and(|t| t <= now) {
+                for r in &c.removed {
+                    if !is_data_path(&r.path)
+                        || added.get(r.path.as_str()) != Some(&r.sha256.as_str())
+                    {
+                        continue;
+                    }
+                    for rel in [r.path.clone(), rollup::path_for(&r.path)] {
+                        let path = store.absolute(&rel);
+                        match fs::remove_file(&path) {
+                            Ok(()) => deleted += 1,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(StoreError::io(&path, e)),
+                        }
+                    }
+                }
             }
+        }
+        for f in &c.files {
+            added.insert(&f.path, &f.sha256);
         }
     }
     Ok(deleted)
+}
+
+/// `events/.../<name>.parquet` with no `..`, `.` or empty component.
+fn is_data_path(p: &str) -> bool {
+    p.starts_with("events/")
+        && p.ends_with(".parquet")
+        && !p.contains('\\')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Whether a data file has the columns and schema version this vigil writes (files of an older
@@ -416,6 +485,8 @@ struct Outputs<'a> {
     seq: u64,
     next: u64,
     written: Vec<DataFile>,
+    /// Every data file opened, finished or not.
+    opened: Vec<PathBuf>,
 }
 
 impl Outputs<'_> {
@@ -436,11 +507,14 @@ impl Outputs<'_> {
         }
     }
 
-    /// Deletes every file written (a compaction that commits nothing).
+    /// Deletes every file written or being written, with its rollup and temp files (a
+    /// compaction that commits nothing).
     fn abandon(&mut self) {
-        for f in self.written.drain(..) {
-            let data = self.store.absolute(&f.path);
-            let rollup = self.store.absolute(&rollup::path_for(&f.path));
+        self.written.clear();
+        for data in self.opened.drain(..) {
+            let rollup = self
+                .store
+                .absolute(&rollup::path_for(&self.store.relative(&data)));
             for path in [&data, &rollup] {
                 let _ = fs::remove_file(path);
                 let _ = fs::remove_file(temp_path(path));
@@ -518,6 +592,7 @@ impl PartitionOutput {
             .dir
             .join(format!("{:06}-{:04}.parquet", out.seq, out.next));
         out.next += 1;
+        out.opened.push(path.clone());
         let time_idx = self
             .schema
             .index_of("event_time")

@@ -22,6 +22,9 @@ pub struct Verification {
     pub leftovers: Vec<String>,
     /// SHA-256 of the newest commit file that chains correctly from the first.
     pub head: Option<String>,
+    /// With an expected head: the commits made after it, one sentence each (not problems in
+    /// themselves, but what changed since the hash was kept, compactions named).
+    pub since_expected: Vec<String>,
     pub commits: u64,
     pub files: u64,
     pub rows: u64,
@@ -58,12 +61,14 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     let mut referenced: HashSet<String> = HashSet::new();
     // Files the store holds after each commit (path -> sha256, rows), and the files commits took
     // out: a replaced file may be gone from disk once its grace period is over.
-    let mut live: HashMap<String, (String, u64)> = HashMap::new();
+    let mut live: HashMap<String, LiveFile> = HashMap::new();
     let mut replaced: HashSet<String> = HashSet::new();
     let mut missing: Vec<(String, String)> = Vec::new();
     let mut prev_hash: Option<String> = None;
     let mut chain_ok = true;
     let mut hashes: Vec<String> = Vec::new();
+    // Files removed by each commit, in the order of `hashes`.
+    let mut removals: Vec<usize> = Vec::new();
     let last = seqs.last().copied().unwrap_or(0);
     for expected in 1..=last {
         let path = dir.join(commit_file_name(expected));
@@ -108,10 +113,18 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             v.head = Some(hash.clone());
         }
         hashes.push(hash);
+        removals.push(commit.removed.len());
         v.commits += 1;
         for f in &commit.files {
             referenced.insert(f.path.clone());
-            live.insert(f.path.clone(), (f.sha256.clone(), f.rows));
+            live.insert(
+                f.path.clone(),
+                LiveFile {
+                    sha256: f.sha256.clone(),
+                    rows: f.rows,
+                    partition: (f.source.clone(), f.date.clone()),
+                },
+            );
             check_file(
                 store,
                 &f.path,
@@ -155,7 +168,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         }
     }
     v.files = live.len() as u64;
-    v.rows = live.values().map(|(_, rows)| rows).sum();
+    v.rows = live.values().map(|f| f.rows).sum();
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
         if root.is_dir() {
@@ -167,6 +180,13 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         if v.head.as_deref() != Some(expected.as_str()) {
             match hashes.iter().position(|h| *h == expected) {
                 Some(i) => {
+                    for (j, n) in removals.iter().enumerate().skip(i + 1) {
+                        v.since_expected.push(if *n > 0 {
+                            format!("commit {} was made after the expected head and removes {n} file(s) (compaction)", j + 1)
+                        } else {
+                            format!("commit {} was made after the expected head", j + 1)
+                        });
+                    }
                     if !chain_ok {
                         v.problems.push(format!("the expected head is commit {}, but the chain after it is broken", i + 1));
                     }
@@ -180,11 +200,19 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     Ok(v)
 }
 
-/// Files a commit removes must be files the store held, with the hash it recorded, and a
-/// compaction must put back exactly the rows it takes out.
+/// A file the store holds after a commit.
+struct LiveFile {
+    sha256: String,
+    rows: u64,
+    partition: (String, String),
+}
+
+/// Files a commit removes must be files the store held, with the hash it recorded; only a
+/// compaction removes files, it reads no input, and it must put back exactly the rows it takes
+/// out of each day, in files of its own.
 fn check_removals(
     commit: &Commit,
-    live: &mut HashMap<String, (String, u64)>,
+    live: &mut HashMap<String, LiveFile>,
     replaced: &mut HashSet<String>,
     problems: &mut Vec<String>,
 ) {
@@ -192,12 +220,37 @@ fn check_removals(
         return;
     }
     let seq = commit.seq;
-    let mut removed_rows = 0;
+    if !commit.inputs.is_empty() || commit.rejects.is_some() {
+        problems.push(format!(
+            "commit {seq} removes files and also consumes inputs (only a compaction removes files)"
+        ));
+    }
+    let mut balance: std::collections::BTreeMap<(String, String), i128> = Default::default();
+    for f in &commit.files {
+        *balance
+            .entry((f.source.clone(), f.date.clone()))
+            .or_default() += i128::from(f.rows);
+    }
+    let own: HashSet<&str> = commit.files.iter().map(|f| f.path.as_str()).collect();
     for r in &commit.removed {
         replaced.insert(r.path.clone());
         replaced.insert(super::rollup::path_for(&r.path));
+        if r.reason != "compaction" {
+            problems.push(format!(
+                "commit {seq} removes {} for `{}` (only compaction removes files)",
+                r.path, r.reason
+            ));
+        }
+        if r.replaced_by.iter().any(|p| !own.contains(p.as_str())) {
+            problems.push(format!(
+                "commit {seq} says {} was replaced by files it does not add",
+                r.path
+            ));
+        }
         match live.remove(&r.path) {
-            Some((sha256, rows)) if sha256 == r.sha256 && rows == r.rows => removed_rows += rows,
+            Some(f) if f.sha256 == r.sha256 && f.rows == r.rows => {
+                *balance.entry(f.partition).or_default() -= i128::from(f.rows);
+            }
             Some(_) => problems.push(format!(
                 "commit {seq} removes {} with a hash or row count its adding commit does not have",
                 r.path
@@ -208,11 +261,12 @@ fn check_removals(
             )),
         }
     }
-    let added: u64 = commit.files.iter().map(|f| f.rows).sum();
-    if added != removed_rows {
-        problems.push(format!(
-            "commit {seq} replaces {removed_rows} row(s) with {added} (a compaction must keep every row)"
-        ));
+    for ((source, date), diff) in balance {
+        if diff != 0 {
+            problems.push(format!(
+                "commit {seq} changes the rows of source={source} date={date} by {diff:+} (a compaction must keep every row of each day)"
+            ));
+        }
     }
 }
 
@@ -235,21 +289,27 @@ fn check_file(
         }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
+    let (actual, n) = sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
+    if actual != sha256 || n != bytes {
+        problems.push(format!("{rel} hash mismatch (the file was changed)"));
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) and size of everything `f` yields.
+pub(super) fn sha256_of(f: &mut impl Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(|e| StoreError::io(&path, e))?;
+        let k = f.read(&mut buf)?;
         if k == 0 {
             break;
         }
         hasher.update(&buf[..k]);
         n += k as u64;
     }
-    if hex::encode(hasher.finalize()) != sha256 || n != bytes {
-        problems.push(format!("{rel} hash mismatch (the file was changed)"));
-    }
-    Ok(())
+    Ok((hex::encode(hasher.finalize()), n))
 }
 
 /// A rollup must hold the rows its commit lists and count exactly its data file's rows.

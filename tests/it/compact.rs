@@ -119,8 +119,19 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
     let files_before = parquet_files(&store.join("events"));
     assert_eq!(files_before, 9, "three ingests, three days each");
 
+    let v = run(vigil(&store).arg("verify"));
+    let head = v.stdout.trim().strip_prefix("head ").unwrap().to_owned();
     let r = compact(&store, &[]);
     assert_eq!(r["commit"], 4, "{r}");
+    // Against a head kept before, verify names the compaction made since.
+    let v = run(vigil(&store).args(["verify", "--expect-head", &head]));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr
+            .contains("note: commit 4 was made after the expected head and removes 9 file(s)"),
+        "{}",
+        v.stderr
+    );
     assert_eq!(r["partitions"], 3, "{r}");
     assert_eq!(r["files_before"], 9, "{r}");
     assert_eq!(r["files_after"], 3, "{r}");
@@ -181,8 +192,12 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
     let (_, again) = ingest(&store, &[&copy], &["--source", "cloudtrail"]);
     assert_eq!(tally(&again, "cloudtrail"), [1000, 0, 0, 1000, 0, 0]);
 
-    // With no grace the replaced files (and their rollups) go; the store still verifies.
-    let r = compact(&store, &["--grace", "0s"]);
+    // Once the grace period (1 h by default) is over, the replaced files and their rollups go;
+    // the store still verifies.
+    let r = run(vigil(&store)
+        .env("VIGIL_NOW", "2026-03-10T01:00:00Z")
+        .args(["compact", "--format", "json"]));
+    let r: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(r["deleted"], 18, "{r}");
     assert_eq!(parquet_files(&store.join("events")), 3);
     assert_eq!(parquet_files(&store.join("rollups")), 3);
@@ -209,8 +224,21 @@ fn verify_names_a_compaction_commit_that_drops_rows() {
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
     assert!(
-        v.stdout.contains("INVALID: commit 3 replaces")
-            && v.stdout.contains("a compaction must keep every row"),
+        v.stdout
+            .contains("INVALID: commit 3 changes the rows of source=cloudtrail date=")
+            && v.stdout
+                .contains("a compaction must keep every row of each day"),
+        "{}",
+        v.stdout
+    );
+    // Only a compaction removes files.
+    let mut c = commit(&store, 3);
+    c["removed"][0]["reason"] = "cleanup".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let v = run(vigil(&store).arg("verify"));
+    assert!(
+        v.stdout
+            .contains("for `cleanup` (only compaction removes files)"),
         "{}",
         v.stdout
     );
@@ -244,10 +272,79 @@ fn ingest_suggests_compaction_when_a_day_has_many_files() {
         assert!(!ingest_one(i).contains("vigil compact"), "{i} files");
     }
     assert!(
-        ingest_one(7).contains("1 day partition(s) hold 8 or more files; `vigil compact`"),
+        ingest_one(7).contains("1 day partition(s) hold 8 or more small files; `vigil compact`"),
         "the eighth file"
     );
     assert_eq!(compact(&store, &[])["files_after"], 1);
     assert!(!ingest_one(8).contains("vigil compact"));
     assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 9);
+}
+
+/// A data file changed on disk is never rewritten: its copy would carry a new, valid hash and
+/// the change could no longer be shown.
+#[test]
+fn compaction_refuses_a_file_changed_since_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_overlapping_inputs(dir.path());
+    let store = dir.path().join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
+    }
+    let target = store.join(commit(&store, 1)["files"][0]["path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&target).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&target, bytes).unwrap();
+    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not the file its commit recorded"),
+        "{}",
+        r.stderr
+    );
+    assert!(!store.join("_commits/00000000000000000003.json").exists());
+    assert_eq!(
+        parquet_files(&store.join("events")),
+        6,
+        "nothing written or deleted"
+    );
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 1);
+    assert!(v.stdout.contains("hash mismatch"), "{}", v.stdout);
+}
+
+/// The grace period a compaction was given is kept by later runs (ingest included).
+#[test]
+fn replaced_files_stay_for_the_grace_period_the_compaction_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_overlapping_inputs(dir.path());
+    let store = dir.path().join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
+    }
+    assert_eq!(compact(&store, &["--grace", "2h"])["commit"], 3);
+    let c = commit(&store, 3);
+    assert_eq!(c["created"], NOW, "the test clock");
+    assert_eq!(c["keep_removed_until"], "2026-03-10T02:00:00Z");
+    // 90 minutes later (past the default hour, inside the 2 h given), an ingest keeps them.
+    let late = write(
+        &dir.path().join("late.log"),
+        vault_response("late", "2026-03-09T10:00:00Z") + "\n",
+    );
+    let r = run(vigil(&store)
+        .env("VIGIL_NOW", "2026-03-10T01:30:00Z")
+        .arg("ingest")
+        .arg(&late));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(parquet_files(&store.join("events")), 6 + 3 + 1);
+    // After the 2 h, the next compact deletes them (and their rollups).
+    let r = run(vigil(&store)
+        .env("VIGIL_NOW", "2026-03-10T02:00:01Z")
+        .args(["compact", "--format", "json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["deleted"], 12, "{report}");
+    assert_eq!(parquet_files(&store.join("events")), 3 + 1);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }

@@ -13,9 +13,10 @@ const DOC: &str = "\
 What: a person (or an account root user, which only people use) reads secrets outside working time ([calendar]: their time zone, business hours,
 workdays, holidays; DST-correct), unless that is normal for them: at least max_share_pct of their
 reads over the lookback fall in that local hour of the day (a night shift), or they read secrets
-outside working time on at least usual_days_pct of the days of their history and the day's
-off-hours reads are not many more than usual for them (Poisson tail of their mean off-hours reads
-per day at least p_value: an on-call engineer; a burst still fires).
+outside working time on at least usual_days_pct of the days of at least min_history_days of
+history and the local day's off-hours reads so far are not many more than on their usual such day
+(Poisson tail at least p_value: an on-call engineer; a burst still fires). A thief who keeps to a
+quarter of the nights for weeks becomes usual here: VG006 and VG007 still see the hours and counts.
 One finding per person and local day.
 Why: people's credentials used at 03:00 on a Sunday are a common sign of theft; the users of every
 SIEM ask for business-hours rules that respect time zones and holidays.
@@ -61,6 +62,11 @@ impl Detector for OffHoursHuman {
                 name: "max_share_pct",
                 default: 5.0,
                 doc: "an hour of the week holding this share of their reads is normal for them",
+            },
+            Param {
+                name: "min_history_days",
+                default: 7.0,
+                doc: "days of history before someone's off-hours habit can keep them quiet",
             },
             Param {
                 name: "usual_days_pct",
@@ -116,9 +122,19 @@ impl Detector for OffHoursHuman {
             let habit = profiles
                 .get(&actor)
                 .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos("lookback_days")));
-            let p_value = habit.as_ref().map_or(0.0, |h| tail(h.reads_per_day, reads));
+            // The whole local day so far: with hourly runs the window is one hour of it.
+            let day_reads = reads
+                + habit
+                    .as_ref()
+                    .and_then(|h| h.per_day.get(&day))
+                    .copied()
+                    .unwrap_or(0.0);
+            let p_value = habit
+                .as_ref()
+                .map_or(0.0, |h| tail(h.reads_per_off_day, day_reads));
             if let Some(h) = &habit {
-                if 100.0 * h.days_with as f64 / h.days as f64 >= s.get("usual_days_pct")
+                if h.days as f64 >= s.get("min_history_days")
+                    && 100.0 * h.days_with as f64 / h.days as f64 >= s.get("usual_days_pct")
                     && p_value >= s.get("p_value")
                 {
                     continue;
@@ -161,17 +177,21 @@ impl Detector for OffHoursHuman {
                 ("reads_in_lookback", int(p.map(|p| p.total).unwrap_or(0.0))),
                 ("history_days", int(h.days as f64)),
                 ("days_with_off_hours_reads", int(h.days_with as f64)),
-                ("off_hours_reads_per_day", round(h.reads_per_day, 2)),
+                (
+                    "off_hours_reads_per_off_hours_day",
+                    round(h.reads_per_off_day, 2),
+                ),
+                ("off_hours_reads_today", int(day_reads)),
                 ("p_value", p_value.into()),
             ]);
             f.explanation = format!(
-                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads a day), and {:.1} % of their reads fell in that hour of the day.",
+                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads on such a day; {} today), and {:.1} % of their reads fell in that hour of the day.",
                 who(first), resources.len(), if resources.len() == 1 { "" } else { "s" },
                 if reads > resources.len() as f64 { format!(" ({reads} reads)") } else { String::new() },
                 rows::s(first, "src_ip").map(|ip| format!(" from {ip}")).unwrap_or_default(),
                 h.days, if h.days == 1 { "" } else { "s" },
                 h.days_with, if h.days_with == 1 { "" } else { "s" },
-                h.reads_per_day, share
+                h.reads_per_off_day, day_reads, share
             );
             out.push(f);
         }
@@ -187,8 +207,11 @@ struct OffHoursHabit {
     days: u64,
     /// Local days with at least one off-hours read.
     days_with: u64,
-    /// Off-hours reads per day of history.
-    reads_per_day: f64,
+    /// Off-hours reads per local day that had any (their usual night, not diluted by the days
+    /// they did not work).
+    reads_per_off_day: f64,
+    /// Off-hours reads per local day (`YYYY-MM-DD`).
+    per_day: BTreeMap<String, f64>,
 }
 
 fn off_hours_habit(
@@ -209,19 +232,21 @@ fn off_hours_habit(
         .unwrap_or(d.window.from)
         .max(d.window.from - lookback);
     let days = ((d.window.from - start + DAY - 1) / DAY).max(1) as u64;
-    let mut off_days = std::collections::BTreeSet::new();
+    let mut per_day: BTreeMap<String, f64> = BTreeMap::new();
     let mut off_reads = 0.0;
     for (&hour, &n) in &p.hourly {
         // An hour is off-hours when its middle is (zones with half-hour offsets cut hours).
         if hour >= start && cal.is_off_hours(hour + HALF_HOUR, Some(actor), name) {
             off_reads += n;
-            off_days.insert(cal.local(hour + HALF_HOUR, Some(actor), name).date_naive());
+            let day = cal.local(hour + HALF_HOUR, Some(actor), name).date_naive();
+            *per_day.entry(day.to_string()).or_default() += n;
         }
     }
     OffHoursHabit {
         days,
-        days_with: off_days.len() as u64,
-        reads_per_day: off_reads / days as f64,
+        days_with: per_day.len() as u64,
+        reads_per_off_day: off_reads / per_day.len().max(1) as f64,
+        per_day,
     }
 }
 
