@@ -89,9 +89,13 @@ impl Calendar {
         } else {
             local.date_naive()
         };
-        let workday = self.workdays[day.weekday().num_days_from_monday() as usize]
-            && !self.holidays.contains(&day);
-        !(in_hours && workday)
+        !(in_hours && self.is_workday(day))
+    }
+
+    /// A working day of the calendar: a workday that is not a holiday.
+    pub fn is_workday(&self, day: NaiveDate) -> bool {
+        self.workdays[day.weekday().num_days_from_monday() as usize]
+            && !self.holidays.contains(&day)
     }
 
     /// The instant in the principal's zone.

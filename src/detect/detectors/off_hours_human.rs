@@ -15,7 +15,8 @@ workdays, holidays; DST-correct), unless that is normal for them: at least max_s
 reads over the lookback fall in that local hour of the day (a night shift), or they read secrets
 outside working time on at least usual_days_pct of the days of at least min_history_days of
 history and the local day's off-hours reads so far are not many more than on their usual such day
-(Poisson tail at least p_value: an on-call engineer; a burst still fires). A thief who keeps to a
+(workdays and days off apart; Poisson tail at least p_value: an on-call engineer; a burst still
+fires). A thief who keeps to a
 quarter of the nights for weeks becomes usual here: VG006 and VG007 still see the hours and counts.
 One finding per person and local day.
 Why: people's credentials used at 03:00 on a Sunday are a common sign of theft; the users of every
@@ -123,15 +124,18 @@ impl Detector for OffHoursHuman {
                 .get(&actor)
                 .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos("lookback_days")));
             // The whole local day so far: with hourly runs the window is one hour of it.
+            let date = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok();
+            let workday = date.is_none_or(|t| d.config.calendar.is_workday(t));
             let day_reads = reads
                 + habit
                     .as_ref()
-                    .and_then(|h| h.per_day.get(&day))
+                    .zip(date)
+                    .and_then(|(h, t)| h.per_day.get(&t))
                     .copied()
                     .unwrap_or(0.0);
-            let p_value = habit
-                .as_ref()
-                .map_or(0.0, |h| tail(h.reads_per_off_day, day_reads));
+            // A weekend or holiday is off-hours all day: compared with their other such days.
+            let usual = habit.as_ref().map_or(0.0, |h| h.usual_day(workday));
+            let p_value = tail(usual, day_reads);
             if let Some(h) = &habit {
                 if h.days as f64 >= s.get("min_history_days")
                     && 100.0 * h.days_with as f64 / h.days as f64 >= s.get("usual_days_pct")
@@ -178,20 +182,20 @@ impl Detector for OffHoursHuman {
                 ("history_days", int(h.days as f64)),
                 ("days_with_off_hours_reads", int(h.days_with as f64)),
                 (
-                    "off_hours_reads_per_off_hours_day",
-                    round(h.reads_per_off_day, 2),
+                    "off_hours_reads_on_such_a_day",
+                    round(h.usual_day(workday), 2),
                 ),
                 ("off_hours_reads_today", int(day_reads)),
                 ("p_value", p_value.into()),
             ]);
             f.explanation = format!(
-                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads on such a day; {} today), and {:.1} % of their reads fell in that hour of the day.",
+                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads on such a {}; {} today), and {:.1} % of their reads fell in that hour of the day.",
                 who(first), resources.len(), if resources.len() == 1 { "" } else { "s" },
                 if reads > resources.len() as f64 { format!(" ({reads} reads)") } else { String::new() },
                 rows::s(first, "src_ip").map(|ip| format!(" from {ip}")).unwrap_or_default(),
                 h.days, if h.days == 1 { "" } else { "s" },
                 h.days_with, if h.days_with == 1 { "" } else { "s" },
-                h.reads_per_off_day, day_reads, share
+                h.usual_day(workday), if workday { "workday" } else { "day off" }, day_reads, share
             );
             out.push(f);
         }
@@ -207,11 +211,22 @@ struct OffHoursHabit {
     days: u64,
     /// Local days with at least one off-hours read.
     days_with: u64,
-    /// Off-hours reads per local day that had any (their usual night, not diluted by the days
-    /// they did not work).
-    reads_per_off_day: f64,
-    /// Off-hours reads per local day (`YYYY-MM-DD`).
-    per_day: BTreeMap<String, f64>,
+    /// Off-hours reads per local day.
+    per_day: BTreeMap<chrono::NaiveDate, f64>,
+    /// Mean off-hours reads of the workdays, and of the days off, that had any (their usual
+    /// evening or weekend, not diluted by days without).
+    workday_mean: f64,
+    day_off_mean: f64,
+}
+
+impl OffHoursHabit {
+    fn usual_day(&self, workday: bool) -> f64 {
+        if workday {
+            self.workday_mean
+        } else {
+            self.day_off_mean
+        }
+    }
 }
 
 fn off_hours_habit(
@@ -232,20 +247,26 @@ fn off_hours_habit(
         .unwrap_or(d.window.from)
         .max(d.window.from - lookback);
     let days = ((d.window.from - start + DAY - 1) / DAY).max(1) as u64;
-    let mut per_day: BTreeMap<String, f64> = BTreeMap::new();
-    let mut off_reads = 0.0;
+    let mut per_day: BTreeMap<chrono::NaiveDate, f64> = BTreeMap::new();
     for (&hour, &n) in &p.hourly {
         // An hour is off-hours when its middle is (zones with half-hour offsets cut hours).
         if hour >= start && cal.is_off_hours(hour + HALF_HOUR, Some(actor), name) {
-            off_reads += n;
             let day = cal.local(hour + HALF_HOUR, Some(actor), name).date_naive();
-            *per_day.entry(day.to_string()).or_default() += n;
+            *per_day.entry(day).or_default() += n;
         }
     }
+    let mean = |workday: bool| {
+        let (sum, n) = per_day
+            .iter()
+            .filter(|(day, _)| cal.is_workday(**day) == workday)
+            .fold((0.0, 0usize), |(s, n), (_, r)| (s + r, n + 1));
+        sum / n.max(1) as f64
+    };
     OffHoursHabit {
         days,
         days_with: per_day.len() as u64,
-        reads_per_off_day: off_reads / per_day.len().max(1) as f64,
+        workday_mean: mean(true),
+        day_off_mean: mean(false),
         per_day,
     }
 }
