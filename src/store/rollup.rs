@@ -130,6 +130,46 @@ type Key<'a> = (
     bool,
 );
 
+/// The grouping columns of a batch (events or rollup rows: the same names).
+struct KeyColumns<'a> {
+    actor_id: &'a StringArray,
+    actor_type: &'a StringArray,
+    resource_id: &'a StringArray,
+    resource_type: &'a StringArray,
+    action: &'a StringArray,
+    outcome: &'a StringArray,
+    secret_read: &'a datafusion::arrow::array::BooleanArray,
+}
+
+impl<'a> KeyColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self, ArrowError> {
+        Ok(KeyColumns {
+            actor_id: strings(batch, "actor_id")?,
+            actor_type: strings(batch, "actor_type")?,
+            resource_id: strings(batch, "resource_id")?,
+            resource_type: strings(batch, "resource_type")?,
+            action: strings(batch, "action")?,
+            outcome: strings(batch, "outcome")?,
+            secret_read: batch
+                .column_by_name("is_secret_read")
+                .and_then(|c| c.as_boolean_opt())
+                .ok_or_else(|| ArrowError::SchemaError("no is_secret_read column".into()))?,
+        })
+    }
+
+    fn key(&self, i: usize) -> Key<'a> {
+        (
+            opt(self.actor_id, i),
+            self.actor_type.value(i),
+            opt(self.resource_id, i),
+            self.resource_type.value(i),
+            self.action.value(i),
+            self.outcome.value(i),
+            self.secret_read.is_valid(i) && self.secret_read.value(i),
+        )
+    }
+}
+
 fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
     batch
         .column_by_name(name)
@@ -157,18 +197,9 @@ pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .column_by_name("event_time")
         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
         .ok_or_else(|| ArrowError::SchemaError("no event_time column".into()))?;
-    let actor_id = strings(batch, "actor_id")?;
-    let actor_type = strings(batch, "actor_type")?;
-    let resource_id = strings(batch, "resource_id")?;
-    let resource_type = strings(batch, "resource_type")?;
-    let action = strings(batch, "action")?;
-    let outcome = strings(batch, "outcome")?;
+    let keys = KeyColumns::of(batch)?;
     let actor_name = strings(batch, "actor_name")?;
     let resource_name = strings(batch, "resource_name")?;
-    let secret_read = batch
-        .column_by_name("is_secret_read")
-        .and_then(|c| c.as_boolean_opt())
-        .ok_or_else(|| ArrowError::SchemaError("no is_secret_read column".into()))?;
 
     let mut out = Builders::default();
     let mut groups: HashMap<Key, Group> = HashMap::new();
@@ -182,16 +213,7 @@ pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
             }
             current_hour = Some(hour);
         }
-        let key = (
-            opt(actor_id, i),
-            actor_type.value(i),
-            opt(resource_id, i),
-            resource_type.value(i),
-            action.value(i),
-            outcome.value(i),
-            secret_read.is_valid(i) && secret_read.value(i),
-        );
-        let g = groups.entry(key).or_insert(Group {
+        let g = groups.entry(keys.key(i)).or_insert(Group {
             actor_name: None,
             resource_name: None,
             events: 0,
@@ -227,37 +249,11 @@ pub fn merge(parts: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
             .column_by_name("events")
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
             .ok_or_else(|| ArrowError::SchemaError("no events column".into()))?;
-        let secret_read = part
-            .column_by_name("is_secret_read")
-            .and_then(|c| c.as_boolean_opt())
-            .ok_or_else(|| ArrowError::SchemaError("no is_secret_read column".into()))?;
-        let [actor_id, actor_type, resource_id, resource_type, action, outcome, actor_name, resource_name] =
-            [
-                "actor_id",
-                "actor_type",
-                "resource_id",
-                "resource_type",
-                "action",
-                "outcome",
-                "actor_name",
-                "resource_name",
-            ]
-            .map(|n| strings(part, n));
-        let (actor_id, actor_type, resource_id, resource_type) =
-            (actor_id?, actor_type?, resource_id?, resource_type?);
-        let (action, outcome, actor_name, resource_name) =
-            (action?, outcome?, actor_name?, resource_name?);
+        let keys = KeyColumns::of(part)?;
+        let actor_name = strings(part, "actor_name")?;
+        let resource_name = strings(part, "resource_name")?;
         for i in 0..part.num_rows() {
-            let key = (
-                opt(actor_id, i),
-                actor_type.value(i),
-                opt(resource_id, i),
-                resource_type.value(i),
-                action.value(i),
-                outcome.value(i),
-                secret_read.is_valid(i) && secret_read.value(i),
-            );
-            let g = groups.entry((hour.value(i), key)).or_insert(Group {
+            let g = groups.entry((hour.value(i), keys.key(i))).or_insert(Group {
                 actor_name: None,
                 resource_name: None,
                 events: 0,

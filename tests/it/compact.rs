@@ -52,19 +52,6 @@ fn parquet_files(dir: &Path) -> usize {
         .count()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// `event_time` of every row of a Parquet file, in file order.
 fn times_in_file(path: &Path) -> Vec<i64> {
     let f = std::fs::File::open(path).unwrap();
@@ -217,40 +204,36 @@ fn verify_names_a_compaction_commit_that_drops_rows() {
     assert_eq!(compact(&store, &["--grace", "0s"])["commit"], 3);
     // The newest commit edited so that one replaced file is not listed as removed: its rows
     // would be back, twice. No later commit chains to it, so only the row check can tell.
-    let path = store.join(format!("_commits/{:020}.json", 3));
-    let mut c = commit(&store, 3);
-    c["removed"].as_array_mut().unwrap().pop();
-    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    let v = run(vigil(&store).arg("verify"));
-    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    let edited = |edit: &dyn Fn(&mut Value)| {
+        let mut c = commit(&store, 3);
+        edit(&mut c);
+        let path = store.join(format!("_commits/{:020}.json", 3));
+        std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        let v = run(vigil(&store).arg("verify"));
+        assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+        v.stdout
+    };
+    let out = edited(&|c| {
+        c["removed"].as_array_mut().unwrap().pop();
+    });
     assert!(
-        v.stdout
-            .contains("INVALID: commit 3 changes the rows of source=cloudtrail date=")
-            && v.stdout
-                .contains("a compaction must keep every row of each day"),
-        "{}",
-        v.stdout
+        out.contains("INVALID: commit 3 changes the rows of source=cloudtrail date=")
+            && out.contains("a compaction must keep every row of each day"),
+        "{out}"
     );
     // Only a compaction removes files.
-    let mut c = commit(&store, 3);
-    c["removed"][0]["reason"] = "cleanup".into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    let v = run(vigil(&store).arg("verify"));
+    let out = edited(&|c| c["removed"][0]["reason"] = "cleanup".into());
     assert!(
-        v.stdout
-            .contains("for `cleanup` (only compaction removes files)"),
-        "{}",
-        v.stdout
+        out.contains("for `cleanup` (only compaction removes files)"),
+        "{out}"
     );
     // A removal of a file no commit added is named too.
-    let mut c = commit(&store, 3);
-    c["removed"][0]["path"] = "events/source=cloudtrail/date=2026-03-02/nope.parquet".into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    let v = run(vigil(&store).arg("verify"));
+    let out = edited(&|c| {
+        c["removed"][0]["path"] = "events/source=cloudtrail/date=2026-03-02/nope.parquet".into()
+    });
     assert!(
-        v.stdout.contains("removes events/source=cloudtrail/date=2026-03-02/nope.parquet, which the store did not hold"),
-        "{}",
-        v.stdout
+        out.contains("removes events/source=cloudtrail/date=2026-03-02/nope.parquet, which the store did not hold"),
+        "{out}"
     );
 }
 

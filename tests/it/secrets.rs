@@ -154,19 +154,6 @@ fn sentinel_secrets_are_removed_everywhere_and_the_removal_is_noted() {
     );
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Regression: a Cloud Logging export mixing Secret Manager and GKE entries routes each entry to
 /// its source, so a GKE entry's secret body is removed as Kubernetes data.
 #[test]
