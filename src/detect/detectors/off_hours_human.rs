@@ -188,14 +188,33 @@ impl Detector for OffHoursHuman {
                 ("off_hours_reads_today", int(day_reads)),
                 ("p_value", p_value.into()),
             ]);
+            let history = if h.days_with == 0 {
+                format!(
+                    "they read no secret off-hours in the {} day{} of history before",
+                    h.days,
+                    if h.days == 1 { "" } else { "s" }
+                )
+            } else {
+                format!(
+                    "in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads on such a {}; {} today), and {:.1} % of their reads fell in that hour of the day",
+                    h.days, if h.days == 1 { "" } else { "s" },
+                    h.days_with, if h.days_with == 1 { "" } else { "s" },
+                    h.usual_day(workday), if workday { "workday" } else { "day off" }, day_reads, share
+                )
+            };
             f.explanation = format!(
-                "{} read {} secret{}{} outside working time, first at {local}{}; in the {} day{} of history before, they read secrets off-hours on {} day{} ({:.1} reads on such a {}; {} today), and {:.1} % of their reads fell in that hour of the day.",
-                who(first), resources.len(), if resources.len() == 1 { "" } else { "s" },
-                if reads > resources.len() as f64 { format!(" ({reads} reads)") } else { String::new() },
-                rows::s(first, "src_ip").map(|ip| format!(" from {ip}")).unwrap_or_default(),
-                h.days, if h.days == 1 { "" } else { "s" },
-                h.days_with, if h.days_with == 1 { "" } else { "s" },
-                h.usual_day(workday), if workday { "workday" } else { "day off" }, day_reads, share
+                "{} read {} secret{}{} outside working time, first at {local}{}; {history}.",
+                who(first),
+                resources.len(),
+                if resources.len() == 1 { "" } else { "s" },
+                if reads > resources.len() as f64 {
+                    format!(" ({reads} reads)")
+                } else {
+                    String::new()
+                },
+                rows::s(first, "src_ip")
+                    .map(|ip| format!(" from {ip}"))
+                    .unwrap_or_default(),
             );
             out.push(f);
         }
