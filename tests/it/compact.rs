@@ -71,6 +71,18 @@ fn times_in_file(path: &Path) -> Vec<i64> {
     out
 }
 
+/// The access summary of the generated days, as CSV.
+const SUMMARY: [&str; 9] = [
+    "report",
+    "run",
+    "access-summary",
+    "--from",
+    "2026-03-01",
+    "--to",
+    "2026-03-06",
+    "--format",
+    "csv",
+];
 const ROWS: &str = "SELECT event_uid, event_time, actor_id, resource_id, action, outcome, \
                     length(raw_event) AS raw FROM events ORDER BY event_uid";
 const COUNTS: &str = "SELECT actor_id, resource_id, action, outcome, sum(events) AS n, \
@@ -91,17 +103,7 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
     }
     let rows_before = sql(&store, ROWS);
     assert_eq!(rows_before.len(), 6000);
-    let report_before = run(vigil(&store).args([
-        "report",
-        "run",
-        "access-summary",
-        "--from",
-        "2026-03-01",
-        "--to",
-        "2026-03-06",
-        "--format",
-        "csv",
-    ]));
+    let report_before = run(vigil(&store).args(SUMMARY));
     assert_eq!(report_before.code, 0, "{}", report_before.stderr);
     let files_before = parquet_files(&store.join("events"));
     assert_eq!(files_before, 9, "three ingests, three days each");
@@ -126,17 +128,7 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
 
     // The same rows and the same report; counts from the new rollups equal counts of events.
     assert_eq!(sql(&store, ROWS), rows_before);
-    let report_after = run(vigil(&store).args([
-        "report",
-        "run",
-        "access-summary",
-        "--from",
-        "2026-03-01",
-        "--to",
-        "2026-03-06",
-        "--format",
-        "csv",
-    ]));
+    let report_after = run(vigil(&store).args(SUMMARY));
     assert_eq!(report_after.stdout, report_before.stdout);
     assert_eq!(sql(&store, COUNTS), sql(&store, COUNTED));
 
