@@ -40,8 +40,16 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
         } else {
             "INVALID"
         };
+        let rehashed = if v.content_checked > 0 {
+            format!(
+                " (the rows of {} compacted file(s) hashed again)",
+                v.content_checked
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{verdict}: {} commit(s), {} data file(s), {} row(s) checked, {} problem(s)",
+            "{verdict}: {} commit(s), {} data file(s), {} row(s) checked{rehashed}, {} problem(s)",
             v.commits,
             v.files,
             v.rows,

@@ -112,8 +112,9 @@ pub fn ingest(
     let log = store.log()?;
     let mut warnings: Vec<String> = log.warnings.clone();
     // A torn newest commit (power loss) is replaced by this run; a damaged commit with valid
-    // ones after it is evidence of tampering and is left alone.
-    if crate::store::commit::max_seq_on_disk(store.root()) > log.next_seq() {
+    // ones after it, or one that reads well but does not chain, is evidence of tampering and
+    // is left alone with every file it names.
+    if log.damaged_before_end(store.root()) {
         return Err(IngestError::Damaged {
             store: store.root().display().to_string(),
             why: log.warnings.join("; "),

@@ -32,6 +32,11 @@ pub struct DataFile {
     /// The file's hourly rollup (`store::rollup`); absent in commits of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup: Option<RollupFile>,
+    /// Digest of the rows the file holds, whatever their order (`store::digest`): what lets
+    /// verify check a compaction after the files it replaced are gone. Absent in commits of
+    /// older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// The hourly rollup written with a data file.
@@ -137,9 +142,20 @@ pub struct CommitLog {
     pub commits: Vec<LoggedCommit>,
     /// Problems that ended the readable log (a torn newest commit, a broken chain).
     pub warnings: Vec<String>,
+    /// The log ends at a commit that reads well but does not chain (an edited, swapped or
+    /// forged commit, never a crash: commits are renamed into place whole). Writers refuse such
+    /// a store, since replacing that commit would delete the files it names.
+    pub tampered: bool,
 }
 
 impl CommitLog {
+    /// Whether a writer must stop: a commit after the readable log is kept on disk (commits
+    /// after a bad one, or a bad one that is not torn). A torn newest commit is what a crash can
+    /// leave; the next write replaces it.
+    pub fn damaged_before_end(&self, root: &Path) -> bool {
+        self.tampered || max_seq_on_disk(root) > self.next_seq()
+    }
+
     pub fn head(&self) -> Option<&LoggedCommit> {
         self.commits.last()
     }
@@ -221,6 +237,7 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
                 seq - 1,
                 seq - 1
             ));
+            log.tampered = true;
             break;
         }
         let hash = hex::encode(Sha256::digest(&bytes));

@@ -28,7 +28,8 @@ use datafusion::parquet::arrow::arrow_reader::{
 };
 use serde::Serialize;
 
-use super::commit::{max_seq_on_disk, write_commit, Commit, DataFile, RemovedFile, RollupFile};
+use super::commit::{write_commit, Commit, DataFile, RemovedFile, RollupFile};
+use super::digest::ContentDigest;
 use super::fsutil::temp_path;
 use super::writer::{
     data_props, encode_durably, parquet_error, parquet_props, DurableParquet, SCHEMA_VERSION_KEY,
@@ -89,7 +90,7 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         warnings: log.warnings.clone(),
         ..Default::default()
     };
-    if max_seq_on_disk(store.root()) > log.next_seq() {
+    if log.damaged_before_end(store.root()) {
         return Err(StoreError::Damaged(log.warnings.join("; ")));
     }
     let orphans = store.remove_orphans(&log, &lock)?;
@@ -198,6 +199,7 @@ fn merge_partitions(
                 message: format!("compaction read {rows} rows from files that hold {before}"),
             });
         }
+        check_content(&mergeable, &out.written[first_output..])?;
         let replaced_by: Vec<String> = out.written[first_output..]
             .iter()
             .map(|f| f.path.clone())
@@ -218,6 +220,43 @@ fn merge_partitions(
         }
     }
     Ok(removed)
+}
+
+/// Fails when the new files of a partition do not hold exactly the rows of the files they
+/// replace, as the content digests recorded for those say (when all of them have one: files of
+/// older versions do not).
+fn check_content(inputs: &[&DataFile], outputs: &[DataFile]) -> Result<(), StoreError> {
+    let Some(before) = sum_content(inputs.iter().copied())? else {
+        return Ok(());
+    };
+    let after = sum_content(outputs.iter())?;
+    if after.as_ref() != Some(&before) {
+        return Err(StoreError::Damaged(format!(
+            "the compacted files of {} do not hold the rows of the files they replace (content digests differ); nothing was compacted",
+            inputs[0].path
+        )));
+    }
+    Ok(())
+}
+
+/// The sum of the files' content digests; `None` when one of them has none.
+pub(super) fn sum_content<'a>(
+    files: impl Iterator<Item = &'a DataFile>,
+) -> Result<Option<ContentDigest>, StoreError> {
+    let mut sum = ContentDigest::default();
+    for f in files {
+        let Some(text) = &f.content else {
+            return Ok(None);
+        };
+        let d: ContentDigest = text.parse().map_err(|e: String| {
+            StoreError::Damaged(format!(
+                "the content digest of {} is unreadable: {e}",
+                f.path
+            ))
+        })?;
+        sum.add(&d);
+    }
+    Ok(Some(sum))
 }
 
 /// Fails when a data file's bytes are not the ones its commit recorded.
@@ -541,6 +580,7 @@ struct OpenFile {
     min: i64,
     rollups: Vec<RecordBatch>,
     rollup_rows: usize,
+    content: ContentDigest,
 }
 
 impl PartitionOutput {
@@ -568,6 +608,10 @@ impl PartitionOutput {
             }
             self.last_time = t.value(t.len() - 1);
             current.file.write(&part)?;
+            current
+                .content
+                .add_batch(&part)
+                .map_err(|e| parquet_error(&self.dir, &e))?;
             let counts = rollup::hourly(&part).map_err(|e| parquet_error(&self.dir, &e))?;
             current.rollup_rows += counts.num_rows();
             current.rollups.push(counts);
@@ -605,6 +649,7 @@ impl PartitionOutput {
             min: 0,
             rollups: Vec::new(),
             rollup_rows: 0,
+            content: ContentDigest::default(),
         })
     }
 
@@ -624,6 +669,7 @@ impl PartitionOutput {
             min_time: format_nanos(f.min),
             max_time: format_nanos(self.last_time),
             rollup: None,
+            content: Some(f.content.to_string()),
         };
         // Listed before the rollup is written, so an error from here on deletes the data too.
         out.written.push(data.clone());

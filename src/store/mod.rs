@@ -10,6 +10,7 @@
 pub mod commit;
 pub mod compact;
 pub mod dedupe;
+pub mod digest;
 pub mod fsutil;
 pub mod rollup;
 pub mod verify;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::commit::{commit_file_name, Commit, COMMITS_DIR};
+use super::commit::{commit_file_name, Commit, DataFile, COMMITS_DIR};
 use super::fsutil::TEMP_SUFFIX;
 use super::{Store, StoreError, EVENTS_DIR, REJECTS_DIR};
 
@@ -28,6 +28,8 @@ pub struct Verification {
     pub commits: u64,
     pub files: u64,
     pub rows: u64,
+    /// Files written by compaction whose rows were hashed again (content digests).
+    pub content_checked: u64,
 }
 
 /// Checks the whole store. `expect_head` is a head hash kept elsewhere (an email, a ticket):
@@ -123,6 +125,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                     sha256: f.sha256.clone(),
                     rows: f.rows,
                     partition: (f.source.clone(), f.date.clone()),
+                    file: f.clone(),
+                    compacted: !commit.removed.is_empty(),
                 },
             );
             check_file(
@@ -169,6 +173,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     }
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
+    check_compacted_content(store, &live, &mut v)?;
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
         if root.is_dir() {
@@ -205,6 +210,44 @@ struct LiveFile {
     sha256: String,
     rows: u64,
     partition: (String, String),
+    file: DataFile,
+    /// Written by a compaction: its recorded content digest is what the check of that
+    /// compaction relied on, so verify recomputes it from the rows.
+    compacted: bool,
+}
+
+/// Recomputes the content digest of every live file a compaction wrote (when its bytes are
+/// intact: a changed file is named already) and compares it with the one its commit records.
+fn check_compacted_content(
+    store: &Store,
+    live: &HashMap<String, LiveFile>,
+    v: &mut Verification,
+) -> Result<(), StoreError> {
+    let mut paths: Vec<&String> = live
+        .iter()
+        .filter(|(_, f)| f.compacted)
+        .map(|(p, _)| p)
+        .collect();
+    paths.sort();
+    for rel in paths {
+        let f = &live[rel].file;
+        let Some(recorded) = &f.content else {
+            continue;
+        };
+        let named = v.problems.iter().any(|p| p.starts_with(rel.as_str()));
+        if named || !store.absolute(rel).exists() {
+            continue;
+        }
+        match super::digest::of_file(&store.absolute(rel)) {
+            Ok(d) if d.to_string() == *recorded => {}
+            Ok(_) => v.problems.push(format!(
+                "{rel} does not hold the rows its commit records (content digest mismatch)"
+            )),
+            Err(e) => v.problems.push(format!("{rel} cannot be read: {e}")),
+        }
+        v.content_checked += 1;
+    }
+    Ok(())
 }
 
 /// Files a commit removes must be files the store held, with the hash it recorded; only a
@@ -232,6 +275,7 @@ fn check_removals(
             .or_default() += i128::from(f.rows);
     }
     let own: HashSet<&str> = commit.files.iter().map(|f| f.path.as_str()).collect();
+    let mut removed_files = Vec::new();
     for r in &commit.removed {
         replaced.insert(r.path.clone());
         replaced.insert(super::rollup::path_for(&r.path));
@@ -250,6 +294,7 @@ fn check_removals(
         match live.remove(&r.path) {
             Some(f) if f.sha256 == r.sha256 && f.rows == r.rows => {
                 *balance.entry(f.partition).or_default() -= i128::from(f.rows);
+                removed_files.push(f.file);
             }
             Some(_) => problems.push(format!(
                 "commit {seq} removes {} with a hash or row count its adding commit does not have",
@@ -266,6 +311,36 @@ fn check_removals(
             problems.push(format!(
                 "commit {seq} changes the rows of source={source} date={date} by {diff:+} (a compaction must keep every row of each day)"
             ));
+        }
+    }
+    check_removed_content(commit, &removed_files, problems);
+}
+
+/// A compaction's new files of each day must hold the rows of the files it removed: the sum of
+/// their content digests equals the sum recorded for the removed files when they were added.
+/// (Files of older versions have no digest: their days are checked by row counts only.)
+fn check_removed_content(commit: &Commit, removed: &[DataFile], problems: &mut Vec<String>) {
+    let seq = commit.seq;
+    let mut days: std::collections::BTreeMap<(&str, &str), (Vec<&DataFile>, Vec<&DataFile>)> =
+        Default::default();
+    for f in removed {
+        days.entry((&f.source, &f.date)).or_default().0.push(f);
+    }
+    for f in &commit.files {
+        days.entry((&f.source, &f.date)).or_default().1.push(f);
+    }
+    for ((source, date), (before, after)) in days {
+        let sum = |files: &[&DataFile]| super::compact::sum_content(files.iter().copied());
+        match (sum(&before), sum(&after)) {
+            (Ok(Some(b)), Ok(Some(a))) if a == b => {}
+            (Ok(Some(_)), Ok(Some(_))) => problems.push(format!(
+                "commit {seq}: the new files of source={source} date={date} do not hold the rows of the files they replace (content digests differ)"
+            )),
+            (Ok(Some(_)), Ok(None)) => problems.push(format!(
+                "commit {seq}: a new file of source={source} date={date} has no content digest, though the files it replaces have one"
+            )),
+            (Ok(None), _) => {}
+            (Err(e), _) | (_, Err(e)) => problems.push(format!("commit {seq}: {e}")),
         }
     }
 }

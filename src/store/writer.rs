@@ -18,6 +18,7 @@ use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 use super::commit::{DataFile, RollupFile};
+use super::digest::ContentDigest;
 use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use super::{rollup, Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
@@ -324,6 +325,8 @@ fn write_parquet(
         .as_primitive::<TimestampNanosecondType>();
     let (min, max) = (times.value(0), times.value(times.len() - 1));
 
+    let mut content = ContentDigest::default();
+    content.add_batch(&batch).map_err(|e| perr(&e))?;
     let (sha256, bytes) = encode_durably(path, &batch, data_props(time_idx))?;
     crate::fault::crash_point("after_data_rename");
     let counts = rollup::hourly(&batch).map_err(|e| perr(&e))?;
@@ -344,6 +347,7 @@ fn write_parquet(
             bytes: rollup_bytes,
             sha256: rollup_sha256,
         }),
+        content: Some(content.to_string()),
     })
 }
 

@@ -3,10 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::AsArray;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
@@ -226,6 +230,118 @@ fn verify_names_a_compaction_commit_that_drops_rows() {
     assert!(
         out.contains("removes events/source=cloudtrail/date=2026-03-02/nope.parquet, which the store did not hold"),
         "{out}"
+    );
+}
+
+/// A compacted file whose rows were swapped for fabricated ones (same count, hash and size
+/// updated in its commit) is named by verify, though the files it replaced are deleted: its
+/// rows are hashed again and compared with the content digest the compaction recorded.
+#[test]
+fn verify_names_a_compacted_file_whose_rows_were_swapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_overlapping_inputs(dir.path());
+    let store = dir.path().join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
+    }
+    compact(&store, &["--grace", "0s"]);
+    let ok = run(vigil(&store).arg("verify"));
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stderr.contains("compacted file(s) hashed again"),
+        "{}",
+        ok.stderr
+    );
+
+    let rel = commit(&store, 3)["files"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = store.join(&rel);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&target).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    // One row's actor becomes someone else: same rows, same times, one lie.
+    let first = batches[0].clone();
+    let idx = first.schema().index_of("actor_id").unwrap();
+    let mut actors: Vec<Option<String>> = first
+        .column(idx)
+        .as_string::<i32>()
+        .iter()
+        .map(|a| a.map(str::to_owned))
+        .collect();
+    actors[0] = Some("arn:aws:iam::111122223333:role/forged".into());
+    let mut columns = first.columns().to_vec();
+    columns[idx] = Arc::new(StringArray::from(actors));
+    batches[0] = RecordBatch::try_new(first.schema(), columns).unwrap();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&target).unwrap(),
+        first.schema(),
+        None,
+    )
+    .unwrap();
+    for b in &batches {
+        writer.write(b).unwrap();
+    }
+    writer.close().unwrap();
+    let bytes = std::fs::read(&target).unwrap();
+    let mut c = commit(&store, 3);
+    c["files"][0]["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+    c["files"][0]["bytes"] = bytes.len().into();
+    std::fs::write(
+        store.join("_commits/00000000000000000003.json"),
+        serde_json::to_vec_pretty(&c).unwrap(),
+    )
+    .unwrap();
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains(&format!(
+            "INVALID: {rel} does not hold the rows its commit records (content digest mismatch)"
+        )),
+        "{}",
+        v.stdout
+    );
+    assert!(!v.stdout.contains("hash mismatch"), "{}", v.stdout);
+}
+
+/// Compaction checks its own output against the content digests of its inputs: a recorded
+/// digest that does not match the rows stops it before anything is committed.
+#[test]
+fn compaction_stops_when_its_output_differs_from_the_recorded_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_overlapping_inputs(dir.path());
+    let store = dir.path().join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
+    }
+    // The head commit's first file given the digest of other rows of the same day (commit 1's).
+    // (Editing the head breaks no chain: nothing follows it.)
+    let c1 = commit(&store, 1);
+    let mut c2 = commit(&store, 2);
+    let day = c2["files"][0]["date"].clone();
+    let other = c1["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["date"] == day)
+        .unwrap();
+    c2["files"][0]["content"] = other["content"].clone();
+    std::fs::write(
+        store.join("_commits/00000000000000000002.json"),
+        serde_json::to_vec_pretty(&c2).unwrap(),
+    )
+    .unwrap();
+    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("content digests differ"), "{}", r.stderr);
+    assert!(!store.join("_commits/00000000000000000003.json").exists());
+    assert_eq!(
+        parquet_files(&store.join("events")),
+        6,
+        "nothing left behind"
     );
 }
 

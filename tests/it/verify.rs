@@ -216,6 +216,35 @@ fn a_torn_newest_commit_opens_at_the_previous_one_and_the_next_ingest_repairs_it
     assert_eq!(verify(&store, &[]).code, 0);
 }
 
+/// An edited commit makes the newest one stop chaining: that is tampering, not a crash, and the
+/// newest commit's files are evidence. Writers refuse the store instead of replacing it.
+#[test]
+fn an_edited_commit_is_not_taken_for_a_torn_one_and_nothing_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = three_commits(dir.path());
+    let path = commit_path(&store, 2);
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["counts"] = serde_json::json!({});
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let files_before = walk(&store).len();
+    let input = write(
+        &dir.path().join("in/new.log"),
+        vault_response("v-new", "2026-03-05T10:00:00Z") + "\n",
+    );
+    for args in [vec!["ingest", input.to_str().unwrap()], vec!["compact"]] {
+        let r = run(vigil(&store).args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("commit 3 does not chain to commit 2"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(walk(&store).len(), files_before, "no file deleted or added");
+    let r = verify(&store, &[]);
+    assert_eq!(r.code, 1);
+}
+
 #[test]
 fn ingest_refuses_a_store_damaged_before_its_end() {
     let dir = tempfile::tempdir().unwrap();
