@@ -200,6 +200,8 @@ struct Run<'a> {
     writer: PartitionWriter,
     consumed: Vec<ConsumedInput>,
     fingerprints: HashMap<String, u64>,
+    /// The store holds SHA-256 fingerprints (written before BLAKE3): inputs get both.
+    legacy_fingerprints: bool,
     /// Byte sizes of inputs already consumed: only a file of one of these sizes can be one.
     sizes: std::collections::HashSet<u64>,
     rejects: RejectSink,
@@ -244,6 +246,7 @@ impl<'a> Run<'a> {
             uids: UidIndex::new(opts.dedupe_budget),
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
+            legacy_fingerprints: fingerprints.keys().any(|k| k.starts_with("sha256:")),
             fingerprints,
             sizes,
             rejects: RejectSink::new(store, seq, opts.now)?,
@@ -295,13 +298,17 @@ impl<'a> Run<'a> {
         let size = std::fs::metadata(&file.path).map_err(input_err)?.len();
         let gzip = inputs::is_gzip(&file.path).map_err(input_err)?;
         let mut background = None;
+        let legacy = self.legacy_fingerprints;
         let fp = if gzip || self.sizes.contains(&size) {
-            inputs::fingerprint(&file.path).map_err(input_err)?
+            inputs::fingerprint(&file.path, legacy).map_err(input_err)?
         } else {
             let path = file.path.clone();
-            background = Some(std::thread::spawn(move || inputs::fingerprint(&path)));
+            background = Some(std::thread::spawn(move || {
+                inputs::fingerprint(&path, legacy)
+            }));
             inputs::Fingerprint {
                 digest: String::new(),
+                legacy: None,
                 bytes: size,
                 gzip,
                 gzip_problem: None,
@@ -310,10 +317,10 @@ impl<'a> Run<'a> {
         self.sizes.insert(size);
         let start_pos = self.progress.position();
         // (A file hashed in the background has no digest yet: it cannot match.)
-        if let Some(seq) = self
-            .fingerprints
-            .get(&fp.digest)
-            .filter(|_| !fp.digest.is_empty())
+        if let Some(seq) = std::iter::once(&fp.digest)
+            .chain(&fp.legacy)
+            .filter(|d| !d.is_empty())
+            .find_map(|d| self.fingerprints.get(d))
         {
             self.progress.inc(fp.bytes);
             return Ok(Some(if *seq == self.seq {
@@ -323,7 +330,7 @@ impl<'a> Run<'a> {
             }));
         }
         if background.is_none() {
-            self.fingerprints.insert(fp.digest.clone(), self.seq);
+            self.remember(&fp);
         }
         self.files_read += 1;
         let reader = inputs::open(&file.path, fp.gzip).map_err(input_err)?;
@@ -413,7 +420,7 @@ impl<'a> Run<'a> {
                     .join()
                     .map_err(|_| input_err(io::Error::other("hashing thread failed")))?
                     .map_err(input_err)?;
-                self.fingerprints.insert(fp.digest.clone(), self.seq);
+                self.remember(&fp);
                 fp
             }
             None => fp,
@@ -424,6 +431,13 @@ impl<'a> Run<'a> {
             self.consume(file, &fp, n);
         }
         Ok(None)
+    }
+
+    /// Notes an input's fingerprints, so the same content later in the run is skipped.
+    fn remember(&mut self, fp: &inputs::Fingerprint) {
+        for d in std::iter::once(&fp.digest).chain(&fp.legacy) {
+            self.fingerprints.insert(d.clone(), self.seq);
+        }
     }
 
     fn consume(&mut self, file: &InputFile, fp: &inputs::Fingerprint, records: u64) {

@@ -75,7 +75,8 @@ pub struct RemovedFile {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConsumedInput {
     pub path: String,
-    /// `sha256:<hex>` of the input's bytes as read (compressed bytes for gzip).
+    /// `blake3:<hex>` of the input's bytes as read (compressed bytes for gzip); `sha256:<hex>`
+    /// in commits of older versions.
     pub fingerprint: String,
     pub bytes: u64,
     pub records: u64,

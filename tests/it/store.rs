@@ -40,6 +40,77 @@ fn ingesting_the_same_directory_twice_stores_nothing_new() {
     assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), rows);
 }
 
+/// Input fingerprints are BLAKE3 now; a store whose commits hold SHA-256 ones (older versions)
+/// still recognizes the files it ingested then.
+#[test]
+fn a_file_fingerprinted_with_sha256_by_an_older_version_is_still_skipped() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let input = write(
+        &dir.path().join("in/a.log"),
+        vault_response("fp-1", "2026-03-02T10:00:00Z") + "\n",
+    );
+    let (code, _) = ingest(&store, &[&input], &[]);
+    assert_eq!(code, 0);
+    let path = store.join("_commits/00000000000000000001.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let fp = c["inputs"][0]["fingerprint"].as_str().unwrap().to_owned();
+    let bytes = std::fs::read(&input).unwrap();
+    assert_eq!(fp, format!("blake3:{}", blake3::hash(&bytes).to_hex()));
+    c["inputs"][0]["fingerprint"] =
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes))).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let (code, second) = ingest(&store, &[&input], &[]);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second["commit"], Value::Null, "{second}");
+    assert!(second["skipped"][0]["why"]
+        .as_str()
+        .unwrap()
+        .starts_with("already ingested (commit 1)"));
+}
+
+/// Data files are sorted by `event_time` whatever the input order (a batch already in order
+/// skips the sort).
+#[test]
+fn data_files_are_sorted_by_event_time_whatever_the_input_order() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let shuffled = [7, 2, 9, 0, 5, 3, 8, 1, 6, 4];
+    let lines: Vec<String> = shuffled
+        .iter()
+        .map(|i| vault_response(&format!("s-{i}"), &format!("2026-03-02T10:00:0{i}Z")))
+        .collect();
+    let input = write(&dir.path().join("in/a.log"), lines.join("\n") + "\n");
+    let (code, _) = ingest(&store, &[&input], &[]);
+    assert_eq!(code, 0);
+    let files: Vec<_> = walk(&store.join("events"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut times = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let t = b.column_by_name("event_time").unwrap();
+        times.extend(
+            t.as_primitive::<TimestampNanosecondType>()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    assert_eq!(times.len(), 10);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+}
+
 #[test]
 fn overlapping_deliveries_are_stored_once_and_counted_as_duplicates() {
     let dir = tempfile::tempdir().unwrap();
