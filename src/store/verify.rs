@@ -218,35 +218,55 @@ struct LiveFile {
 
 /// Recomputes the content digest of every live file a compaction wrote (when its bytes are
 /// intact: a changed file is named already) and compares it with the one its commit records.
+/// Decoding and hashing every row is the costly part of verify (~6 µs a row with raw events,
+/// against ~0.5 µs for the file hashes), so files are shared out over the cores.
 fn check_compacted_content(
     store: &Store,
     live: &HashMap<String, LiveFile>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
-    let mut paths: Vec<&String> = live
+    let mut todo: Vec<(&str, &str)> = live
         .iter()
         .filter(|(_, f)| f.compacted)
-        .map(|(p, _)| p)
+        .filter_map(|(p, f)| Some((p.as_str(), f.file.content.as_deref()?)))
+        .filter(|(p, _)| {
+            !v.problems.iter().any(|problem| problem.starts_with(p)) && store.absolute(p).exists()
+        })
         .collect();
-    paths.sort();
-    for rel in paths {
-        let f = &live[rel].file;
-        let Some(recorded) = &f.content else {
-            continue;
-        };
-        let named = v.problems.iter().any(|p| p.starts_with(rel.as_str()));
-        if named || !store.absolute(rel).exists() {
-            continue;
-        }
-        match super::digest::of_file(&store.absolute(rel)) {
-            Ok(d) if d.to_string() == *recorded => {}
-            Ok(_) => v.problems.push(format!(
-                "{rel} does not hold the rows its commit records (content digest mismatch)"
-            )),
-            Err(e) => v.problems.push(format!("{rel} cannot be read: {e}")),
-        }
-        v.content_checked += 1;
-    }
+    todo.sort();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Option<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(todo.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((rel, recorded)) = todo.get(i) else {
+                            return out;
+                        };
+                        let problem = match super::digest::of_file(&store.absolute(rel)) {
+                            Ok(d) if d.to_string() == *recorded => None,
+                            Ok(_) => Some(format!(
+                                "{rel} does not hold the rows its commit records (content digest mismatch)"
+                            )),
+                            Err(e) => Some(format!("{rel} cannot be read: {e}")),
+                        };
+                        out.push((i, problem));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a verify thread panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    v.content_checked += results.len() as u64;
+    v.problems
+        .extend(results.into_iter().filter_map(|(_, problem)| problem));
     Ok(())
 }
 
