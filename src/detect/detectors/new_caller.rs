@@ -108,10 +108,11 @@ impl Detector for NewCaller {
         let mut params = bounds(d, lookback);
         // Callers first seen within a day of the secret itself were there from the start: not "new".
         params.push(("settle", rows::int(DAY as f64)));
-        let mut out = Vec::new();
+        // The qualifying pairs, grouped by principal in order of their first new read: one
+        // principal reading thirty secrets it never read is one story (and one alert), not
+        // thirty; an off-hours burst or an enumeration made thirty findings here before.
+        let mut groups: Vec<(String, Vec<NewPair>)> = Vec::new();
         for r in query(d, SQL, params).await? {
-            let actor = rows::text(&r, "actor_id");
-            let resource = rows::text(&r, "resource_id");
             let days = history_days(d, rows::s(&r, "secret_first_seen"));
             let callers = rows::n(&r, "callers");
             let new_callers = rows::n(&r, "new_callers");
@@ -130,39 +131,124 @@ impl Detector for NewCaller {
             if days < s.get("min_history_days") {
                 continue;
             }
-            let (severity, cold) = if callers > s.get("max_callers") {
-                (Severity::Low, false)
+            let severity = if callers > s.get("max_callers") {
+                Severity::Low
             } else if score >= 0.97 {
-                (Severity::High, false)
+                Severity::High
             } else {
-                (self.default_severity(), false)
+                self.default_severity()
             };
-            let mut f = finding(
-                self,
+            let actor = rows::text(&r, "actor_id");
+            let pair = NewPair {
+                resource: rows::text(&r, "resource_id"),
+                who: who(&r),
+                actor_name: rows::s(&r, "actor_name").map(str::to_owned),
+                first_read: rows::s(&r, "first_read").unwrap_or("").to_owned(),
+                last_read: rows::s(&r, "last_read").unwrap_or("").to_owned(),
+                reads: rows::n(&r, "reads"),
+                callers,
+                lambda,
+                days,
+                score,
                 severity,
-                &actor,
-                rows::s(&r, "actor_name"),
-                vec![resource.clone()],
-                rows::s(&r, "first_read").unwrap_or(""),
-                rows::s(&r, "last_read").unwrap_or(""),
-                Some(&resource),
-            );
-            f.score = if cold { score.min(0.5) } else { score };
-            f.cold_start = cold;
-            f.observed = numbers([("reads", int(rows::n(&r, "reads")))]);
-            f.baseline = numbers([
-                ("secret_callers", int(callers)),
-                ("new_callers_per_day", round(lambda, 3)),
-                ("history_days", round(days, 1)),
-            ]);
-            f.explanation = {
-                format!(
-                    "{} read {resource} for the first time in {:.0} days; the secret had {callers} caller{} and gains {lambda:.2} new ones per day.",
-                    who(&r), days.min(s.get("lookback_days")), if callers == 1.0 { "" } else { "s" }
-                )
             };
-            out.push(f);
+            match groups.iter_mut().find(|(a, _)| *a == actor) {
+                Some((_, pairs)) => pairs.push(pair),
+                None => groups.push((actor, vec![pair])),
+            }
         }
-        Ok(out)
+        let lookback_days = s.get("lookback_days");
+        Ok(groups
+            .into_iter()
+            .map(|(actor, pairs)| self.grouped(&actor, &pairs, lookback_days))
+            .collect())
+    }
+}
+
+/// A principal's first read of one secret in the window, with the secret's caller history.
+struct NewPair {
+    resource: String,
+    who: String,
+    actor_name: Option<String>,
+    first_read: String,
+    last_read: String,
+    reads: f64,
+    callers: f64,
+    lambda: f64,
+    days: f64,
+    score: f64,
+    severity: Severity,
+}
+
+impl NewCaller {
+    /// One finding for all the secrets a principal read for the first time in the window: the
+    /// highest severity and score among them; the baseline numbers are those of the most
+    /// stable secret (the strongest evidence), the others are listed in `resources`.
+    fn grouped(&self, actor: &str, pairs: &[NewPair], lookback_days: f64) -> Finding {
+        let first = &pairs[0];
+        let best = pairs
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .expect("a group has a pair");
+        let severity = pairs
+            .iter()
+            .map(|p| p.severity)
+            .max()
+            .unwrap_or(first.severity);
+        let start = pairs
+            .iter()
+            .map(|p| p.first_read.as_str())
+            .min()
+            .unwrap_or("");
+        let end = pairs
+            .iter()
+            .map(|p| p.last_read.as_str())
+            .max()
+            .unwrap_or("");
+        let mut f = finding(
+            self,
+            severity,
+            actor,
+            first.actor_name.as_deref(),
+            pairs.iter().map(|p| p.resource.clone()).collect(),
+            start,
+            end,
+            Some(&first.resource),
+        );
+        f.score = best.score;
+        let reads: f64 = pairs.iter().map(|p| p.reads).sum();
+        f.observed = if pairs.len() == 1 {
+            numbers([("reads", int(reads))])
+        } else {
+            numbers([
+                ("reads", int(reads)),
+                ("new_secrets", int(pairs.len() as f64)),
+            ])
+        };
+        f.baseline = numbers([
+            ("secret_callers", int(best.callers)),
+            ("new_callers_per_day", round(best.lambda, 3)),
+            ("history_days", round(best.days, 1)),
+        ]);
+        let days = best.days.min(lookback_days);
+        let plural = |n: f64, one: &str| {
+            if n == 1.0 {
+                one.to_owned()
+            } else {
+                format!("{one}s")
+            }
+        };
+        f.explanation = if pairs.len() == 1 {
+            format!(
+                "{} read {} for the first time in {days:.0} days; the secret had {} {} and gains {:.2} new ones per day.",
+                first.who, first.resource, best.callers, plural(best.callers, "caller"), best.lambda
+            )
+        } else {
+            format!(
+                "{} read {} secrets for the first time in {days:.0} days, {} the first; the most settled of them, {}, had {} {} and gains {:.2} new ones per day.",
+                first.who, pairs.len(), first.resource, best.resource, best.callers, plural(best.callers, "caller"), best.lambda
+            )
+        };
+        f
     }
 }
