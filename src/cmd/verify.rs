@@ -30,6 +30,12 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
         for c in &v.since_expected {
             eprintln!("note: {c}");
         }
+        if v.quarantined > 0 {
+            eprintln!(
+                "note: {} file(s) in _quarantine/ were set aside by a writer because no commit lists them (an interrupted ingest, or a deleted commit: compare with --expect-head); delete them once you know which",
+                v.quarantined
+            );
+        }
         for l in &v.leftovers {
             eprintln!(
                 "note: {l} is left over from an interrupted ingest (the next ingest removes it)"
@@ -41,10 +47,7 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
             "INVALID"
         };
         let rehashed = if v.content_checked > 0 {
-            format!(
-                " (the rows of {} compacted file(s) hashed again)",
-                v.content_checked
-            )
+            format!(" (the rows of {} file(s) hashed again)", v.content_checked)
         } else {
             String::new()
         };

@@ -123,8 +123,9 @@ pub fn ingest(
     let orphans = store.remove_orphans(&log, &lock)?;
     if !orphans.is_empty() {
         warnings.push(format!(
-            "removed {} file(s) left by an interrupted ingest",
-            orphans.len()
+            "set aside {} file(s) that no commit lists in {}/ (left by an interrupted ingest, or by a deleted commit: see vigil verify; delete them once you know which)",
+            orphans.len(),
+            crate::store::QUARANTINE_DIR
         ));
     }
     // Files replaced by a compaction, once their grace period is over. A failure here must not

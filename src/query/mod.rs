@@ -87,6 +87,12 @@ pub const TABLES: &str = "events, event_counts, secret_reads, ocsf_api_activity"
 /// functions of `udf`, with the memory limit of `[query]`.
 pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, QueryError> {
     let log = store.log()?;
+    // A torn newest commit (a crash) is read past with a warning; a log damaged before its end,
+    // or a commit edited to stop chaining, would silently hide every later event from queries,
+    // reports and detection: refuse it.
+    if log.damaged_before_end(store.root()) {
+        return Err(StoreError::Damaged(log.warnings.join("; ")).into());
+    }
     for w in &log.warnings {
         eprintln!("warning: {w}");
     }

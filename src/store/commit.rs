@@ -182,6 +182,12 @@ impl CommitLog {
     }
 }
 
+/// Whether unreadable commit bytes look like an interrupted write (empty, zero-filled, or JSON
+/// that ends early) rather than an edit.
+fn is_torn(bytes: &[u8], e: &serde_json::Error) -> bool {
+    bytes.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) || e.is_eof()
+}
+
 pub fn commit_file_name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
@@ -229,6 +235,9 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
                     path.display(),
                     seq - 1
                 ));
+                // A crash can leave a commit empty, zero-filled or cut short, never well-formed
+                // JSON of the wrong shape: that is an edit, and its files are evidence.
+                log.tampered |= !is_torn(&bytes, &e);
                 break;
             }
         };

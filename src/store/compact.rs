@@ -96,8 +96,9 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
     let orphans = store.remove_orphans(&log, &lock)?;
     if !orphans.is_empty() {
         report.warnings.push(format!(
-            "removed {} file(s) left by an interrupted run",
-            orphans.len()
+            "set aside {} file(s) that no commit lists in {}/ (left by an interrupted run, or by a deleted commit: see vigil verify; delete them once you know which)",
+            orphans.len(),
+            super::QUARANTINE_DIR
         ));
     }
     report.deleted += delete_replaced(store, &log, opts.now, &lock)?;

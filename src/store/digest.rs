@@ -5,8 +5,9 @@
 //! then, and a forged compaction with equal counts passed. The content digest closes that gap.
 //! It is a homomorphic multiset hash, LtHash with the parameters of lthash16 (Lewi et al.,
 //! "Securing Update Propagation with Homomorphic Hashing", 2019: 1024 lanes of 16 bits,
-//! about 200 bits of security): each row's canonical bytes are expanded by BLAKE3 (keyed for
-//! this use only) to 2 KiB, read as 1024 little-endian `u16` lanes, and added lane-wise,
+//! about 200 bits of security): each row's canonical bytes (after the column names and kinds)
+//! are expanded by BLAKE3 (in a key-derivation context of its own: domain separation, no
+//! secret) to 2 KiB, read as 1024 little-endian `u16` lanes, and added lane-wise,
 //! wrapping. The digest of a set of files is the sum of their digests, so verify checks that a
 //! compaction's new files (digests recomputed from their rows) hold exactly the rows of the
 //! files they replaced (digests recorded when those were written, in commits kept by the hash
@@ -76,8 +77,8 @@ impl std::str::FromStr for ContentDigest {
         if bytes.len() != LANES * 2 {
             return Err(format!(
                 "a content digest holds {} bytes, not {}",
-                LANES * 2,
-                bytes.len()
+                bytes.len(),
+                LANES * 2
             ));
         }
         let mut d = ContentDigest::default();
@@ -103,7 +104,15 @@ impl ContentDigest {
             .iter()
             .map(|c| Column::of(c.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let base = base_hasher();
+        // The column names and kinds go into every row's hash: the same values under swapped
+        // or retyped columns are other rows. (0xFF and 0xFE never occur in UTF-8 names.)
+        let mut base = base_hasher().clone();
+        for (field, c) in batch.schema().fields().iter().zip(&columns) {
+            base.update(field.name().as_bytes());
+            base.update(&[0xFF]);
+            base.update(c.kind().as_bytes());
+            base.update(&[0xFE]);
+        }
         let mut row = Vec::with_capacity(1024);
         let mut expanded = [0u8; LANES * 2];
         for i in 0..batch.num_rows() {
@@ -169,6 +178,20 @@ impl<'a> Column<'a> {
             }
             _ => return Err(unsupported()),
         })
+    }
+
+    /// A stable name of the column's kind (not Arrow's type names, which may change between
+    /// versions and would change every digest with them).
+    fn kind(&self) -> &'static str {
+        match self {
+            Column::Text(_) => "text",
+            Column::Time(_) => "time_ns",
+            Column::Bool(_) => "bool",
+            Column::I32(_) => "i32",
+            Column::U16(_) => "u16",
+            Column::TextList(..) => "text_list",
+            Column::TextMap(..) => "text_map",
+        }
     }
 
     fn encode(&self, i: usize, out: &mut Vec<u8>) {
@@ -240,18 +263,23 @@ fn text(a: &StringArray, i: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(v);
 }
 
-/// The content digest of a Parquet data file, recomputed from its rows.
-pub fn of_file(path: &std::path::Path) -> Result<ContentDigest, ArrowError> {
+/// The content digest of a Parquet data file, recomputed from its rows, and how many rows it
+/// holds (the digest alone does not pin the count: lanes wrap, so 65,536 copies of a row add
+/// nothing).
+pub fn of_file(path: &std::path::Path) -> Result<(ContentDigest, u64), ArrowError> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
         .with_batch_size(8192)
         .build()?;
     let mut d = ContentDigest::default();
+    let mut rows = 0u64;
     for batch in reader {
-        d.add_batch(&batch?)?;
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        d.add_batch(&batch)?;
     }
-    Ok(d)
+    Ok((d, rows))
 }
 
 #[cfg(test)]
@@ -292,6 +320,29 @@ mod tests {
         let mut parts = digest(&rows[..7]);
         parts.add(&digest(&rows[7..]));
         assert_eq!(parts, whole, "the digest of a union is the sum");
+        // Slices of one batch (as compaction writes them) add up to the whole.
+        let b = batch(&rows);
+        let mut sliced = ContentDigest::default();
+        sliced.add_batch(&b.slice(0, 11)).unwrap();
+        sliced.add_batch(&b.slice(11, 9)).unwrap();
+        assert_eq!(sliced, whole);
+        // The same bytes under swapped column names (actors read as secrets) are other rows.
+        let schema = b.schema();
+        let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+        let (a, r) = (
+            schema.index_of("actor_id").unwrap(),
+            schema.index_of("resource_name").unwrap(),
+        );
+        fields.swap(a, r);
+        let columns = b.columns().to_vec();
+        let swapped = RecordBatch::try_new(
+            std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            columns,
+        )
+        .unwrap();
+        let mut renamed = ContentDigest::default();
+        renamed.add_batch(&swapped).unwrap();
+        assert_ne!(renamed, whole);
 
         let mut changed = rows.clone();
         changed[3].actor_id = Some("someone-else".into());
@@ -330,6 +381,6 @@ mod tests {
         w.write(&b.slice(0, 20)).unwrap();
         w.write(&b.slice(20, 30)).unwrap();
         w.close().unwrap();
-        assert_eq!(of_file(&path).unwrap(), d);
+        assert_eq!(of_file(&path).unwrap(), (d, 50));
     }
 }

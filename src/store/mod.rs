@@ -26,6 +26,8 @@ pub use commit::{read_log, CommitLog, Tally};
 
 pub const EVENTS_DIR: &str = "events";
 pub const REJECTS_DIR: &str = "rejects";
+/// Where files no commit lists are set aside (see [`Store::remove_orphans`]).
+pub const QUARANTINE_DIR: &str = "_quarantine";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -38,7 +40,7 @@ pub enum StoreError {
     Parquet { path: PathBuf, message: String },
     #[error("the store {0} is locked by another vigil process; wait for it to finish")]
     Locked(PathBuf),
-    #[error("the commit log is damaged ({0}); run vigil verify")]
+    #[error("the store is damaged ({0}); run vigil verify")]
     Damaged(String),
 }
 
@@ -97,8 +99,10 @@ impl Store {
         }
     }
 
-    /// Deletes data and temp files that no commit references: leftovers of an ingest that
-    /// stopped before its commit. Only called while holding the write lock.
+    /// Sets aside the data files no commit references, in `_quarantine/` (same relative
+    /// paths), and deletes temp files (never complete). Such files are what an ingest killed
+    /// before its commit leaves, but also what a deleted newest commit leaves: the two cannot be
+    /// told apart, so nothing complete is deleted. Only called while holding the write lock.
     pub fn remove_orphans(
         &self,
         log: &CommitLog,
@@ -125,10 +129,25 @@ impl Store {
                 self.collect_orphans(&dir, &referenced, &mut removed)?;
             }
         }
-        for path in &removed {
-            fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+        let mut set_aside = Vec::new();
+        for path in removed {
+            if path.to_string_lossy().ends_with(fsutil::TEMP_SUFFIX) {
+                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                continue;
+            }
+            let mut target = self.root.join(QUARANTINE_DIR).join(self.relative(&path));
+            while target.exists() {
+                let mut name = target.as_os_str().to_owned();
+                name.push(".again");
+                target = PathBuf::from(name);
+            }
+            if let Some(parent) = target.parent() {
+                fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+            }
+            fs::rename(&path, &target).map_err(|e| StoreError::io(&path, e))?;
+            set_aside.push(path);
         }
-        Ok(removed)
+        Ok(set_aside)
     }
 
     fn collect_orphans(

@@ -28,8 +28,10 @@ pub struct Verification {
     pub commits: u64,
     pub files: u64,
     pub rows: u64,
-    /// Files written by compaction whose rows were hashed again (content digests).
+    /// Data files whose rows were hashed again (content digests).
     pub content_checked: u64,
+    /// Files set aside in `_quarantine/` by a writer (no commit listed them).
+    pub quarantined: u64,
 }
 
 /// Checks the whole store. `expect_head` is a head hash kept elsewhere (an email, a ticket):
@@ -67,6 +69,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     let mut replaced: HashSet<String> = HashSet::new();
     let mut missing: Vec<(String, String)> = Vec::new();
     let mut prev_hash: Option<String> = None;
+    // The first commit whose files carry content digests: every data file after it must too.
+    let mut digests_since: Option<u64> = None;
     let mut chain_ok = true;
     let mut hashes: Vec<String> = Vec::new();
     // Files removed by each commit, in the order of `hashes`.
@@ -126,7 +130,6 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                     rows: f.rows,
                     partition: (f.source.clone(), f.date.clone()),
                     file: f.clone(),
-                    compacted: !commit.removed.is_empty(),
                 },
             );
             check_file(
@@ -154,6 +157,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             }
         }
         check_removals(&commit, &mut live, &mut replaced, &mut v.problems);
+        check_counts(&commit, &mut digests_since, &mut v.problems);
         if let Some(r) = &commit.rejects {
             referenced.insert(r.path.clone());
             check_file(
@@ -173,7 +177,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     }
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
-    check_compacted_content(store, &live, &mut v)?;
+    check_content(store, &live, &mut v)?;
+    v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
         if root.is_dir() {
@@ -205,35 +210,56 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     Ok(v)
 }
 
+/// Files under `dir`, recursively (0 when it does not exist).
+fn count_files(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_files(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 /// A file the store holds after a commit.
 struct LiveFile {
     sha256: String,
     rows: u64,
     partition: (String, String),
     file: DataFile,
-    /// Written by a compaction: its recorded content digest is what the check of that
-    /// compaction relied on, so verify recomputes it from the rows.
-    compacted: bool,
 }
 
-/// Recomputes the content digest of every live file a compaction wrote (when its bytes are
-/// intact: a changed file is named already) and compares it with the one its commit records.
-/// Decoding and hashing every row is the costly part of verify (~6 µs a row with raw events,
-/// against ~0.5 µs for the file hashes), so files are shared out over the cores.
-fn check_compacted_content(
+/// Recomputes the content digest and row count of every live data file that has a digest
+/// (when its bytes are intact: a changed file is named already), checks its schema, and
+/// compares them with what its commit records. The digests of files a compaction wrote are what
+/// the check of that compaction relied on; those of ingested files are what a later compaction
+/// will be checked against. Decoding and hashing every row is the costly part of verify (~6 µs a
+/// row with raw events, against ~0.5 µs for the file hashes), so files are shared out over the
+/// cores.
+fn check_content(
     store: &Store,
     live: &HashMap<String, LiveFile>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
-    let mut todo: Vec<(&str, &str)> = live
+    let mut todo: Vec<&DataFile> = live
         .iter()
-        .filter(|(_, f)| f.compacted)
-        .filter_map(|(p, f)| Some((p.as_str(), f.file.content.as_deref()?)))
+        .filter(|(_, f)| f.file.content.is_some())
         .filter(|(p, _)| {
-            !v.problems.iter().any(|problem| problem.starts_with(p)) && store.absolute(p).exists()
+            !v.problems
+                .iter()
+                .any(|problem| problem.starts_with(p.as_str()))
+                && store.absolute(p).exists()
         })
+        .map(|(_, f)| &f.file)
         .collect();
-    todo.sort();
+    todo.sort_by(|a, b| a.path.cmp(&b.path));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, Option<String>)> = std::thread::scope(|scope| {
@@ -243,24 +269,17 @@ fn check_compacted_content(
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((rel, recorded)) = todo.get(i) else {
+                        let Some(f) = todo.get(i) else {
                             return out;
                         };
-                        let problem = match super::digest::of_file(&store.absolute(rel)) {
-                            Ok(d) if d.to_string() == *recorded => None,
-                            Ok(_) => Some(format!(
-                                "{rel} does not hold the rows its commit records (content digest mismatch)"
-                            )),
-                            Err(e) => Some(format!("{rel} cannot be read: {e}")),
-                        };
-                        out.push((i, problem));
+                        out.push((i, content_problem(store, f)));
                     }
                 })
             })
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().expect("a verify thread panicked"))
+            .flat_map(|w| w.join().expect("content checks catch their panics"))
             .collect()
     });
     results.sort_by_key(|(i, _)| *i);
@@ -268,6 +287,88 @@ fn check_compacted_content(
     v.problems
         .extend(results.into_iter().filter_map(|(_, problem)| problem));
     Ok(())
+}
+
+/// What is wrong with a data file's rows, if anything: not the schema of a data file, not the
+/// row count or the content digest its commit records. A crafted file that makes the Parquet
+/// decoder panic is reported like any other unreadable file.
+fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
+    let rel = &f.path;
+    let path = store.absolute(rel);
+    let outcome = std::panic::catch_unwind(|| -> Result<_, String> {
+        let file = fs::File::open(&path).map_err(|e| e.to_string())?;
+        let builder =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                file,
+            )
+            .map_err(|e| e.to_string())?;
+        let version = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|k| k.key == super::writer::SCHEMA_VERSION_KEY)
+            })
+            .and_then(|k| k.value.clone());
+        let schema_ok = builder.schema().fields() == crate::event::file_schema().fields()
+            && version.as_deref() == Some(crate::event::SCHEMA_VERSION.to_string().as_str());
+        Ok((
+            schema_ok,
+            super::digest::of_file(&path).map_err(|e| e.to_string())?,
+        ))
+    });
+    match outcome {
+        Ok(Ok((false, _))) => Some(format!(
+            "{rel} does not have the columns of a vigil data file of this schema version (columns renamed, retyped or reordered)"
+        )),
+        Ok(Ok((true, (_, rows)))) if rows != f.rows => Some(format!(
+            "{rel} holds {rows} row(s); its commit records {}",
+            f.rows
+        )),
+        Ok(Ok((true, (digest, _)))) if Some(digest.to_string()) != f.content => Some(format!(
+            "{rel} does not hold the rows its commit records (content digest mismatch)"
+        )),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("{rel} cannot be read: {e}")),
+        Err(_) => Some(format!("{rel} cannot be read: the Parquet decoder failed on it")),
+    }
+}
+
+/// A commit's own accounting: each source's tally balances (`read = stored + merged +
+/// duplicates + rejected`), an ingest's files hold the rows its tallies say it wrote, and once
+/// a commit has recorded content digests every later data file has one (a file without one
+/// would escape the content checks).
+fn check_counts(commit: &Commit, digests_since: &mut Option<u64>, problems: &mut Vec<String>) {
+    let seq = commit.seq;
+    for (source, t) in &commit.counts {
+        if !t.balanced() {
+            problems.push(format!(
+                "commit {seq} counts {} read for {source} but {} stored, merged, duplicate or rejected",
+                t.read,
+                t.stored + t.merged + t.duplicates + t.rejected
+            ));
+        }
+    }
+    if commit.removed.is_empty() && !commit.counts.is_empty() {
+        let written: u64 = commit.counts.values().map(|t| t.rows).sum();
+        let in_files: u64 = commit.files.iter().map(|f| f.rows).sum();
+        if written != in_files {
+            problems.push(format!(
+                "commit {seq} lists files of {in_files} row(s) but counts {written} row(s) written"
+            ));
+        }
+    }
+    for f in &commit.files {
+        match (f.content.is_some(), *digests_since) {
+            (true, None) => *digests_since = Some(seq),
+            (false, Some(first)) => problems.push(format!(
+                "commit {seq} adds {} without a content digest (every data file since commit {first} has one)",
+                f.path
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Files a commit removes must be files the store held, with the hash it recorded; only a
@@ -297,6 +398,12 @@ fn check_removals(
     let own: HashSet<&str> = commit.files.iter().map(|f| f.path.as_str()).collect();
     let mut removed_files = Vec::new();
     for r in &commit.removed {
+        if own.contains(r.path.as_str()) {
+            problems.push(format!(
+                "commit {seq} removes {}, a file it adds itself",
+                r.path
+            ));
+        }
         replaced.insert(r.path.clone());
         replaced.insert(super::rollup::path_for(&r.path));
         if r.reason != "compaction" {

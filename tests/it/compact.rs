@@ -9,6 +9,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -247,17 +248,14 @@ fn verify_names_a_compacted_file_whose_rows_were_swapped() {
     compact(&store, &["--grace", "0s"]);
     let ok = run(vigil(&store).arg("verify"));
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    assert!(
-        ok.stderr.contains("compacted file(s) hashed again"),
-        "{}",
-        ok.stderr
-    );
+    assert!(ok.stderr.contains("file(s) hashed again"), "{}", ok.stderr);
 
     let rel = commit(&store, 3)["files"][0]["path"]
         .as_str()
         .unwrap()
         .to_owned();
     let target = store.join(&rel);
+    std::fs::copy(&target, store.join("../original.parquet")).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&target).unwrap())
         .unwrap()
         .build()
@@ -276,20 +274,111 @@ fn verify_names_a_compacted_file_whose_rows_were_swapped() {
     let mut columns = first.columns().to_vec();
     columns[idx] = Arc::new(StringArray::from(actors));
     batches[0] = RecordBatch::try_new(first.schema(), columns).unwrap();
-    let mut writer = ArrowWriter::try_new(
-        std::fs::File::create(&target).unwrap(),
-        first.schema(),
-        None,
+    let original = commit(&store, 3);
+    // Writes `batches` over the compacted file, records its new hash and size in the head
+    // commit (which nothing chains to), and returns verify's output.
+    // The forged files carry the schema version footer of a real data file.
+    let footer = ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(store.join("../original.parquet")).unwrap(),
     )
-    .unwrap();
-    for b in &batches {
-        writer.write(b).unwrap();
+    .unwrap()
+    .metadata()
+    .file_metadata()
+    .key_value_metadata()
+    .cloned();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(footer)
+        .build();
+    let forge = |batches: &[RecordBatch]| -> String {
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&target).unwrap(),
+            batches[0].schema(),
+            Some(props.clone()),
+        )
+        .unwrap();
+        for b in batches {
+            writer.write(b).unwrap();
+        }
+        writer.close().unwrap();
+        let bytes = std::fs::read(&target).unwrap();
+        let mut c = original.clone();
+        c["files"][0]["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+        c["files"][0]["bytes"] = bytes.len().into();
+        std::fs::write(
+            store.join("_commits/00000000000000000003.json"),
+            serde_json::to_vec_pretty(&c).unwrap(),
+        )
+        .unwrap();
+        let v = run(vigil(&store).arg("verify"));
+        assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+        assert!(!v.stdout.contains("hash mismatch"), "{}", v.stdout);
+        v.stdout
+    };
+    let out = forge(&batches);
+    assert!(
+        out.contains(&format!(
+            "INVALID: {rel} does not hold the rows its commit records (content digest mismatch)"
+        )),
+        "{out}"
+    );
+    // Extra rows (lanes wrap: 65,536 copies of a row would add nothing to the digest, so the
+    // count is checked on its own).
+    let mut more = batches.clone();
+    more.push(first.clone());
+    let out = forge(&more);
+    assert!(
+        out.contains(&format!("INVALID: {rel} holds ")) && out.contains("its commit records"),
+        "{out}"
+    );
+    // The original rows with two column names swapped: actors would read as secret names.
+    let schema = first.schema();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.swap(idx, schema.index_of("resource_name").unwrap());
+    let renamed_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    let original_file = std::fs::File::open(store.join("../original.parquet")).unwrap();
+    let renamed: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(original_file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| RecordBatch::try_new(renamed_schema.clone(), b.unwrap().columns().to_vec()))
+        .map(Result::unwrap)
+        .collect();
+    let out = forge(&renamed);
+    assert!(
+        out.contains(&format!(
+            "INVALID: {rel} does not have the columns of a vigil data file"
+        )),
+        "{out}"
+    );
+}
+
+/// A forged compaction cannot switch the content checks off by adding a file without a digest
+/// and removing it in the same commit.
+#[test]
+fn verify_names_a_compaction_that_removes_a_file_it_adds_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = three_overlapping_inputs(dir.path());
+    let store = dir.path().join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
     }
-    writer.close().unwrap();
-    let bytes = std::fs::read(&target).unwrap();
+    compact(&store, &["--grace", "0s"]);
     let mut c = commit(&store, 3);
-    c["files"][0]["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
-    c["files"][0]["bytes"] = bytes.len().into();
+    let mut dummy = c["files"][0].clone();
+    let path = dummy["path"]
+        .as_str()
+        .unwrap()
+        .replace(".parquet", "-dummy.parquet");
+    dummy["path"] = path.clone().into();
+    dummy["rows"] = 0.into();
+    dummy.as_object_mut().unwrap().remove("content");
+    dummy.as_object_mut().unwrap().remove("rollup");
+    let mut removal = c["removed"][0].clone();
+    removal["path"] = path.clone().into();
+    removal["sha256"] = dummy["sha256"].clone();
+    removal["rows"] = 0.into();
+    c["files"].as_array_mut().unwrap().push(dummy);
+    c["removed"].as_array_mut().unwrap().push(removal);
     std::fs::write(
         store.join("_commits/00000000000000000003.json"),
         serde_json::to_vec_pretty(&c).unwrap(),
@@ -297,14 +386,12 @@ fn verify_names_a_compacted_file_whose_rows_were_swapped() {
     .unwrap();
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
-    assert!(
-        v.stdout.contains(&format!(
-            "INVALID: {rel} does not hold the rows its commit records (content digest mismatch)"
-        )),
-        "{}",
-        v.stdout
-    );
-    assert!(!v.stdout.contains("hash mismatch"), "{}", v.stdout);
+    for expected in [
+        format!("INVALID: commit 3 removes {path}, a file it adds itself"),
+        format!("INVALID: commit 3 adds {path} without a content digest"),
+    ] {
+        assert!(v.stdout.contains(&expected), "{expected}\n{}", v.stdout);
+    }
 }
 
 /// Compaction checks its own output against the content digests of its inputs: a recorded

@@ -191,10 +191,17 @@ fn uncommitted_files_are_invisible_and_cleaned_up() {
     let r = run(vigil(&store).args(["ingest"]).arg(&other));
     assert!(
         r.stderr
-            .contains("removed 2 file(s) left by an interrupted ingest"),
+            .contains("set aside 1 file(s) that no commit lists in _quarantine/"),
         "{}",
         r.stderr
     );
+    // The complete file is set aside, not deleted (a deleted commit leaves the same thing);
+    // the half-written temp file is gone.
+    let kept = store
+        .join("_quarantine")
+        .join(orphan.strip_prefix(&store).unwrap());
+    assert!(kept.exists(), "{}", kept.display());
+    assert!(!part.join("000002-0001.parquet.tmp").exists());
     assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 2);
 }
 

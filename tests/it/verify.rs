@@ -129,7 +129,13 @@ fn a_removed_an_edited_and_reordered_commits_are_named() {
     )
     .unwrap();
     let r = verify(&store, &[]);
-    assert_eq!(invalid_lines(&r), ["INVALID: commit 3 does not chain to commit 2 (a commit was edited, removed or reordered)"]);
+    assert_eq!(
+        invalid_lines(&r),
+        [
+            "INVALID: commit 2 counts 2 read for vault but 1 stored, merged, duplicate or rejected",
+            "INVALID: commit 3 does not chain to commit 2 (a commit was edited, removed or reordered)"
+        ]
+    );
 
     // Reordered: commits 2 and 3 swapped.
     let store = three_commits(&dir.path().join("c"));
@@ -243,6 +249,34 @@ fn an_edited_commit_is_not_taken_for_a_torn_one_and_nothing_is_deleted() {
     assert_eq!(walk(&store).len(), files_before, "no file deleted or added");
     let r = verify(&store, &[]);
     assert_eq!(r.code, 1);
+    // Readers refuse too: reading up to commit 2 would hide commit 3's events from queries,
+    // reports and detection without a word beyond a warning.
+    let q = run(vigil(&store).args(["sql", "SELECT count(*) AS n FROM events"]));
+    assert_eq!(q.code, 2, "{}", q.stderr);
+    assert!(q.stderr.contains("run vigil verify"), "{}", q.stderr);
+}
+
+/// A newest commit edited into well-formed JSON of the wrong shape is not a torn write either:
+/// a crash leaves a commit empty, zero-filled or cut short.
+#[test]
+fn an_edited_newest_commit_that_does_not_parse_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = three_commits(dir.path());
+    let path = commit_path(&store, 3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("\"seq\": 3", "\"seq\": \"3\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    let files_before = walk(&store).len();
+    let input = write(
+        &dir.path().join("in/new.log"),
+        vault_response("v-new", "2026-03-05T10:00:00Z") + "\n",
+    );
+    let r = run(vigil(&store).arg("ingest").arg(&input));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(walk(&store).len(), files_before, "no file deleted or added");
+    let q = run(vigil(&store).args(["sql", "SELECT count(*) AS n FROM events"]));
+    assert_eq!(q.code, 2, "{}", q.stderr);
 }
 
 #[test]
