@@ -448,8 +448,9 @@ fn check_removals(
 /// (Files of older versions have no digest: their days are checked by row counts only.)
 fn check_removed_content(commit: &Commit, removed: &[DataFile], problems: &mut Vec<String>) {
     let seq = commit.seq;
-    let mut days: std::collections::BTreeMap<(&str, &str), (Vec<&DataFile>, Vec<&DataFile>)> =
-        Default::default();
+    // Per (source, date): the files removed, the files added.
+    type Sides<'a> = (Vec<&'a DataFile>, Vec<&'a DataFile>);
+    let mut days: std::collections::BTreeMap<(&str, &str), Sides> = Default::default();
     for f in removed {
         days.entry((&f.source, &f.date)).or_default().0.push(f);
     }
