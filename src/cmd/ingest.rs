@@ -107,8 +107,10 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
         )?,
         (Some(seq), _) => writeln!(
             err,
-            "committed {seq} to {store}: {} input file(s) read, {} data file(s) written",
-            r.files_read, r.files_written
+            "committed {seq} to {store}: {} input file(s) read, {} data file(s) written; head {}",
+            r.files_read,
+            r.files_written,
+            r.head.as_deref().unwrap_or("")
         )?,
         (None, _) => writeln!(err, "nothing new to ingest into {store}")?,
     }

@@ -74,6 +74,9 @@ pub struct IngestOptions {
 pub struct IngestReport {
     /// Sequence number of the commit written, if any.
     pub commit: Option<u64>,
+    /// SHA-256 of that commit: the store's new head, to keep for `vigil verify --expect-head`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
     pub counts: BTreeMap<String, Tally>,
     pub total: Tally,
     pub files_read: u64,
@@ -622,6 +625,7 @@ impl<'a> Run<'a> {
             rejects.discard();
             return Ok(IngestReport {
                 commit: None,
+                head: None,
                 counts,
                 total,
                 files_read,
@@ -649,7 +653,7 @@ impl<'a> Run<'a> {
             keep_removed_until: None,
         };
         crate::fault::crash_point("before_commit");
-        write_commit(store.root(), &commit)?;
+        let head = write_commit(store.root(), &commit)?;
         if counts.values().any(|t| !t.balanced()) {
             warnings.push(
                 "internal accounting error: read != stored + merged + duplicates + rejected".into(),
@@ -657,6 +661,7 @@ impl<'a> Run<'a> {
         }
         Ok(IngestReport {
             commit: Some(seq),
+            head: Some(head),
             counts,
             total,
             files_read,

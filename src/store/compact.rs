@@ -178,7 +178,7 @@ fn merge_partitions(
                 mergeable.push(f);
             } else {
                 report.warnings.push(format!(
-                    "{} was written by another schema version and is left as it is",
+                    "{} has another schema version or other columns than this vigil writes and is left as it is (if no older vigil wrote it, run vigil verify)",
                     f.path
                 ));
             }
@@ -233,8 +233,14 @@ fn check_content(inputs: &[&DataFile], outputs: &[DataFile]) -> Result<(), Store
     let after = sum_content(outputs.iter())?;
     if after.as_ref() != Some(&before) {
         return Err(StoreError::Damaged(format!(
-            "the compacted files of {} do not hold the rows of the files they replace (content digests differ); nothing was compacted",
-            inputs[0].path
+            "the rows of source={} date={} read from {} do not match the content digests their commits record; nothing was compacted",
+            inputs[0].source,
+            inputs[0].date,
+            inputs
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     Ok(())
