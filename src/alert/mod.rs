@@ -45,6 +45,14 @@ fn recent_keys(outbox: &Path, since: i64) -> BTreeMap<String, i64> {
     keys
 }
 
+/// Whether every part of `f` was sent recently or is in this run's message already: a grouped
+/// finding with one new part is sent again (the new part is news).
+fn already_sent(f: &Finding, recent: &BTreeMap<String, i64>, send: &[&Finding]) -> bool {
+    f.alert_keys()
+        .iter()
+        .all(|k| recent.contains_key(k) || send.iter().any(|s| s.alert_keys().contains(k)))
+}
+
 /// Sends what is new in `findings` (already sorted) as one message.
 pub fn notify(
     config: &Config,
@@ -65,7 +73,7 @@ pub fn notify(
     for f in findings {
         if f.severity < settings.min_severity {
             below += 1;
-        } else if recent.contains_key(&f.key) || send.iter().any(|s| s.key == f.key) {
+        } else if already_sent(f, &recent, &send) {
             suppressed += 1;
         } else {
             send.push(f);
@@ -113,7 +121,10 @@ fn message(settings: &AlertSettings, send: &[&Finding], window: &str) -> Mail {
         settings.email_to.clone()
     };
     Mail {
-        keys: send.iter().map(|f| f.key.clone()).collect(),
+        keys: send
+            .iter()
+            .flat_map(|f| f.alert_keys().iter().cloned())
+            .collect(),
         to,
         subject: render::subject(send),
         text: render::text(send, window),
@@ -123,5 +134,44 @@ fn message(settings: &AlertSettings, send: &[&Finding], window: &str) -> Mail {
             content_type: "application/json",
             body: serde_json::to_vec_pretty(send).unwrap_or_default(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(key: &str, parts: &[&str]) -> Finding {
+        let mut f = crate::detect::Finding::for_tests(key);
+        f.part_keys = parts.iter().map(|p| (*p).to_owned()).collect();
+        f
+    }
+
+    #[test]
+    fn a_grouped_finding_is_suppressed_only_when_every_part_was_sent() {
+        let recent: BTreeMap<String, i64> =
+            [("VG001:a:s1".to_owned(), 1), ("VG001:a:s2".to_owned(), 1)].into();
+        // The same two secrets again, in a window that overlaps the last one: suppressed.
+        assert!(already_sent(
+            &finding("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2"]),
+            &recent,
+            &[]
+        ));
+        // A third secret joined the group: sent, though its first secret (the key) was sent.
+        assert!(!already_sent(
+            &finding("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2", "VG001:a:s3"]),
+            &recent,
+            &[]
+        ));
+        // The first secret slid out of the window: the rest were sent, nothing new.
+        assert!(already_sent(
+            &finding("VG001:a:s2", &["VG001:a:s2"]),
+            &recent,
+            &[]
+        ));
+        // A plain finding goes by its key.
+        assert!(!already_sent(&finding("VG009:b", &[]), &recent, &[]));
+        let sent = finding("VG009:b", &[]);
+        assert!(already_sent(&finding("VG009:b", &[]), &recent, &[&sent]));
     }
 }

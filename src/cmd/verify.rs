@@ -38,7 +38,7 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
         }
         for l in &v.leftovers {
             eprintln!(
-                "note: {l} is left over from an interrupted ingest (the next ingest removes it)"
+                "note: {l} is left over from an interrupted ingest (the next ingest sets it aside in _quarantine/, or deletes it if it is a temp file)"
             );
         }
         let verdict = if v.problems.is_empty() {

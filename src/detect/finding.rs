@@ -73,8 +73,48 @@ pub struct Finding {
     pub investigate_sql: String,
     /// `<code>:<actor_id>[:<resource_id>]`: the dedup key.
     pub key: String,
+    /// Keys of the parts a grouped finding stands for (VG001: one per new secret), when there
+    /// are several: alerts suppress the finding only when every part was sent recently, and
+    /// record all of them, so windows that overlap neither hide a new part nor repeat an old
+    /// one. Not part of the finding's JSON.
+    #[serde(skip)]
+    pub part_keys: Vec<String>,
     /// The detector had less history than it wants (it then uses a static rule, or says so).
     pub cold_start: bool,
+}
+
+impl Finding {
+    /// A finding with only its key set, for tests of what is done with findings.
+    #[cfg(test)]
+    pub fn for_tests(key: &str) -> Finding {
+        Finding {
+            code: "VG000",
+            detector: "test",
+            severity: Severity::High,
+            actor_id: "a".into(),
+            actor_name: None,
+            resources: Vec::new(),
+            window_start: String::new(),
+            window_end: String::new(),
+            score: 1.0,
+            observed: BTreeMap::new(),
+            baseline: BTreeMap::new(),
+            explanation: String::new(),
+            investigate_sql: String::new(),
+            key: key.to_owned(),
+            part_keys: Vec::new(),
+            cold_start: false,
+        }
+    }
+
+    /// The keys alert suppression looks at: the parts' keys, or the finding's own.
+    pub fn alert_keys(&self) -> &[String] {
+        if self.part_keys.is_empty() {
+            std::slice::from_ref(&self.key)
+        } else {
+            &self.part_keys
+        }
+    }
 }
 
 /// A SQL string literal: quotes doubled, so log content stays a value.

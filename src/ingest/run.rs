@@ -117,7 +117,7 @@ pub fn ingest(
     // A torn newest commit (power loss) is replaced by this run; a damaged commit with valid
     // ones after it, or one that reads well but does not chain, is evidence of tampering and
     // is left alone with every file it names.
-    if log.damaged_before_end(store.root()) {
+    if log.damaged_before_end() {
         return Err(IngestError::Damaged {
             store: store.root().display().to_string(),
             why: log.warnings.join("; "),

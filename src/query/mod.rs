@@ -90,7 +90,7 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
     // A torn newest commit (a crash) is read past with a warning; a log damaged before its end,
     // or a commit edited to stop chaining, would silently hide every later event from queries,
     // reports and detection: refuse it.
-    if log.damaged_before_end(store.root()) {
+    if log.damaged_before_end() {
         return Err(StoreError::Damaged(log.warnings.join("; ")).into());
     }
     for w in &log.warnings {

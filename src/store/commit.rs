@@ -147,14 +147,17 @@ pub struct CommitLog {
     /// forged commit, never a crash: commits are renamed into place whole). Writers refuse such
     /// a store, since replacing that commit would delete the files it names.
     pub tampered: bool,
+    /// The highest commit number in the directory listing this log was read from (readable or
+    /// not).
+    pub max_listed: u64,
 }
 
 impl CommitLog {
     /// Whether a writer must stop: a commit after the readable log is kept on disk (commits
     /// after a bad one, or a bad one that is not torn). A torn newest commit is what a crash can
     /// leave; the next write replaces it.
-    pub fn damaged_before_end(&self, root: &Path) -> bool {
-        self.tampered || max_seq_on_disk(root) > self.next_seq()
+    pub fn damaged_before_end(&self) -> bool {
+        self.tampered || self.max_listed > self.next_seq()
     }
 
     pub fn head(&self) -> Option<&LoggedCommit> {
@@ -185,7 +188,9 @@ impl CommitLog {
 /// Whether unreadable commit bytes look like an interrupted write (empty, zero-filled, or JSON
 /// that ends early) rather than an edit.
 fn is_torn(bytes: &[u8], e: &serde_json::Error) -> bool {
-    bytes.iter().all(|b| *b == 0 || b.is_ascii_whitespace()) || e.is_eof()
+    // A write torn at page boundaries leaves a valid start followed by zero pages; serde_json
+    // never writes a raw NUL, so any NUL byte is such a tear.
+    bytes.iter().all(|b| b.is_ascii_whitespace()) || bytes.contains(&0) || e.is_eof()
 }
 
 pub fn commit_file_name(seq: u64) -> String {
@@ -215,6 +220,9 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
         }
     }
     seqs.sort_unstable();
+    // One listing for the log and for "is anything kept after it": a second listing could see
+    // commits that a concurrent ingest made meanwhile and take them for damage.
+    log.max_listed = seqs.last().copied().unwrap_or(0);
     let mut prev_hash: Option<String> = None;
     for (i, seq) in seqs.iter().enumerate() {
         let expected = i as u64 + 1;
@@ -266,22 +274,4 @@ pub fn write_commit(root: &Path, commit: &Commit) -> Result<String, StoreError> 
     let path = dir.join(commit_file_name(commit.seq));
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
-/// The highest commit number present on disk, readable or not.
-pub fn max_seq_on_disk(root: &Path) -> u64 {
-    fs::read_dir(root.join(COMMITS_DIR))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .strip_suffix(".json")
-                        .and_then(|s| s.parse::<u64>().ok())
-                })
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
 }

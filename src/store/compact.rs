@@ -90,7 +90,7 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         warnings: log.warnings.clone(),
         ..Default::default()
     };
-    if log.damaged_before_end(store.root()) {
+    if log.damaged_before_end() {
         return Err(StoreError::Damaged(log.warnings.join("; ")));
     }
     let orphans = store.remove_orphans(&log, &lock)?;

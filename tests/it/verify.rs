@@ -288,6 +288,26 @@ fn an_edited_newest_commit_that_does_not_parse_is_kept() {
     assert_eq!(q.code, 2, "{}", q.stderr);
 }
 
+/// A write torn at page boundaries: a valid start, then zero pages. Readers open the store at
+/// the previous commit and the next ingest replaces it (not taken for an edit).
+#[test]
+fn a_commit_torn_into_zero_pages_is_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = three_commits(dir.path());
+    let path = commit_path(&store, 3);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    bytes.extend(std::iter::repeat_n(0u8, 4096));
+    std::fs::write(&path, bytes).unwrap();
+    let q = run(vigil(&store).args(["sql", "SELECT count(*) AS n FROM events"]));
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    assert_eq!(q.stdout.trim(), "{\"n\":2}");
+    let (code, report) = ingest(&store, &[&dir.path().join("in")], &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["commit"], 3);
+    assert_eq!(verify(&store, &[]).code, 0);
+}
+
 #[test]
 fn ingest_refuses_a_store_damaged_before_its_end() {
     let dir = tempfile::tempdir().unwrap();

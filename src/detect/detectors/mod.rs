@@ -126,6 +126,7 @@ fn finding(
         explanation: String::new(),
         investigate_sql: super::finding::investigate(actor_id, start, &end_exclusive(end), ""),
         key,
+        part_keys: Vec::new(),
         cold_start: false,
     }
 }

@@ -188,7 +188,11 @@ impl NewCaller {
         let first = &pairs[0];
         let best = pairs
             .iter()
-            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .max_by(|a, b| {
+                (a.severity, a.score)
+                    .partial_cmp(&(b.severity, b.score))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
             .expect("a group has a pair");
         let severity = pairs
             .iter()
@@ -216,6 +220,12 @@ impl NewCaller {
             Some(&first.resource),
         );
         f.score = best.score;
+        if pairs.len() > 1 {
+            f.part_keys = pairs
+                .iter()
+                .map(|p| format!("{}:{actor}:{}", self.code(), p.resource))
+                .collect();
+        }
         let reads: f64 = pairs.iter().map(|p| p.reads).sum();
         f.observed = if pairs.len() == 1 {
             numbers([("reads", int(reads))])
@@ -242,6 +252,11 @@ impl NewCaller {
             format!(
                 "{} read {} for the first time in {days:.0} days; the secret had {} {} and gains {:.2} new ones per day.",
                 first.who, first.resource, best.callers, plural(best.callers, "caller"), best.lambda
+            )
+        } else if best.resource == first.resource {
+            format!(
+                "{} read {} secrets for the first time in {days:.0} days, {} the first and the most settled of them: it had {} {} and gains {:.2} new ones per day.",
+                first.who, pairs.len(), first.resource, best.callers, plural(best.callers, "caller"), best.lambda
             )
         } else {
             format!(
