@@ -37,6 +37,25 @@ fn three_overlapping_inputs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A store of two of the three overlapping inputs, one ingest each (commits 1 and 2).
+fn two_ingests(dir: &Path) -> PathBuf {
+    let inputs = three_overlapping_inputs(dir);
+    let store = dir.join("store");
+    for input in &inputs[..2] {
+        ingest(&store, &[input], &["--source", "cloudtrail"]);
+    }
+    store
+}
+
+/// Writes commit `seq` as `c` (an edit: nothing recomputes its hash).
+fn rewrite_commit(store: &Path, seq: u64, c: &Value) {
+    std::fs::write(
+        store.join(format!("_commits/{seq:020}.json")),
+        serde_json::to_vec_pretty(c).unwrap(),
+    )
+    .unwrap();
+}
+
 fn compact(store: &Path, extra: &[&str]) -> Value {
     let r = run(vigil(store)
         .args(["compact", "--format", "json"])
@@ -170,7 +189,7 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
 
     // Compacting again changes nothing; re-delivered events are still found as duplicates.
     assert_eq!(compact(&store, &[])["commit"], Value::Null);
-    let text = std::fs::read_to_string(&inputs[1]).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("part-1.log")).unwrap();
     let first_half: String = text.lines().take(1000).map(|l| format!("{l}\n")).collect();
     let copy = write(&dir.path().join("again.log"), first_half);
     let (_, again) = ingest(&store, &[&copy], &["--source", "cloudtrail"]);
@@ -193,19 +212,14 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
 #[test]
 fn verify_names_a_compaction_commit_that_drops_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     assert_eq!(compact(&store, &["--grace", "0s"])["commit"], 3);
     // The newest commit edited so that one replaced file is not listed as removed: its rows
     // would be back, twice. No later commit chains to it, so only the row check can tell.
     let edited = |edit: &dyn Fn(&mut Value)| {
         let mut c = commit(&store, 3);
         edit(&mut c);
-        let path = store.join(format!("_commits/{:020}.json", 3));
-        std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        rewrite_commit(&store, 3, &c);
         let v = run(vigil(&store).arg("verify"));
         assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
         v.stdout
@@ -240,11 +254,7 @@ fn verify_names_a_compaction_commit_that_drops_rows() {
 #[test]
 fn verify_names_a_compacted_file_whose_rows_were_swapped() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     compact(&store, &["--grace", "0s"]);
     let ok = run(vigil(&store).arg("verify"));
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
@@ -304,11 +314,7 @@ fn verify_names_a_compacted_file_whose_rows_were_swapped() {
         let mut c = original.clone();
         c["files"][0]["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
         c["files"][0]["bytes"] = bytes.len().into();
-        std::fs::write(
-            store.join("_commits/00000000000000000003.json"),
-            serde_json::to_vec_pretty(&c).unwrap(),
-        )
-        .unwrap();
+        rewrite_commit(&store, 3, &c);
         let v = run(vigil(&store).arg("verify"));
         assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
         assert!(!v.stdout.contains("hash mismatch"), "{}", v.stdout);
@@ -357,11 +363,7 @@ fn verify_names_a_compacted_file_whose_rows_were_swapped() {
 #[test]
 fn verify_names_a_compaction_that_removes_a_file_it_adds_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     compact(&store, &["--grace", "0s"]);
     let mut c = commit(&store, 3);
     let mut dummy = c["files"][0].clone();
@@ -379,11 +381,7 @@ fn verify_names_a_compaction_that_removes_a_file_it_adds_itself() {
     removal["rows"] = 0.into();
     c["files"].as_array_mut().unwrap().push(dummy);
     c["removed"].as_array_mut().unwrap().push(removal);
-    std::fs::write(
-        store.join("_commits/00000000000000000003.json"),
-        serde_json::to_vec_pretty(&c).unwrap(),
-    )
-    .unwrap();
+    rewrite_commit(&store, 3, &c);
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
     for expected in [
@@ -399,11 +397,7 @@ fn verify_names_a_compaction_that_removes_a_file_it_adds_itself() {
 #[test]
 fn compaction_stops_when_its_output_differs_from_the_recorded_content() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     // The head commit's first file given the digest of other rows of the same day (commit 1's).
     // (Editing the head breaks no chain: nothing follows it.)
     let c1 = commit(&store, 1);
@@ -416,11 +410,7 @@ fn compaction_stops_when_its_output_differs_from_the_recorded_content() {
         .find(|f| f["date"] == day)
         .unwrap();
     c2["files"][0]["content"] = other["content"].clone();
-    std::fs::write(
-        store.join("_commits/00000000000000000002.json"),
-        serde_json::to_vec_pretty(&c2).unwrap(),
-    )
-    .unwrap();
+    rewrite_commit(&store, 2, &c2);
     let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
@@ -468,11 +458,7 @@ fn ingest_suggests_compaction_when_a_day_has_many_files() {
 #[test]
 fn compaction_refuses_a_file_changed_since_its_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     let target = store.join(commit(&store, 1)["files"][0]["path"].as_str().unwrap());
     let mut bytes = std::fs::read(&target).unwrap();
     let mid = bytes.len() / 2;
@@ -500,11 +486,7 @@ fn compaction_refuses_a_file_changed_since_its_commit() {
 #[test]
 fn replaced_files_stay_for_the_grace_period_the_compaction_was_given() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = three_overlapping_inputs(dir.path());
-    let store = dir.path().join("store");
-    for input in &inputs[..2] {
-        ingest(&store, &[input], &["--source", "cloudtrail"]);
-    }
+    let store = two_ingests(dir.path());
     assert_eq!(compact(&store, &["--grace", "2h"])["commit"], 3);
     let c = commit(&store, 3);
     assert_eq!(c["created"], NOW, "the test clock");
