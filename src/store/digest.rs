@@ -29,6 +29,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const LANES: usize = 1024;
 /// Prefix of the digest's text form: the construction, so another can replace it later.
@@ -267,11 +268,16 @@ fn text(a: &StringArray, i: usize, out: &mut Vec<u8>) {
 /// holds (the digest alone does not pin the count: lanes wrap, so 65,536 copies of a row add
 /// nothing).
 pub fn of_file(path: &std::path::Path) -> Result<(ContentDigest, u64), ArrowError> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(8192)
-        .build()?;
+    of_parquet(ParquetRecordBatchReaderBuilder::try_new(file)?)
+}
+
+/// The content digest and row count of a Parquet file whose footer is already read (verify
+/// checks the schema from the same footer).
+pub fn of_parquet(
+    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+) -> Result<(ContentDigest, u64), ArrowError> {
+    let reader = builder.with_batch_size(8192).build()?;
     let mut d = ContentDigest::default();
     let mut rows = 0u64;
     for batch in reader {

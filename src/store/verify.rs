@@ -67,6 +67,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     // out: a replaced file may be gone from disk once its grace period is over.
     let mut live: HashMap<String, LiveFile> = HashMap::new();
     let mut replaced: HashSet<String> = HashSet::new();
+    // Data files whose bytes are not the ones recorded (named already; not decoded again).
+    let mut changed: HashSet<String> = HashSet::new();
     let mut missing: Vec<(String, String)> = Vec::new();
     let mut prev_hash: Option<String> = None;
     // The first commit whose files carry content digests: every data file after it must too.
@@ -132,14 +134,16 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                     file: f.clone(),
                 },
             );
-            check_file(
+            if !check_file(
                 store,
                 &f.path,
                 &f.sha256,
                 f.bytes,
                 &mut v.problems,
                 &mut missing,
-            )?;
+            )? {
+                changed.insert(f.path.clone());
+            }
             if let Some(r) = &f.rollup {
                 referenced.insert(r.path.clone());
                 let before = (v.problems.len(), missing.len());
@@ -177,7 +181,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     }
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
-    check_content(store, &live, &mut v)?;
+    check_content(store, &live, &changed, &mut v)?;
     v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
         let root = store.root().join(top);
@@ -246,17 +250,13 @@ struct LiveFile {
 fn check_content(
     store: &Store,
     live: &HashMap<String, LiveFile>,
+    changed: &HashSet<String>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
     let mut todo: Vec<&DataFile> = live
         .iter()
         .filter(|(_, f)| f.file.content.is_some())
-        .filter(|(p, _)| {
-            !v.problems
-                .iter()
-                .any(|problem| problem.starts_with(p.as_str()))
-                && store.absolute(p).exists()
-        })
+        .filter(|(p, _)| !changed.contains(p.as_str()) && store.absolute(p).exists())
         .map(|(_, f)| &f.file)
         .collect();
     todo.sort_by(|a, b| a.path.cmp(&b.path));
@@ -313,23 +313,25 @@ fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
             .and_then(|k| k.value.clone());
         let schema_ok = builder.schema().fields() == crate::event::file_schema().fields()
             && version.as_deref() == Some(crate::event::SCHEMA_VERSION.to_string().as_str());
-        Ok((
-            schema_ok,
-            super::digest::of_file(&path).map_err(|e| e.to_string())?,
-        ))
+        if !schema_ok {
+            return Ok(None);
+        }
+        super::digest::of_parquet(builder)
+            .map(Some)
+            .map_err(|e| e.to_string())
     });
     match outcome {
-        Ok(Ok((false, _))) => Some(format!(
+        Ok(Ok(None)) => Some(format!(
             "{rel} does not have the columns of a vigil data file of this schema version (columns renamed, retyped or reordered)"
         )),
-        Ok(Ok((true, (_, rows)))) if rows != f.rows => Some(format!(
+        Ok(Ok(Some((_, rows)))) if rows != f.rows => Some(format!(
             "{rel} holds {rows} row(s); its commit records {}",
             f.rows
         )),
-        Ok(Ok((true, (digest, _)))) if Some(digest.to_string()) != f.content => Some(format!(
+        Ok(Ok(Some((digest, _)))) if Some(digest.to_string()) != f.content => Some(format!(
             "{rel} does not hold the rows its commit records (content digest mismatch)"
         )),
-        Ok(Ok(_)) => None,
+        Ok(Ok(Some(_))) => None,
         Ok(Err(e)) => Some(format!("{rel} cannot be read: {e}")),
         Err(_) => Some(format!("{rel} cannot be read: the Parquet decoder failed on it")),
     }
@@ -474,7 +476,7 @@ fn check_removed_content(commit: &Commit, removed: &[DataFile], problems: &mut V
 }
 
 /// Checks a file's hash and size; a missing file goes to `missing` (path, problem), since a
-/// file replaced by compaction may be deleted.
+/// file replaced by compaction may be deleted. False when the file is there but changed.
 fn check_file(
     store: &Store,
     rel: &str,
@@ -482,21 +484,22 @@ fn check_file(
     bytes: u64,
     problems: &mut Vec<String>,
     missing: &mut Vec<(String, String)>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let path = store.absolute(rel);
     let mut f = match fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             missing.push((rel.to_owned(), format!("{rel} is missing")));
-            return Ok(());
+            return Ok(true);
         }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
     let (actual, n) = sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
     if actual != sha256 || n != bytes {
         problems.push(format!("{rel} hash mismatch (the file was changed)"));
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// SHA-256 (hex) and size of everything `f` yields.
