@@ -1,5 +1,6 @@
-//! Table `event_counts`: events counted per hour, principal, secret, action and outcome, read from
-//! the hourly rollups written at ingest (`store::rollup`) and exact for any period.
+//! Tables of counts read from the rollups written at ingest (`store::rollup`), exact for any
+//! period: `event_counts` (events per hour, principal, secret, action and outcome) and
+//! `client_counts` (events per hour, principal, source address and user agent).
 //!
 //! A query states its period by comparing `first_time` or `last_time` with timestamps, as
 //! `last_time >= $from AND first_time < $to` (either side may be left out; `>`, `<=` and
@@ -37,11 +38,12 @@ use super::table::{
     bounds_on, file_groups, parquet_source, partition_fields, string_views, EventsTable, ScanFile,
 };
 use crate::event::PARTITION_COLUMNS;
-use crate::store::rollup::{self, hour_start, NANOS_PER_HOUR};
+use crate::store::rollup::{hour_start, Kind, NANOS_PER_HOUR};
 
 #[derive(Debug)]
 pub struct CountsTable {
     events: Arc<EventsTable>,
+    kind: Kind,
     /// Rollup columns as scanned (strings as views).
     file_schema: SchemaRef,
     /// `file_schema` plus the partition columns.
@@ -49,8 +51,9 @@ pub struct CountsTable {
 }
 
 impl CountsTable {
-    pub fn new(events: Arc<EventsTable>) -> Self {
-        let file_schema = string_views(&rollup::file_schema());
+    /// The counts of the rollups of `kind`.
+    pub fn new(events: Arc<EventsTable>, kind: Kind) -> Self {
+        let file_schema = string_views(&kind.file_schema());
         let mut fields: Vec<Field> = file_schema
             .fields()
             .iter()
@@ -59,12 +62,13 @@ impl CountsTable {
         fields.extend(partition_fields().iter().map(|f| f.as_ref().clone()));
         CountsTable {
             events,
+            kind,
             file_schema,
             schema: Arc::new(Schema::new(fields)),
         }
     }
 
-    /// The hourly rollups of `files` for the hours in `[h1, h2)`.
+    /// The rollups of `files` for the hours in `[h1, h2)`.
     fn rollup_scan(
         &self,
         state: &dyn Session,
@@ -75,8 +79,7 @@ impl CountsTable {
         let files = files
             .iter()
             .filter_map(|f| {
-                f.rollup
-                    .as_ref()
+                f.rollup(self.kind)
                     .map(|(loc, size)| f.partitioned(loc, *size))
             })
             .collect();
@@ -136,15 +139,16 @@ impl CountsTable {
             plan = plan.filter(c)?;
         }
         let mut group = vec![date_trunc(lit("hour"), t()).alias("hour")];
-        group.extend(rollup::KEY_COLUMNS.iter().map(|c| col(*c)));
+        group.extend(self.kind.key_columns().iter().map(|c| col(*c)));
         group.extend(PARTITION_COLUMNS.iter().map(|c| col(*c)));
-        let aggregates = vec![
-            max(col("actor_name")).alias("actor_name"),
-            max(col("resource_name")).alias("resource_name"),
+        let mut aggregates: Vec<Expr> = (self.kind.name_columns().iter())
+            .map(|c| max(col(*c)).alias(*c))
+            .collect();
+        aggregates.extend([
             count(lit(1)).alias("events"),
             min(t()).alias("first_time"),
             max(t()).alias("last_time"),
-        ];
+        ]);
         let plan = plan.aggregate(group, aggregates)?;
         // In the table's column order, with its types.
         let projection = self
@@ -219,14 +223,14 @@ impl TableProvider for CountsTable {
         let rolled: Vec<&ScanFile> = files
             .iter()
             .copied()
-            .filter(|f| f.rollup.is_some() && meets_whole_hours(f))
+            .filter(|f| f.rollup(self.kind).is_some() && meets_whole_hours(f))
             .collect();
         if !rolled.is_empty() {
             parts.push(self.rollup_scan(state, &rolled, filters, (h1, h2))?);
         }
         let unrolled: Vec<ScanFile> = files
             .iter()
-            .filter(|f| f.rollup.is_none())
+            .filter(|f| f.rollup(self.kind).is_none())
             .map(|f| (*f).clone())
             .collect();
         // Filters on the grouping columns select the same rows from events: counting only
@@ -235,7 +239,7 @@ impl TableProvider for CountsTable {
             .iter()
             .filter(|f| {
                 f.column_refs().iter().all(|c| {
-                    rollup::KEY_COLUMNS.contains(&c.name.as_str())
+                    self.kind.key_columns().contains(&c.name.as_str())
                         || PARTITION_COLUMNS.contains(&c.name.as_str())
                 })
             })
@@ -250,7 +254,10 @@ impl TableProvider for CountsTable {
         // Files with a rollup that hold events of the period outside its whole hours.
         let edges: Vec<ScanFile> = files
             .iter()
-            .filter(|f| f.rollup.is_some() && (!whole_hours || f.min_time < h1 || f.max_time >= h2))
+            .filter(|f| {
+                f.rollup(self.kind).is_some()
+                    && (!whole_hours || f.min_time < h1 || f.max_time >= h2)
+            })
             .map(|f| (*f).clone())
             .collect();
         if !edges.is_empty() {

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use thiserror::Error;
 
 use crate::config::Config;
+use crate::store::rollup::Kind;
 use crate::store::{Store, StoreError};
 use counts_table::CountsTable;
 use table::EventsTable;
@@ -81,7 +82,7 @@ const OCSF_VIEW: &str = "SELECT
 FROM events";
 
 /// Names of the tables and views a query can use.
-pub const TABLES: &str = "events, event_counts, secret_reads, ocsf_api_activity";
+pub const TABLES: &str = "events, event_counts, client_counts, secret_reads, ocsf_api_activity";
 
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
@@ -104,7 +105,14 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
     udf::register_all(&ctx, config);
     let events = Arc::new(EventsTable::from_log(store, &log)?);
     ctx.register_table("events", Arc::clone(&events) as _)?;
-    ctx.register_table("event_counts", Arc::new(CountsTable::new(events)))?;
+    ctx.register_table(
+        "event_counts",
+        Arc::new(CountsTable::new(Arc::clone(&events), Kind::Hourly)),
+    )?;
+    ctx.register_table(
+        "client_counts",
+        Arc::new(CountsTable::new(events, Kind::Clients)),
+    )?;
     for (name, sql) in VIEWS {
         let view = ctx.sql(sql).await?.into_view();
         ctx.register_table(name, view)?;

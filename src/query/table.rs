@@ -29,6 +29,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::event::{file_schema, table_schema, PARTITION_COLUMNS};
+use crate::store::rollup::Kind;
 use crate::store::{CommitLog, Store};
 use crate::timerange::parse_instant;
 
@@ -42,11 +43,17 @@ pub(super) struct ScanFile {
     /// Event time range of the file (nanoseconds, inclusive), from the commit.
     pub(super) min_time: i64,
     pub(super) max_time: i64,
-    /// The file's hourly rollup (location, size), when its commit has one.
-    pub(super) rollup: Option<(ObjectPath, u64)>,
+    /// The file's rollups (location, size) in the order of `Kind::ALL`, when its commit has them.
+    rollups: [Option<(ObjectPath, u64)>; 2],
 }
 
 impl ScanFile {
+    /// The file's rollup of `kind` (location, size), when its commit has one.
+    pub(super) fn rollup(&self, kind: Kind) -> Option<&(ObjectPath, u64)> {
+        let i = Kind::ALL.iter().position(|k| *k == kind)?;
+        self.rollups[i].as_ref()
+    }
+
     /// `location` as a Parquet file to scan, with the partition values.
     pub(super) fn partitioned(&self, location: &ObjectPath, size: u64) -> PartitionedFile {
         let meta = ObjectMeta {
@@ -129,15 +136,17 @@ impl EventsTable {
         };
         let mut files = Vec::new();
         for f in log.files() {
-            let rollup = match &f.rollup {
-                Some(r) => Some((object_path(&r.path)?, r.bytes)),
-                None => None,
-            };
+            let mut rollups: [Option<(ObjectPath, u64)>; 2] = Default::default();
+            for (slot, kind) in rollups.iter_mut().zip(Kind::ALL) {
+                if let Some(r) = f.rollup_of(kind) {
+                    *slot = Some((object_path(&r.path)?, r.bytes));
+                }
+            }
             // A range that does not parse keeps the file (it is never pruned on time).
             files.push(ScanFile {
                 location: object_path(&f.path)?,
                 size: f.bytes,
-                rollup,
+                rollups,
                 source: f.source.clone(),
                 date: f.date.clone(),
                 min_time: parse_instant(&f.min_time).unwrap_or(i64::MIN),

@@ -32,6 +32,10 @@ pub struct DataFile {
     /// The file's hourly rollup (`store::rollup`); absent in commits of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup: Option<RollupFile>,
+    /// The file's client rollup (`store::rollup::Kind::Clients`); absent in commits of older
+    /// versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<RollupFile>,
     /// Digest of the rows the file holds, whatever their order (`store::digest`): what lets
     /// verify check a compaction after the files it replaced are gone. Absent in commits of
     /// older versions.
@@ -39,7 +43,31 @@ pub struct DataFile {
     pub content: Option<String>,
 }
 
-/// The hourly rollup written with a data file.
+impl DataFile {
+    /// The file's rollup of `kind`, when its commit lists one.
+    pub fn rollup_of(&self, kind: super::rollup::Kind) -> Option<&RollupFile> {
+        match kind {
+            super::rollup::Kind::Hourly => self.rollup.as_ref(),
+            super::rollup::Kind::Clients => self.clients.as_ref(),
+        }
+    }
+
+    pub fn set_rollup(&mut self, kind: super::rollup::Kind, file: RollupFile) {
+        match kind {
+            super::rollup::Kind::Hourly => self.rollup = Some(file),
+            super::rollup::Kind::Clients => self.clients = Some(file),
+        }
+    }
+
+    /// Whether every kind of rollup this vigil writes is listed.
+    pub fn has_all_rollups(&self) -> bool {
+        super::rollup::Kind::ALL
+            .iter()
+            .all(|k| self.rollup_of(*k).is_some())
+    }
+}
+
+/// A rollup written with a data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RollupFile {
     pub path: String,

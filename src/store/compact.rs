@@ -28,12 +28,9 @@ use datafusion::parquet::arrow::arrow_reader::{
 };
 use serde::Serialize;
 
-use super::commit::{write_commit, Commit, DataFile, RemovedFile, RollupFile};
+use super::commit::{write_commit, Commit, DataFile, RemovedFile};
 use super::digest::ContentDigest;
-use super::fsutil::temp_path;
-use super::writer::{
-    data_props, encode_durably, parquet_error, parquet_props, DurableParquet, SCHEMA_VERSION_KEY,
-};
+use super::writer::{data_props, parquet_error, DurableParquet, SCHEMA_VERSION_KEY};
 use super::{rollup, CommitLog, Store, StoreError, WriteLock, EVENTS_DIR};
 use crate::event::{EventBatchBuilder, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
@@ -162,7 +159,7 @@ fn merge_partitions(
     let mut partitions: BTreeMap<(&str, &str), Vec<&DataFile>> = BTreeMap::new();
     for f in log.files() {
         // A file written before rollups existed is rewritten even alone, to get one.
-        let wanted = f.rows < SMALL_ROWS || f.rollup.is_none();
+        let wanted = f.rows < SMALL_ROWS || !f.has_all_rollups();
         if wanted && (opts.sources.is_empty() || opts.sources.contains(&f.source)) {
             partitions
                 .entry((f.source.as_str(), f.date.as_str()))
@@ -183,7 +180,7 @@ fn merge_partitions(
                 ));
             }
         }
-        if mergeable.len() < 2 && mergeable.iter().all(|f| f.rollup.is_some()) {
+        if mergeable.len() < 2 && mergeable.iter().all(|f| f.has_all_rollups()) {
             continue;
         }
         // Rewriting a file that was changed on disk would launder the change: its copy would
@@ -312,7 +309,8 @@ pub fn delete_replaced(
                     {
                         continue;
                     }
-                    for rel in [r.path.clone(), rollup::path_for(&r.path)] {
+                    let rollups = rollup::Kind::ALL.map(|k| k.path_for(&r.path));
+                    for rel in std::iter::once(&r.path).chain(&rollups) {
                         let path = store.absolute(&rel);
                         match fs::remove_file(&path) {
                             Ok(()) => deleted += 1,
@@ -558,13 +556,7 @@ impl Outputs<'_> {
     fn abandon(&mut self) {
         self.written.clear();
         for data in self.opened.drain(..) {
-            let rollup = self
-                .store
-                .absolute(&rollup::path_for(&self.store.relative(&data)));
-            for path in [&data, &rollup] {
-                let _ = fs::remove_file(path);
-                let _ = fs::remove_file(temp_path(path));
-            }
+            super::writer::remove_with_rollups(self.store, &data);
         }
     }
 }
@@ -585,8 +577,9 @@ struct OpenFile {
     relative: String,
     rows: u64,
     min: i64,
-    rollups: Vec<RecordBatch>,
-    rollup_rows: usize,
+    /// Per kind of rollup (`rollup::Kind::ALL`), the rollups of the chunks written so far,
+    /// merged whenever they grow past [`ROLLUP_PARTS_ROWS`] rows.
+    rollups: [Vec<RecordBatch>; 2],
     content: ContentDigest,
 }
 
@@ -619,14 +612,17 @@ impl PartitionOutput {
                 .content
                 .add_batch(&part)
                 .map_err(|e| parquet_error(&self.dir, &e))?;
-            let counts = rollup::hourly(&part).map_err(|e| parquet_error(&self.dir, &e))?;
-            current.rollup_rows += counts.num_rows();
-            current.rollups.push(counts);
-            if current.rollup_rows > ROLLUP_PARTS_ROWS {
-                let merged =
-                    rollup::merge(&current.rollups).map_err(|e| parquet_error(&self.dir, &e))?;
-                current.rollup_rows = merged.num_rows();
-                current.rollups = vec![merged];
+            for (kind, parts) in rollup::Kind::ALL.into_iter().zip(&mut current.rollups) {
+                let counts = kind
+                    .of_batch(&part)
+                    .map_err(|e| parquet_error(&self.dir, &e))?;
+                parts.push(counts);
+                if parts.iter().map(RecordBatch::num_rows).sum::<usize>() > ROLLUP_PARTS_ROWS {
+                    let merged = kind
+                        .merge(parts)
+                        .map_err(|e| parquet_error(&self.dir, &e))?;
+                    *parts = vec![merged];
+                }
             }
             current.rows += take as u64;
             self.total_rows += take as u64;
@@ -654,8 +650,7 @@ impl PartitionOutput {
             relative: out.store.relative(&path),
             rows: 0,
             min: 0,
-            rollups: Vec::new(),
-            rollup_rows: 0,
+            rollups: Default::default(),
             content: ContentDigest::default(),
         })
     }
@@ -676,25 +671,21 @@ impl PartitionOutput {
             min_time: format_nanos(f.min),
             max_time: format_nanos(self.last_time),
             rollup: None,
+            clients: None,
             content: Some(f.content.to_string()),
         };
         // Listed before the rollup is written, so an error from here on deletes the data too.
         out.written.push(data.clone());
         crate::fault::crash_point("after_data_rename");
-        let counts = rollup::merge(&f.rollups).map_err(|e| parquet_error(&self.dir, &e))?;
-        let rollup_relative = rollup::path_for(&f.relative);
-        let rollup_path = out.store.absolute(&rollup_relative);
-        if let Some(parent) = rollup_path.parent() {
-            super::fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+        for (kind, parts) in rollup::Kind::ALL.into_iter().zip(&f.rollups) {
+            let counts = kind
+                .merge(parts)
+                .map_err(|e| parquet_error(&self.dir, &e))?;
+            data.set_rollup(
+                kind,
+                super::writer::write_rollup(out.store, kind, &f.relative, &counts)?,
+            );
         }
-        let (rollup_sha256, rollup_bytes) =
-            encode_durably(&rollup_path, &counts, parquet_props().build())?;
-        data.rollup = Some(RollupFile {
-            path: rollup_relative,
-            rows: counts.num_rows() as u64,
-            bytes: rollup_bytes,
-            sha256: rollup_sha256,
-        });
         *out.written.last_mut().expect("pushed above") = data;
         Ok(())
     }

@@ -116,8 +116,11 @@ impl Store {
                     .files
                     .iter()
                     .flat_map(|f| {
-                        std::iter::once(f.path.clone())
-                            .chain(f.rollup.iter().map(|r| r.path.clone()))
+                        std::iter::once(f.path.clone()).chain(
+                            rollup::Kind::ALL
+                                .iter()
+                                .filter_map(|k| f.rollup_of(*k).map(|r| r.path.clone())),
+                        )
                     })
                     .chain(c.commit.rejects.iter().map(|r| r.path.clone()))
             })

@@ -144,8 +144,19 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             )? {
                 changed.insert(f.path.clone());
             }
-            if let Some(r) = &f.rollup {
+            for kind in super::rollup::Kind::ALL {
+                let Some(r) = f.rollup_of(kind) else {
+                    continue;
+                };
                 referenced.insert(r.path.clone());
+                if r.path != kind.path_for(&f.path) {
+                    v.problems.push(format!(
+                        "commit {expected} lists {} as a rollup of {} (it belongs at {})",
+                        r.path,
+                        f.path,
+                        kind.path_for(&f.path)
+                    ));
+                }
                 let before = (v.problems.len(), missing.len());
                 check_file(
                     store,
@@ -407,7 +418,7 @@ fn check_removals(
             ));
         }
         replaced.insert(r.path.clone());
-        replaced.insert(super::rollup::path_for(&r.path));
+        replaced.extend(super::rollup::Kind::ALL.map(|k| k.path_for(&r.path)));
         if r.reason != "compaction" {
             problems.push(format!(
                 "commit {seq} removes {} for `{}` (only compaction removes files)",
@@ -525,7 +536,11 @@ fn check_rollup(
     data_rows: u64,
     problems: &mut Vec<String>,
 ) {
-    match super::rollup::totals(&store.absolute(&r.path)) {
+    let path = store.absolute(&r.path);
+    // A crafted file must not crash verify: a decoder panic is a problem like any other.
+    let totals = std::panic::catch_unwind(|| super::rollup::totals(&path))
+        .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
+    match totals {
         Ok((rows, events)) if rows == r.rows && events == data_rows => {}
         Ok((rows, events)) => problems.push(format!(
             "{} has {rows} row(s) counting {events} event(s); its commit says {} row(s) for a data file of {data_rows} (the rollup disagrees with its data)",

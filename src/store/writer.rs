@@ -47,12 +47,10 @@ enum Message {
     Barrier(SyncSender<()>),
 }
 
-/// One file for the encoder thread to sort, encode and publish, with its rollup.
+/// One file for the encoder thread to sort, encode and publish, with its rollups.
 struct Job {
     path: PathBuf,
     relative: String,
-    rollup_path: PathBuf,
-    rollup_relative: String,
     source: String,
     date: String,
     batch: RecordBatch,
@@ -77,6 +75,7 @@ impl PartitionWriter {
     pub fn new(store: Store, seq: u64, ingest_time: i64) -> Self {
         // Two batches in flight at most: memory stays bounded when encoding is the slower side.
         let (tx, rx) = sync_channel::<Message>(1);
+        let for_encoder = store.clone();
         let encoder = std::thread::Builder::new()
             .name("vigil-parquet".into())
             .spawn(move || {
@@ -89,11 +88,9 @@ impl PartitionWriter {
                             continue;
                         }
                     };
-                    let mut file = write_parquet(&job.path, job.batch, &job.rollup_path)?;
+                    let mut file =
+                        write_parquet(&for_encoder, &job.path, &job.relative, job.batch)?;
                     file.path = job.relative;
-                    if let Some(r) = &mut file.rollup {
-                        r.path = job.rollup_relative;
-                    }
                     file.source = job.source;
                     file.date = job.date;
                     written.push(file);
@@ -182,13 +179,7 @@ impl PartitionWriter {
         self.buffers.clear();
         let _ = self.join();
         for data in self.written.values().flatten() {
-            let rollup = self
-                .store
-                .absolute(&rollup::path_for(&self.store.relative(data)));
-            for path in [data, &rollup] {
-                let _ = std::fs::remove_file(path);
-                let _ = std::fs::remove_file(temp_path(path));
-            }
+            remove_with_rollups(&self.store, data);
         }
     }
 
@@ -228,15 +219,8 @@ impl PartitionWriter {
         let path = dir.join(format!("{:06}-{:04}.parquet", self.seq, self.next_file));
         self.next_file += 1;
         let relative = self.store.relative(&path);
-        let rollup_relative = rollup::path_for(&relative);
-        let rollup_path = self.store.absolute(&rollup_relative);
-        if let Some(parent) = rollup_path.parent() {
-            create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
-        }
         let job = Job {
             relative,
-            rollup_path,
-            rollup_relative,
             path: path.clone(),
             source: source.as_str().to_owned(),
             date,
@@ -303,12 +287,13 @@ fn approx_size(e: &Event) -> usize {
         + attributes
 }
 
-/// Sorts a batch by `event_time` and writes it durably to `path`, and its hourly rollup to
-/// `rollup_path`.
+/// Sorts a batch by `event_time` and writes it durably to `path` (`relative` in `store`), and its
+/// rollups beside it.
 fn write_parquet(
+    store: &Store,
     path: &Path,
+    relative: &str,
     batch: RecordBatch,
-    rollup_path: &Path,
 ) -> Result<DataFile, StoreError> {
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
         path: path.to_owned(),
@@ -340,10 +325,7 @@ fn write_parquet(
     content.add_batch(&batch).map_err(|e| perr(&e))?;
     let (sha256, bytes) = encode_durably(path, &batch, data_props(time_idx))?;
     crate::fault::crash_point("after_data_rename");
-    let counts = rollup::hourly(&batch).map_err(|e| perr(&e))?;
-    let (rollup_sha256, rollup_bytes) =
-        encode_durably(rollup_path, &counts, parquet_props().build())?;
-    Ok(DataFile {
+    let mut file = DataFile {
         path: String::new(),
         source: String::new(),
         date: String::new(),
@@ -352,14 +334,48 @@ fn write_parquet(
         sha256,
         min_time: format_nanos(min),
         max_time: format_nanos(max),
-        rollup: Some(RollupFile {
-            path: String::new(),
-            rows: counts.num_rows() as u64,
-            bytes: rollup_bytes,
-            sha256: rollup_sha256,
-        }),
+        rollup: None,
+        clients: None,
         content: Some(content.to_string()),
+    };
+    for kind in rollup::Kind::ALL {
+        let counts = kind.of_batch(&batch).map_err(|e| perr(&e))?;
+        file.set_rollup(kind, write_rollup(store, kind, relative, &counts)?);
+    }
+    Ok(file)
+}
+
+/// Writes `counts`, the rollup of `kind` of the data file at `data` (store-relative), durably
+/// in its place.
+pub(super) fn write_rollup(
+    store: &Store,
+    kind: rollup::Kind,
+    data: &str,
+    counts: &RecordBatch,
+) -> Result<RollupFile, StoreError> {
+    let relative = kind.path_for(data);
+    let path = store.absolute(&relative);
+    if let Some(parent) = path.parent() {
+        create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    let (sha256, bytes) = encode_durably(&path, counts, parquet_props().build())?;
+    Ok(RollupFile {
+        path: relative,
+        rows: counts.num_rows() as u64,
+        bytes,
+        sha256,
     })
+}
+
+/// Deletes a data file that no commit lists, its rollups and their temp files (a run that
+/// commits nothing); errors are ignored, the next run sets aside what is left.
+pub(super) fn remove_with_rollups(store: &Store, data: &Path) {
+    let relative = store.relative(data);
+    let rollups = rollup::Kind::ALL.map(|k| store.absolute(&k.path_for(&relative)));
+    for path in std::iter::once(data).chain(rollups.iter().map(PathBuf::as_path)) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(temp_path(path));
+    }
 }
 
 /// Settings of a data file: sorted by `event_time` (column `time_idx`), tagged with the schema

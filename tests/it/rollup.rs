@@ -1,5 +1,6 @@
-//! Hourly rollups: written and verified with each data file, and table `event_counts` counts
-//! exactly the events of any period, from the rollups or (stores of older versions) the events.
+//! Rollups: written and verified with each data file, and tables `event_counts` and
+//! `client_counts` count exactly the events of any period, from the rollups or (stores of older
+//! versions) the events.
 
 use std::path::{Path, PathBuf};
 
@@ -103,8 +104,48 @@ fn compare(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
         .collect()
 }
 
+/// For each period: (groups, events) from `client_counts` and from `events`, and how many
+/// (principal, address, user agent, source) groups differ in count, first or last time.
+fn compare_clients(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
+    PERIODS
+        .iter()
+        .map(|(events, counts)| {
+            let q = format!(
+                "WITH a AS (SELECT actor_id, src_ip, user_agent, source, sum(events) AS n, \
+                   min(first_time) AS f, max(last_time) AS l \
+                   FROM client_counts WHERE {counts} GROUP BY 1, 2, 3, 4), \
+                 b AS (SELECT actor_id, src_ip, user_agent, source, count(*) AS n, \
+                   min(event_time) AS f, max(event_time) AS l \
+                   FROM events WHERE {events} GROUP BY 1, 2, 3, 4) \
+                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
+                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
+                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
+                   (SELECT count(*) FROM a FULL JOIN b \
+                      ON (a.actor_id IS NOT DISTINCT FROM b.actor_id) \
+                     AND (a.src_ip IS NOT DISTINCT FROM b.src_ip) \
+                     AND (a.user_agent IS NOT DISTINCT FROM b.user_agent) AND a.source = b.source \
+                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
+                       OR (a.l IS DISTINCT FROM b.l)) AS differ"
+            );
+            let r = &sql(store, &q)[0];
+            let n = |k: &str| r[k].as_i64().unwrap();
+            (
+                n("a_groups"),
+                n("b_groups"),
+                n("a_events"),
+                n("b_events"),
+                n("differ"),
+            )
+        })
+        .collect()
+}
+
 fn assert_exact(store: &Path) {
-    let results = compare(store);
+    assert_exact_in(store, compare(store));
+    assert_exact_in(store, compare_clients(store));
+}
+
+fn assert_exact_in(store: &Path, results: Vec<(i64, i64, i64, i64, i64)>) {
     for ((period, _), (a_groups, b_groups, a_events, b_events, differ)) in
         PERIODS.iter().zip(&results)
     {
@@ -142,8 +183,8 @@ fn event_counts_are_exact_for_any_period_and_rollups_are_verified() {
     let rollups = rollup_files(&store);
     let data = count(&store, "SELECT count(DISTINCT date) FROM events");
     assert!(
-        rollups.len() as i64 >= data,
-        "one rollup per data file: {rollups:?}"
+        rollups.len() as i64 >= 2 * data,
+        "two rollups per data file: {rollups:?}"
     );
     // Fewer rows than events (few at this size: 1,500 events over 3 days; at 5 M events over a
     // month, 228 k rows).
@@ -152,25 +193,32 @@ fn event_counts_are_exact_for_any_period_and_rollups_are_verified() {
     assert!(rows < events, "{rows} rollup rows for {events} events");
     assert_exact(&store);
 
-    // A rollup is part of the commit: a changed byte is named by verify.
+    // Rollups are part of the commit: a changed byte in one of each kind is named by verify.
     let r = run(vigil(&store).arg("verify"));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut bytes = std::fs::read(&rollups[0]).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&rollups[0], bytes).unwrap();
+    let changed: Vec<&PathBuf> = ["clients", "hourly"]
+        .iter()
+        .map(|kind| {
+            let dir = store.join("rollups").join(kind);
+            rollups.iter().find(|p| p.starts_with(&dir)).unwrap()
+        })
+        .collect();
+    for path in &changed {
+        let mut bytes = std::fs::read(path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(path, bytes).unwrap();
+    }
     let r = run(vigil(&store).arg("verify"));
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let rel = rollups[0]
-        .strip_prefix(&store)
-        .unwrap()
-        .display()
-        .to_string();
-    assert!(
-        r.stdout.contains(&format!("{rel} hash mismatch")),
-        "{}",
-        r.stdout
-    );
+    for path in changed {
+        let rel = path.strip_prefix(&store).unwrap().display().to_string();
+        assert!(
+            r.stdout.contains(&format!("{rel} hash mismatch")),
+            "{}",
+            r.stdout
+        );
+    }
 }
 
 /// A store written before rollups existed (commits without them) gives the same counts, from
@@ -188,7 +236,9 @@ fn event_counts_without_rollups_count_the_events() {
         serde_json::from_slice(&std::fs::read(&commits[0]).unwrap()).unwrap();
     for f in commit["files"].as_array_mut().unwrap() {
         assert!(f["rollup"].is_object());
+        assert!(f["clients"].is_object());
         f.as_object_mut().unwrap().remove("rollup");
+        f.as_object_mut().unwrap().remove("clients");
     }
     std::fs::write(&commits[0], serde_json::to_vec(&commit).unwrap()).unwrap();
     std::fs::remove_dir_all(store.join("rollups")).unwrap();
@@ -204,7 +254,8 @@ fn event_counts_without_rollups_count_the_events() {
     let files = compacted["files"].as_array().unwrap();
     assert_eq!(files.len(), days);
     assert!(files.iter().all(|f| f["rollup"]["rows"].as_u64() > Some(0)));
-    assert_eq!(rollup_files(&store).len(), days);
+    assert!(files.iter().all(|f| f["clients"]["rows"].as_u64() > Some(0)));
+    assert_eq!(rollup_files(&store).len(), 2 * days);
     assert_exact(&store);
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
@@ -227,6 +278,7 @@ fn event_counts_mix_rollups_and_events_of_the_same_hours() {
         serde_json::from_slice(&std::fs::read(&newest).unwrap()).unwrap();
     for f in commit["files"].as_array_mut().unwrap() {
         f.as_object_mut().unwrap().remove("rollup");
+        f.as_object_mut().unwrap().remove("clients");
     }
     std::fs::write(&newest, serde_json::to_vec(&commit).unwrap()).unwrap();
     assert_exact(&store);

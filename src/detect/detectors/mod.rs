@@ -184,15 +184,16 @@ pub struct Cache {
 
 /// Calls of the window's secret readers in the lookback, per source address and user agent:
 /// the history both first-seen detectors (VG003 networks, VG004 user agents) compare with, read
-/// from the store once per run instead of once each.
+/// from the store once per run instead of once each, and from the client rollups
+/// (`client_counts`): the lookback's hours per principal and client, not its events.
 const CLIENT_HISTORY: &str = "
-SELECT e.actor_id, e.src_ip, e.user_agent, count(*) AS n
+SELECT c.actor_id, c.src_ip, c.user_agent, sum(c.events) AS n
 FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads
       WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to) w
-JOIN events e ON e.actor_id = w.wanted
-WHERE e.event_time >= $hist_from AND e.event_time < $from
-  AND (e.src_ip IS NOT NULL OR e.user_agent IS NOT NULL)
-GROUP BY e.actor_id, e.src_ip, e.user_agent";
+JOIN client_counts c ON c.actor_id = w.wanted
+WHERE c.last_time >= $hist_from AND c.first_time < $from
+  AND (c.src_ip IS NOT NULL OR c.user_agent IS NOT NULL)
+GROUP BY c.actor_id, c.src_ip, c.user_agent";
 
 /// The name of the table holding [`CLIENT_HISTORY`] for `lookback`, computed and registered in
 /// the session on first use (columns `actor_id`, `src_ip`, `user_agent`, `n`).

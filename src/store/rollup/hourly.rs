@@ -1,14 +1,5 @@
-//! Hourly rollups: beside each data file, a small Parquet file that counts its events per hour,
-//! principal, secret, action and outcome.
-//!
-//! Reports and baselines mostly ask "how many, first and last, per principal and secret": over a
-//! month of history that is millions of events but only tens of thousands of (hour, principal,
-//! secret, action, outcome) groups (5 M generated events: 228 k groups). The rollup of a data file
-//! is computed from the same sorted batch when the file is written and is listed in the same
-//! commit, with its own SHA-256, so it is exactly as durable and as verifiable as the data; sums
-//! over several files' rollups are right because an event is stored once (dedupe). A data file
-//! without a rollup (written by an older vigil) is simply counted from its events at query time
-//! (`query::counts_table`).
+//! The hourly rollup of a data file: its events counted per hour, principal, secret, action and
+//! outcome (table `event_counts`), with the largest principal and secret name of each group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,20 +8,10 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Int64Builder, RecordBatch, StringArray,
     StringBuilder, TimestampNanosecondBuilder,
 };
-use datafusion::arrow::datatypes::TimestampNanosecondType;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
-/// Directory of the rollups, beside `events/`: `rollups/hourly/source=S/date=D/<same name>`.
-pub const ROLLUPS_DIR: &str = "rollups";
-const HOURLY: &str = "rollups/hourly";
-pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
-
-/// The start of the UTC hour holding `t` (the `hour` of its rollup row); saturates at the
-/// smallest timestamp instead of overflowing.
-pub fn hour_start(t: i64) -> i64 {
-    t.saturating_sub(t.rem_euclid(NANOS_PER_HOUR))
-}
+use super::{finish_utc, hour_start, opt, strings, times, utc};
 
 /// The grouping columns, in file order (after `hour`).
 pub const KEY_COLUMNS: [&str; 7] = [
@@ -42,18 +23,6 @@ pub const KEY_COLUMNS: [&str; 7] = [
     "outcome",
     "is_secret_read",
 ];
-
-/// Store-relative path of the rollup of the data file at `data` (`events/...`).
-pub fn path_for(data: &str) -> String {
-    match data.strip_prefix(super::EVENTS_DIR) {
-        Some(rest) => format!("{HOURLY}{rest}"),
-        None => format!("{HOURLY}/{data}"),
-    }
-}
-
-fn utc() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
-}
 
 /// Schema of a rollup file (the partition columns `source` and `date` are in its path). Every
 /// column is nullable so that a count made at query time from events has the same schema.
@@ -74,41 +43,6 @@ pub fn file_schema() -> SchemaRef {
         Field::new("first_time", utc(), true),
         Field::new("last_time", utc(), true),
     ]))
-}
-
-/// Rows of a rollup file and the events they count (the sum of `events`): `vigil verify` checks
-/// them against the commit, so a rollup that disagrees with its data file is named even when
-/// its hash is the one recorded.
-pub fn totals(path: &std::path::Path) -> Result<(u64, u64), String> {
-    use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use datafusion::parquet::arrow::ProjectionMask;
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
-    let idx = builder
-        .schema()
-        .index_of("events")
-        .map_err(|e| e.to_string())?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
-    let (mut rows, mut events) = (0u64, 0u64);
-    for batch in builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| e.to_string())?
-    {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let counts = batch
-            .column(0)
-            .as_primitive_opt::<Int64Type>()
-            .ok_or("column events is not Int64")?;
-        rows += counts.len() as u64;
-        events += counts
-            .iter()
-            .flatten()
-            .map(|n| n.max(0) as u64)
-            .sum::<u64>();
-    }
-    Ok((rows, events))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,17 +104,6 @@ impl<'a> KeyColumns<'a> {
     }
 }
 
-fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("no string column {name}")))
-}
-
-fn opt(a: &StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
-}
-
 /// The larger of two optional names (`max` in SQL: NULL only when both are).
 fn max_name<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
     match (a, b) {
@@ -192,11 +115,8 @@ fn max_name<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
 
 /// The hourly rollup of a batch of events in the data file schema, sorted by `event_time`
 /// (as the writer sorts it). Rows come out by hour, then by key, so the file is deterministic.
-pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let times = batch
-        .column_by_name("event_time")
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or_else(|| ArrowError::SchemaError("no event_time column".into()))?;
+pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let times = times(batch, "event_time")?;
     let keys = KeyColumns::of(batch)?;
     let actor_name = strings(batch, "actor_name")?;
     let resource_name = strings(batch, "resource_name")?;
@@ -233,22 +153,17 @@ pub fn hourly(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 }
 
 /// One rollup from rollups of disjoint sets of events (the chunks of one compacted file): rows
-/// with the same hour and key are summed, so the result is what [`hourly`] gives for all of
+/// with the same hour and key are summed, so the result is what [`of_batch`] gives for all of
 /// their events at once, in the same order.
 pub fn merge(parts: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
-    use datafusion::arrow::datatypes::Int64Type;
     let mut groups: std::collections::BTreeMap<(i64, Key), Group> = Default::default();
     for part in parts {
-        let time = |name: &str| {
-            part.column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-                .ok_or_else(|| ArrowError::SchemaError(format!("no timestamp column {name}")))
-        };
-        let (hour, first, last) = (time("hour")?, time("first_time")?, time("last_time")?);
-        let events = part
-            .column_by_name("events")
-            .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| ArrowError::SchemaError("no events column".into()))?;
+        let (hour, first, last) = (
+            times(part, "hour")?,
+            times(part, "first_time")?,
+            times(part, "last_time")?,
+        );
+        let events = super::counts(part)?;
         let keys = KeyColumns::of(part)?;
         let actor_name = strings(part, "actor_name")?;
         let resource_name = strings(part, "resource_name")?;
@@ -313,10 +228,7 @@ impl Builders {
     }
 
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
-        let ts = |b: &mut TimestampNanosecondBuilder| -> ArrayRef {
-            Arc::new(b.finish().with_timezone("UTC"))
-        };
-        let mut columns: Vec<ArrayRef> = vec![ts(&mut self.hour)];
+        let mut columns: Vec<ArrayRef> = vec![finish_utc(&mut self.hour)];
         for k in &mut self.keys {
             columns.push(Arc::new(k.finish()));
         }
@@ -324,16 +236,18 @@ impl Builders {
         columns.push(Arc::new(self.actor_name.finish()));
         columns.push(Arc::new(self.resource_name.finish()));
         columns.push(Arc::new(self.events.finish()));
-        columns.push(ts(&mut self.first));
-        columns.push(ts(&mut self.last));
+        columns.push(finish_utc(&mut self.first));
+        columns.push(finish_utc(&mut self.last));
         RecordBatch::try_new(file_schema(), columns)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Kind, NANOS_PER_HOUR};
     use super::*;
     use crate::event::{Action, ActorType, Event, EventBatchBuilder, Outcome, SourceKind};
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
 
     fn read(t: i64, actor: &str, name: &str, secret: &str, outcome: Outcome) -> Event {
         let mut e = Event::new(SourceKind::Vault, "vault_audit", format!("u{t}{actor}"), t);
@@ -361,7 +275,7 @@ mod tests {
         for e in &input {
             b.push(e);
         }
-        let r = hourly(&b.finish().unwrap()).unwrap();
+        let r = of_batch(&b.finish().unwrap()).unwrap();
         assert_eq!(r.num_rows(), 4);
         let events = r
             .column_by_name("events")
@@ -400,13 +314,13 @@ mod tests {
             .push(e);
         }
         let parts = [
-            hourly(&first_half.finish().unwrap()).unwrap(),
-            hourly(&second_half.finish().unwrap()).unwrap(),
+            of_batch(&first_half.finish().unwrap()).unwrap(),
+            of_batch(&second_half.finish().unwrap()).unwrap(),
         ];
         assert_eq!(parts[0].num_rows() + parts[1].num_rows(), 5);
         assert_eq!(merge(&parts).unwrap(), r);
         assert_eq!(
-            path_for("events/source=vault/date=2026-03-02/000001-0000.parquet"),
+            Kind::Hourly.path_for("events/source=vault/date=2026-03-02/000001-0000.parquet"),
             "rollups/hourly/source=vault/date=2026-03-02/000001-0000.parquet"
         );
     }
