@@ -36,6 +36,12 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
                 v.quarantined
             );
         }
+        if v.without_rollups > 0 {
+            eprintln!(
+                "note: {} data file(s) were written by an older vigil without every rollup; reports and detection count their events instead, more slowly (vigil compact adds the rollups)",
+                v.without_rollups
+            );
+        }
         for l in &v.leftovers {
             eprintln!(
                 "note: {l} is left over from an interrupted ingest (the next ingest sets it aside in _quarantine/, or deletes it if it is a temp file)"

@@ -20,9 +20,13 @@ pub use finding::{Finding, Severity};
 /// session name), others by `actor_name` when present, else the id.
 pub fn display_name(actor_id: &str, actor_name: Option<&str>) -> String {
     if let Some(rest) = actor_id.strip_prefix("arn:aws:iam::") {
-        if let Some((_, path)) = rest.split_once(':') {
-            if path.starts_with("role/") || path == "root" {
+        if let Some((account, path)) = rest.split_once(':') {
+            if path.starts_with("role/") {
                 return path.to_owned();
+            }
+            // "root" alone reads like Vault's root token or a Unix user.
+            if path == "root" {
+                return format!("root user of AWS account {account}");
             }
         }
     }

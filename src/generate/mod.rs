@@ -61,6 +61,10 @@ pub struct Generated {
     pub labels: PathBuf,
     pub records: u64,
     pub anomalies: usize,
+    /// `vigil.toml` with the generated people's time zones.
+    pub config: PathBuf,
+    /// Calls of normal traffic written: 0 when the planted anomalies alone used up `events`.
+    pub baseline_calls: u64,
 }
 
 pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
@@ -118,7 +122,8 @@ pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
         to: format_nanos(end),
     };
     let count = labels.anomalies.len();
-    write_calendar(&opts.out.join("vigil.toml"), &population, opts.source)?;
+    let config = opts.out.join("vigil.toml");
+    write_calendar(&config, &population, opts.source)?;
     let mut f = BufWriter::new(File::create(&labels_path)?);
     serde_json::to_writer_pretty(&mut f, &labels)?;
     writeln!(f)?;
@@ -128,6 +133,8 @@ pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
         labels: labels_path,
         records,
         anomalies: count,
+        config,
+        baseline_calls,
     })
 }
 

@@ -311,7 +311,7 @@ pub fn delete_replaced(
                     }
                     let rollups = rollup::Kind::ALL.map(|k| k.path_for(&r.path));
                     for rel in std::iter::once(&r.path).chain(&rollups) {
-                        let path = store.absolute(&rel);
+                        let path = store.absolute(rel);
                         match fs::remove_file(&path) {
                             Ok(()) => deleted += 1,
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -32,6 +32,9 @@ pub struct Verification {
     pub content_checked: u64,
     /// Files set aside in `_quarantine/` by a writer (no commit listed them).
     pub quarantined: u64,
+    /// Live data files that lack a kind of rollup this vigil writes (an older vigil wrote them):
+    /// not a problem, but queries and detectors count their events instead.
+    pub without_rollups: u64,
 }
 
 /// Checks the whole store. `expect_head` is a head hash kept elsewhere (an email, a ticket):
@@ -192,6 +195,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     }
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
+    v.without_rollups = live.values().filter(|f| !f.file.has_all_rollups()).count() as u64;
     check_content(store, &live, &changed, &mut v)?;
     v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
     for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {

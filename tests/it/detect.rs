@@ -695,3 +695,144 @@ fn a_cluster_wide_list_of_secrets_is_bulk_retrieval() {
     assert_eq!(intern[0]["severity"], "medium");
     assert_eq!(intern[0]["resources"], json!(["k8s:default"]));
 }
+
+/// VG001 groups a principal's new secrets into one finding; an allowlist entry for one of them
+/// takes that secret out of the group (not the whole finding, and not its severity).
+#[test]
+fn an_allowlisted_secret_leaves_a_new_caller_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = history();
+    window(&mut l);
+    l.read(
+        day(21) + 19 * H + 5 * M,
+        "kubernetes-staging-api",
+        "prod/app/api-key",
+        "10.0.2.5",
+        "vault-go/1.0",
+    );
+    let log = write(&dir.path().join("audit.log"), &l.text);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    let staging = |cfg: &str| -> Value {
+        let c = config(dir.path(), cfg);
+        let found = detect(&store, &c, &["--only", "VG001"]);
+        found
+            .into_iter()
+            .find(|f| f["actor_name"] == "kubernetes-staging-api")
+            .unwrap_or(Value::Null)
+    };
+    let both = staging(CONFIG);
+    assert_eq!(
+        both["resources"],
+        json!([
+            "vault:default/secret/prod/app/db",
+            "vault:default/secret/prod/app/api-key"
+        ]),
+        "{both}"
+    );
+    assert_eq!(both["observed"]["new_secrets"], 2, "{both}");
+    let allowed = format!(
+        "{CONFIG}[[allowlist]]\ndetectors = [\"VG001\"]\nactor = \"kubernetes-staging-api\"\n\
+         resource = \"*/api-key\"\nreason = \"reads it on behalf of the api\"\n"
+    );
+    let one = staging(&allowed);
+    assert_eq!(
+        one["resources"],
+        json!(["vault:default/secret/prod/app/db"]),
+        "{one}"
+    );
+    assert_eq!(one["observed"], json!({"reads": 1}), "{one}");
+    // An entry for both secrets silences the principal's finding.
+    let all = format!(
+        "{CONFIG}[[allowlist]]\ndetectors = [\"VG001\"]\nactor = \"kubernetes-staging-api\"\n\
+         resource = \"*/prod/app/*\"\nreason = \"migration\"\n"
+    );
+    assert_eq!(staging(&all), Value::Null);
+}
+
+/// With less than min_history_days, VG007's static rule fires on a count no hour of the
+/// principal came near, not on a batch job's usual nightly run.
+#[test]
+fn the_cold_start_burst_rule_spares_a_job_doing_what_it_always_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = Log::new();
+    for d in 0..5 {
+        for i in 0..120 {
+            let path = format!("prod/batch/s{}", i % 5);
+            l.read(
+                day(d) + 2 * H + i * 20,
+                "batch-job",
+                &path,
+                "10.0.9.9",
+                "vault-go/1.0",
+            );
+        }
+        for i in 0..2 {
+            l.read(
+                day(d) + 10 * H + i * 60,
+                "svc-quiet",
+                "prod/app/db",
+                "10.0.8.8",
+                "vault-go/1.0",
+            );
+        }
+    }
+    // Day 5: the batch's usual run, and the quiet service reading 130 times.
+    for i in 0..125 {
+        let path = format!("prod/batch/s{}", i % 5);
+        l.read(
+            day(5) + 2 * H + i * 20,
+            "batch-job",
+            &path,
+            "10.0.9.9",
+            "vault-go/1.0",
+        );
+    }
+    for i in 0..130 {
+        let path = format!("prod/app/s{}", i % 7);
+        l.read(
+            day(5) + 15 * H + i * 20,
+            "svc-quiet",
+            &path,
+            "10.0.8.8",
+            "vault-go/1.0",
+        );
+    }
+    let log = write(&dir.path().join("audit.log"), &l.text);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    let cfg = config(dir.path(), "");
+    let r = run(vigil(&store).arg("--config").arg(&cfg).args([
+        "detect",
+        "--from",
+        "2026-03-07",
+        "--to",
+        "2026-03-08",
+        "--only",
+        "VG007",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("VG007 on its static rule"),
+        "{}",
+        r.stderr
+    );
+    let found: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f["actor_name"], "svc-quiet");
+    assert_eq!(f["cold_start"], true);
+    assert_eq!(f["observed"]["reads"], 130);
+    assert_eq!(f["baseline"]["busiest_hour_reads"], 2);
+    assert!(
+        f["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("at least 100 per hour and 3 times its busiest hour so far (2)"),
+        "{f}"
+    );
+}

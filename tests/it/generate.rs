@@ -125,3 +125,32 @@ fn people_work_in_their_own_business_hours_and_services_around_the_clock() {
     );
     assert!(night > 1_000, "{night}");
 }
+
+/// Too few events for the planted anomalies: generate still writes them all, and says that
+/// there is no normal traffic and how many events to ask for.
+#[test]
+fn too_few_events_for_the_anomalies_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    let r = run(vigil(&out)
+        .args(["generate", "--source", "vault", "--events", "200", "--out"])
+        .arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("vigil.toml (pass it with --config)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("more than --events 200: there is no normal traffic to compare them with"),
+        "{}",
+        r.stderr
+    );
+    let r = run(vigil(&out)
+        .args([
+            "generate", "--source", "vault", "--events", "20000", "--out",
+        ])
+        .arg(&out));
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}

@@ -245,6 +245,15 @@ fn event_counts_without_rollups_count_the_events() {
     assert_exact(&store);
     // `vigil compact` rewrites each day's file, alone, with a rollup.
     let days = commit["files"].as_array().unwrap().len();
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr.contains(&format!(
+            "note: {days} data file(s) were written by an older vigil without every rollup"
+        )),
+        "{}",
+        v.stderr
+    );
     let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let compacted: serde_json::Value = serde_json::from_slice(
@@ -254,11 +263,14 @@ fn event_counts_without_rollups_count_the_events() {
     let files = compacted["files"].as_array().unwrap();
     assert_eq!(files.len(), days);
     assert!(files.iter().all(|f| f["rollup"]["rows"].as_u64() > Some(0)));
-    assert!(files.iter().all(|f| f["clients"]["rows"].as_u64() > Some(0)));
+    assert!(files
+        .iter()
+        .all(|f| f["clients"]["rows"].as_u64() > Some(0)));
     assert_eq!(rollup_files(&store).len(), 2 * days);
     assert_exact(&store);
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
 }
 
 /// Files with and without rollups in the same partitions and hours (the newest commit's rollups

@@ -112,6 +112,10 @@ impl Detector for NewCaller {
         // principal reading thirty secrets it never read is one story (and one alert), not
         // thirty; an off-hours burst or an enumeration made thirty findings here before.
         let mut groups: Vec<(String, Vec<NewPair>)> = Vec::new();
+        // The allowlist applies to each secret before grouping: an accepted pair must neither
+        // appear in the alert nor set its severity.
+        let allow = crate::detect::allowlist::Allowlist::from_config(d.config);
+        let now = crate::clock::now_nanos().unwrap_or(i64::MAX);
         for r in query(d, SQL, params).await? {
             let days = history_days(d, rows::s(&r, "secret_first_seen"));
             let callers = rows::n(&r, "callers");
@@ -139,11 +143,26 @@ impl Detector for NewCaller {
                 self.default_severity()
             };
             let actor = rows::text(&r, "actor_id");
+            let resource = rows::text(&r, "resource_id");
+            let first_read = rows::s(&r, "first_read").unwrap_or("");
+            let alone = finding(
+                self,
+                severity,
+                &actor,
+                rows::s(&r, "actor_name"),
+                vec![resource.clone()],
+                first_read,
+                rows::s(&r, "last_read").unwrap_or(""),
+                Some(&resource),
+            );
+            if allow.suppresses(&alone, now) {
+                continue;
+            }
             let pair = NewPair {
-                resource: rows::text(&r, "resource_id"),
+                resource,
                 who: who(&r),
                 actor_name: rows::s(&r, "actor_name").map(str::to_owned),
-                first_read: rows::s(&r, "first_read").unwrap_or("").to_owned(),
+                first_read: first_read.to_owned(),
                 last_read: rows::s(&r, "last_read").unwrap_or("").to_owned(),
                 reads: rows::n(&r, "reads"),
                 callers,

@@ -19,7 +19,8 @@ Method: lambda = the principal's mean reads in the same hour of the week over th
 mean) / (weeks + 1). p = P(X >= observed | Poisson(lambda)) with statrs. Fires when p < p_value
 AND observed >= min_count AND observed >= ratio * lambda.
 Cold start: below min_history_days of history the principal gets a static rule instead: fires at
-static_count reads in an hour, marked cold_start.
+static_count reads in an hour that are also ratio times its busiest hour in the history there is
+(a nightly job's usual 300 reads do not fire on day 9), marked cold_start.
 Tuning: p_value (1e-4), min_count (20), ratio (3), lookback_days (28), static_count (100).
 False positives: deploy storms, cache flushes; allowlist the deployer.";
 
@@ -93,6 +94,7 @@ const PARAMS: [Param; 10] = [
 
 /// One hour's test result.
 struct Burst {
+    /// The baseline: the Poisson mean, or on the static rule the busiest hour seen so far.
     lambda: f64,
     p: Option<f64>,
     cold: bool,
@@ -110,8 +112,13 @@ fn test(
     }
     let weeks = (s.get("lookback_days").min(hist_days) / 7.0).max(0.0);
     if hist_days < s.get("min_history_days") || p.is_none() {
-        return (x >= s.get("static_count")).then_some(Burst {
-            lambda: 0.0,
+        // Too little history for a seasonal rate, but enough to know what the principal does
+        // on its busiest hours: a batch job's every run is not a burst.
+        let busiest = p
+            .map(|p| p.hourly.values().copied().fold(0.0, f64::max))
+            .unwrap_or(0.0);
+        return (x >= s.get("static_count") && x >= s.get("ratio") * busiest).then_some(Burst {
+            lambda: busiest,
             p: None,
             cold: true,
         });
@@ -210,6 +217,7 @@ async fn bursts(
             None => numbers([
                 ("static_count", int(s.get("static_count"))),
                 ("history_days", round(hist_days, 1)),
+                ("busiest_hour_reads", int(b.lambda)),
             ]),
         };
         if let Some(prob) = profile_off {
@@ -228,8 +236,8 @@ async fn bursts(
             ),
             Some(p) => format!("{} read {x} secrets in the hour starting {local}; typical for this hour: {:.1}; p = {p:.1e}.", who(&r), b.lambda),
             None => format!(
-                "{} read {x} secrets in the hour starting {local}{}; with only {hist_days:.0} days of history the static rule ({} per hour) applies.",
-                who(&r), if off_hours_only { format!(", {why_off}") } else { String::new() }, s.get("static_count")
+                "{} read {x} secrets in the hour starting {local}{}; with only {hist_days:.0} days of history the static rule applies: at least {} per hour and {} times its busiest hour so far ({}).",
+                who(&r), if off_hours_only { format!(", {why_off}") } else { String::new() }, s.get("static_count"), s.get("ratio"), b.lambda
             ),
         };
         out.push(f);
