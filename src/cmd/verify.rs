@@ -38,7 +38,7 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
         }
         if v.without_rollups > 0 {
             eprintln!(
-                "note: {} data file(s) were written by an older vigil without every rollup; reports and detection count their events instead, more slowly (vigil compact adds the rollups)",
+                "note: {} data file(s) were written by an older vigil without every rollup; reports and detection count their events instead, more slowly (vigil compact adds the rollups to the files of the current schema version)",
                 v.without_rollups
             );
         }

@@ -85,7 +85,7 @@ pub struct RejectsFile {
     pub sha256: String,
 }
 
-/// A data file a commit takes out of the store (compaction replaced it); its rollup goes with it.
+/// A data file a commit takes out of the store (compaction replaced it); its rollups go with it.
 /// The file itself is deleted only after a grace period, so queries that listed it finish.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RemovedFile {

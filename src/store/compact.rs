@@ -6,13 +6,14 @@
 //! dictionaries, decompression contexts): on 5 M events, reports ran 30–50 % slower over 548
 //! files of 9 k rows than over 186 files of 27 k rows. `vigil compact` merges the small files of
 //! each partition in `event_time` order into files of up to [`TARGET_ROWS`] rows, each with its
-//! hourly rollup, and commits them together with the removal of the files they replace: a
+//! rollups (`rollup::Kind::ALL`), and commits them together with the removal of the files they replace: a
 //! reader sees the old files or the new ones, never both and never neither. Inputs are
 //! checked against the hashes their commits recorded before they are rewritten (a copy must not
 //! launder a changed file), and `vigil verify` checks that each day's rows removed and added are
-//! equal. Files of an older vigil that have no
-//! hourly rollup are rewritten with one (alone if need be), so compaction also brings an old
-//! store's `event_counts` up to speed. Replaced files stay on disk for a grace
+//! equal. Files of an older vigil that lack a kind of
+//! rollup are rewritten with all of them (alone if need be), so compaction also brings an old
+//! store's `event_counts` and `client_counts` up to speed: after an upgrade that adds a kind,
+//! the first compaction rewrites every file of the current schema once. Replaced files stay on disk for a grace
 //! period, so queries that listed them finish, and a later compact or ingest deletes them.
 
 use std::cmp::Reverse;
@@ -79,7 +80,7 @@ pub struct CompactReport {
 }
 
 /// Compacts every partition of `store` that holds two or more small files or a file without
-/// a rollup.
+/// every kind of rollup.
 pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, StoreError> {
     let lock = store.lock()?;
     let log = store.log()?;
@@ -158,7 +159,7 @@ fn merge_partitions(
         .schema();
     let mut partitions: BTreeMap<(&str, &str), Vec<&DataFile>> = BTreeMap::new();
     for f in log.files() {
-        // A file written before rollups existed is rewritten even alone, to get one.
+        // A file written before a kind of rollup existed is rewritten even alone, to get it.
         let wanted = f.rows < SMALL_ROWS || !f.has_all_rollups();
         if wanted && (opts.sources.is_empty() || opts.sources.contains(&f.source)) {
             partitions
@@ -551,7 +552,7 @@ impl Outputs<'_> {
         }
     }
 
-    /// Deletes every file written or being written, with its rollup and temp files (a
+    /// Deletes every file written or being written, with its rollups and temp files (a
     /// compaction that commits nothing).
     fn abandon(&mut self) {
         self.written.clear();
@@ -578,8 +579,11 @@ struct OpenFile {
     rows: u64,
     min: i64,
     /// Per kind of rollup (`rollup::Kind::ALL`), the rollups of the chunks written so far,
-    /// merged whenever they grow past [`ROLLUP_PARTS_ROWS`] rows.
+    /// merged whenever they grow past [`ROLLUP_PARTS_ROWS`] rows and twice the last merge (so a
+    /// file with many groups, say attacker-chosen user agents, is not merged again at every
+    /// chunk: memory stays within twice the final rollup, merges are logarithmic in number).
     rollups: [Vec<RecordBatch>; 2],
+    merged_rows: [usize; 2],
     content: ContentDigest,
 }
 
@@ -612,15 +616,21 @@ impl PartitionOutput {
                 .content
                 .add_batch(&part)
                 .map_err(|e| parquet_error(&self.dir, &e))?;
-            for (kind, parts) in rollup::Kind::ALL.into_iter().zip(&mut current.rollups) {
+            let kinds = rollup::Kind::ALL.into_iter();
+            for ((kind, parts), merged_rows) in kinds
+                .zip(&mut current.rollups)
+                .zip(&mut current.merged_rows)
+            {
                 let counts = kind
                     .of_batch(&part)
                     .map_err(|e| parquet_error(&self.dir, &e))?;
                 parts.push(counts);
-                if parts.iter().map(RecordBatch::num_rows).sum::<usize>() > ROLLUP_PARTS_ROWS {
+                let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
+                if rows > ROLLUP_PARTS_ROWS.max(2 * *merged_rows) {
                     let merged = kind
                         .merge(parts)
                         .map_err(|e| parquet_error(&self.dir, &e))?;
+                    *merged_rows = merged.num_rows();
                     *parts = vec![merged];
                 }
             }
@@ -651,11 +661,12 @@ impl PartitionOutput {
             rows: 0,
             min: 0,
             rollups: Default::default(),
+            merged_rows: [0; 2],
             content: ContentDigest::default(),
         })
     }
 
-    /// Publishes the open file and its rollup.
+    /// Publishes the open file and its rollups.
     fn close(&mut self, out: &mut Outputs) -> Result<(), StoreError> {
         let Some(f) = self.current.take() else {
             return Ok(());

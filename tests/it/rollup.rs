@@ -295,3 +295,63 @@ fn event_counts_mix_rollups_and_events_of_the_same_hours() {
     std::fs::write(&newest, serde_json::to_vec(&commit).unwrap()).unwrap();
     assert_exact(&store);
 }
+
+/// The usual upgrade: files with an hourly rollup but none per client. `client_counts` counts
+/// their events, verify notes them, and compaction adds the client rollups. A commit that lists
+/// a rollup in another place than its data file's is named.
+#[test]
+fn files_without_client_rollups_are_counted_then_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = generated_store(dir.path());
+    let first = store.join("_commits/00000000000000000001.json");
+    let original = std::fs::read(&first).unwrap();
+    let mut commit: serde_json::Value = serde_json::from_slice(&original).unwrap();
+
+    let mut moved = commit.clone();
+    moved["files"][0]["clients"]["path"] = moved["files"][0]["rollup"]["path"].clone();
+    std::fs::write(&first, serde_json::to_vec(&moved).unwrap()).unwrap();
+    let f = &moved["files"][0];
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains(&format!(
+            "commit 1 lists {} as a rollup of {} (it belongs at rollups/clients/",
+            f["rollup"]["path"].as_str().unwrap(),
+            f["path"].as_str().unwrap()
+        )),
+        "{}",
+        v.stdout
+    );
+
+    let days = commit["files"].as_array().unwrap().len();
+    for f in commit["files"].as_array_mut().unwrap() {
+        f.as_object_mut().unwrap().remove("clients");
+    }
+    std::fs::write(&first, serde_json::to_vec(&commit).unwrap()).unwrap();
+    std::fs::remove_dir_all(store.join("rollups/clients")).unwrap();
+    assert_exact(&store);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr.contains(&format!(
+            "note: {days} data file(s) were written by an older vigil without every rollup"
+        )),
+        "{}",
+        v.stderr
+    );
+    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let compacted: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("_commits/00000000000000000002.json")).unwrap(),
+    )
+    .unwrap();
+    let files = compacted["files"].as_array().unwrap();
+    assert_eq!(files.len(), days);
+    assert!(files
+        .iter()
+        .all(|f| f["clients"]["rows"].as_u64() > Some(0)));
+    assert_exact(&store);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
+}

@@ -36,10 +36,11 @@ crossing AS (
   WHERE actor_env IS NOT NULL AND resource_env IS NOT NULL AND actor_env <> resource_env
   GROUP BY actor_id, actor_env, resource_id, resource_env),
 prev AS (
-  SELECT DISTINCT actor_id, resource_id
-  FROM (SELECT DISTINCT actor_id AS wanted FROM crossing) w JOIN secret_reads ON actor_id = w.wanted
-  WHERE outcome = 'success'
-    AND event_time >= $hist_from AND event_time < $from)
+  -- from the hourly rollups: the lookback's (hour, principal, secret) groups, not its events
+  SELECT DISTINCT e.actor_id, e.resource_id
+  FROM (SELECT DISTINCT actor_id AS wanted FROM crossing) w JOIN event_counts e ON e.actor_id = w.wanted
+  WHERE e.is_secret_read AND e.outcome = 'success'
+    AND e.last_time >= $hist_from AND e.first_time < $from)
 SELECT c.*, p.actor_id IS NOT NULL AS seen_before
 FROM crossing c LEFT JOIN prev p ON p.actor_id = c.actor_id AND p.resource_id = c.resource_id
 ORDER BY c.first_read, c.actor_id, c.resource_id";

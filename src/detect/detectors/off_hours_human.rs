@@ -189,7 +189,7 @@ impl Detector for OffHoursHuman {
                 ("p_value", p_value.into()),
             ]);
             let history = if h.days == 0 {
-                "they read no secret at all, at any hour, in the history before".to_owned()
+                "they read no secret at all, at any hour, in the lookback before".to_owned()
             } else if h.days_with == 0 {
                 format!(
                     "they read no secret off-hours in the {} day{} of history before",

@@ -72,7 +72,7 @@ const PARAMS: [Param; 10] = [
     Param {
         name: "static_count",
         default: 100.0,
-        doc: "reads in an hour that fire without history",
+        doc: "reads in an hour that fire without history (and ratio x the busiest hour so far)",
     },
     Param {
         name: "p_min",
