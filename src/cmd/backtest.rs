@@ -42,13 +42,17 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     let from = parse_instant(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let to = parse_instant(&args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     let step = parse_duration(&args.step).map_err(|e| anyhow::anyhow!("--step: {e}"))?;
-    let step = i64::try_from(step.as_nanos())
-        .unwrap_or(i64::MAX)
-        .max(60_000_000_000);
+    let step = i64::try_from(step.as_nanos()).unwrap_or(i64::MAX);
+    if step < 60_000_000_000 {
+        bail!(
+            "--step {} is too short: each window runs every detector; use 1m or more",
+            args.step
+        );
+    }
     if from >= to {
         bail!("the range is empty: --from must be before --to");
     }
-    let labels: Option<Labels> = match &args.labels {
+    let mut labels: Option<Labels> = match &args.labels {
         Some(p) => Some(
             serde_json::from_str(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -57,6 +61,20 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    // Only anomalies inside the replayed range can be found: the others are not scored.
+    if let Some(l) = &mut labels {
+        let before = l.anomalies.len();
+        l.anomalies.retain(|a| {
+            matches!((parse_instant(&a.start), parse_instant(&a.end)),
+                (Ok(s), Ok(e)) if e + HOUR >= from && s - HOUR < to)
+        });
+        let outside = before - l.anomalies.len();
+        if outside > 0 && !g.quiet {
+            eprintln!(
+                "note: {outside} of {before} labelled anomalies lie outside --from/--to and are not scored"
+            );
+        }
+    }
     if !g.store.exists() {
         bail!(
             "no store at {} (run vigil ingest first, or pass --store DIR)",
@@ -70,6 +88,8 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     // Alerts a team would have received: findings minus those suppressed by an earlier one.
     let mut last_alert: BTreeMap<String, i64> = BTreeMap::new();
     let mut alerts_per_day: BTreeMap<String, usize> = BTreeMap::new();
+    // Per detector, the windows in which it said it was quiet or on a static rule (cold start).
+    let mut cold_windows: BTreeMap<String, usize> = BTreeMap::new();
     let steps = ((to - from + step - 1) / step) as usize;
     let mut t = from;
     let mut done = 0;
@@ -90,6 +110,14 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             }
             findings.push(f);
         }
+        let cold: BTreeSet<String> = d
+            .take_notes()
+            .iter()
+            .filter_map(|n| n.split_whitespace().next().map(str::to_owned))
+            .collect();
+        for code in cold {
+            *cold_windows.entry(code).or_default() += 1;
+        }
         t += step;
         done += 1;
         if g.stderr_is_terminal && !g.quiet {
@@ -101,6 +129,13 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     }
     if g.stderr_is_terminal && !g.quiet {
         eprintln!();
+    }
+    if !g.quiet {
+        for (code, n) in &cold_windows {
+            eprintln!(
+                "note: {code} was quiet or on its static rule in {n} of {done} windows (too little history; vigil detect over such a window says why)"
+            );
+        }
     }
     let codes: BTreeMap<&str, &str> = detect::all()
         .iter()

@@ -101,5 +101,13 @@ pub fn error_sentence(e: &anyhow::Error) -> String {
         }
         out.push_str(&part);
     }
+    // DataFusion wraps its Parquet errors twice and names object-store paths without their
+    // leading `/`; the object store's own message that follows has the real path.
+    out = out.replace("Parquet error: Parquet error: ", "Parquet error: ");
+    if out.contains("Object Store error") && out.contains("not found") {
+        out.push_str(
+            " (a file the store's commits list is missing: run vigil verify to see what else is)",
+        );
+    }
     out
 }

@@ -666,6 +666,49 @@ fn backtest_finds_every_planted_anomaly() {
             );
         }
     }
+    // Early days: the labels after the range are not scored, and the detectors short of history
+    // say how often they were quiet.
+    let r = run(vigil(&store)
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "backtest",
+            "--from",
+            "2026-03-05",
+            "--to",
+            "2026-03-07",
+            "--step",
+            "1d",
+            "--json",
+            "--labels",
+        ])
+        .arg(data.join("labels.json")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["labels"], 0, "{summary:#}");
+    assert!(
+        r.stderr
+            .contains("note: 6 of 6 labelled anomalies lie outside --from/--to and are not scored"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("note: VG001 was quiet or on its static rule in 2 of 2 windows"),
+        "{}",
+        r.stderr
+    );
+    let r = run(vigil(&store).args([
+        "backtest",
+        "--from",
+        "2026-03-05",
+        "--to",
+        "2026-03-07",
+        "--step",
+        "0s",
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--step 0s is too short"), "{}", r.stderr);
 }
 
 /// The sample data's intern lists the secrets of every namespace (denied): a list has no single

@@ -354,4 +354,24 @@ fn files_without_client_rollups_are_counted_then_compacted() {
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
+    // A listed rollup deleted behind vigil's back: the query stops with a sentence that names
+    // the file once and points at verify.
+    let gone = rollup_files(&store)
+        .into_iter()
+        .find(|p| p.starts_with(store.join("rollups/clients")))
+        .unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let r = run(vigil(&store).args(["sql", "SELECT sum(events) AS n FROM client_counts"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("Parquet error: Parquet error"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&gone.display().to_string())
+            && r.stderr.contains("is missing: run vigil verify"),
+        "{}",
+        r.stderr
+    );
 }
