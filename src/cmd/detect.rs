@@ -60,6 +60,11 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             findings.len(),
             if findings.len() == 1 { "" } else { "s" }
         );
+        if findings.is_empty() {
+            if let Some(span) = empty_window(g, window) {
+                eprintln!("note: the window holds no events; {span}");
+            }
+        }
     }
     let mut code = match fail_on {
         Some(level) if findings.iter().any(|f| f.severity >= level) => exit::FLAGGED,
@@ -223,4 +228,37 @@ pub fn detectors(args: DetectorsArgs) -> anyhow::Result<u8> {
     }
     out.flush()?;
     Ok(exit::OK)
+}
+
+/// When no data file of the store meets `window` (from the commit log's time ranges, no file
+/// opened): where the store's events are instead, so that "0 findings" over the wrong period
+/// (`--since 24h` on an archive) is not read as "all is well".
+fn empty_window(g: &Globals, window: crate::timerange::TimeRange) -> Option<String> {
+    use crate::timerange::parse_instant;
+    let log = g.store.log().ok()?;
+    let ranges: Vec<(i64, i64)> = log
+        .files()
+        .filter_map(|f| {
+            Some((
+                parse_instant(&f.min_time).ok()?,
+                parse_instant(&f.max_time).ok()?,
+            ))
+        })
+        .collect();
+    if ranges
+        .iter()
+        .any(|(lo, hi)| *hi >= window.from && *lo < window.to)
+    {
+        return None;
+    }
+    let first = ranges.iter().map(|r| r.0).min();
+    let last = ranges.iter().map(|r| r.1).max();
+    Some(match (first, last) {
+        (Some(a), Some(b)) => format!(
+            "the store's events run from {} to {} (pass --from/--to, or --at with --since)",
+            rfc3339(a),
+            rfc3339(b)
+        ),
+        _ => "the store holds no events yet".to_owned(),
+    })
 }

@@ -620,6 +620,21 @@ fn a_fresh_store_stays_quiet_and_says_why() {
         "{}",
         r.stderr
     );
+    // A window after the store's last event: 0 findings, and a note that says why.
+    let r = run(vigil(&store).arg("--config").arg(&cfg).args([
+        "detect",
+        "--from",
+        "2027-01-01",
+        "--to",
+        "2027-01-02",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("note: the window holds no events; the store's events run from 2026-03-02"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Ground truth from the generator: every planted anomaly is found by the detector meant for it.
