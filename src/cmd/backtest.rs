@@ -52,6 +52,8 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     if from >= to {
         bail!("the range is empty: --from must be before --to");
     }
+    // One window for the whole range at most (a huge step would overflow the arithmetic below).
+    let step = step.min(to - from);
     let mut labels: Option<Labels> = match &args.labels {
         Some(p) => Some(
             serde_json::from_str(
@@ -61,18 +63,13 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         ),
         None => None,
     };
-    // Only anomalies inside the replayed range can be found: the others are not scored.
-    if let Some(l) = &mut labels {
-        let before = l.anomalies.len();
-        l.anomalies.retain(|a| {
-            matches!((parse_instant(&a.start), parse_instant(&a.end)),
-                (Ok(s), Ok(e)) if e + HOUR >= from && s - HOUR < to)
-        });
-        let outside = before - l.anomalies.len();
-        if outside > 0 && !g.quiet {
-            eprintln!(
-                "note: {outside} of {before} labelled anomalies lie outside --from/--to and are not scored"
-            );
+    if let (Some(l), Some(p)) = (&labels, &args.labels) {
+        for (i, a) in l.anomalies.iter().enumerate() {
+            for (field, t) in [("start", &a.start), ("end", &a.end)] {
+                if let Err(e) = parse_instant(t) {
+                    bail!("{}: anomalies[{i}].{field}: {e}", p.display());
+                }
+            }
         }
     }
     if !g.store.exists() {
@@ -133,7 +130,26 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     if !g.quiet {
         for (code, n) in &cold_windows {
             eprintln!(
-                "note: {code} was quiet or on its static rule in {n} of {done} windows (too little history; vigil detect over such a window says why)"
+                "note: {code} said it was quiet or on its static rule in {n} of {done} windows (too little history; vigil detect over such a window says why)"
+            );
+        }
+    }
+    // Only anomalies inside the replayed range can be found: the others are not scored, unless
+    // a finding matches one anyway (a finding's window can reach before or after the range).
+    if let Some(l) = &mut labels {
+        let before = l.anomalies.len();
+        l.anomalies.retain(|a| {
+            let (s, e) = (
+                parse_instant(&a.start).unwrap_or(i64::MIN),
+                parse_instant(&a.end).unwrap_or(i64::MAX),
+            );
+            (e.saturating_add(HOUR) >= from && s.saturating_sub(HOUR) <= to)
+                || findings.iter().any(|f| matches(f, a))
+        });
+        let outside = before - l.anomalies.len();
+        if outside > 0 && !g.quiet {
+            eprintln!(
+                "note: {outside} of {before} labelled anomalies lie outside --from/--to and are not scored"
             );
         }
     }

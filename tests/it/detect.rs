@@ -709,7 +709,7 @@ fn backtest_finds_every_planted_anomaly() {
     );
     assert!(
         r.stderr
-            .contains("note: VG001 was quiet or on its static rule in 2 of 2 windows"),
+            .contains("note: VG001 said it was quiet or on its static rule in 2 of 2 windows"),
         "{}",
         r.stderr
     );
