@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
-use super::{counts, finish_utc, hour_start, opt, strings, times, utc};
+use super::{counts, finish_utc, hour_runs, opt, strings, times, utc};
 
 /// The grouping columns, in file order (after `hour`).
 pub const KEY_COLUMNS: [&str; 3] = ["actor_id", "src_ip", "user_agent"];
@@ -78,20 +78,12 @@ pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let keys = KeyColumns::of(batch)?;
     let mut out = Builders::default();
     let mut groups: HashMap<Key, Group> = HashMap::new();
-    let mut current_hour = None;
-    for i in 0..batch.num_rows() {
-        let t = times.value(i);
-        let hour = hour_start(t);
-        if current_hour != Some(hour) {
-            if let Some(h) = current_hour {
-                out.append_hour(h, &mut groups);
-            }
-            current_hour = Some(hour);
+    for (hour, rows) in hour_runs(times.values()) {
+        for i in rows {
+            let t = times.value(i);
+            groups.entry(keys.key(i)).or_insert(EMPTY).add(1, t, t);
         }
-        groups.entry(keys.key(i)).or_insert(EMPTY).add(1, t, t);
-    }
-    if let Some(h) = current_hour {
-        out.append_hour(h, &mut groups);
+        out.append_hour(hour, &mut groups);
     }
     out.finish()
 }

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 
-use super::{finish_utc, hour_start, opt, strings, times, utc};
+use super::{finish_utc, hour_runs, opt, strings, times, utc};
 
 /// The grouping columns, in file order (after `hour`).
 pub const KEY_COLUMNS: [&str; 7] = [
@@ -123,31 +123,23 @@ pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 
     let mut out = Builders::default();
     let mut groups: HashMap<Key, Group> = HashMap::new();
-    let mut current_hour = None;
-    for i in 0..batch.num_rows() {
-        let t = times.value(i);
-        let hour = hour_start(t);
-        if current_hour != Some(hour) {
-            if let Some(h) = current_hour {
-                out.append_hour(h, &mut groups);
-            }
-            current_hour = Some(hour);
+    for (hour, rows) in hour_runs(times.values()) {
+        for i in rows {
+            let t = times.value(i);
+            let g = groups.entry(keys.key(i)).or_insert(Group {
+                actor_name: None,
+                resource_name: None,
+                events: 0,
+                first: t,
+                last: t,
+            });
+            g.actor_name = max_name(g.actor_name, opt(actor_name, i));
+            g.resource_name = max_name(g.resource_name, opt(resource_name, i));
+            g.events += 1;
+            g.first = g.first.min(t);
+            g.last = g.last.max(t);
         }
-        let g = groups.entry(keys.key(i)).or_insert(Group {
-            actor_name: None,
-            resource_name: None,
-            events: 0,
-            first: t,
-            last: t,
-        });
-        g.actor_name = max_name(g.actor_name, opt(actor_name, i));
-        g.resource_name = max_name(g.resource_name, opt(resource_name, i));
-        g.events += 1;
-        g.first = g.first.min(t);
-        g.last = g.last.max(t);
-    }
-    if let Some(h) = current_hour {
-        out.append_hour(h, &mut groups);
+        out.append_hour(hour, &mut groups);
     }
     out.finish()
 }

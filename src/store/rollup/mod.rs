@@ -106,6 +106,19 @@ pub fn hour_start(t: i64) -> i64 {
     t.saturating_sub(t.rem_euclid(NANOS_PER_HOUR))
 }
 
+/// The runs of rows of `times` (sorted) that fall in one UTC hour: (hour start, row range).
+fn hour_runs(times: &[i64]) -> Vec<(i64, std::ops::Range<usize>)> {
+    let mut runs: Vec<(i64, std::ops::Range<usize>)> = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        let hour = hour_start(*t);
+        match runs.last_mut() {
+            Some((h, rows)) if *h == hour => rows.end = i + 1,
+            _ => runs.push((hour, i..i + 1)),
+        }
+    }
+    runs
+}
+
 /// Rows of a rollup file (of any kind) and the events they count (the sum of `events`): `vigil
 /// verify` checks them against the commit, so a rollup that disagrees with its data file is
 /// named even when its hash is the one recorded.
