@@ -245,32 +245,8 @@ fn event_counts_without_rollups_count_the_events() {
     assert_exact(&store);
     // `vigil compact` rewrites each day's file, alone, with a rollup.
     let days = commit["files"].as_array().unwrap().len();
-    let v = run(vigil(&store).arg("verify"));
-    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    assert!(
-        v.stderr.contains(&format!(
-            "note: {days} data file(s) were written by an older vigil without every rollup"
-        )),
-        "{}",
-        v.stderr
-    );
-    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let compacted: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(store.join("_commits/00000000000000000002.json")).unwrap(),
-    )
-    .unwrap();
-    let files = compacted["files"].as_array().unwrap();
-    assert_eq!(files.len(), days);
-    assert!(files.iter().all(|f| f["rollup"]["rows"].as_u64() > Some(0)));
-    assert!(files
-        .iter()
-        .all(|f| f["clients"]["rows"].as_u64() > Some(0)));
+    upgrade_by_compaction(&store, days);
     assert_eq!(rollup_files(&store).len(), 2 * days);
-    assert_exact(&store);
-    let v = run(vigil(&store).arg("verify"));
-    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
 }
 
 /// Files with and without rollups in the same partitions and hours (the newest commit's rollups
@@ -330,30 +306,7 @@ fn files_without_client_rollups_are_counted_then_compacted() {
     std::fs::write(&first, serde_json::to_vec(&commit).unwrap()).unwrap();
     std::fs::remove_dir_all(store.join("rollups/clients")).unwrap();
     assert_exact(&store);
-    let v = run(vigil(&store).arg("verify"));
-    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    assert!(
-        v.stderr.contains(&format!(
-            "note: {days} data file(s) were written by an older vigil without every rollup"
-        )),
-        "{}",
-        v.stderr
-    );
-    let r = run(vigil(&store).args(["compact", "--grace", "0s"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let compacted: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(store.join("_commits/00000000000000000002.json")).unwrap(),
-    )
-    .unwrap();
-    let files = compacted["files"].as_array().unwrap();
-    assert_eq!(files.len(), days);
-    assert!(files
-        .iter()
-        .all(|f| f["clients"]["rows"].as_u64() > Some(0)));
-    assert_exact(&store);
-    let v = run(vigil(&store).arg("verify"));
-    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
+    upgrade_by_compaction(&store, days);
     // A listed rollup deleted behind vigil's back: the query stops with a sentence that names
     // the file once and points at verify.
     let gone = rollup_files(&store)
@@ -374,4 +327,36 @@ fn files_without_client_rollups_are_counted_then_compacted() {
         "{}",
         r.stderr
     );
+}
+
+/// A store whose `days` data files lack some rollup (one commit): verify notes them, `vigil
+/// compact` rewrites each alone with every rollup, counts stay exact and the note goes.
+fn upgrade_by_compaction(store: &Path, days: usize) {
+    let v = run(vigil(store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr.contains(&format!(
+            "note: {days} data file(s) were written by an older vigil without every rollup"
+        )),
+        "{}",
+        v.stderr
+    );
+    let r = run(vigil(store).args(["compact", "--grace", "0s"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let compacted: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("_commits/00000000000000000002.json")).unwrap(),
+    )
+    .unwrap();
+    let files = compacted["files"].as_array().unwrap();
+    assert_eq!(files.len(), days);
+    for kind in ["rollup", "clients"] {
+        assert!(
+            files.iter().all(|f| f[kind]["rows"].as_u64() > Some(0)),
+            "{kind}"
+        );
+    }
+    assert_exact(store);
+    let v = run(vigil(store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(!v.stderr.contains("without every rollup"), "{}", v.stderr);
 }
