@@ -150,9 +150,12 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "vault")]
     pub source: String,
     /// Input records to write (a Vault or Kubernetes call is two records; the planted
-    /// anomalies are written in any case, about 130 calls)
+    /// anomalies are written in any case, about 170 calls)
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
+    /// Principals of the estate: services and people four to one, ten services a team
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(40..=100_000))]
+    pub principals: u32,
     /// Seed of the generator: the same seed writes the same bytes
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -268,4 +271,7 @@ pub struct BacktestArgs {
     /// Print the per-detector table as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Also list the findings behind the totals (one line each; with --json, under `findings_list`)
+    #[arg(long)]
+    pub list: bool,
 }

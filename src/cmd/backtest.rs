@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{exit, Globals};
 use crate::cli::BacktestArgs;
-use crate::detect::{self, DetectContext, Finding};
+use crate::detect::{self, DetectContext, Finding, Severity};
 use crate::query::session;
 use crate::timerange::{parse_duration, parse_instant, rfc3339, TimeRange};
 
@@ -23,6 +23,9 @@ struct Label {
     actor_id: String,
     start: String,
     end: String,
+    /// What was planted (written by `vigil generate`; optional).
+    #[serde(default)]
+    note: String,
 }
 
 const HOUR: i64 = 3_600_000_000_000;
@@ -168,6 +171,17 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         let keys: BTreeSet<&str> = mine.iter().map(|f| f.key.as_str()).collect();
         let mut row = serde_json::json!({"code": code, "detector": name, "findings": mine.len(), "distinct_keys": keys.len()});
         if let Some(l) = &labels {
+            // Findings that match no label of any kind: what a team would have read for nothing.
+            let unmatched: Vec<&&Finding> = mine
+                .iter()
+                .filter(|f| !l.anomalies.iter().any(|a| matches(f, a)))
+                .collect();
+            row["unmatched"] = unmatched.len().into();
+            row["unmatched_medium_plus"] = unmatched
+                .iter()
+                .filter(|f| f.severity >= Severity::Medium)
+                .count()
+                .into();
             let meant: Vec<&Label> = l.anomalies.iter().filter(|a| a.kind == *name).collect();
             let tp = mine
                 .iter()
@@ -194,13 +208,32 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     }
     let days = ((to - from) as f64 / 86_400e9).max(1.0 / 24.0);
     let total_alerts: usize = alerts_per_day.values().sum();
-    let summary = serde_json::json!({
+    // Per label, the detectors that found it (empty: missed).
+    let label_results: Option<Vec<serde_json::Value>> = labels.as_ref().map(|l| {
+        l.anomalies
+            .iter()
+            .map(|a| {
+                let by: BTreeSet<&str> = findings
+                    .iter()
+                    .filter(|f| matches(f, a))
+                    .map(|f| f.detector)
+                    .collect();
+                serde_json::json!({"kind": a.kind, "actor_id": a.actor_id, "start": a.start,
+                    "note": a.note, "found_by": by})
+            })
+            .collect()
+    });
+    let mut summary = serde_json::json!({
         "from": rfc3339(from), "to": rfc3339(to), "windows": done, "findings": findings.len(),
         "alerts": total_alerts, "alerts_per_day": total_alerts as f64 / days,
         "alerts_by_day": alerts_per_day, "detectors": rows,
         "labels_found_by_any": labels.as_ref().map(|l| l.anomalies.iter().filter(|a| findings.iter().any(|f| matches(f, a))).count()),
         "labels": labels.as_ref().map(|l| l.anomalies.len()),
+        "label_results": label_results,
     });
+    if args.list {
+        summary["findings_list"] = serde_json::to_value(&findings)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(exit::OK);
@@ -210,7 +243,14 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
     let with_labels = labels.is_some();
     let mut header = vec!["code", "detector", "findings", "keys"];
     if with_labels {
-        header.extend(["labels", "found", "precision", "recall"]);
+        header.extend([
+            "unmatched",
+            "medium+",
+            "labels",
+            "found",
+            "precision",
+            "recall",
+        ]);
     }
     t.set_header(header);
     let fmt = |v: &serde_json::Value| match v.as_f64() {
@@ -232,6 +272,8 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         ];
         if with_labels {
             cells.extend([
+                r["unmatched"].to_string(),
+                r["unmatched_medium_plus"].to_string(),
                 r["labels"].to_string(),
                 r["labels_found"].to_string(),
                 fmt(&r["precision"]),
@@ -240,7 +282,29 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         }
         t.add_row(cells);
     }
+    if args.list {
+        for f in &findings {
+            println!(
+                "{} {} {} {} {}: {}",
+                f.window_start, f.code, f.severity, f.actor_id, f.key, f.explanation
+            );
+        }
+    }
     println!("{t}");
+    for r in label_results.iter().flatten() {
+        if r["found_by"].as_array().is_some_and(Vec::is_empty) {
+            println!(
+                "missed: {} at {} by {}{}",
+                r["kind"].as_str().unwrap_or(""),
+                r["start"].as_str().unwrap_or(""),
+                r["actor_id"].as_str().unwrap_or(""),
+                match r["note"].as_str() {
+                    Some(n) if !n.is_empty() => format!(" ({n})"),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
     println!(
         "{} windows of {}, {} findings, {} alerts after suppression ({:.1} per day){}",
         done,

@@ -21,6 +21,7 @@ pub fn run(g: &Globals, args: GenerateArgs) -> anyhow::Result<u8> {
         events: args.events,
         seed: args.seed,
         days: args.days,
+        principals: args.principals as usize,
         start: parse_start(&args.start).map_err(anyhow::Error::msg)?,
         out: args.out,
     };

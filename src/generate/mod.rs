@@ -1,14 +1,19 @@
-//! `vigil generate`: deterministic, realistic audit logs with labelled anomalies.
+//! `vigil generate`: deterministic audit logs of an ordinary estate, with labelled anomalies.
 //!
-//! A population of teams, environments, services (24×7, some nightly batch jobs) and people
-//! (weekday business hours in their own time zone, some on call) reads its own secrets; about
-//! 1 % of calls are denied or miss, and there are lists, writes and logins around the reads.
-//! Six anomalies are planted and written to `labels.json` in the format of DESIGN §8. The same
-//! seed gives the same files.
+//! The population (`model` has its numbers, the README describes it): services in teams of ten
+//! apps reading their app's secrets and some of their team's shared ones around the clock,
+//! people in eight time zones reading long-tail sets of their team's secrets in business hours,
+//! an on-call rotation, and change over the period: deploys that move services to new node
+//! subnets, client upgrades, new services, a team reorganisation, a person joining and one
+//! leaving. Eleven anomalies are planted (`plants`) and written to `labels.json`. The same seed
+//! and options give the same files.
 
+pub mod model;
+mod plants;
 mod population;
 mod render;
 mod rng;
+mod traffic;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -18,8 +23,10 @@ use serde::Serialize;
 
 use crate::event::SourceKind;
 use crate::ingest::timestamp::format_nanos;
-use population::{Call, Population};
+pub use plants::{Plant, PLANTS};
+use population::Population;
 use rng::Rng;
+pub use traffic::{Call, Outcome};
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -30,6 +37,8 @@ pub struct GenerateOptions {
     pub events: u64,
     pub seed: u64,
     pub days: u32,
+    /// Principals of the estate (services and people, four to one).
+    pub principals: usize,
     /// Start of the period, nanoseconds UTC (midnight).
     pub start: i64,
     pub out: PathBuf,
@@ -43,6 +52,8 @@ pub struct Label {
     pub resources: Vec<String>,
     pub start: String,
     pub end: String,
+    /// What was planted, in a few words (backtest lists the labels it missed with it).
+    pub note: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +61,7 @@ pub struct Labels {
     pub anomalies: Vec<Label>,
     pub seed: u64,
     pub events: u64,
+    pub principals: usize,
     pub from: String,
     pub to: String,
 }
@@ -67,63 +79,119 @@ pub struct Generated {
     pub baseline_calls: u64,
 }
 
-pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
-    std::fs::create_dir_all(&opts.out)?;
-    let mut rng = Rng::new(opts.seed);
-    let mut population = Population::new(&mut rng);
-    let hours = i64::from(opts.days.max(1)) * 24;
-    let end = opts.start + hours * NANOS_PER_HOUR;
-    let per_call = render::records_per_call(opts.source);
-    let calls_total = (opts.events / per_call).max(1);
+/// The calls of a period, in time order: the ordinary traffic and the planted anomalies. The
+/// statistics test reads them without writing a log.
+pub struct Traffic {
+    pub population: Population,
+    pub labels: Vec<Label>,
+    planted: std::iter::Peekable<std::vec::IntoIter<Call>>,
+    rng: Rng,
+    hours: i64,
+    hour: i64,
+    baseline_calls: u64,
+    written: u64,
+    carry: f64,
+    total_weight: f64,
+    weights: Vec<f64>,
+}
 
-    let (planted, labels) = population.anomalies(opts.start, end, opts.source);
-    let planted_calls = planted.len() as u64;
-    let baseline_calls = calls_total.saturating_sub(planted_calls);
-
-    let log = opts.out.join(format!("{}-audit.log", opts.source.as_str()));
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(&log)?);
-    let mut renderer = render::Renderer::new(opts.source, opts.seed);
-    let weights: Vec<f64> = (0..hours)
-        .map(|h| population.hour_weight(opts.start + h * NANOS_PER_HOUR))
-        .collect();
-    let total_weight: f64 = weights.iter().sum();
-    let mut carry = 0.0;
-    let mut records = 0u64;
-    let mut planted = planted.into_iter().peekable();
-    let mut written_calls = 0u64;
-    for (h, w) in weights.iter().enumerate() {
-        let hour_start = opts.start + h as i64 * NANOS_PER_HOUR;
-        let exact = baseline_calls as f64 * w / total_weight + carry;
-        let mut n = exact.floor() as u64;
-        carry = exact - n as f64;
-        if h as i64 == hours - 1 {
-            // The last hour takes what rounding left, so the total is exact.
-            n = baseline_calls.saturating_sub(written_calls);
-        }
-        written_calls += n;
-        let mut calls: Vec<Call> = (0..n)
-            .map(|_| population.baseline_call(&mut rng, hour_start))
+impl Traffic {
+    pub fn new(opts: &GenerateOptions) -> Traffic {
+        let mut rng = Rng::new(opts.seed);
+        let hours = i64::from(opts.days.max(1)) * 24;
+        let end = opts.start + hours * NANOS_PER_HOUR;
+        let mut population = Population::new(&mut rng, opts.principals, opts.start, end);
+        let (planted, labels) = plants::plant(&mut population, &mut rng, opts.source);
+        let per_call = render::records_per_call(opts.source);
+        let calls_total = (opts.events / per_call).max(1);
+        let baseline_calls = calls_total.saturating_sub(planted.len() as u64);
+        let weights: Vec<f64> = (0..hours)
+            .map(|h| {
+                let w = population.hour_weights(opts.start + h * NANOS_PER_HOUR);
+                w.last().copied().unwrap_or(0.0)
+            })
             .collect();
-        while let Some(c) = planted.next_if(|c| c.time < hour_start + NANOS_PER_HOUR) {
+        Traffic {
+            total_weight: weights.iter().sum(),
+            weights,
+            population,
+            labels,
+            planted: planted.into_iter().peekable(),
+            rng,
+            hours,
+            hour: 0,
+            baseline_calls,
+            written: 0,
+            carry: 0.0,
+        }
+    }
+
+    pub fn baseline_calls(&self) -> u64 {
+        self.baseline_calls
+    }
+
+    /// The calls of the next hour, sorted by time; `None` after the last hour.
+    pub fn next_hour(&mut self) -> Option<Vec<Call>> {
+        if self.hour >= self.hours {
+            return None;
+        }
+        let h = self.hour;
+        self.hour += 1;
+        let hour_start = self.population.start + h * NANOS_PER_HOUR;
+        let exact =
+            self.baseline_calls as f64 * self.weights[h as usize] / self.total_weight + self.carry;
+        let mut n = exact.floor() as u64;
+        self.carry = exact - n as f64;
+        if h == self.hours - 1 {
+            // The last hour takes what rounding left, so the total is exact.
+            n = self.baseline_calls.saturating_sub(self.written);
+        }
+        self.written += n;
+        let cumulative = self.population.hour_weights(hour_start);
+        let mut calls: Vec<Call> = (0..n)
+            .map(|_| {
+                self.population
+                    .baseline_call(&mut self.rng, hour_start, &cumulative)
+            })
+            .collect();
+        while let Some(c) = self
+            .planted
+            .next_if(|c| c.time < hour_start + NANOS_PER_HOUR)
+        {
             calls.push(c);
         }
         calls.sort_by_key(|c| c.time);
+        Some(calls)
+    }
+}
+
+pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
+    std::fs::create_dir_all(&opts.out)?;
+    let mut traffic = Traffic::new(opts);
+    let end = traffic.population.end;
+    let baseline_calls = traffic.baseline_calls();
+    let log = opts.out.join(format!("{}-audit.log", opts.source.as_str()));
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&log)?);
+    let mut renderer = render::Renderer::new(opts.source, opts.seed);
+    let mut records = 0u64;
+    while let Some(calls) = traffic.next_hour() {
         for call in &calls {
-            records += renderer.write(&mut out, &population, call)?;
+            records += renderer.write(&mut out, &traffic.population, call)?;
         }
     }
     out.flush()?;
     let labels_path = opts.out.join("labels.json");
     let labels = Labels {
-        anomalies: labels,
+        anomalies: std::mem::take(&mut traffic.labels),
         seed: opts.seed,
         events: records,
+        principals: traffic.population.principals.len(),
         from: format_nanos(opts.start),
         to: format_nanos(end),
     };
     let count = labels.anomalies.len();
     let config = opts.out.join("vigil.toml");
-    write_calendar(&config, &population, opts.source)?;
+    write_calendar(&config, &traffic.population, opts.source)?;
     let mut f = BufWriter::new(File::create(&labels_path)?);
     serde_json::to_writer_pretty(&mut f, &labels)?;
     writeln!(f)?;
@@ -145,7 +213,16 @@ pub fn parse_start(date: &str) -> Result<i64, String> {
         .map_err(|e| format!("--start: {e}"))
 }
 
-pub use population::KINDS as ANOMALY_KINDS;
+/// Detector names of the planted anomalies, in the order of `labels.json`.
+pub const ANOMALY_KINDS: [&str; PLANTS.len()] = {
+    let mut kinds = [""; PLANTS.len()];
+    let mut i = 0;
+    while i < PLANTS.len() {
+        kinds[i] = PLANTS[i].kind;
+        i += 1;
+    }
+    kinds
+};
 
 /// IANA name of a fixed UTC offset the generator uses for people (POSIX sign: Etc/GMT+5 is UTC-5).
 fn zone_of(offset_min: i32) -> String {
@@ -190,3 +267,6 @@ fn write_calendar(
 fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,14 +1,13 @@
-//! Who works at the generated company, which secrets they read and when, and the anomalies.
+//! Who works at the generated estate, which secrets each principal reads, and how that changes
+//! over the period (see `model` for the numbers).
 
-use chrono::{Datelike, Timelike};
-
-use super::render::identity;
+use super::model::*;
 use super::rng::Rng;
-use super::{Label, NANOS_PER_HOUR};
-use crate::event::SourceKind;
-use crate::ingest::timestamp::format_nanos;
+use super::NANOS_PER_HOUR;
 
-const TEAMS: [&str; 8] = [
+const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
+
+const TEAM_WORDS: [&str; 20] = [
     "payments",
     "orders",
     "billing",
@@ -17,25 +16,37 @@ const TEAMS: [&str; 8] = [
     "web",
     "search",
     "platform",
+    "checkout",
+    "ledger",
+    "fraud",
+    "catalog",
+    "shipping",
+    "pricing",
+    "messaging",
+    "mobile",
+    "partners",
+    "risk",
+    "support",
+    "data",
 ];
-const ENVS: [&str; 3] = ["prod", "staging", "dev"];
-const SECRET_NAMES: [&str; 5] = ["db", "api-key", "tls", "queue", "cache"];
-const PEOPLE: [&str; 24] = [
+const APP_WORDS: [&str; APPS_PER_TEAM] = [
+    "api",
+    "worker",
+    "gateway",
+    "scheduler",
+    "sync",
+    "reports",
+    "notifier",
+    "importer",
+    "exporter",
+    "admin",
+];
+const PEOPLE: [&str; 50] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
     "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "uma", "victor", "wendy", "xavier",
-    "yara", "zoe", "quinn",
-];
-/// UTC offsets of the people's home time zones, in minutes.
-const OFFSETS: [i32; 6] = [0, 60, -300, 330, -480, 540];
-
-/// Detector names of the planted anomalies (DESIGN §8).
-pub const KINDS: [&str; 6] = [
-    "new-caller-for-secret",
-    "off-hours-burst",
-    "enumeration",
-    "denied-storm",
-    "cross-environment",
-    "dormant-secret-reactivated",
+    "yara", "zoe", "quinn", "aaron", "bella", "chen", "dmitri", "elena", "farah", "goran", "hana",
+    "igor", "jonas", "kiri", "lena", "mateo", "nadia", "omar", "priya", "rosa", "sven", "tariq",
+    "ulla", "vikram", "wei", "ximena", "yusuf", "zara", "kofi",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,406 +55,472 @@ pub enum Kind {
     Workload,
 }
 
+/// The client a principal calls with; a source gives it its own user-agent string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    Go,
+    Python,
+    Java,
+    Node,
+    VaultAgent,
+    Cli,
+    Browser,
+    Terraform,
+    /// Scripting tools: only the planted anomalies use them.
+    Curl,
+    PythonRequests,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agent {
+    pub client: Client,
+    pub version: u32,
+}
+
+/// The secrets a principal reads from `from` on, with their popularity (cumulative weights).
+#[derive(Debug, Clone)]
+pub struct SecretSet {
+    pub from: i64,
+    pub secrets: Vec<usize>,
+    pub(super) cumulative: Vec<f64>,
+}
+
+impl SecretSet {
+    pub fn new(from: i64, secrets: Vec<usize>, weights: &[f64]) -> SecretSet {
+        let mut acc = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
+        SecretSet {
+            from,
+            secrets,
+            cumulative,
+        }
+    }
+
+    pub fn sample(&self, rng: &mut Rng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let x = rng.unit() * total;
+        let i = self.cumulative.partition_point(|c| *c <= x);
+        self.secrets[i.min(self.secrets.len() - 1)]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: String,
     pub kind: Kind,
+    /// Home team at the start of the period.
     pub team: usize,
+    /// A service's environment (its app's); 0 for people.
     pub env: usize,
     /// Minutes east of UTC (people only).
     pub offset_min: i32,
-    pub on_call: bool,
+    /// Position in the weekly on-call rotation (people only).
+    pub on_call: Option<usize>,
     /// A batch job that runs between 01:00 and 03:00 UTC.
     pub nightly: bool,
-    pub secrets: Vec<usize>,
+    /// Activity relative to an average principal of its kind.
+    pub rate: f64,
+    /// Active in `[from, until)`.
+    pub from: i64,
+    pub until: i64,
+    /// Secret sets by time, sorted by `from`; the first starts with the period.
+    pub sets: Vec<SecretSet>,
+    /// Services: times of deploys (each moves the replicas to new nodes).
+    pub deploys: Vec<i64>,
+    /// Services: the client from each time on; people: the clients they use, all at once.
+    pub agents: Vec<(i64, Agent)>,
+    /// CloudTrail: reads SSM Parameter Store instead of Secrets Manager.
+    pub ssm: bool,
+}
+
+impl Principal {
+    pub fn env(&self) -> &'static str {
+        ENVS[self.env]
+    }
+
+    pub fn active(&self, t: i64) -> bool {
+        self.from <= t && t < self.until
+    }
+
+    pub fn set_at(&self, t: i64) -> &SecretSet {
+        let i = self.sets.partition_point(|s| s.from <= t);
+        &self.sets[i.saturating_sub(1)]
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Secret {
     pub team: usize,
+    pub team_name: String,
     pub env: usize,
+    /// The app that owns it, or `shared`.
+    pub scope: String,
     pub name: String,
 }
 
 impl Secret {
-    /// `prod/payments/db`
+    /// `prod/payments/api/db-password`
     pub fn path(&self) -> String {
-        format!("{}/{}/{}", ENVS[self.env], TEAMS[self.team], self.name)
+        format!(
+            "{}/{}/{}/{}",
+            self.env(),
+            self.team_name,
+            self.scope,
+            self.name
+        )
+    }
+
+    /// `payments-api-db-password`: for stores whose names are flat (GCP, Azure).
+    pub fn flat_name(&self) -> String {
+        format!("{}-{}-{}", self.team_name, self.scope, self.name)
     }
 
     pub fn env(&self) -> &'static str {
         ENVS[self.env]
     }
-
-    pub fn team(&self) -> &'static str {
-        TEAMS[self.team]
-    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
-    Read,
-    List,
-    Write,
-    Login,
-    Denied,
-    NotFound,
-}
-
-/// One audited request before it is written in a source's format.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub time: i64,
-    pub principal: usize,
-    pub secret: usize,
-    pub kind: CallKind,
+/// What changes over the period, for the README and the tests.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// (moved team, team it joined, when).
+    pub reorg: Option<(usize, usize, i64)>,
+    pub joiner: Option<usize>,
+    pub leaver: Option<usize>,
+    pub new_services: Vec<usize>,
 }
 
 pub struct Population {
+    pub teams: Vec<String>,
     pub principals: Vec<Principal>,
     pub secrets: Vec<Secret>,
-    /// The secret read only early in the period, then by the dormant-reactivation anomaly.
-    dormant: usize,
-    /// Until when its owner still reads the dormant secret (set with the anomalies).
-    dormant_cutoff: i64,
+    /// Secrets of each team (app and shared).
+    pub team_secrets: Vec<Vec<usize>>,
+    pub changes: Changes,
+    pub start: i64,
+    pub end: i64,
+    /// The rotation's length: people with `on_call`.
+    pub rotation: usize,
 }
 
-impl Principal {
-    /// `team-env-role` for services, the first name for people.
-    pub fn env(&self) -> &'static str {
-        ENVS[self.env]
+fn team_name(i: usize) -> String {
+    let word = TEAM_WORDS[i % TEAM_WORDS.len()];
+    match i / TEAM_WORDS.len() {
+        0 => word.to_owned(),
+        k => format!("{word}{}", k + 1),
     }
+}
 
-    pub fn team(&self) -> &'static str {
-        TEAMS[self.team]
+fn person_name(i: usize) -> String {
+    let word = PEOPLE[i % PEOPLE.len()];
+    match i / PEOPLE.len() {
+        0 => word.to_owned(),
+        k => format!("{word}{}", k + 1),
     }
+}
 
-    fn weight(&self, time: i64) -> f64 {
-        let utc = chrono::DateTime::from_timestamp_nanos(time);
-        match self.kind {
-            Kind::Workload if self.nightly => {
-                if (1..3).contains(&utc.hour()) {
-                    12.0
-                } else {
-                    0.02
-                }
-            }
-            Kind::Workload => 1.0,
-            Kind::Human => {
-                let local = utc + chrono::Duration::minutes(i64::from(self.offset_min));
-                let weekday = local.weekday().num_days_from_monday() < 5;
-                let hour = local.hour();
-                if weekday && (9..18).contains(&hour) {
-                    0.8
-                } else if self.on_call {
-                    0.02
-                } else {
-                    0.002
-                }
-            }
-        }
+fn between(rng: &mut Rng, (lo, hi): (u64, u64)) -> u64 {
+    lo + rng.below(hi - lo + 1)
+}
+
+/// `k` distinct items of `from`, in random order.
+fn choose(rng: &mut Rng, from: &[usize], k: usize) -> Vec<usize> {
+    let mut pool = from.to_vec();
+    let k = k.min(pool.len());
+    for i in 0..k {
+        let j = i + rng.below((pool.len() - i) as u64) as usize;
+        pool.swap(i, j);
     }
+    pool.truncate(k);
+    pool
+}
+
+fn zipf_weights(n: usize) -> Vec<f64> {
+    (1..=n).map(|r| (r as f64).powf(-ZIPF_EXPONENT)).collect()
+}
+
+/// A person's set from the secrets of `teams`: Zipf popularity over a random order.
+fn person_set(rng: &mut Rng, team_secrets: &[Vec<usize>], teams: &[usize], from: i64) -> SecretSet {
+    let pool: Vec<usize> = teams
+        .iter()
+        .flat_map(|t| team_secrets[*t].iter().copied())
+        .collect();
+    let k = between(rng, PERSON_SET) as usize;
+    let secrets = choose(rng, &pool, k);
+    let weights = zipf_weights(secrets.len());
+    SecretSet::new(from, secrets, &weights)
 }
 
 impl Population {
-    pub fn new(rng: &mut Rng) -> Population {
+    /// The estate of `principals` principals over `[start, end)`.
+    pub fn new(rng: &mut Rng, principals: usize, start: i64, end: i64) -> Population {
+        let principals = principals.max(MIN_PRINCIPALS);
+        let people = principals / (SERVICES_PER_PERSON + 1);
+        let services = principals - people;
+        let n_teams = services.div_ceil(APPS_PER_TEAM);
+        let span = end - start;
+        let at = |f: f64| start + (span as f64 * f) as i64;
+        let teams: Vec<String> = (0..n_teams).map(team_name).collect();
+
+        // Secrets: 8 per app that exists, 20 shared per team.
         let mut secrets = Vec::new();
-        for team in 0..TEAMS.len() {
-            for env in 0..ENVS.len() {
-                for name in SECRET_NAMES {
+        let mut team_secrets = vec![Vec::new(); n_teams];
+        let mut app_secrets = Vec::new();
+        for s in 0..services {
+            let (team, app) = (s / APPS_PER_TEAM, s % APPS_PER_TEAM);
+            let mine: Vec<usize> = APP_SECRETS
+                .iter()
+                .map(|name| {
                     secrets.push(Secret {
                         team,
-                        env,
-                        name: name.into(),
+                        team_name: teams[team].clone(),
+                        env: APP_ENVS[app],
+                        scope: APP_WORDS[app].to_owned(),
+                        name: (*name).to_owned(),
                     });
-                }
+                    team_secrets[team].push(secrets.len() - 1);
+                    secrets.len() - 1
+                })
+                .collect();
+            app_secrets.push(mine);
+        }
+        let mut shared = vec![Vec::new(); n_teams];
+        for (team, name) in teams.iter().enumerate() {
+            for (k, s) in SHARED_SECRETS.iter().enumerate() {
+                secrets.push(Secret {
+                    team,
+                    team_name: name.clone(),
+                    env: SHARED_ENVS[k],
+                    scope: "shared".into(),
+                    name: (*s).to_owned(),
+                });
+                team_secrets[team].push(secrets.len() - 1);
+                shared[team].push(secrets.len() - 1);
             }
         }
-        let dormant = secrets.len();
-        secrets.push(Secret {
-            team: 2,
-            env: 0,
-            name: "legacy-ftp".into(),
-        });
-        let of = |team: usize, env: usize| -> Vec<usize> {
-            secrets
+        let shared_in = |team: usize, env: usize| -> Vec<usize> {
+            shared[team]
                 .iter()
-                .enumerate()
-                .filter(|(_, s)| s.team == team && s.env == env && s.name != "legacy-ftp")
-                .map(|(i, _)| i)
+                .copied()
+                .filter(|s| secrets[*s].env == env)
                 .collect()
         };
-        let mut principals = Vec::new();
-        for (team, team_name) in TEAMS.iter().enumerate() {
-            for (env, env_name) in ENVS.iter().enumerate() {
-                let own = of(team, env);
-                for role in ["api", "worker"] {
-                    let k = 1 + rng.below(3) as usize;
-                    let start = rng.below(own.len() as u64) as usize;
-                    let mine: Vec<usize> = (0..k).map(|i| own[(start + i) % own.len()]).collect();
-                    let nightly =
-                        role == "worker" && (*team_name == "analytics" || *team_name == "billing");
-                    principals.push(Principal {
-                        name: format!("{team_name}-{env_name}-{role}"),
-                        kind: Kind::Workload,
-                        team,
-                        env,
-                        offset_min: 0,
-                        on_call: false,
-                        nightly,
-                        secrets: mine,
-                    });
-                }
+
+        // Client families per team (its services share a stack), and the teams that upgrade.
+        let stacks = [
+            Client::Go,
+            Client::Python,
+            Client::Java,
+            Client::Node,
+            Client::VaultAgent,
+        ];
+        let team_client: Vec<Client> = (0..n_teams).map(|_| *rng.pick(&stacks)).collect();
+        let team_version: Vec<u32> = (0..n_teams).map(|_| 10 + rng.below(20) as u32).collect();
+        let team_upgrade: Vec<Option<i64>> = (0..n_teams)
+            .map(|_| {
+                rng.chance(CLIENT_UPGRADE_TEAMS)
+                    .then(|| at(0.1 + 0.8 * rng.unit()))
+            })
+            .collect();
+        // One Python team moves to the Go client: a new client family for all its services.
+        let migrating = team_client.iter().position(|c| *c == Client::Python);
+        let migration_at = at(0.45);
+
+        let mut list = Vec::with_capacity(principals);
+        for (s, mine) in app_secrets.iter().enumerate() {
+            let (team, app) = (s / APPS_PER_TEAM, s % APPS_PER_TEAM);
+            let env = APP_ENVS[app];
+            let mut set = mine.clone();
+            let own = shared_in(team, env);
+            let k = between(rng, SERVICE_SHARED) as usize;
+            set.extend(choose(rng, &own, k));
+            if n_teams > 1 && rng.chance(CROSS_TEAM_SERVICES) {
+                let other = (team + 1 + rng.below(n_teams as u64 - 1) as usize) % n_teams;
+                let theirs = shared_in(other, env);
+                let k = between(rng, (1, 2)) as usize;
+                set.extend(choose(rng, &theirs, k));
             }
+            // App secrets are read more often than the shared ones.
+            let weights: Vec<f64> = set
+                .iter()
+                .map(|x| {
+                    if secrets[*x].scope == "shared" {
+                        0.4
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            let mut deploys = Vec::new();
+            let mut t = start + rng.below(DEPLOY_EVERY_DAYS.1 * NANOS_PER_DAY as u64) as i64;
+            while t < end {
+                deploys.push(t);
+                t += between(rng, DEPLOY_EVERY_DAYS) as i64 * NANOS_PER_DAY
+                    + rng.below(NANOS_PER_DAY as u64) as i64;
+            }
+            let base = Agent {
+                client: team_client[team],
+                version: team_version[team],
+            };
+            let mut agents = vec![(start, base)];
+            if let Some(u) = team_upgrade[team] {
+                let jitter = rng.below(2 * NANOS_PER_DAY as u64) as i64;
+                agents.push((
+                    u + jitter,
+                    Agent {
+                        version: base.version + 1,
+                        ..base
+                    },
+                ));
+            }
+            if Some(team) == migrating {
+                let jitter = rng.below(NANOS_PER_DAY as u64) as i64;
+                agents.push((
+                    migration_at + jitter,
+                    Agent {
+                        client: Client::Go,
+                        version: 20,
+                    },
+                ));
+                agents.sort_by_key(|a| a.0);
+            }
+            list.push(Principal {
+                name: format!("{}-{}-{}", teams[team], APP_WORDS[app], ENVS[env]),
+                kind: Kind::Workload,
+                team,
+                env,
+                offset_min: 0,
+                on_call: None,
+                nightly: rng.chance(NIGHTLY_SERVICES),
+                // Log-uniform between a third and three times the average.
+                rate: (3f64).powf(2.0 * rng.unit() - 1.0),
+                from: start,
+                until: end,
+                sets: vec![SecretSet::new(start, set, &weights)],
+                deploys,
+                agents,
+                ssm: rng.chance(0.25),
+            });
         }
-        for (i, person) in PEOPLE.iter().enumerate() {
-            let team = i % TEAMS.len();
-            let mut mine = of(team, 1);
-            mine.extend(of(team, 2));
-            let prod = of(team, 0);
-            mine.push(prod[rng.below(prod.len() as u64) as usize]);
-            principals.push(Principal {
-                name: (*person).into(),
+        let mut rotation = 0;
+        for i in 0..people {
+            let team = i % n_teams;
+            let mut teams_of = vec![team];
+            if n_teams > 1 && rng.chance(MULTI_TEAM_PEOPLE) {
+                let extra = between(rng, EXTRA_TEAMS).min(n_teams as u64 - 1);
+                let others: Vec<usize> = (0..n_teams).filter(|t| *t != team).collect();
+                teams_of.extend(choose(rng, &others, extra as usize));
+            }
+            let on_call = rng.chance(ON_CALL_PEOPLE).then(|| {
+                rotation += 1;
+                rotation - 1
+            });
+            let mut agents = vec![(
+                start,
+                Agent {
+                    client: Client::Cli,
+                    version: 14 + rng.below(3) as u32,
+                },
+            )];
+            if rng.chance(0.6) {
+                agents.push((
+                    start,
+                    Agent {
+                        client: Client::Browser,
+                        version: 120 + rng.below(5) as u32,
+                    },
+                ));
+            }
+            if rng.chance(0.3) {
+                agents.push((
+                    start,
+                    Agent {
+                        client: Client::Terraform,
+                        version: 5 + rng.below(3) as u32,
+                    },
+                ));
+            }
+            list.push(Principal {
+                name: person_name(i),
                 kind: Kind::Human,
                 team,
                 env: 0,
-                offset_min: OFFSETS[i % OFFSETS.len()],
-                on_call: i % 4 == 0,
+                offset_min: OFFSETS[rng.below(OFFSETS.len() as u64) as usize],
+                on_call,
                 nightly: false,
-                secrets: mine,
+                rate: (2f64).powf(2.0 * rng.unit() - 1.0),
+                from: start,
+                until: end,
+                sets: vec![person_set(rng, &team_secrets, &teams_of, start)],
+                deploys: Vec::new(),
+                agents,
+                ssm: false,
             });
         }
-        Population {
-            principals,
-            secrets,
-            dormant,
-            dormant_cutoff: i64::MIN,
-        }
-    }
 
-    /// Relative amount of activity in the hour starting at `time`.
-    pub fn hour_weight(&self, time: i64) -> f64 {
-        let mid = time + NANOS_PER_HOUR / 2;
-        self.principals.iter().map(|p| p.weight(mid)).sum()
-    }
-
-    /// One ordinary call in the hour starting at `hour_start`.
-    pub fn baseline_call(&self, rng: &mut Rng, hour_start: i64) -> Call {
-        let time = hour_start + rng.below(NANOS_PER_HOUR as u64) as i64;
-        let weights: Vec<f64> = self.principals.iter().map(|p| p.weight(time)).collect();
-        let total: f64 = weights.iter().sum();
-        let mut x = rng.unit() * total;
-        let mut principal = self.principals.len() - 1;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                principal = i;
-                break;
+        let mut changes = Changes::default();
+        // New services: the last apps of the first teams appear during the period.
+        let n_new = ((services as f64 * NEW_SERVICES).round() as usize).max(1);
+        for k in 0..n_new {
+            let s = (k * APPS_PER_TEAM + APPS_PER_TEAM - 1).min(services - 1);
+            list[s].from = at(0.3 + 0.5 * rng.unit());
+            if !changes.new_services.contains(&s) {
+                changes.new_services.push(s);
             }
-            x -= w;
         }
-        let p = &self.principals[principal];
-        let roll = rng.unit();
-        let (kind, secret) = match p.kind {
-            _ if roll < 0.007 => (CallKind::Denied, rng.below(self.dormant as u64) as usize),
-            _ if roll < 0.010 => (CallKind::NotFound, *rng.pick(&p.secrets)),
-            Kind::Human if roll < 0.04 => (CallKind::List, *rng.pick(&p.secrets)),
-            Kind::Human if roll < 0.06 => (CallKind::Write, *rng.pick(&p.secrets)),
-            Kind::Human if roll < 0.08 => (CallKind::Login, *rng.pick(&p.secrets)),
-            Kind::Workload if roll < 0.02 => (CallKind::Login, *rng.pick(&p.secrets)),
-            _ => (CallKind::Read, *rng.pick(&p.secrets)),
-        };
-        // The dormant secret's owner reads it only in the first days.
-        let secret = if p.team == 2
-            && p.env == 0
-            && p.kind == Kind::Workload
-            && time < self.dormant_cutoff
-        {
-            if rng.chance(0.05) {
-                self.dormant
-            } else {
-                secret
-            }
-        } else {
-            secret
-        };
-        Call {
-            time,
-            principal,
-            secret,
-            kind,
-        }
-    }
-
-    fn find(&self, name: &str) -> usize {
-        self.principals
-            .iter()
-            .position(|p| p.name == name)
-            .expect("generated principal exists")
-    }
-
-    fn secret_of(&self, team: &str, env: &str, name: &str) -> usize {
-        self.secrets
-            .iter()
-            .position(|s| s.team() == team && s.env() == env && s.name == name)
-            .expect("generated secret exists")
-    }
-
-    /// The planted anomalies as calls (sorted by time) and their labels. They fall in the last
-    /// 40 % of the period, so that detectors have the history before them as a baseline.
-    pub fn anomalies(
-        &mut self,
-        start: i64,
-        end: i64,
-        source: SourceKind,
-    ) -> (Vec<Call>, Vec<Label>) {
-        let span = end - start;
-        let at = |fraction: f64| start + (span as f64 * fraction) as i64;
-        let minute = 60_000_000_000i64;
-        let mut calls = Vec::new();
-        let mut labels = Vec::new();
-        let mut plant = |calls: &mut Vec<Call>,
-                         kind: &str,
-                         principal: usize,
-                         secrets: &[usize],
-                         call_kind: CallKind,
-                         t0: i64,
-                         step: i64| {
-            let mut resources = Vec::new();
-            for (i, s) in secrets.iter().enumerate() {
-                calls.push(Call {
-                    time: t0 + i as i64 * step,
-                    principal,
-                    secret: *s,
-                    kind: call_kind,
-                });
-                let id = identity(source, &self.principals[principal], &self.secrets[*s]).1;
-                if !resources.contains(&id) {
-                    resources.push(id);
+        // The reorganisation: the people of team 1 join team 2.
+        if n_teams >= 3 {
+            let when = at(REORG_AT);
+            for p in list.iter_mut().skip(services) {
+                if p.team == 1 {
+                    let set = person_set(rng, &team_secrets, &[2], when);
+                    p.sets.push(set);
                 }
             }
-            let last = t0 + (secrets.len() as i64 - 1).max(0) * step;
-            labels.push(Label {
-                kind: kind.into(),
-                actor_id: identity(
-                    source,
-                    &self.principals[principal],
-                    &self.secrets[secrets[0]],
-                )
-                .0,
-                resources,
-                start: format_nanos(t0),
-                end: format_nanos(last + 1_000_000_000),
-            });
-        };
-        // A service reads another team's production secret.
-        let intruder = self.find("search-prod-api");
-        let target = self.secret_of("payments", "prod", "db");
-        plant(
-            &mut calls,
-            KINDS[0],
-            intruder,
-            &[target; 3],
-            CallKind::Read,
-            at(0.62),
-            3 * minute,
-        );
-        // A person reads thirty secrets at three in the morning, local time.
-        let person = self.find("carol");
-        let night = local_hour_near(at(0.68), self.principals[person].offset_min, 3);
-        let many: Vec<usize> = (0..30).map(|i| (i * 7) % self.dormant).collect();
-        plant(
-            &mut calls,
-            KINDS[1],
-            person,
-            &many,
-            CallKind::Read,
-            night,
-            20_000_000_000,
-        );
-        // A service walks through forty secrets in five minutes.
-        let walker = self.find("web-prod-worker");
-        let forty: Vec<usize> = (0..40).map(|i| (i * 3 + 1) % self.dormant).collect();
-        plant(
-            &mut calls,
-            KINDS[2],
-            walker,
-            &forty,
-            CallKind::Read,
-            at(0.74),
-            7_500_000_000,
-        );
-        // Fifty denied reads in five minutes.
-        let denied = self.find("mallory");
-        let targets: Vec<usize> = (0..50)
-            .map(|i| self.secret_of("payments", "prod", SECRET_NAMES[i % 5]))
-            .collect();
-        plant(
-            &mut calls,
-            KINDS[3],
-            denied,
-            &targets,
-            CallKind::Denied,
-            at(0.8),
-            6_000_000_000,
-        );
-        // A staging service reads its team's production secret.
-        let staging = self.find("orders-staging-api");
-        let prod = self.secret_of("orders", "prod", "db");
-        plant(
-            &mut calls,
-            KINDS[4],
-            staging,
-            &[prod; 5],
-            CallKind::Read,
-            at(0.86),
-            6 * minute,
-        );
-        // A secret untouched since the first days is read again.
-        let reader = self.find("frank");
-        let dormant = self.dormant;
-        plant(
-            &mut calls,
-            KINDS[5],
-            reader,
-            &[dormant],
-            CallKind::Read,
-            at(0.93),
-            minute,
-        );
-        self.dormant_cutoff = at(0.05);
-        // Its owner's reads before the cutoff, so that it was known before it went quiet
-        // (not labelled: they are the normal history the reactivation is compared with).
-        let owner = self
-            .principals
-            .iter()
-            .position(|p| p.team == 2 && p.env == 0 && p.kind == Kind::Workload)
-            .expect("the generated population has a billing prod service");
-        for f in [0.01, 0.03] {
-            calls.push(Call {
-                time: at(f),
-                principal: owner,
-                secret: dormant,
-                kind: CallKind::Read,
-            });
+            changes.reorg = Some((1, 2, when));
         }
-        calls.sort_by_key(|c| c.time);
-        (calls, labels)
-    }
-}
+        // The last person joins during the period, the one before leaves.
+        let joiner = list.len() - 1;
+        list[joiner].from = at(JOINS_AT);
+        list[joiner].sets[0].from = at(JOINS_AT);
+        let leaver = list.len() - 2;
+        list[leaver].until = at(LEAVES_AT);
+        changes.joiner = Some(joiner);
+        changes.leaver = Some(leaver);
 
-/// The last moment at or before `near` when the local clock (offset in minutes) shows `hour`:00
-/// on a weekday night.
-fn local_hour_near(near: i64, offset_min: i32, hour: u32) -> i64 {
-    let mut t = near - near.rem_euclid(NANOS_PER_HOUR);
-    for _ in 0..24 * 14 {
-        let local = chrono::DateTime::from_timestamp_nanos(t)
-            + chrono::Duration::minutes(i64::from(offset_min));
-        if local.hour() == hour && local.weekday().num_days_from_monday() < 5 && local.minute() == 0
-        {
-            return t;
+        Population {
+            teams,
+            principals: list,
+            secrets,
+            team_secrets,
+            changes,
+            start,
+            end,
+            rotation,
         }
-        // Backwards: the anomaly stays inside the period, however short.
-        t -= NANOS_PER_HOUR / 2;
     }
-    near
+
+    /// Index of the service `team-app-env` whose app has index `app` in `team`.
+    pub fn service(&self, team: usize, app: usize) -> Option<usize> {
+        let i = team * APPS_PER_TEAM + app;
+        (i < self.principals.len() && self.principals[i].kind == Kind::Workload).then_some(i)
+    }
+
+    pub fn app_secret(&self, service: usize, k: usize) -> usize {
+        self.principals[service].sets[0].secrets[k % APP_SECRETS.len()]
+    }
+
+    pub fn is_changed(&self, i: usize) -> bool {
+        let c = &self.changes;
+        c.joiner == Some(i)
+            || c.leaver == Some(i)
+            || c.new_services.contains(&i)
+            || self.principals[i].sets.len() > 1
+    }
 }

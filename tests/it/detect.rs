@@ -637,7 +637,8 @@ fn a_fresh_store_stays_quiet_and_says_why() {
     );
 }
 
-/// Ground truth from the generator: every planted anomaly is found by the detector meant for it.
+/// Ground truth from the generator: every plain planted anomaly is found by the detector meant
+/// for it (the hard ones are the baseline the next detectors must beat, not asserted here).
 #[test]
 fn backtest_finds_every_planted_anomaly() {
     let dir = tempfile::tempdir().unwrap();
@@ -670,16 +671,34 @@ fn backtest_finds_every_planted_anomaly() {
         .arg(data.join("labels.json")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(summary["labels"], 6);
-    assert_eq!(summary["labels_found_by_any"], 6, "{summary:#}");
+    let results = summary["label_results"].as_array().unwrap();
+    // The dormant service comes back after the range: ten of the eleven labels are scored.
+    assert_eq!(results.len(), 10, "{summary:#}");
+    let plain: Vec<&str> = vigil::generate::PLANTS
+        .iter()
+        .filter(|p| !p.hard)
+        .map(|p| p.note)
+        .collect();
+    assert_eq!(plain.len(), 6);
+    for p in &plain {
+        let r = results
+            .iter()
+            .find(|r| r["note"] == *p)
+            .unwrap_or_else(|| panic!("{p} is scored: {summary:#}"));
+        assert!(
+            r["found_by"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d == &r["kind"]),
+            "{p}: not found by {}: {summary:#}",
+            r["kind"]
+        );
+    }
+    // Every finding either matches a label or is counted as unmatched.
     for d in summary["detectors"].as_array().unwrap() {
-        if d["labels"].as_u64().unwrap_or(0) > 0 {
-            assert_eq!(
-                d["recall"], 1.0,
-                "{} misses its planted anomaly: {summary:#}",
-                d["detector"]
-            );
-        }
+        assert!(d["unmatched"].as_u64().unwrap() <= d["findings"].as_u64().unwrap());
+        assert!(d["unmatched_medium_plus"].as_u64() <= d["unmatched"].as_u64());
     }
     // Early days: the labels after the range are not scored, and the detectors short of history
     // say how often they were quiet.
@@ -702,8 +721,9 @@ fn backtest_finds_every_planted_anomaly() {
     let summary: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(summary["labels"], 0, "{summary:#}");
     assert!(
-        r.stderr
-            .contains("note: 6 of 6 labelled anomalies lie outside --from/--to and are not scored"),
+        r.stderr.contains(
+            "note: 11 of 11 labelled anomalies lie outside --from/--to and are not scored"
+        ),
         "{}",
         r.stderr
     );

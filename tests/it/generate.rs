@@ -104,19 +104,40 @@ fn people_work_in_their_own_business_hours_and_services_around_the_clock() {
     generate(&out, "vault", 20_000, 2);
     let store = dir.path().join("store");
     ingest(&store, &[&out.join("vault-audit.log")], &[]);
-    // alice's home zone is UTC: nearly all of her reads fall on weekdays 09:00-18:00.
-    let alice_total = count(
+    // Each person's home zone from the vigil.toml the generator wrote; their local weekday
+    // business hours (08:00-19:00) hold nearly all of their calls.
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(out.join("vigil.toml")).unwrap()).unwrap();
+    let zones = config["calendar"]["principal_timezones"]
+        .as_table()
+        .unwrap();
+    assert_eq!(zones.len(), 50, "the default 250 principals hold 50 people");
+    let offsets: Vec<String> = zones
+        .iter()
+        .map(|(actor, zone)| {
+            // POSIX sign: Etc/GMT+8 is UTC-8.
+            let hours: i64 = match zone.as_str().unwrap().strip_prefix("Etc/GMT") {
+                Some(n) => -n.parse::<i64>().unwrap(),
+                None => 0,
+            };
+            format!("WHEN '{actor}' THEN INTERVAL '{hours} hours'")
+        })
+        .collect();
+    let local = format!("event_time + (CASE actor_id {} END)", offsets.join(" "));
+    let people = count(
         &store,
-        "SELECT count(*) AS n FROM events WHERE actor_name = 'alice@acme.example'",
+        "SELECT count(*) AS n FROM events WHERE actor_type = 'human'",
     );
-    let alice_office = count(
+    let in_hours = count(
         &store,
-        "SELECT count(*) AS n FROM events WHERE actor_name = 'alice@acme.example' \
-         AND extract(hour FROM event_time) BETWEEN 9 AND 17 AND extract(dow FROM event_time) BETWEEN 1 AND 5",
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE actor_type = 'human' \
+             AND extract(hour FROM {local}) BETWEEN 8 AND 18 AND extract(dow FROM {local}) BETWEEN 1 AND 5"
+        ),
     );
     assert!(
-        alice_total > 20 && alice_office * 10 >= alice_total * 9,
-        "{alice_office} of {alice_total}"
+        people > 500 && in_hours * 100 >= people * 85,
+        "{in_hours} of {people}"
     );
     // Services read at night too.
     let night = count(
