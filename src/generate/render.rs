@@ -444,6 +444,8 @@ impl Renderer {
             (_, Op::List) => (sm, "ListSecrets", format!(r#"{{"maxResults":100,"filters":[{{"key":"name","values":["{}/{}"]}}]}}"#, s.env(), s.team_name), String::new(), true),
             (_, Op::MetaRead) if p.kind == Kind::Human => (sm, "GetResourcePolicy", by_arn, String::new(), true),
             (_, Op::MetaRead | Op::Login) => (sm, "DescribeSecret", by_arn, String::new(), true),
+            // A rotation Lambda's work is logged under the role of the service that owns it.
+            (_, Op::Update) if p.kind == Kind::Workload && call.secret.is_multiple_of(2) => (sm, "RotateSecret", format!(r#"{{"secretId":"{arn}","rotateImmediately":true}}"#), String::new(), false),
             (_, Op::Update) => (sm, "PutSecretValue", format!(r#"{{"secretId":"{arn}","clientRequestToken":"{}","secretString":"HIDDEN_DUE_TO_SECURITY_REASONS"}}"#, self.rng.uuid()), String::new(), false),
             (_, Op::Patch) => (sm, "UpdateSecretVersionStage", format!(r#"{{"secretId":"{arn}","versionStage":"AWSCURRENT","moveToVersionId":"{}"}}"#, self.rng.uuid()), String::new(), false),
             (_, Op::Delete) => (sm, "DeleteSecret", format!(r#"{{"secretId":"{arn}","recoveryWindowInDays":30}}"#), String::new(), false),

@@ -212,3 +212,55 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The Python packages the tests use (pip specs), installed together in one venv.
+const TEST_PACKAGES: [&str; 2] = ["aiosmtpd==1.4.6", "duckdb>=1,<3"];
+
+/// A Python that can import `module`: the system one when it can, else a venv made once under
+/// ~/.cache with every test package (pip from PyPI), so `cargo test` needs no manual setup.
+pub fn python_with(module: &str) -> PathBuf {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let system = PathBuf::from("python3");
+    if has(&system) {
+        return system;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let venv = home.join(".cache/vigil-test-venv");
+    let py = venv.join("bin/python");
+    // Tests run in parallel: one of them builds the venv, the others wait for it.
+    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    if !has(&py) {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(&py)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(TEST_PACKAGES)
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not install the test packages {TEST_PACKAGES:?} into {} (pip from PyPI)",
+            venv.display()
+        );
+    }
+    py
+}

@@ -13,42 +13,8 @@ use crate::common::*;
 
 const PASSWORD: &str = "sentinel-smtp-pw-6f1d2c";
 
-/// A Python with aiosmtpd: the system one when it has it, else a venv made once under
-/// ~/.cache (pip from PyPI), so `cargo test` needs no manual setup.
 fn python() -> PathBuf {
-    let has = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import aiosmtpd"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let system = PathBuf::from("python3");
-    if has(&system) {
-        return system;
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let venv = home.join(".cache/vigil-test-venv");
-    let py = venv.join("bin/python");
-    if !has(&py) {
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "aiosmtpd==1.4.6"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "could not install aiosmtpd (python3 -m pip install aiosmtpd)"
-        );
-    }
-    py
+    python_with("aiosmtpd")
 }
 
 fn free_port() -> u16 {

@@ -230,7 +230,7 @@ fn duckdb_reads_the_committed_files_and_sees_the_same_rows() {
          files = json.loads(sys.argv[1])\n\
          rows = duckdb.execute(\"SELECT event_uid, source, CAST(date AS VARCHAR) AS date, actor_id, resource_id, outcome FROM read_parquet(?, hive_partitioning=true) ORDER BY event_uid\", [files]).fetchall()\n\
          json.dump([dict(zip(['event_uid','source','date','actor_id','resource_id','outcome'], r)) for r in rows], sys.stdout)\n";
-    let out = Command::new("python3")
+    let out = Command::new(python_with("duckdb"))
         .arg("-c")
         .arg(script)
         .arg(serde_json::to_string(&files).unwrap())
@@ -238,7 +238,7 @@ fn duckdb_reads_the_committed_files_and_sees_the_same_rows() {
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "duckdb (pip install duckdb) failed: {}",
+        "duckdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
