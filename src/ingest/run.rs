@@ -22,11 +22,11 @@ use super::source::{
     Reject, Released, Source,
 };
 use super::splitter::{RawRecord, Splitter};
-use crate::event::{Event, SourceKind, SCHEMA_VERSION};
-use crate::ingest::timestamp::format_nanos;
-use crate::store::commit::{write_commit, Commit, ConsumedInput};
+use crate::event::{Event, SourceKind};
+use crate::store::commit::ConsumedInput;
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
+use crate::store::transaction::{Changes, Transaction};
 use crate::store::writer::PartitionWriter;
 use crate::store::{CommitLog, Store, StoreError, Tally};
 
@@ -43,8 +43,6 @@ pub enum IngestError {
     Input { path: String, source: io::Error },
     #[error("no input files found in {0}")]
     NoInputs(String),
-    #[error("the commit log of {store} is damaged before its end ({why}); run vigil verify and restore the store before ingesting")]
-    Damaged { store: String, why: String },
 }
 
 /// What to ingest.
@@ -111,33 +109,8 @@ pub fn ingest(
     specs: &[InputSpec],
     opts: &IngestOptions,
 ) -> Result<IngestReport, IngestError> {
-    let lock = store.lock()?;
-    let log = store.log()?;
-    let mut warnings: Vec<String> = log.warnings.clone();
-    // A torn newest commit (power loss) is replaced by this run; a damaged commit with valid
-    // ones after it, or one that reads well but does not chain, is evidence of tampering and
-    // is left alone with every file it names.
-    if log.damaged_before_end() {
-        return Err(IngestError::Damaged {
-            store: store.root().display().to_string(),
-            why: log.warnings.join("; "),
-        });
-    }
-    let orphans = store.remove_orphans(&log, &lock)?;
-    if !orphans.is_empty() {
-        warnings.push(format!(
-            "set aside {} file(s) that no commit lists in {}/ (left by an interrupted ingest, or by a deleted commit: see vigil verify; delete them once you know which)",
-            orphans.len(),
-            crate::store::QUARANTINE_DIR
-        ));
-    }
-    // Files replaced by a compaction, once their grace period is over. A failure here must not
-    // stop audit logs from being stored: it is reported and retried next time.
-    if let Err(e) = crate::store::compact::delete_replaced(store, &log, opts.now, &lock) {
-        warnings.push(format!(
-            "could not delete files replaced by compaction: {e}"
-        ));
-    }
+    let mut tx = Transaction::begin(store, opts.now)?;
+    let warnings = tx.take_warnings();
     let mut spooled = None;
     let mut files = Vec::new();
     let mut skipped: Vec<SkippedInput> = Vec::new();
@@ -169,14 +142,18 @@ pub fn ingest(
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(IngestError::NoInputs(names.join(", ")));
     }
-    let mut run = Run::new(store, &log, opts)?;
+    let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
     let result = run.ingest_files(&files, &mut skipped);
     if let Some(p) = spooled {
         let _ = std::fs::remove_file(p);
     }
     result?;
-    let report = run.commit(skipped, warnings)?;
-    drop(lock);
+    let (changes, mut report) = run.finish(skipped, warnings)?;
+    if let Some(changes) = changes {
+        let done = tx.commit(changes, opts.now)?;
+        report.commit = Some(done.seq);
+        report.head = Some(done.head);
+    }
     Ok(report)
 }
 
@@ -217,9 +194,9 @@ impl<'a> Run<'a> {
     fn new(
         store: &'a Store,
         log: &'a CommitLog,
+        seq: u64,
         opts: &'a IngestOptions,
     ) -> Result<Self, IngestError> {
-        let seq = log.next_seq();
         let mut fingerprints = HashMap::new();
         let mut sizes = std::collections::HashSet::new();
         for c in &log.commits {
@@ -593,15 +570,16 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn commit(
+    /// Closes the run's files: the changes to commit (none when there is nothing to commit or
+    /// `--strict` found rejects, and then nothing staged is left) and the report without its
+    /// commit.
+    fn finish(
         self,
         skipped: Vec<SkippedInput>,
         mut warnings: Vec<String>,
-    ) -> Result<IngestReport, IngestError> {
+    ) -> Result<(Option<Changes>, IngestReport), IngestError> {
         let Run {
-            store,
             opts,
-            seq,
             counts,
             writer,
             consumed,
@@ -620,57 +598,42 @@ impl<'a> Run<'a> {
         }
         let shown = rejects.shown.clone();
         let strict_aborted = opts.strict && total.rejected > 0;
+        let mut report = IngestReport {
+            commit: None,
+            head: None,
+            counts,
+            total,
+            files_read,
+            files_written: 0,
+            skipped,
+            rejects_file: None,
+            rejects: shown,
+            strict_aborted,
+            warnings: Vec::new(),
+        };
         if strict_aborted || total.read == 0 {
             writer.abandon();
             rejects.discard();
-            return Ok(IngestReport {
-                commit: None,
-                head: None,
-                counts,
-                total,
-                files_read,
-                files_written: 0,
-                skipped,
-                rejects_file: None,
-                rejects: shown,
-                strict_aborted,
-                warnings,
-            });
+            report.warnings = warnings;
+            return Ok((None, report));
         }
         let files = writer.finish()?;
         let rejects_file = rejects.publish()?;
-        let prev = store.log()?.head().map(|c| c.hash.clone());
-        let commit = Commit {
-            seq,
-            prev,
-            created: format_nanos(opts.now),
-            schema_version: SCHEMA_VERSION,
-            files: files.clone(),
-            rejects: rejects_file.clone(),
-            inputs: consumed,
-            counts: counts.clone(),
-            removed: Vec::new(),
-            keep_removed_until: None,
-        };
-        crate::fault::crash_point("before_commit");
-        let head = write_commit(store.root(), &commit)?;
-        if counts.values().any(|t| !t.balanced()) {
+        if report.counts.values().any(|t| !t.balanced()) {
             warnings.push(
                 "internal accounting error: read != stored + merged + duplicates + rejected".into(),
             );
         }
-        Ok(IngestReport {
-            commit: Some(seq),
-            head: Some(head),
-            counts,
-            total,
-            files_read,
-            files_written: files.len() as u64,
-            skipped,
-            rejects_file: rejects_file.map(|r| r.path),
-            rejects: shown,
-            strict_aborted: false,
-            warnings,
-        })
+        report.files_written = files.len() as u64;
+        report.rejects_file = rejects_file.as_ref().map(|r| r.path.clone());
+        report.warnings = warnings;
+        let changes = Changes {
+            files,
+            rejects: rejects_file,
+            inputs: consumed,
+            counts: report.counts.clone(),
+            ..Default::default()
+        };
+        Ok((Some(changes), report))
     }
 }

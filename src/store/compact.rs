@@ -17,8 +17,8 @@
 //! period, so queries that listed them finish, and a later compact or ingest deletes them.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::fs::{self, File};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
 use std::path::PathBuf;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, TimestampNanosecondArray};
@@ -29,10 +29,11 @@ use datafusion::parquet::arrow::arrow_reader::{
 };
 use serde::Serialize;
 
-use super::commit::{write_commit, Commit, DataFile, RemovedFile};
+use super::commit::{DataFile, RemovedFile};
 use super::digest::ContentDigest;
+use super::transaction::{Changes, Transaction};
 use super::writer::{data_props, parquet_error, DurableParquet, SCHEMA_VERSION_KEY};
-use super::{rollup, CommitLog, Store, StoreError, WriteLock, EVENTS_DIR};
+use super::{rollup, CommitLog, Store, StoreError, EVENTS_DIR};
 use crate::event::{EventBatchBuilder, SCHEMA_VERSION};
 use crate::ingest::timestamp::format_nanos;
 use crate::timerange::parse_instant;
@@ -42,10 +43,6 @@ pub const TARGET_ROWS: u64 = 1 << 20;
 /// Files with fewer rows than this are merged; larger ones are left as they are, so compacting
 /// twice changes nothing.
 pub const SMALL_ROWS: u64 = TARGET_ROWS / 2;
-/// How long replaced files stay when the commit does not say: longer than the default query
-/// timeout (2 min) and a day's `vigil detect`, so readers that listed them finish. Readers hold
-/// no lease: a command that runs longer (a month's backtest) can lose files under it.
-pub const DEFAULT_GRACE_NANOS: i64 = 60 * 60 * 1_000_000_000;
 /// Rows per merged batch.
 const CHUNK_ROWS: usize = 8192;
 /// Rows held by all the readers of one merge together (each holds one batch).
@@ -82,26 +79,12 @@ pub struct CompactReport {
 /// Compacts every partition of `store` that holds two or more small files or a file without
 /// every kind of rollup.
 pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, StoreError> {
-    let lock = store.lock()?;
-    let log = store.log()?;
+    let mut tx = Transaction::begin(store, opts.now)?;
     let mut report = CompactReport {
-        warnings: log.warnings.clone(),
+        warnings: tx.take_warnings(),
         ..Default::default()
     };
-    if log.damaged_before_end() {
-        return Err(StoreError::Damaged(log.warnings.join("; ")));
-    }
-    let orphans = store.remove_orphans(&log, &lock)?;
-    if !orphans.is_empty() {
-        report.warnings.push(format!(
-            "set aside {} file(s) that no commit lists in {}/ (left by an interrupted run, or by a deleted commit: see vigil verify; delete them once you know which)",
-            orphans.len(),
-            super::QUARANTINE_DIR
-        ));
-    }
-    report.deleted += delete_replaced(store, &log, opts.now, &lock)?;
-
-    let seq = log.next_seq();
+    let seq = tx.seq();
     let mut out = Outputs {
         store,
         seq,
@@ -109,7 +92,7 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         written: Vec::new(),
         opened: Vec::new(),
     };
-    let removed = match merge_partitions(store, &log, opts, &mut out, &mut report) {
+    let removed = match merge_partitions(store, tx.log(), opts, &mut out, &mut report) {
         Ok(removed) => removed,
         Err(e) => {
             out.abandon();
@@ -117,31 +100,22 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         }
     };
     if removed.is_empty() {
+        report.deleted = tx.deleted();
         return Ok(report);
     }
     report.bytes_after = out.written.iter().map(|f| f.bytes).sum();
     // The grace period runs from the commit, not from the start of a long compaction.
     let committed = crate::clock::now_nanos().unwrap_or(opts.now).max(opts.now);
-    let commit = Commit {
-        seq,
-        prev: log.head().map(|c| c.hash.clone()),
-        created: format_nanos(committed),
-        schema_version: SCHEMA_VERSION,
+    let changes = Changes {
         files: out.written.clone(),
-        rejects: None,
-        inputs: Vec::new(),
-        counts: BTreeMap::new(),
         removed,
-        keep_removed_until: Some(format_nanos(
-            committed.saturating_add(opts.grace_nanos.max(0)),
-        )),
+        keep_removed_until: Some(committed.saturating_add(opts.grace_nanos.max(0))),
+        ..Default::default()
     };
-    crate::fault::crash_point("before_commit");
-    // On an error from here the commit may be on disk: the new files are left for the next run
-    // to keep (commit published) or remove as orphans (not published).
-    write_commit(store.root(), &commit)?;
-    report.commit = Some(seq);
-    report.deleted += delete_replaced(store, &store.log()?, committed, &lock)?;
+    let done = tx.commit(changes, committed)?;
+    report.commit = Some(done.seq);
+    report.deleted = tx.deleted();
+    report.warnings.extend(tx.take_warnings());
     Ok(report)
 }
 
@@ -277,64 +251,6 @@ fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
         )));
     }
     Ok(())
-}
-
-/// Deletes the data files (and rollups) that compactions replaced, once their grace period
-/// (`keep_removed_until`, else the commit's time + [`DEFAULT_GRACE_NANOS`]) is over at `now`.
-/// Only a path an earlier commit added, with the same hash, under `events/`, is ever deleted:
-/// a forged commit cannot make vigil delete other files. Returns how many files were deleted.
-pub fn delete_replaced(
-    store: &Store,
-    log: &CommitLog,
-    now: i64,
-    _lock: &WriteLock,
-) -> Result<u64, StoreError> {
-    let mut added: HashMap<&str, &str> = HashMap::new();
-    let mut deleted = 0;
-    for c in &log.commits {
-        let c = &c.commit;
-        if !c.removed.is_empty() {
-            let until = c
-                .keep_removed_until
-                .as_deref()
-                .and_then(|t| parse_instant(t).ok())
-                .or_else(|| {
-                    parse_instant(&c.created)
-                        .ok()
-                        .map(|t| t.saturating_add(DEFAULT_GRACE_NANOS))
-                });
-            if until.is_some_and(|t| t <= now) {
-                for r in &c.removed {
-                    if !is_data_path(&r.path)
-                        || added.get(r.path.as_str()) != Some(&r.sha256.as_str())
-                    {
-                        continue;
-                    }
-                    let rollups = rollup::Kind::ALL.map(|k| k.path_for(&r.path));
-                    for rel in std::iter::once(&r.path).chain(&rollups) {
-                        let path = store.absolute(rel);
-                        match fs::remove_file(&path) {
-                            Ok(()) => deleted += 1,
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(StoreError::io(&path, e)),
-                        }
-                    }
-                }
-            }
-        }
-        for f in &c.files {
-            added.insert(&f.path, &f.sha256);
-        }
-    }
-    Ok(deleted)
-}
-
-/// `events/.../<name>.parquet` with no `..`, `.` or empty component.
-fn is_data_path(p: &str) -> bool {
-    p.starts_with("events/")
-        && p.ends_with(".parquet")
-        && !p.contains('\\')
-        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Whether a data file has the columns and schema version this vigil writes (files of an older

@@ -7,16 +7,17 @@
 //! <store>/state/
 //! ```
 
+pub mod cleanup;
 pub mod commit;
 pub mod compact;
 pub mod dedupe;
 pub mod digest;
 pub mod fsutil;
 pub mod rollup;
+pub mod transaction;
 pub mod verify;
 pub mod writer;
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ pub use commit::{read_log, CommitLog, Tally};
 
 pub const EVENTS_DIR: &str = "events";
 pub const REJECTS_DIR: &str = "rejects";
-/// Where files no commit lists are set aside (see [`Store::remove_orphans`]).
+/// Where files no commit lists are set aside (see [`cleanup::set_aside_orphans`]).
 pub const QUARANTINE_DIR: &str = "_quarantine";
 
 #[derive(Debug, Error)]
@@ -42,6 +43,8 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("the store is damaged ({0}); run vigil verify")]
     Damaged(String),
+    #[error("the commit log of {store} is damaged before its end ({why}); run vigil verify and restore the store before writing to it")]
+    LogDamaged { store: PathBuf, why: String },
 }
 
 impl StoreError {
@@ -97,79 +100,6 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.root.clone())),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
         }
-    }
-
-    /// Sets aside the data files no commit references, in `_quarantine/` (same relative
-    /// paths), and deletes temp files (never complete). Such files are what an ingest killed
-    /// before its commit leaves, but also what a deleted newest commit leaves: the two cannot be
-    /// told apart, so nothing complete is deleted. Only called while holding the write lock.
-    pub fn remove_orphans(
-        &self,
-        log: &CommitLog,
-        _lock: &WriteLock,
-    ) -> Result<Vec<PathBuf>, StoreError> {
-        let referenced: HashSet<String> = log
-            .commits
-            .iter()
-            .flat_map(|c| {
-                c.commit
-                    .files
-                    .iter()
-                    .flat_map(|f| {
-                        std::iter::once(f.path.clone()).chain(
-                            rollup::Kind::ALL
-                                .iter()
-                                .filter_map(|k| f.rollup_of(*k).map(|r| r.path.clone())),
-                        )
-                    })
-                    .chain(c.commit.rejects.iter().map(|r| r.path.clone()))
-            })
-            .collect();
-        let mut removed = Vec::new();
-        for top in [EVENTS_DIR, REJECTS_DIR, rollup::ROLLUPS_DIR] {
-            let dir = self.root.join(top);
-            if dir.is_dir() {
-                self.collect_orphans(&dir, &referenced, &mut removed)?;
-            }
-        }
-        let mut set_aside = Vec::new();
-        for path in removed {
-            if path.to_string_lossy().ends_with(fsutil::TEMP_SUFFIX) {
-                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-                continue;
-            }
-            let mut target = self.root.join(QUARANTINE_DIR).join(self.relative(&path));
-            while target.exists() {
-                let mut name = target.as_os_str().to_owned();
-                name.push(".again");
-                target = PathBuf::from(name);
-            }
-            if let Some(parent) = target.parent() {
-                fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
-            }
-            fs::rename(&path, &target).map_err(|e| StoreError::io(&path, e))?;
-            set_aside.push(path);
-        }
-        Ok(set_aside)
-    }
-
-    fn collect_orphans(
-        &self,
-        dir: &Path,
-        referenced: &HashSet<String>,
-        out: &mut Vec<PathBuf>,
-    ) -> Result<(), StoreError> {
-        for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
-            let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-            let path = entry.path();
-            let ft = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
-            if ft.is_dir() {
-                self.collect_orphans(&path, referenced, out)?;
-            } else if ft.is_file() && !referenced.contains(&self.relative(&path)) {
-                out.push(path);
-            }
-        }
-        Ok(())
     }
 
     /// Store-relative, `/`-separated path.

@@ -1,0 +1,175 @@
+//! The one way to change the store: [`Transaction::begin`] takes the writer lock, refuses a log
+//! damaged before its end and tidies up (`cleanup`); the writer then stages its files beside the
+//! store, invisible to readers; [`Transaction::commit`] makes them visible with one commit file
+//! chained to the head, or dropping the transaction abandons them (the writers delete what they
+//! staged; what a crash leaves is set aside by the next `begin`). Ingest and compaction go
+//! through it, and so must every later writer.
+
+use std::collections::BTreeMap;
+
+use super::cleanup;
+use super::commit::{
+    write_commit, Commit, ConsumedInput, DataFile, LoggedCommit, RejectsFile, RemovedFile,
+};
+use super::{CommitLog, Store, StoreError, Tally, WriteLock};
+use crate::event::SCHEMA_VERSION;
+use crate::ingest::timestamp::format_nanos;
+
+/// What a commit adds and takes away (its place in the chain comes from the transaction).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub files: Vec<DataFile>,
+    pub rejects: Option<RejectsFile>,
+    pub inputs: Vec<ConsumedInput>,
+    pub counts: BTreeMap<String, Tally>,
+    pub removed: Vec<RemovedFile>,
+    /// Until when the removed files stay on disk (nanoseconds); `None` for the default grace.
+    pub keep_removed_until: Option<i64>,
+}
+
+/// A commit made.
+#[derive(Debug)]
+pub struct Committed {
+    pub seq: u64,
+    /// SHA-256 of the commit file: the store's new head.
+    pub head: String,
+}
+
+pub struct Transaction<'s> {
+    store: &'s Store,
+    lock: WriteLock,
+    log: CommitLog,
+    warnings: Vec<String>,
+    deleted: u64,
+}
+
+impl<'s> Transaction<'s> {
+    /// Locks `store` and tidies it at `now` (the end of compactions' grace periods).
+    pub fn begin(store: &'s Store, now: i64) -> Result<Transaction<'s>, StoreError> {
+        let lock = store.lock()?;
+        let log = store.log()?;
+        // A torn newest commit (power loss) is replaced by this transaction; a damaged commit
+        // with valid ones after it, or one that reads well but does not chain, is evidence of
+        // tampering and is left alone with every file it names.
+        if log.damaged_before_end() {
+            return Err(StoreError::LogDamaged {
+                store: store.root().to_owned(),
+                why: log.warnings.join("; "),
+            });
+        }
+        let mut warnings = log.warnings.clone();
+        let orphans = cleanup::set_aside_orphans(store, &log, &lock)?;
+        if !orphans.is_empty() {
+            warnings.push(format!(
+                "set aside {} file(s) that no commit lists in {}/ (left by an interrupted run, or by a deleted commit: see vigil verify; delete them once you know which)",
+                orphans.len(),
+                super::QUARANTINE_DIR
+            ));
+        }
+        let mut tx = Transaction {
+            store,
+            lock,
+            log,
+            warnings,
+            deleted: 0,
+        };
+        tx.delete_replaced(now);
+        Ok(tx)
+    }
+
+    /// Files replaced by compactions whose grace period is over at `now`. A failure must not stop
+    /// the write (audit logs must still be stored): it is a warning, and retried next time.
+    fn delete_replaced(&mut self, now: i64) {
+        match cleanup::delete_replaced(self.store, &self.log, now, &self.lock) {
+            Ok(n) => self.deleted += n,
+            Err(e) => self.warnings.push(format!(
+                "could not delete files replaced by compaction: {e}"
+            )),
+        }
+    }
+
+    /// The log as it was when the transaction began (nobody else can change it meanwhile).
+    pub fn log(&self) -> &CommitLog {
+        &self.log
+    }
+
+    /// The sequence number the commit will have.
+    pub fn seq(&self) -> u64 {
+        self.log.next_seq()
+    }
+
+    /// What tidying up (and, after a commit, deleting) had to say.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Replaced files deleted so far (data and rollups).
+    pub fn deleted(&self) -> u64 {
+        self.deleted
+    }
+
+    /// Writes the commit created at `created` (nanoseconds): the store changes at the rename of
+    /// its file. On an error the commit may or may not be on disk; the staged files are left
+    /// for the next `begin`, which keeps them (published) or sets them aside (not published).
+    pub fn commit(&mut self, changes: Changes, created: i64) -> Result<Committed, StoreError> {
+        let seq = self.seq();
+        let commit = Commit {
+            seq,
+            prev: self.log.head().map(|c| c.hash.clone()),
+            created: format_nanos(created),
+            schema_version: SCHEMA_VERSION,
+            files: changes.files,
+            rejects: changes.rejects,
+            inputs: changes.inputs,
+            counts: changes.counts,
+            removed: changes.removed,
+            keep_removed_until: changes.keep_removed_until.map(format_nanos),
+        };
+        crate::fault::crash_point("before_commit");
+        let head = write_commit(self.store.root(), &commit)?;
+        let removes = !commit.removed.is_empty();
+        self.log.max_listed = seq;
+        self.log.commits.push(LoggedCommit {
+            commit,
+            hash: head.clone(),
+        });
+        if removes {
+            // A removal without grace (`vigil compact --grace 0s`) takes effect at once.
+            self.delete_replaced(created);
+        }
+        Ok(Committed { seq, head })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long-running writer (the service) commits many times under one lock: each commit
+    /// chains to the one before, and no other writer gets in meanwhile.
+    #[test]
+    fn commits_of_one_transaction_chain_and_hold_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut tx = Transaction::begin(&store, 0).unwrap();
+        assert!(matches!(
+            Transaction::begin(&store, 0),
+            Err(StoreError::Locked(_))
+        ));
+        let first = tx.commit(Changes::default(), 1_000).unwrap();
+        let second = tx.commit(Changes::default(), 2_000).unwrap();
+        assert_eq!((first.seq, second.seq), (1, 2));
+        assert_eq!(tx.seq(), 3);
+        drop(tx);
+        let log = store.log().unwrap();
+        assert_eq!(log.commits.len(), 2);
+        assert_eq!(
+            log.commits[1].commit.prev.as_deref(),
+            Some(first.head.as_str())
+        );
+        assert_eq!(log.head().unwrap().hash, second.head);
+        assert!(log.warnings.is_empty());
+        // The lock went with the transaction.
+        assert_eq!(Transaction::begin(&store, 0).unwrap().seq(), 3);
+    }
+}
