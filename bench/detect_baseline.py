@@ -55,6 +55,8 @@ def one(base, source, principals, seed):
     summary = json.loads(out.stdout)
     with open(os.path.join(gen, "labels.json")) as f:
         summary["events"] = json.load(f)["events"]
+    with open(gen + "-backtest.json", "w") as f:
+        json.dump(summary, f, indent=1)
     shutil.rmtree(store, ignore_errors=True)
     os.remove(log)
     return summary
@@ -117,17 +119,23 @@ def main():
                     continue
                 found = f"{p['found']} of {p['labels']}" if p["labels"] else "-"
                 lines.append(f"| {key} | {f_mean:.1f} | {u_mean:.1f} ({max(p['unmatched_mp']):.1f}) | {found} |")
-            missed = defaultdict(list)
+            # Per planted anomaly: the seeds where its own detector found it, and who else did.
+            lines += ["", "| planted | its detector found it | found by others only | missed by all |", "|---|---|---|---|"]
+            plants = {}
             for seed, s in zip(seeds, runs):
                 for r in s.get("label_results") or []:
-                    if not r["found_by"]:
-                        missed[f"{r['kind']}: {r['note']}"].append(str(seed))
-            lines.append("")
-            if missed:
-                for what, where in sorted(missed.items()):
-                    lines.append(f"- missed: {what} (seeds {', '.join(where)})")
-            else:
-                lines.append("- missed: none")
+                    p = plants.setdefault((r["kind"], r["note"]), {"own": [], "other": set(), "others_seeds": [], "none": []})
+                    if r["kind"] in r["found_by"]:
+                        p["own"].append(str(seed))
+                    elif r["found_by"]:
+                        p["others_seeds"].append(str(seed))
+                        p["other"].update(r["found_by"])
+                    else:
+                        p["none"].append(str(seed))
+            for (kind, note), p in plants.items():
+                seeds_of = lambda v: ("seeds " + ", ".join(v)) if v else "-"
+                others = f"{seeds_of(p['others_seeds'])} ({', '.join(sorted(p['other']))})" if p["other"] else "-"
+                lines.append(f"| {kind}: {note} | {seeds_of(p['own'])} | {others} | {seeds_of(p['none'])} |")
             lines.append("")
             with open(args.out, "w") as f:
                 f.write("\n".join(lines) + "\n")

@@ -3,8 +3,8 @@
 
 Usage: python3 bench/ingest_vs_duckdb.py [--sizes 1000000,5000000] [--runs 3] [--dir /tmp/vigil-bench]
 
-Generates Vault audit logs with `vigil generate` (1.7 KB per record, request and response
-entries), then alternates, for each size and run: DuckDB converting the JSONL file to a zstd
+Generates Vault audit logs with `vigil generate` (its ordinary estate: 1.8 KB per record,
+request and response entries, the production operation mix of docs/generator.md), then alternates, for each size and run: DuckDB converting the JSONL file to a zstd
 Parquet file with the fields vigil keys on flattened, and `vigil ingest` into a fresh store with
 keep_raw = false and keep_raw = true. Reports medians, records per second, the ratio to DuckDB,
 and peak RSS of each process (from wait4, so it is the process's own maximum resident set).

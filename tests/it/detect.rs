@@ -714,12 +714,19 @@ fn backtest_finds_every_planted_anomaly() {
             "--step",
             "1d",
             "--json",
+            "--list",
             "--labels",
         ])
         .arg(data.join("labels.json")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(summary["labels"], 0, "{summary:#}");
+    // --list: the findings behind the totals, each one a finding.
+    let listed = summary["findings_list"].as_array().unwrap();
+    assert_eq!(listed.len() as u64, summary["findings"].as_u64().unwrap());
+    assert!(listed
+        .iter()
+        .all(|f| f["key"].is_string() && f["code"].is_string()));
     assert!(
         r.stderr.contains(
             "note: 11 of 11 labelled anomalies lie outside --from/--to and are not scored"
