@@ -178,7 +178,7 @@ pub enum ReportCommand {
     Run(ReportRunArgs),
 }
 
-/// `--since D`, or `--from T --to T`, and `--at T` (DESIGN §8).
+/// `--since D`, or `--from T --to T`, and `--at T`.
 #[derive(Debug, Args, Clone)]
 pub struct TimeArgs {
     /// Period ending now (or at --at): 24h, 7d, 4w ...

@@ -1,6 +1,6 @@
 //! `vigil.toml`: parsed once at the edge into typed settings. Unknown keys are errors.
 //!
-//! Every section of DESIGN §8: `[store]`, `[ingest]`, `[sources]`, `[calendar]`,
+//! Every section of the configuration (README, Configuration): `[store]`, `[ingest]`, `[sources]`, `[calendar]`,
 //! `[[environments]]`, `[canaries]`, `[query]`, `[smtp]`, `[alerts]`, `[detectors.CODE]`,
 //! `[[allowlist]]`. Errors name the key.
 

@@ -1,4 +1,4 @@
-//! Time arguments shared by reports, detection and backtests (DESIGN §8): `--from T --to T`
+//! Time arguments shared by reports, detection and backtests (the same for every command): `--from T --to T`
 //! (half-open), or `--since D` meaning `--from (now − D)`; `--at T` fixes "now".
 
 use std::time::Duration;

@@ -30,7 +30,8 @@ struct Label {
 
 const HOUR: i64 = 3_600_000_000_000;
 
-/// DESIGN §8: same actor, and the finding's window overlaps [start − 1h, end + 1h].
+/// The labels' matching rule (docs/generator.md): same actor, and the finding's window overlaps
+/// [start − 1h, end + 1h].
 fn matches(f: &Finding, l: &Label) -> bool {
     let (Ok(ls), Ok(le)) = (parse_instant(&l.start), parse_instant(&l.end)) else {
         return false;
@@ -62,7 +63,7 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             serde_json::from_str(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
             )
-            .with_context(|| format!("{} is not a labels file (DESIGN §8)", p.display()))?,
+            .with_context(|| format!("{} is not a labels file ({{\"anomalies\": [{{\"kind\", \"actor_id\", \"start\", \"end\"}}]}}, as vigil generate writes)", p.display()))?,
         ),
         None => None,
     };

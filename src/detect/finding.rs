@@ -1,4 +1,4 @@
-//! A finding as `vigil detect` prints it and alerts carry it (DESIGN §8).
+//! A finding as `vigil detect` prints it and alerts carry it; its JSON fields are an interface (README, Detection).
 
 use std::collections::BTreeMap;
 use std::fmt;

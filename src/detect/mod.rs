@@ -108,8 +108,8 @@ impl<'a> DetectContext<'a> {
     }
 }
 
-/// One detection rule. Each lives in its own file under `detectors/`, with its code from DESIGN
-/// §8 and a documentation text that `vigil detectors CODE` prints.
+/// One detection rule. Each lives in its own file under `detectors/`, with its stable code (the
+/// README's detector table) and a documentation text that `vigil detectors CODE` prints.
 #[async_trait::async_trait]
 pub trait Detector: Send + Sync {
     /// `VG001` ...

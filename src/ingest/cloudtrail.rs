@@ -318,7 +318,7 @@ fn set_actor(e: &mut Event, v: &Value, account: &str) {
     }
 }
 
-/// `arn:aws:iam::ACCT:role/path/NAME` → `arn:aws:iam::ACCT:role/NAME` (DESIGN §8).
+/// `arn:aws:iam::ACCT:role/path/NAME` → `arn:aws:iam::ACCT:role/NAME`: `actor_id` names the role, not its path.
 fn without_role_path(arn: &str) -> String {
     match arn.split_once(":role/") {
         Some((head, rest)) => format!("{head}:role/{}", rest.rsplit('/').next().unwrap_or(rest)),

@@ -110,7 +110,7 @@ fn walk(
 pub struct Fingerprint {
     /// `blake3:<hex>` of the bytes on disk. (BLAKE3, not SHA-256: it runs on every byte of
     /// every input, and at ~4× SHA-256's speed it took ingest's hashing from ~10 % of its CPU
-    /// to ~3 %. The data files' own hashes stay SHA-256, as DESIGN §3 and outside tools expect.)
+    /// to ~3 %. The data files' own hashes stay SHA-256, as the commit format and outside tools expect.)
     pub digest: String,
     /// `sha256:<hex>` as well, when asked for: stores written before BLAKE3 fingerprints hold
     /// those, and a file ingested then must still be recognized.

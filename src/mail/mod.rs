@@ -1,7 +1,7 @@
 //! Mail for reports and alerts: one message shape (HTML with a plain-text alternative, files
 //! attached), delivered over SMTP with lettre, or written to the outbox.
 //!
-//! Outbox (DESIGN §8): without `[smtp]`, messages are written as `.eml` files to
+//! Outbox: without `[smtp]`, messages are written as `.eml` files to
 //! `<outbox>/local/` and never sent. With `[smtp]`, each message is first written durably to
 //! `<outbox>/pending/` (the message and its envelope), then sent; sent messages move to
 //! `<outbox>/sent/`; a message that could not be sent stays pending and is retried by every later

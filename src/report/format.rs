@@ -25,7 +25,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// `table` on a terminal, `jsonl` otherwise (DESIGN §8).
+    /// `table` on a terminal, `jsonl` otherwise.
     pub fn default_for(stdout_is_terminal: bool) -> Format {
         if stdout_is_terminal {
             Format::Table

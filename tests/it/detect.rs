@@ -382,7 +382,7 @@ fn every_detector_on_its_fixture() {
                 && f["actor_name"] == "oidc-alice")
     );
     for f in &all {
-        // Every finding carries the DESIGN §8 fields and a query that runs.
+        // Every finding carries the documented JSON fields and a query that runs.
         for k in [
             "code",
             "detector",
