@@ -82,8 +82,11 @@ pub const REORG_AT: f64 = 0.55;
 /// When the new person starts and the leaving one stops.
 pub const JOINS_AT: f64 = 0.40;
 pub const LEAVES_AT: f64 = 0.50;
-/// A person's activity per business hour relative to a service's average hour.
+/// A person's weight in a business hour, times their own rate (a service's hour weighs its
+/// rate, times 0.3 or 0.2 outside prod and 0.6 at night): people make about 12 % of the calls.
 pub const PERSON_RATE: f64 = 1.5;
+/// CloudTrail: share of teams that keep their secrets in SSM Parameter Store.
+pub const SSM_TEAMS: f64 = 0.25;
 
 /// The operation of a call, before a source gives it its own name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

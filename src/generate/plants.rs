@@ -118,21 +118,35 @@ impl Planter<'_> {
         found
     }
 
-    /// An unused person outside the rotation whose secrets are all of their own team.
+    /// An unused person, preferably outside the rotation and with secrets of their own team
+    /// only; in a small estate the conditions are relaxed one by one rather than failing.
     fn person(&mut self) -> usize {
         let pop = &self.pop;
-        let found = (0..pop.principals.len())
-            .find(|i| {
-                let p = &pop.principals[*i];
-                p.kind == Kind::Human
-                    && p.on_call.is_none()
-                    && self.usable(*i)
-                    && p.sets[0]
-                        .secrets
-                        .iter()
-                        .all(|s| pop.secrets[*s].team == p.team)
+        let human = |i: &usize| pop.principals[*i].kind == Kind::Human;
+        let quiet = |i: &usize| pop.principals[*i].on_call.is_none();
+        let one_team = |i: &usize| {
+            let p = &pop.principals[*i];
+            p.sets[0]
+                .secrets
+                .iter()
+                .all(|s| pop.secrets[*s].team == p.team)
+        };
+        let all = 0..pop.principals.len();
+        let found = all
+            .clone()
+            .find(|i| human(i) && self.usable(*i) && quiet(i) && one_team(i))
+            .or_else(|| {
+                all.clone()
+                    .find(|i| human(i) && self.usable(*i) && quiet(i))
             })
-            .expect("the population has enough people for the anomalies");
+            .or_else(|| all.clone().find(|i| human(i) && self.usable(*i)))
+            .or_else(|| {
+                all.clone().find(|i| {
+                    human(i) && !self.used.contains(i) && pop.principals[*i].until == pop.end
+                })
+            })
+            .or_else(|| all.clone().find(human))
+            .expect("the population has people");
         self.used.push(found);
         found
     }
@@ -212,7 +226,9 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     // The dormant secret: its owner reads it only in the first 5 % of the period.
     let owner = p.service(2, 0);
     let dormant_team = p.pop.principals[owner].team;
+    let ssm = p.pop.secrets[p.pop.app_secret(owner, 0)].ssm;
     p.pop.secrets.push(Secret {
+        ssm,
         team: dormant_team,
         team_name: p.pop.teams[dormant_team].clone(),
         env: 0,
@@ -226,7 +242,7 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     with.push(dormant);
     let weights = vec![1.0; with.len()];
     p.pop.principals[owner].sets = vec![
-        SecretSet::new(first.from, with, &weights),
+        SecretSet::new(first.from, first.team, with, &weights),
         SecretSet {
             from: cutoff,
             ..first
@@ -250,7 +266,12 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     let team = p.pop.principals[night_owl].team;
     let pool = p.pop.team_secrets[team].clone();
     let thirty: Vec<usize> = (0..30).map(|i| pool[(i * 7) % pool.len()]).collect();
-    let t = local_hour_near(p.at(0.68), p.pop.principals[night_owl].offset_min, 3);
+    let t = local_hour_near(
+        p.at(0.68),
+        p.pop.end,
+        p.pop.principals[night_owl].offset_min,
+        3,
+    );
     p.plant(1, night_owl, &thirty, t, 20_000_000_000, |_| ());
     // Plain: a service walks through forty secrets in five minutes.
     let walker = p.service(2, 0);
@@ -279,7 +300,12 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     );
     // Plain: the dormant secret is read again.
     let reader = p.person();
-    let t = local_hour_near(p.at(0.93), p.pop.principals[reader].offset_min, 10);
+    let t = local_hour_near(
+        p.at(0.93),
+        p.pop.end,
+        p.pop.principals[reader].offset_min,
+        10,
+    );
     p.plant(5, reader, &[dormant], t, MINUTE, |_| ());
 
     // Hard: a person reads one secret of another team, once, in business hours.
@@ -287,7 +313,12 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     let other = (p.pop.principals[curious].team + 1) % teams;
     let there = p.pop.service(other, 0).unwrap_or(0);
     let secret = p.pop.app_secret(there, 3);
-    let t = local_hour_near(p.at(0.66), p.pop.principals[curious].offset_min, 11);
+    let t = local_hour_near(
+        p.at(0.66),
+        p.pop.end,
+        p.pop.principals[curious].offset_min,
+        11,
+    );
     p.plant(6, curious, &[secret], t, MINUTE, |_| ());
     // Hard: a service reads its own secrets from an external network.
     let moved = p.service(4, 0);
@@ -304,17 +335,12 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
             version: 8,
         };
     });
-    // Hard: the dormant service is back at night.
-    let t = p.at(0.985);
-    let night = t - t.rem_euclid(24 * NANOS_PER_HOUR) + 2 * NANOS_PER_HOUR;
-    let night = if night > t {
-        night
-    } else {
-        night + 24 * NANOS_PER_HOUR
-    };
-    let night = night.min(p.pop.end - 2 * NANOS_PER_HOUR);
+    // Hard: the dormant service is back at night: 02:00 UTC of the day near the end.
+    let near = p.at(0.985);
+    let day = 24 * NANOS_PER_HOUR;
+    let night = near - near.rem_euclid(day) + 2 * NANOS_PER_HOUR;
+    let night = if night > near { night - day } else { night };
     let own: Vec<usize> = (0..6).map(|k| p.pop.app_secret(retired, k)).collect();
-    p.pop.principals[retired].until = p.at(0.01);
     p.plant(9, retired, &own, night, 2 * MINUTE, |_| ());
     // Hard: one new secret of another team an hour, for a day.
     let slow = p.service(7, 0);
@@ -334,19 +360,20 @@ pub fn plant(pop: &mut Population, rng: &mut Rng, source: SourceKind) -> (Vec<Ca
     (calls, p.labels)
 }
 
-/// The last moment at or before `near` when the local clock (offset in minutes) shows `hour`:00
-/// on a weekday.
-fn local_hour_near(near: i64, offset_min: i32, hour: u32) -> i64 {
-    let mut t = near - near.rem_euclid(NANOS_PER_HOUR);
-    for _ in 0..24 * 14 {
+/// The first moment from `near` on (else the last before it) when the local clock (offset in
+/// minutes) shows `hour`:00 on a weekday: the plant stays late in the period and inside it.
+fn local_hour_near(near: i64, end: i64, offset_min: i32, hour: u32) -> i64 {
+    let fits = |t: i64| {
         let local = chrono::DateTime::from_timestamp_nanos(t)
             + chrono::Duration::minutes(i64::from(offset_min));
-        if local.hour() == hour && local.weekday().num_days_from_monday() < 5 && local.minute() == 0
-        {
-            return t;
-        }
-        // Backwards: the anomaly stays inside the period, however short.
-        t -= NANOS_PER_HOUR / 2;
-    }
-    near
+        local.hour() == hour && local.weekday().num_days_from_monday() < 5 && local.minute() == 0
+    };
+    let start = near - near.rem_euclid(NANOS_PER_HOUR);
+    let half = NANOS_PER_HOUR / 2;
+    (0..24 * 14)
+        .map(|k| start + k * half)
+        .take_while(|t| *t + NANOS_PER_HOUR < end)
+        .find(|t| fits(*t))
+        .or_else(|| (1..24 * 14).map(|k| start - k * half).find(|t| fits(*t)))
+        .unwrap_or(near)
 }

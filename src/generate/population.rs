@@ -81,12 +81,14 @@ pub struct Agent {
 #[derive(Debug, Clone)]
 pub struct SecretSet {
     pub from: i64,
+    /// The team whose policies the principal has in this period (refusals come from its secrets).
+    pub team: usize,
     pub secrets: Vec<usize>,
     pub(super) cumulative: Vec<f64>,
 }
 
 impl SecretSet {
-    pub fn new(from: i64, secrets: Vec<usize>, weights: &[f64]) -> SecretSet {
+    pub fn new(from: i64, team: usize, secrets: Vec<usize>, weights: &[f64]) -> SecretSet {
         let mut acc = 0.0;
         let cumulative = weights
             .iter()
@@ -97,6 +99,7 @@ impl SecretSet {
             .collect();
         SecretSet {
             from,
+            team,
             secrets,
             cumulative,
         }
@@ -135,8 +138,6 @@ pub struct Principal {
     pub deploys: Vec<i64>,
     /// Services: the client from each time on; people: the clients they use, all at once.
     pub agents: Vec<(i64, Agent)>,
-    /// CloudTrail: reads SSM Parameter Store instead of Secrets Manager.
-    pub ssm: bool,
 }
 
 impl Principal {
@@ -162,6 +163,8 @@ pub struct Secret {
     /// The app that owns it, or `shared`.
     pub scope: String,
     pub name: String,
+    /// CloudTrail: kept in SSM Parameter Store instead of Secrets Manager (a team's choice).
+    pub ssm: bool,
 }
 
 impl Secret {
@@ -254,7 +257,7 @@ fn person_set(rng: &mut Rng, team_secrets: &[Vec<usize>], teams: &[usize], from:
     let k = between(rng, PERSON_SET) as usize;
     let secrets = choose(rng, &pool, k);
     let weights = zipf_weights(secrets.len());
-    SecretSet::new(from, secrets, &weights)
+    SecretSet::new(from, teams[0], secrets, &weights)
 }
 
 impl Population {
@@ -267,6 +270,7 @@ impl Population {
         let span = end - start;
         let at = |f: f64| start + (span as f64 * f) as i64;
         let teams: Vec<String> = (0..n_teams).map(team_name).collect();
+        let team_ssm: Vec<bool> = (0..n_teams).map(|_| rng.chance(SSM_TEAMS)).collect();
 
         // Secrets: 8 per app that exists, 20 shared per team.
         let mut secrets = Vec::new();
@@ -283,6 +287,7 @@ impl Population {
                         env: APP_ENVS[app],
                         scope: APP_WORDS[app].to_owned(),
                         name: (*name).to_owned(),
+                        ssm: team_ssm[team],
                     });
                     team_secrets[team].push(secrets.len() - 1);
                     secrets.len() - 1
@@ -299,6 +304,7 @@ impl Population {
                     env: SHARED_ENVS[k],
                     scope: "shared".into(),
                     name: (*s).to_owned(),
+                    ssm: team_ssm[team],
                 });
                 team_secrets[team].push(secrets.len() - 1);
                 shared[team].push(secrets.len() - 1);
@@ -369,7 +375,8 @@ impl Population {
                 version: team_version[team],
             };
             let mut agents = vec![(start, base)];
-            if let Some(u) = team_upgrade[team] {
+            // (A migrating team's upgrade is the migration.)
+            if let Some(u) = team_upgrade[team].filter(|_| Some(team) != migrating) {
                 let jitter = rng.below(2 * NANOS_PER_DAY as u64) as i64;
                 agents.push((
                     u + jitter,
@@ -402,10 +409,9 @@ impl Population {
                 rate: (3f64).powf(2.0 * rng.unit() - 1.0),
                 from: start,
                 until: end,
-                sets: vec![SecretSet::new(start, set, &weights)],
+                sets: vec![SecretSet::new(start, team, set, &weights)],
                 deploys,
                 agents,
-                ssm: rng.chance(0.25),
             });
         }
         let mut rotation = 0;
@@ -460,7 +466,6 @@ impl Population {
                 sets: vec![person_set(rng, &team_secrets, &teams_of, start)],
                 deploys: Vec::new(),
                 agents,
-                ssm: false,
             });
         }
 

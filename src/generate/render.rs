@@ -41,7 +41,7 @@ pub fn identity(source: SourceKind, p: &Principal, s: &Secret) -> (String, Strin
                 Kind::Human => format!("arn:aws:iam::{ACCOUNT}:user/{}", p.name),
                 Kind::Workload => format!("arn:aws:iam::{ACCOUNT}:role/{}", p.name),
             };
-            let resource = if p.ssm {
+            let resource = if s.ssm {
                 format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{}", s.path())
             } else {
                 format!(
@@ -199,7 +199,12 @@ impl Renderer {
     ) -> io::Result<u64> {
         let id = self.rng.uuid();
         let entity = stable_uuid(&p.name);
-        let token = self.hmac();
+        // A token lives for an hour of calls, issued at the hour's start.
+        let hour = call.time.div_euclid(3_600_000_000_000);
+        let token = format!(
+            "hmac-sha256:{}",
+            stable_hex(&format!("{}-{hour}", p.name), 6)
+        );
         let accessor = format!(
             "hmac-sha256:{}",
             &stable_uuid(&format!("acc-{}", p.name)).replace('-', "")[..32].repeat(2)
@@ -334,9 +339,14 @@ impl Renderer {
         };
         let allowed = call.outcome != Outcome::Denied;
         let port = 30_000 + self.rng.below(30_000);
-        let issue = format_nanos(call.time - 1_800_000_000_000);
+        let issue = format_nanos(hour * 3_600_000_000_000);
+        let granting = if allowed {
+            format!(r#"{{"name":"{policy}","namespace_id":"root","type":"acl"}}"#)
+        } else {
+            String::new()
+        };
         let auth = format!(
-            r#"{{"client_token":"{token}","accessor":"{accessor}","display_name":"{display}","policies":["default","{policy}"],"token_policies":["default","{policy}"],"identity_policies":[],"metadata":{method_meta},"entity_id":"{entity}","token_type":"service","token_ttl":3600,"token_issue_time":"{issue}","policy_results":{{"allowed":{allowed},"granting_policies":[{{"name":"{policy}","namespace_id":"root","type":"acl"}}]}}}}"#
+            r#"{{"client_token":"{token}","accessor":"{accessor}","display_name":"{display}","policies":["default","{policy}"],"token_policies":["default","{policy}"],"identity_policies":[],"metadata":{method_meta},"entity_id":"{entity}","token_type":"service","token_ttl":3600,"token_issue_time":"{issue}","policy_results":{{"allowed":{allowed},"granting_policies":[{granting}]}}}}"#
         );
         let request = format!(
             r#"{{"id":"{id}","client_id":"{entity}","operation":"{operation}","mount_point":"{mount}","mount_type":"{mount_type}","mount_accessor":"{mount_type}_1f0c2e7a","mount_running_version":"v0.20.0+builtin","mount_class":"secret","client_token":"{token}","client_token_accessor":"{accessor}","namespace":{{"id":"root"}},"path":"{path}"{req_data},"remote_address":"{ip}","remote_port":{port},"headers":{{"user-agent":["{agent}"]}}}}"#,
@@ -390,23 +400,25 @@ impl Renderer {
             Kind::Human => format!(
                 r#"{{"type":"IAMUser","principalId":"AIDA{}","arn":"{actor}","accountId":"{ACCOUNT}","accessKeyId":"AKIA{}","userName":"{}"}}"#,
                 stable_hex(&p.name, 0)[..16].to_uppercase(),
-                self.rng.hex(16).to_uppercase(),
+                stable_hex(&p.name, 7)[..16].to_uppercase(),
                 p.name
             ),
             Kind::Workload => {
-                let session = self.rng.hex(32);
+                // A role session (and its key) serves a day of calls.
+                let day = call.time.div_euclid(86_400_000_000_000);
+                let session = stable_hex(&format!("{}-{day}", p.name), 3)[..32].to_owned();
                 format!(
                     r#"{{"type":"AssumedRole","principalId":"AROA{}:{session}","arn":"arn:aws:sts::{ACCOUNT}:assumed-role/{}/{session}","accountId":"{ACCOUNT}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{}","arn":"{actor}","accountId":"{ACCOUNT}","userName":"{}"}},"attributes":{{"creationDate":"{}","mfaAuthenticated":"false"}}}}}}"#,
                     stable_hex(&p.name, 0)[..16].to_uppercase(),
                     p.name,
-                    self.rng.hex(16).to_uppercase(),
+                    stable_hex(&format!("{}-{day}", p.name), 8)[..16].to_uppercase(),
                     stable_hex(&p.name, 0)[..16].to_uppercase(),
                     p.name,
-                    format_seconds(call.time - 600_000_000_000)
+                    format_seconds(day * 86_400_000_000_000)
                 )
             }
         };
-        let (service, name, params, error, read_only) = if p.ssm {
+        let (service, name, params, error, read_only) = if s.ssm {
             self.ssm_call(&actor, s, call)
         } else {
             self.secrets_manager_call(&actor, p, s, call)
@@ -623,7 +635,7 @@ impl Renderer {
         let ts = format_nanos(call.time);
         writeln!(
             out,
-            r#"{{"insertId":"{}","logName":"projects/acme-{env}/logs/cloudaudit.googleapis.com%2F{log}","protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","status":{status},"authenticationInfo":{{"principalEmail":"{who}"}},"requestMetadata":{{"callerIp":"{ip}","callerSuppliedUserAgent":"{agent}","requestAttributes":{{"time":"{ts}","auth":{{}}}},"destinationAttributes":{{}}}},"serviceName":"secretmanager.googleapis.com","methodName":"google.cloud.secretmanager.v1.SecretManagerService.{method}","authorizationInfo":[{{"permission":"{permission}","granted":{granted},"resource":"{resource}","resourceAttributes":{{"service":"secretmanager.googleapis.com","name":"{resource}"}},"permissionType":"DATA_READ"}}],"resourceName":"{resource}"}},"resource":{{"type":"audited_resource","labels":{{"service":"secretmanager.googleapis.com","method":"google.cloud.secretmanager.v1.SecretManagerService.{method}","project_id":"acme-{env}"}}}},"timestamp":"{ts}","severity":"{sev}","receiveTimestamp":"{recv}"}}"#,
+            r#"{{"insertId":"{}","logName":"projects/acme-{env}/logs/cloudaudit.googleapis.com%2F{log}","protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","status":{status},"authenticationInfo":{{"principalEmail":"{who}"}},"requestMetadata":{{"callerIp":"{ip}","callerSuppliedUserAgent":"{agent}","requestAttributes":{{"time":"{ts}","auth":{{}}}},"destinationAttributes":{{}}}},"serviceName":"secretmanager.googleapis.com","methodName":"google.cloud.secretmanager.v1.SecretManagerService.{method}","authorizationInfo":[{{"permission":"{permission}","granted":{granted},"resource":"{resource}","resourceAttributes":{{"service":"secretmanager.googleapis.com","name":"{resource}"}},"permissionType":"{ptype}"}}],"resourceName":"{resource}"}},"resource":{{"type":"audited_resource","labels":{{"service":"secretmanager.googleapis.com","method":"google.cloud.secretmanager.v1.SecretManagerService.{method}","project_id":"acme-{env}"}}}},"timestamp":"{ts}","severity":"{sev}","receiveTimestamp":"{recv}"}}"#,
             self.rng.hex(12),
             env = s.env(),
             ip = call.ip,
@@ -633,6 +645,11 @@ impl Renderer {
                 "ERROR"
             },
             recv = format_nanos(call.time + 600_000_000),
+            ptype = if log == "activity" {
+                "ADMIN_WRITE"
+            } else {
+                "DATA_READ"
+            },
         )?;
         Ok(1)
     }
@@ -758,7 +775,14 @@ impl Renderer {
             out,
             r#"{head},"stage":"RequestReceived","stageTimestamp":"{received}"}}"#
         )?;
-        let decision = if code == 403 { "forbid" } else { "allow" };
+        let annotations = if code == 403 {
+            r#"{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}"#
+                .to_owned()
+        } else {
+            format!(
+                r#"{{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"{ns}-read\""}}"#
+            )
+        };
         let status = if code == 403 {
             format!(
                 r#"{{"metadata":{{}},"status":"Failure","message":"secrets \"{name}\" is forbidden: User \"{user}\" cannot {verb} resource \"secrets\" in API group \"\" in the namespace \"{ns}\"","reason":"Forbidden","details":{{"name":"{name}","kind":"secrets"}},"code":403}}"#
@@ -768,7 +792,7 @@ impl Renderer {
         };
         writeln!(
             out,
-            r#"{head},"stage":"ResponseComplete","responseStatus":{status},"stageTimestamp":"{done}","annotations":{{"authorization.k8s.io/decision":"{decision}","authorization.k8s.io/reason":"RBAC: access by RoleBinding \"{ns}-read\""}}}}"#
+            r#"{head},"stage":"ResponseComplete","responseStatus":{status},"stageTimestamp":"{done}","annotations":{annotations}}}"#
         )?;
         Ok(2)
     }

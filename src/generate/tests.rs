@@ -181,3 +181,39 @@ fn the_generated_estate_has_the_stated_statistics() {
         assert!(m.services_appearing >= 1, "{at}");
     }
 }
+
+/// The smallest estates and shortest periods still get every plant, inside the period (and,
+/// over a month, in its last 45 %), and every call falls inside the period.
+#[test]
+fn small_estates_and_short_periods_get_every_plant_inside_the_period() {
+    for seed in 1..=25 {
+        for (principals, days) in [(MIN_PRINCIPALS, 31), (45, 3), (250, 1)] {
+            let opts = GenerateOptions {
+                source: SourceKind::CloudTrail,
+                events: 3_000,
+                seed,
+                days,
+                principals,
+                start: super::parse_start("2026-03-02").unwrap(),
+                out: std::path::PathBuf::new(),
+            };
+            let mut t = Traffic::new(&opts);
+            let (start, end) = (t.population.start, t.population.end);
+            let at = format!("seed {seed}, {principals} principals, {days} days");
+            assert_eq!(t.labels.len(), super::PLANTS.len(), "{at}");
+            for l in &t.labels {
+                let (s, e) = (
+                    crate::timerange::parse_instant(&l.start).unwrap(),
+                    crate::timerange::parse_instant(&l.end).unwrap(),
+                );
+                assert!(start <= s && e <= end + 1_000_000_000, "{at}: {l:?}");
+                if days == 31 {
+                    assert!(s >= start + (end - start) * 55 / 100, "{at}: {l:?}");
+                }
+            }
+            while let Some(hour) = t.next_hour() {
+                assert!(hour.iter().all(|c| start <= c.time && c.time < end), "{at}");
+            }
+        }
+    }
+}

@@ -170,21 +170,32 @@ impl Population {
     /// cumulative weights of that hour.
     pub fn baseline_call(&self, rng: &mut Rng, hour_start: i64, cumulative: &[f64]) -> Call {
         let time = hour_start + rng.below(NANOS_PER_HOUR as u64) as i64;
+        // Weights are per hour: a principal that starts or stops within it calls only while it
+        // exists.
         let total = cumulative.last().copied().unwrap_or(0.0);
         let x = rng.unit() * total;
         let principal = cumulative
             .partition_point(|c| *c <= x)
             .min(self.principals.len() - 1);
         let p = &self.principals[principal];
+        let time = time.clamp(p.from, p.until - 1);
         let (ops, denied): (&[(Op, f64)], f64) = match p.kind {
             Kind::Workload => (&SERVICE_OPS, DENIED_SERVICE),
             Kind::Human => (&PERSON_OPS, DENIED_PERSON),
         };
         let roll = rng.unit();
         let (op, outcome, secret) = if roll < denied {
-            // A secret of the team outside what the caller may read.
-            let team = &self.team_secrets[p.team];
-            (Op::Read, Outcome::Denied, *rng.pick(team))
+            // A secret of the caller's team outside what it may read (its set), if one is left.
+            let set = p.set_at(time);
+            let team = &self.team_secrets[set.team];
+            let mut s = *rng.pick(team);
+            for _ in 0..8 {
+                if !set.secrets.contains(&s) {
+                    break;
+                }
+                s = *rng.pick(team);
+            }
+            (Op::Read, Outcome::Denied, s)
         } else if roll < denied + NOT_FOUND {
             (Op::Read, Outcome::NotFound, p.set_at(time).sample(rng))
         } else {
