@@ -192,8 +192,6 @@ impl Secret {
 /// What changes over the period, for the README and the tests.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
-    /// (moved team, team it joined, when).
-    pub reorg: Option<(usize, usize, i64)>,
     pub joiner: Option<usize>,
     pub leaver: Option<usize>,
     pub new_services: Vec<usize>,
@@ -434,23 +432,15 @@ impl Population {
                     version: 14 + rng.below(3) as u32,
                 },
             )];
-            if rng.chance(0.6) {
-                agents.push((
-                    start,
-                    Agent {
-                        client: Client::Browser,
-                        version: 120 + rng.below(5) as u32,
-                    },
-                ));
-            }
-            if rng.chance(0.3) {
-                agents.push((
-                    start,
-                    Agent {
-                        client: Client::Terraform,
-                        version: 5 + rng.below(3) as u32,
-                    },
-                ));
+            // Some also use a browser and Terraform: (client, share, first version, versions).
+            for (client, share, first, span) in [
+                (Client::Browser, 0.6, 120, 5),
+                (Client::Terraform, 0.3, 5, 3),
+            ] {
+                if rng.chance(share) {
+                    let version = first + rng.below(span) as u32;
+                    agents.push((start, Agent { client, version }));
+                }
             }
             list.push(Principal {
                 name: person_name(i),
@@ -488,7 +478,6 @@ impl Population {
                     p.sets.push(set);
                 }
             }
-            changes.reorg = Some((1, 2, when));
         }
         // The last person joins during the period, the one before leaves.
         let joiner = list.len() - 1;

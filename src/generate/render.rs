@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::model::Op;
 use super::population::{Agent, Client, Kind, Population, Principal, Secret};
-use super::rng::Rng;
+use super::rng::{fnv1a, Rng, FNV_BASIS};
 use super::traffic::{Call, Outcome};
 use crate::event::SourceKind;
 use crate::ingest::timestamp::format_nanos;
@@ -23,9 +23,7 @@ pub fn records_per_call(source: SourceKind) -> u64 {
 
 fn stable_uuid(name: &str) -> String {
     // FNV-1a of the name seeds the generator: the same principal has the same id in every run.
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = fnv1a(FNV_BASIS, name.as_bytes());
     Rng::new(hash).uuid()
 }
 
@@ -800,9 +798,7 @@ impl Renderer {
 
 /// Hex that depends only on `key` and `n`: the same secret has the same HMACs in every call.
 fn stable_hex(key: &str, n: u64) -> String {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ n, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = fnv1a(FNV_BASIS ^ n, key.as_bytes());
     Rng::new(hash).hex(64)
 }
 

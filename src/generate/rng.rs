@@ -3,6 +3,16 @@
 
 pub struct Rng(u64);
 
+/// FNV-1a of `bytes` from `basis` (the standard offset basis, or one mixed with a number): the
+/// stable hash that names, addresses and HMAC-like values are derived from.
+pub fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(basis, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)

@@ -5,7 +5,7 @@ use chrono::{Datelike, Timelike};
 
 use super::model::*;
 use super::population::{Agent, Client, Kind, Population, Principal};
-use super::rng::Rng;
+use super::rng::{fnv1a, Rng, FNV_BASIS};
 use super::NANOS_PER_HOUR;
 
 const NANOS_PER_WEEK: i64 = 7 * 24 * NANOS_PER_HOUR;
@@ -31,9 +31,7 @@ pub struct Call {
 
 /// FNV-1a of a name and two numbers: stable per principal, deploy, day.
 fn mix(name: &str, a: u64, b: u64) -> u64 {
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = fnv1a(FNV_BASIS, name.as_bytes());
     Rng::new(h ^ a.wrapping_mul(0x9E37_79B9) ^ b.rotate_left(32)).next_u64()
 }
 
