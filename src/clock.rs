@@ -12,3 +12,9 @@ pub fn now_nanos() -> Result<i64, String> {
         _ => Ok(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)),
     }
 }
+
+/// The system clock, whatever `VIGIL_NOW` says: for comparing with file-system times (whether
+/// a file is still being written), which a fixed "now" does not move.
+pub fn wall_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}

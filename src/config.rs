@@ -114,6 +114,7 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawIngest {
     max_line_bytes: Option<usize>,
+    hold_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +210,8 @@ pub struct Config {
     /// `[store] outbox_dir`, if set (default `<store>/state/outbox`).
     pub outbox_dir: Option<PathBuf>,
     pub max_line_bytes: usize,
+    /// `[ingest] hold_for`: how long a file's unfinished last line waits for its end.
+    pub hold_for: Duration,
     pub vault_cluster: String,
     pub k8s_cluster: String,
     pub calendar: Calendar,
@@ -232,6 +235,7 @@ impl Default for Config {
             keep_raw: true,
             outbox_dir: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            hold_for: crate::ingest::run::DEFAULT_HOLD_FOR,
             vault_cluster: "default".into(),
             k8s_cluster: "default".into(),
             calendar: Calendar::default(),
@@ -292,6 +296,10 @@ impl Config {
         if query_memory_limit < 16 << 20 {
             return Err("query.memory_limit must be at least 16MiB".into());
         }
+        let hold_for = match raw.ingest.hold_for {
+            Some(t) => parse_duration(&t).map_err(|e| format!("ingest.hold_for: {e}"))?,
+            None => d.hold_for,
+        };
         let query_timeout = match raw.query.timeout {
             Some(t) => parse_duration(&t).map_err(|e| format!("query.timeout: {e}"))?,
             None => d.query_timeout,
@@ -324,6 +332,7 @@ impl Config {
                 .map(|(i, a)| allow(i, a))
                 .collect::<Result<_, _>>()?,
             max_line_bytes,
+            hold_for,
             vault_cluster: name(
                 raw.sources.vault_cluster,
                 "sources.vault_cluster",

@@ -65,6 +65,7 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         progress: g.stderr_is_terminal && !g.quiet,
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
         dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
+        hold_for: i64::try_from(g.config.hold_for.as_nanos()).unwrap_or(i64::MAX),
     })
 }
 
@@ -137,6 +138,16 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
     for s in &r.skipped {
         writeln!(err, "skipped {}: {}", s.path, s.why)?;
     }
+    for w in &r.waiting {
+        writeln!(
+            err,
+            "waiting {}: line {} has no end yet ({} bytes); it is read once complete, or as it is once the file has not changed for {}",
+            w.path,
+            w.line,
+            w.bytes,
+            config_duration(g.config.hold_for)
+        )?;
+    }
     if r.total.rejected > 0 {
         match &r.rejects_file {
             Some(path) => writeln!(
@@ -159,4 +170,16 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `15m`, `90s`: a duration as the configuration writes it.
+fn config_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
 }

@@ -1,13 +1,15 @@
-//! Finding input files (directories recursively, symlink loops broken), fingerprinting them and
-//! opening them with transparent gzip.
+//! Finding input files (directories recursively, symlink loops broken), identifying them and
+//! opening them (at an offset, with transparent gzip).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
+
+use crate::store::inputs::{content_hash, HEAD_BYTES, TAIL_BYTES};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const READ_BUFFER: usize = 256 * 1024;
@@ -18,6 +20,8 @@ pub struct InputFile {
     pub path: PathBuf,
     /// How the file is named in rows, rejects and summaries.
     pub display: String,
+    /// A stream spooled to a file (stdin): read whole, never resumed.
+    pub stream: bool,
 }
 
 /// Something the walk could not use, with why (not fatal: reported in the summary).
@@ -42,6 +46,7 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<(Vec<InputFile>, Vec<Skipped>)> {
             files.push(InputFile {
                 path: p.clone(),
                 display: p.display().to_string(),
+                stream: false,
             });
         }
     }
@@ -91,6 +96,7 @@ fn walk(
             Ok(m) if m.is_file() => files.push(InputFile {
                 display: path.display().to_string(),
                 path,
+                stream: false,
             }),
             Ok(_) => skipped.push(Skipped {
                 path: path.display().to_string(),
@@ -105,63 +111,21 @@ fn walk(
     Ok(())
 }
 
-/// What a first pass over a file found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
-    /// `blake3:<hex>` of the bytes on disk. (BLAKE3, not SHA-256: it runs on every byte of
-    /// every input, and at ~4× SHA-256's speed it took ingest's hashing from ~10 % of its CPU
-    /// to ~3 %. The data files' own hashes stay SHA-256, as the commit format and outside tools expect.)
-    pub digest: String,
-    /// `sha256:<hex>` as well, when asked for: stores written before BLAKE3 fingerprints hold
-    /// those, and a file ingested then must still be recognized.
-    pub legacy: Option<String>,
-    pub bytes: u64,
-    pub gzip: bool,
-    /// Why the gzip stream is unusable (`gzip_truncated`, `gzip_corrupt`) and the detail.
-    pub gzip_problem: Option<(String, String)>,
-}
-
-/// Whether a file starts with the gzip magic bytes (the name does not matter).
-pub fn is_gzip(path: &Path) -> io::Result<bool> {
-    let mut magic = [0u8; 2];
-    let n = read_up_to(&mut File::open(path)?, &mut magic)?;
-    Ok(n == 2 && magic == GZIP_MAGIC)
-}
-
-/// Hashes a file and, when it is gzip, decompresses it once to prove the stream complete, so a
-/// truncated file is rejected before any of its records is stored.
-pub fn fingerprint(path: &Path, legacy: bool) -> io::Result<Fingerprint> {
-    let mut f = File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = read_up_to(&mut f, &mut magic)?;
-    let gzip = n == 2 && magic == GZIP_MAGIC;
-    let f = File::open(path)?;
+/// Whole-file fingerprints as versions before checkpoints wrote them: `blake3:<hex>` of the
+/// bytes on disk, and `sha256:<hex>` as well when asked for (older still).
+pub fn whole_file_fingerprints(path: &Path, sha256: bool) -> io::Result<(String, Option<String>)> {
     let mut hashing = HashingReader {
-        inner: BufReader::with_capacity(READ_BUFFER, f),
+        inner: BufReader::with_capacity(READ_BUFFER, File::open(path)?),
         hasher: blake3::Hasher::new(),
-        legacy: legacy.then(Sha256::new),
-        bytes: 0,
+        legacy: sha256.then(Sha256::new),
     };
-    let mut gzip_problem = None;
-    if gzip {
-        let mut dec = MultiGzDecoder::new(&mut hashing);
-        if let Err(e) = io::copy(&mut dec, &mut io::sink()) {
-            gzip_problem = Some(classify_gzip_error(&e));
-        }
-        // Hash whatever the decoder left unread.
-        io::copy(&mut hashing, &mut io::sink())?;
-    } else {
-        io::copy(&mut hashing, &mut io::sink())?;
-    }
-    Ok(Fingerprint {
-        digest: format!("blake3:{}", hashing.hasher.finalize().to_hex()),
-        legacy: hashing
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok((
+        format!("blake3:{}", hashing.hasher.finalize().to_hex()),
+        hashing
             .legacy
             .map(|h| format!("sha256:{}", hex::encode(h.finalize()))),
-        bytes: hashing.bytes,
-        gzip,
-        gzip_problem,
-    })
+    ))
 }
 
 fn classify_gzip_error(e: &io::Error) -> (String, String) {
@@ -193,7 +157,6 @@ struct HashingReader<R> {
     inner: R,
     hasher: blake3::Hasher,
     legacy: Option<Sha256>,
-    bytes: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -203,9 +166,155 @@ impl<R: Read> Read for HashingReader<R> {
         if let Some(h) = &mut self.legacy {
             h.update(&buf[..n]);
         }
-        self.bytes += n as u64;
         Ok(n)
     }
+}
+
+/// What identifies an input before it is read: its first bytes of content, and what the file
+/// system says of it. For gzip, the whole stream is decompressed once to prove it complete (a
+/// truncated file stores nothing) and to know its length and last bytes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub gzip: bool,
+    /// Why the gzip stream is unusable (`gzip_truncated`, `gzip_corrupt`) and the detail.
+    pub gzip_problem: Option<(String, String)>,
+    /// The first [`HEAD_BYTES`] bytes of content (fewer in a shorter file).
+    pub head: Vec<u8>,
+    /// Bytes of content: the size for a plain file, the decompressed length for gzip.
+    pub content_len: u64,
+    /// For gzip, the hash of the last [`TAIL_BYTES`] of content (a plain file is read again).
+    pub end_tail: Option<String>,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime: i64,
+    pub dev: u64,
+    pub inode: u64,
+}
+
+pub fn identify(path: &Path) -> io::Result<Identity> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    let mut head = vec![0u8; HEAD_BYTES];
+    let n = read_up_to(&mut f, &mut head)?;
+    head.truncate(n);
+    let gzip = n >= 2 && head[..2] == GZIP_MAGIC;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    #[cfg(unix)]
+    let (dev, inode) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, inode) = (0, 0);
+    let mut id = Identity {
+        gzip,
+        gzip_problem: None,
+        content_len: meta.len(),
+        head,
+        end_tail: None,
+        size: meta.len(),
+        mtime,
+        dev,
+        inode,
+    };
+    if gzip {
+        let mut dec = MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, File::open(path)?));
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        let mut tail = Tail::default();
+        let mut buf = vec![0u8; READ_BUFFER];
+        let mut len = 0u64;
+        loop {
+            match dec.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    let take = (HEAD_BYTES - head.len()).min(k);
+                    head.extend_from_slice(&buf[..take]);
+                    tail.push(&buf[..k]);
+                    len += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    id.gzip_problem = Some(classify_gzip_error(&e));
+                    break;
+                }
+            }
+        }
+        id.head = head;
+        id.content_len = len;
+        id.end_tail = Some(content_hash(tail.bytes()));
+    }
+    Ok(id)
+}
+
+/// The last [`TAIL_BYTES`] bytes seen.
+#[derive(Default)]
+struct Tail {
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= TAIL_BYTES {
+            self.buf.clear();
+            self.buf
+                .extend_from_slice(&bytes[bytes.len() - TAIL_BYTES..]);
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > 2 * TAIL_BYTES {
+            self.buf.drain(..self.buf.len() - TAIL_BYTES);
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.buf.len().saturating_sub(TAIL_BYTES)..]
+    }
+}
+
+/// Hash of the up to [`TAIL_BYTES`] bytes of content before `offset`.
+pub fn tail_hash(path: &Path, gzip: bool, offset: u64) -> io::Result<String> {
+    let (_, before) = position(path, gzip, offset)?;
+    Ok(content_hash(&before))
+}
+
+/// Opens a file at `offset` of its content, if the bytes before it hash to `tail` (the file is
+/// the one a checkpoint describes); `None` when they do not.
+pub fn open_at(
+    path: &Path,
+    gzip: bool,
+    offset: u64,
+    tail: &str,
+) -> io::Result<Option<Box<dyn BufRead + Send>>> {
+    let (reader, before) = position(path, gzip, offset)?;
+    let whole = before.len() as u64 == offset.min(TAIL_BYTES as u64);
+    Ok((whole && content_hash(&before) == tail).then_some(reader))
+}
+
+/// A reader at `offset` of the content, and the up to [`TAIL_BYTES`] bytes before it (fewer
+/// when the content ends first). A plain file seeks; gzip decompresses up to there.
+fn position(
+    path: &Path,
+    gzip: bool,
+    offset: u64,
+) -> io::Result<(Box<dyn BufRead + Send>, Vec<u8>)> {
+    let start = offset.saturating_sub(TAIL_BYTES as u64);
+    let mut reader: Box<dyn BufRead + Send> = if gzip {
+        let mut r = open(path, true)?;
+        io::copy(&mut Read::by_ref(&mut r).take(start), &mut io::sink())?;
+        r
+    } else {
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(start))?;
+        Box::new(BufReader::with_capacity(READ_BUFFER, f))
+    };
+    let mut before = vec![0u8; (offset - start) as usize];
+    let n = read_up_to(&mut reader, &mut before)?;
+    before.truncate(n);
+    Ok((reader, before))
 }
 
 /// Opens a file for reading records, decompressing gzip.

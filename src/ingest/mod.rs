@@ -1,6 +1,7 @@
 //! Reading audit logs: input files, record splitting, one parser per source, the ingest run.
 
 pub mod azure;
+pub mod checkpoints;
 pub mod cloudtrail;
 pub mod fields;
 pub mod gcp;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::Scope;
 
 use super::source::{prepare, ParseOptions, Prepared, RecordMeta};
-use super::splitter::{RawRecord, Splitter};
+use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::SourceKind;
 
 /// Records per batch: large enough that channel traffic is noise, small enough to keep a few
@@ -32,7 +32,20 @@ pub struct Prepped {
 pub struct Batch {
     pub items: Vec<Prepped>,
     pub error: Option<io::Error>,
+    /// On the last batch of a file read to its end: where its records end.
+    pub end: Option<End>,
 }
+
+/// Where the records of a file read to its end stop ([`Splitter::end`]), and the bytes of a
+/// last record left waiting for the rest of its line.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    pub at: Position,
+    pub waiting: u64,
+}
+
+/// What the reader thread deals out: records, and how the file ended after them.
+type Dealt = (Vec<RawRecord>, Option<io::Error>, Option<End>);
 
 /// Parsing threads: one per core (the ingest thread waits on them much of the time).
 fn workers() -> usize {
@@ -57,7 +70,7 @@ where
     let mut inputs = Vec::with_capacity(n);
     let mut outputs = Vec::with_capacity(n);
     for _ in 0..n {
-        let (in_tx, in_rx) = sync_channel::<(Vec<RawRecord>, Option<io::Error>)>(QUEUED);
+        let (in_tx, in_rx) = sync_channel::<Dealt>(QUEUED);
         let (out_tx, out_rx) = sync_channel::<Batch>(QUEUED);
         let file = Arc::clone(&file);
         scope.spawn(move || parse_batches(in_rx, out_tx, kind, opts, &file));
@@ -68,10 +81,7 @@ where
     InOrder { outputs, next: 0 }
 }
 
-fn read_batches<R: BufRead>(
-    mut records: Splitter<R>,
-    inputs: Vec<SyncSender<(Vec<RawRecord>, Option<io::Error>)>>,
-) {
+fn read_batches<R: BufRead>(mut records: Splitter<R>, inputs: Vec<SyncSender<Dealt>>) {
     for turn in 0.. {
         let mut batch = Vec::with_capacity(BATCH_RECORDS);
         let mut error = None;
@@ -90,8 +100,14 @@ fn read_batches<R: BufRead>(
             }
         }
         let last = ended || error.is_some();
-        if (!batch.is_empty() || error.is_some())
-            && inputs[turn % inputs.len()].send((batch, error)).is_err()
+        let end = ended.then(|| End {
+            at: records.end(),
+            waiting: records.waiting(),
+        });
+        if (!batch.is_empty() || last)
+            && inputs[turn % inputs.len()]
+                .send((batch, error, end))
+                .is_err()
         {
             return;
         }
@@ -102,13 +118,13 @@ fn read_batches<R: BufRead>(
 }
 
 fn parse_batches(
-    input: Receiver<(Vec<RawRecord>, Option<io::Error>)>,
+    input: Receiver<Dealt>,
     output: SyncSender<Batch>,
     kind: SourceKind,
     opts: &ParseOptions,
     file: &Arc<str>,
 ) {
-    for (records, error) in input {
+    for (records, error, end) in input {
         let items = records
             .into_iter()
             .map(|rec| {
@@ -121,7 +137,7 @@ fn parse_batches(
                 }
             })
             .collect();
-        if output.send(Batch { items, error }).is_err() {
+        if output.send(Batch { items, error, end }).is_err() {
             return;
         }
     }

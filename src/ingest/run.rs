@@ -14,18 +14,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::checkpoints::{Checkpoints, Start};
 use super::inputs::{self, InputFile, Skipped};
-use super::parallel::{self, Prepped};
+use super::parallel::{self, End, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
     decode, detect, new_source, prepare, Detected, ParseOptions, Parsed, Prepared, RecordMeta,
     Reject, Released, Source,
 };
-use super::splitter::{RawRecord, Splitter};
+use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
-use crate::store::commit::ConsumedInput;
+use crate::ingest::timestamp::format_nanos;
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
+use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint};
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::writer::PartitionWriter;
 use crate::store::{CommitLog, Store, StoreError, Tally};
@@ -65,7 +67,13 @@ pub struct IngestOptions {
     pub now: i64,
     /// Event uids the dedupe index keeps in memory at most ([`crate::store::dedupe::DEFAULT_BUDGET`]).
     pub dedupe_budget: usize,
+    /// `[ingest] hold_for`, nanoseconds: a file changed more recently than this is still being
+    /// written, and a last line without its end waits for the next run.
+    pub hold_for: i64,
 }
+
+/// `[ingest] hold_for` unless configured.
+pub const DEFAULT_HOLD_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +88,8 @@ pub struct IngestReport {
     pub files_read: u64,
     pub files_written: u64,
     pub skipped: Vec<SkippedInput>,
+    /// Files whose last record has no end yet: read from there next time.
+    pub waiting: Vec<WaitingInput>,
     pub rejects_file: Option<String>,
     /// The first rejects (all are in the rejects file).
     pub rejects: Vec<RejectEntry>,
@@ -92,6 +102,14 @@ pub struct IngestReport {
 pub struct SkippedInput {
     pub path: String,
     pub why: String,
+}
+
+/// A last record left for the next run: the line it starts on, and its bytes so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitingInput {
+    pub path: String,
+    pub line: u64,
+    pub bytes: u64,
 }
 
 impl From<Skipped> for SkippedInput {
@@ -134,6 +152,7 @@ pub fn ingest(
         files.push(InputFile {
             path: path.clone(),
             display: "stdin".into(),
+            stream: true,
         });
         spooled = Some(path);
     }
@@ -179,12 +198,9 @@ struct Run<'a> {
     pending: HashMap<SourceKind, u64>,
     uids: UidIndex,
     writer: PartitionWriter,
-    consumed: Vec<ConsumedInput>,
-    fingerprints: HashMap<String, u64>,
-    /// The store holds SHA-256 fingerprints (written before BLAKE3): inputs get both.
-    legacy_fingerprints: bool,
-    /// Byte sizes of inputs already consumed: only a file of one of these sizes can be one.
-    sizes: std::collections::HashSet<u64>,
+    consumed: Vec<InputCheckpoint>,
+    checkpoints: Checkpoints,
+    waiting: Vec<WaitingInput>,
     rejects: RejectSink,
     progress: ProgressBar,
     files_read: u64,
@@ -197,14 +213,6 @@ impl<'a> Run<'a> {
         seq: u64,
         opts: &'a IngestOptions,
     ) -> Result<Self, IngestError> {
-        let mut fingerprints = HashMap::new();
-        let mut sizes = std::collections::HashSet::new();
-        for c in &log.commits {
-            for input in &c.commit.inputs {
-                fingerprints.insert(input.fingerprint.clone(), c.commit.seq);
-                sizes.insert(input.bytes);
-            }
-        }
         let progress = if opts.progress {
             ProgressBar::new(0)
         } else {
@@ -227,9 +235,8 @@ impl<'a> Run<'a> {
             uids: UidIndex::new(opts.dedupe_budget),
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
-            legacy_fingerprints: fingerprints.keys().any(|k| k.starts_with("sha256:")),
-            fingerprints,
-            sizes,
+            checkpoints: Checkpoints::from_log(log),
+            waiting: Vec::new(),
             rejects: RejectSink::new(store, seq, opts.now)?,
             progress,
             files_read: 0,
@@ -267,63 +274,65 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Reads one file; returns why it was skipped, if it was.
+    /// Reads one file, or what was appended to it since the last run; returns why it was
+    /// skipped, if it was.
     fn ingest_file(&mut self, file: &InputFile) -> Result<Option<String>, IngestError> {
         let input_err = |e: io::Error| IngestError::Input {
             path: file.display.clone(),
             source: e,
         };
-        // A file can only be one already ingested if its size matches one: only then is it
-        // hashed before reading. Otherwise it is hashed on another thread while it is parsed.
-        // Gzip files are always checked first: a damaged stream must store nothing.
-        let size = std::fs::metadata(&file.path).map_err(input_err)?.len();
-        let gzip = inputs::is_gzip(&file.path).map_err(input_err)?;
-        let mut background = None;
-        let legacy = self.legacy_fingerprints;
-        let fp = if gzip || self.sizes.contains(&size) {
-            inputs::fingerprint(&file.path, legacy).map_err(input_err)?
-        } else {
-            let path = file.path.clone();
-            background = Some(std::thread::spawn(move || {
-                inputs::fingerprint(&path, legacy)
-            }));
-            inputs::Fingerprint {
-                digest: String::new(),
-                legacy: None,
-                bytes: size,
-                gzip,
-                gzip_problem: None,
-            }
-        };
-        self.sizes.insert(size);
+        // Gzip is proved whole here, before any record is read: a damaged stream stores nothing.
+        let id = inputs::identify(&file.path).map_err(input_err)?;
         let start_pos = self.progress.position();
-        // (A file hashed in the background has no digest yet: it cannot match.)
-        if let Some(seq) = std::iter::once(&fp.digest)
-            .chain(&fp.legacy)
-            .filter(|d| !d.is_empty())
-            .find_map(|d| self.fingerprints.get(d))
-        {
-            self.progress.inc(fp.bytes);
-            return Ok(Some(if *seq == self.seq {
-                "same content as another input of this run".into()
-            } else {
-                format!("already ingested (commit {seq})")
-            }));
-        }
-        if background.is_none() {
-            self.remember(&fp);
-        }
+        // A stream (stdin) is read whole: it has no place to resume and is gone after the run.
+        let start = if file.stream || id.gzip_problem.is_some() {
+            Start::Fresh
+        } else {
+            self.checkpoints.start(&file.path, &id).map_err(input_err)?
+        };
+        let (reader, resumed) = match start {
+            Start::Done { seq } => {
+                self.progress.inc(id.size);
+                return Ok(Some(if seq == self.seq {
+                    "same content as another input of this run".into()
+                } else {
+                    format!("already ingested (commit {seq})")
+                }));
+            }
+            Start::Resume { checkpoint, reader } => (reader, Some(checkpoint)),
+            Start::Fresh => (inputs::open(&file.path, id.gzip).map_err(input_err)?, None),
+        };
         self.files_read += 1;
-        let reader = inputs::open(&file.path, fp.gzip).map_err(input_err)?;
-        let mut records = Splitter::new(reader, self.opts.max_record_bytes);
+        let at = resumed.as_ref().map_or(Position::START, |c| Position {
+            offset: c.offset,
+            line: c.line,
+            index: c.index,
+        });
+        if !id.gzip {
+            self.progress.inc(at.offset);
+        }
+        let mut records = Splitter::resuming(reader, self.opts.max_record_bytes, at);
+        // A file written to lately is still being written: its last line may not be whole yet.
+        // Gzip files and streams are complete by nature.
+        // (Against the wall clock, as the file system stamps it, not the run's `now`.)
+        let wall = crate::clock::wall_nanos();
+        let live = !file.stream && !id.gzip && wall - id.mtime < self.opts.hold_for;
+        if live {
+            records = records.wait_for_tail();
+        }
 
-        // Recognize the format from the first records that parse.
+        // Recognize the format from the first records that parse (a resumed file keeps the
+        // source its checkpoint names).
         let mut lookahead: Vec<RawRecord> = Vec::new();
-        let mut detected = self.opts.source.map(Detected::Source);
+        let mut detected = self
+            .opts
+            .source
+            .or_else(|| resumed.as_ref().and_then(|c| SourceKind::parse(&c.source)))
+            .map(Detected::Source);
         while detected.is_none() && lookahead.len() < DETECT_RECORDS {
             match records.next() {
                 None => break,
-                Some(Err(_)) if fp.gzip_problem.is_some() => break,
+                Some(Err(_)) if id.gzip_problem.is_some() => break,
                 Some(Err(e)) => return Err(input_err(e)),
                 Some(Ok(rec)) => {
                     if let Ok(v) = decode(&rec) {
@@ -335,33 +344,37 @@ impl<'a> Run<'a> {
         }
         let kind = match detected {
             Some(Detected::Labels) => {
-                self.progress.set_position(start_pos + fp.bytes);
+                self.progress.set_position(start_pos + id.size);
                 return Ok(Some(
                     "vigil generate labels (ground truth, not events)".into(),
                 ));
             }
             Some(Detected::CloudTrailDigest) => {
-                self.progress.set_position(start_pos + fp.bytes);
+                self.progress.set_position(start_pos + id.size);
                 return Ok(Some("CloudTrail digest file (hashes, not events)".into()));
             }
             Some(Detected::Source(k)) => Some(k),
             None => None,
         };
         let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
-        if let Some((reason, detail)) = &fp.gzip_problem {
+        if let Some((reason, detail)) = &id.gzip_problem {
             // Nothing from a damaged gzip file is stored; it counts as one rejected record.
             self.reject_file(file, tally_name, reason, detail.clone())?;
             return Ok(None);
         }
         let Some(kind) = kind else {
             if lookahead.is_empty() {
+                if records.waiting() > 0 {
+                    self.note_waiting(file, records.end(), records.waiting());
+                    return Ok(None);
+                }
                 return Ok(Some("empty file".into()));
             }
             let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
             self.reject_file(file, UNKNOWN_SOURCE, "unknown_format", detail)?;
             return Ok(None);
         };
-        let rejected_before = self.tally(kind).rejected;
+        let rejected_before = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected);
         let file_name: Arc<str> = Arc::from(file.display.as_str());
         let parse_opts: &'a ParseOptions = &self.opts.parse;
         let mut n = 0u64;
@@ -378,12 +391,13 @@ impl<'a> Run<'a> {
                 },
             )?;
         }
-        std::thread::scope(|scope| -> Result<(), IngestError> {
+        let end = std::thread::scope(|scope| -> Result<Option<End>, IngestError> {
             let batches = parallel::spawn(scope, records, kind, parse_opts, Arc::clone(&file_name));
+            let mut end = None;
             for batch in batches {
                 for item in batch.items {
                     n += 1;
-                    if n.is_multiple_of(4096) && !fp.gzip {
+                    if n.is_multiple_of(4096) && !id.gzip {
                         self.progress.set_position(start_pos + item.rec.offset);
                     }
                     self.handle_record(kind, item)?;
@@ -391,42 +405,54 @@ impl<'a> Run<'a> {
                 if let Some(e) = batch.error {
                     return Err(input_err(e));
                 }
+                end = end.or(batch.end);
             }
-            Ok(())
+            Ok(end)
         })?;
-        self.progress.set_position(start_pos + fp.bytes);
-        let fp = match background {
-            Some(handle) => {
-                let fp = handle
-                    .join()
-                    .map_err(|_| input_err(io::Error::other("hashing thread failed")))?
-                    .map_err(input_err)?;
-                self.remember(&fp);
-                fp
-            }
-            None => fp,
-        };
-        // A file counts as consumed (and is skipped next time) only if some of it was accepted:
-        // a file rejected whole, say parsed as the wrong source, can be ingested again.
-        if n > self.tally(kind).rejected - rejected_before {
-            self.consume(file, &fp, n);
+        self.progress.set_position(start_pos + id.size);
+        let end =
+            end.ok_or_else(|| input_err(io::Error::other("a parsing thread stopped early")))?;
+        if end.waiting > 0 {
+            self.note_waiting(file, end.at, end.waiting);
         }
+        // A file counts as read up to its end only if some of it was accepted: a file
+        // rejected whole, say parsed as the wrong source, can be ingested again. (What a
+        // resumed file rejects was after records that were accepted.)
+        let rejected = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected) - rejected_before;
+        let accepted = n > rejected;
+        if file.stream || n == 0 || !(accepted || resumed.is_some()) {
+            return Ok(None);
+        }
+        let tail = match &id.end_tail {
+            Some(t) if end.at.offset == id.content_len => t.clone(),
+            _ => inputs::tail_hash(&file.path, id.gzip, end.at.offset).map_err(input_err)?,
+        };
+        let checkpoint = FileCheckpoint {
+            path: file.display.clone(),
+            head: content_hash(&id.head),
+            head_len: id.head.len() as u64,
+            offset: end.at.offset,
+            line: end.at.line,
+            index: end.at.index,
+            tail,
+            dev: id.dev,
+            inode: id.inode,
+            size: id.size,
+            mtime: format_nanos(id.mtime),
+            gzip: id.gzip,
+            source: kind.as_str().to_owned(),
+            records: n,
+        };
+        self.checkpoints.record(checkpoint.clone(), self.seq);
+        self.consumed.push(InputCheckpoint::File(checkpoint));
         Ok(None)
     }
 
-    /// Notes an input's fingerprints, so the same content later in the run is skipped.
-    fn remember(&mut self, fp: &inputs::Fingerprint) {
-        for d in std::iter::once(&fp.digest).chain(&fp.legacy) {
-            self.fingerprints.insert(d.clone(), self.seq);
-        }
-    }
-
-    fn consume(&mut self, file: &InputFile, fp: &inputs::Fingerprint, records: u64) {
-        self.consumed.push(ConsumedInput {
+    fn note_waiting(&mut self, file: &InputFile, at: Position, bytes: u64) {
+        self.waiting.push(WaitingInput {
             path: file.display.clone(),
-            fingerprint: fp.digest.clone(),
-            bytes: fp.bytes,
-            records,
+            line: at.line,
+            bytes,
         });
     }
 
@@ -586,6 +612,7 @@ impl<'a> Run<'a> {
             rejects,
             files_read,
             pending,
+            waiting,
             ..
         } = self;
         debug_assert!(
@@ -606,6 +633,7 @@ impl<'a> Run<'a> {
             files_read,
             files_written: 0,
             skipped,
+            waiting,
             rejects_file: None,
             rejects: shown,
             strict_aborted,

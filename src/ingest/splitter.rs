@@ -107,15 +107,80 @@ pub struct Splitter<R> {
     reader: R,
     scan: Scanner,
     done: bool,
+    /// Leave a last record that has no end yet for a later read instead of returning it cut.
+    wait_for_tail: bool,
+    waiting: u64,
+}
+
+/// A place in a stream: what a reader resumes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Bytes before it.
+    pub offset: u64,
+    /// 1-based line it is on.
+    pub line: u64,
+    /// Records before it.
+    pub index: u64,
+}
+
+impl Position {
+    pub const START: Position = Position {
+        offset: 0,
+        line: 1,
+        index: 0,
+    };
 }
 
 impl<R: BufRead> Splitter<R> {
     pub fn new(reader: R, max_record_bytes: usize) -> Self {
+        Splitter::resuming(reader, max_record_bytes, Position::START)
+    }
+
+    /// Splits a stream whose first byte sits at `at` in its file (the reader is already there):
+    /// records carry their place in the whole file.
+    pub fn resuming(reader: R, max_record_bytes: usize, at: Position) -> Self {
+        let mut scan = Scanner::new(max_record_bytes);
+        scan.offset = at.offset;
+        scan.line = at.line;
+        scan.start_line = at.line;
+        scan.index = at.index;
         Splitter {
             reader,
-            scan: Scanner::new(max_record_bytes),
+            scan,
             done: false,
+            wait_for_tail: false,
+            waiting: 0,
         }
+    }
+
+    /// A file still being written: a last record on a line without its newline yet (a JSON
+    /// lines writer caught mid-line) is not returned, and [`Splitter::end`] stops before it.
+    pub fn wait_for_tail(mut self) -> Self {
+        self.wait_for_tail = true;
+        self
+    }
+
+    /// Where the records returned end, once the iterator is exhausted: just after the last one,
+    /// or at the start of a last record left waiting.
+    pub fn end(&self) -> Position {
+        let s = &self.scan;
+        if self.waiting > 0 {
+            return Position {
+                offset: s.start_offset,
+                line: s.start_line,
+                index: s.index,
+            };
+        }
+        Position {
+            offset: s.offset,
+            line: s.line,
+            index: s.index,
+        }
+    }
+
+    /// Bytes of a last record left waiting for its end (0 when none is).
+    pub fn waiting(&self) -> u64 {
+        self.waiting
     }
 }
 
@@ -586,6 +651,20 @@ impl Scanner {
         }
     }
 
+    /// Bytes of a top-level record (or the text before one) that the stream ends inside of,
+    /// with no newline since it began: what a writer caught mid-line leaves. 0 otherwise, and
+    /// for a record that spans lines (a pretty-printed object, or a line cut short followed
+    /// by others: [`Scanner::finish`] returns it as it is).
+    fn unfinished_line(&self) -> u64 {
+        let open = (self.active && !self.held_brace && self.mode == Mode::Top)
+            || (self.mode == Mode::Prefix && !self.prefix.is_empty());
+        if open && self.line == self.start_line {
+            self.offset - self.start_offset
+        } else {
+            0
+        }
+    }
+
     fn finish(&mut self) -> Option<RawRecord> {
         if self.held_brace {
             self.held_brace = false;
@@ -628,6 +707,12 @@ impl<R: BufRead> Iterator for Splitter<R> {
             };
             if chunk.is_empty() {
                 self.done = true;
+                if self.wait_for_tail {
+                    self.waiting = self.scan.unfinished_line();
+                    if self.waiting > 0 {
+                        return None;
+                    }
+                }
                 return self.scan.finish().map(Ok);
             }
             if let Some((used, rec)) = self.scan.whole_line(chunk) {
@@ -685,6 +770,36 @@ mod tests {
         assert_eq!(recs[0].bytes, b"{\"a\":1}");
         assert_eq!(recs[1].bytes, b"{\"b\":\"x}\"}");
         assert_eq!((recs[1].line, recs[1].offset, recs[1].index), (3, 11, 1));
+    }
+
+    /// A file being written: the last line without its newline waits, and reading again from
+    /// where the records ended returns it whole, at its place in the file.
+    #[test]
+    fn an_unfinished_last_line_waits_and_resumes_at_its_place() {
+        let first = "{\"a\":1}\n{\"b\":2}\n{\"c\":";
+        let mut s = Splitter::new(first.as_bytes(), 1 << 20).wait_for_tail();
+        let recs: Vec<RawRecord> = s.by_ref().map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(s.waiting(), 5);
+        let end = s.end();
+        assert_eq!((end.offset, end.line, end.index), (16, 3, 2));
+        let whole = format!("{first}3}}\n{{\"d\":4}}");
+        let rest = &whole.as_bytes()[end.offset as usize..];
+        let mut s = Splitter::resuming(rest, 1 << 20, end).wait_for_tail();
+        let recs: Vec<RawRecord> = s.by_ref().map(|r| r.unwrap()).collect();
+        assert_eq!(recs[0].bytes, b"{\"c\":3}");
+        assert_eq!((recs[0].line, recs[0].offset, recs[0].index), (3, 16, 2));
+        // A complete object needs no newline to count as read.
+        assert_eq!((recs[1].line, recs[1].index), (4, 3));
+        assert_eq!(s.waiting(), 0);
+        assert_eq!(s.end().offset, whole.len() as u64);
+        // A record cut short on a line of its own, with lines after it, is returned as it is
+        // (and rejected), not held.
+        let mut s = Splitter::new("{\"a\":\n".as_bytes(), 1 << 20).wait_for_tail();
+        assert_eq!(s.by_ref().count(), 1);
+        assert_eq!(s.waiting(), 0);
+        // Without waiting, an unfinished last line is returned cut (a file that is complete).
+        assert_eq!(split("{\"a\":1}\n{\"b\"").len(), 2);
     }
 
     #[test]

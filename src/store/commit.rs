@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsutil::write_atomic;
+use super::inputs::InputCheckpoint;
 use super::StoreError;
 
 pub const COMMITS_DIR: &str = "_commits";
@@ -99,17 +100,6 @@ pub struct RemovedFile {
     pub replaced_by: Vec<String>,
 }
 
-/// An input consumed by a commit.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ConsumedInput {
-    pub path: String,
-    /// `blake3:<hex>` of the input's bytes as read (compressed bytes for gzip); `sha256:<hex>`
-    /// in commits of older versions.
-    pub fingerprint: String,
-    pub bytes: u64,
-    pub records: u64,
-}
-
 /// Record accounting of one source in one run: `read = stored + merged + duplicates + rejected`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tally {
@@ -146,7 +136,8 @@ pub struct Commit {
     pub schema_version: u16,
     pub files: Vec<DataFile>,
     pub rejects: Option<RejectsFile>,
-    pub inputs: Vec<ConsumedInput>,
+    /// Where reading each input stopped (`store::inputs`).
+    pub inputs: Vec<InputCheckpoint>,
     pub counts: BTreeMap<String, Tally>,
     /// Files taken out by this commit; absent in commits that remove nothing (all of them before
     /// compaction existed), so their hashes are unchanged.

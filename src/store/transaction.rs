@@ -8,9 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::cleanup;
-use super::commit::{
-    write_commit, Commit, ConsumedInput, DataFile, LoggedCommit, RejectsFile, RemovedFile,
-};
+use super::commit::{write_commit, Commit, DataFile, LoggedCommit, RejectsFile, RemovedFile};
+use super::inputs::InputCheckpoint;
 use super::{CommitLog, Store, StoreError, Tally, WriteLock};
 use crate::event::SCHEMA_VERSION;
 use crate::ingest::timestamp::format_nanos;
@@ -20,7 +19,7 @@ use crate::ingest::timestamp::format_nanos;
 pub struct Changes {
     pub files: Vec<DataFile>,
     pub rejects: Option<RejectsFile>,
-    pub inputs: Vec<ConsumedInput>,
+    pub inputs: Vec<InputCheckpoint>,
     pub counts: BTreeMap<String, Tally>,
     pub removed: Vec<RemovedFile>,
     /// Until when the removed files stay on disk (nanoseconds); `None` for the default grace.

@@ -75,6 +75,38 @@ fn a_crash_after_a_data_file_or_before_the_commit_loses_nothing() {
     }
 }
 
+/// A grown file whose second ingest crashes: its checkpoint was to be in the commit that never
+/// landed, so the next run reads the appended part again and stores each record once.
+#[test]
+fn a_crash_before_the_commit_keeps_offsets_and_rows_together() {
+    for fault in ["after_data_rename", "before_commit"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = input_files(dir.path(), 1, 400);
+        let log = input.join("audit-00.log");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let cut = text.match_indices('\n').nth(299).unwrap().0 + 1;
+        std::fs::write(&log, &text[..cut]).unwrap();
+        let store = dir.path().join("store");
+        let (_, first) = ingest(&store, &[&log], &[]);
+        assert_eq!(first["total"]["read"], 300);
+        std::fs::write(&log, &text).unwrap();
+        let r = ingest_with_fault(&store, &log, fault);
+        assert!(
+            r.stderr.contains(&format!("crashing at {fault}")),
+            "{}",
+            r.stderr
+        );
+        assert_opens_and_verifies(&store);
+        assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 300);
+        let (code, again) = ingest(&store, &[&log], &[]);
+        assert_eq!(code, 0, "{again}");
+        assert_eq!(again["total"]["read"], 100, "{fault}: {again}");
+        assert_eq!(again["total"]["duplicates"], 0, "{fault}: {again}");
+        assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 400);
+        assert_opens_and_verifies(&store);
+    }
+}
+
 #[test]
 fn a_failed_fsync_or_a_full_disk_stops_the_ingest_and_commits_nothing() {
     for (fault, message) in [

@@ -18,6 +18,8 @@ mod detect;
 mod generate;
 /// Golden snapshots of normalized rows per source.
 mod golden;
+/// Growing and rotating files: only what was appended is read, half-written lines wait.
+mod incremental;
 /// Report mail through a real SMTP server (aiosmtpd): STARTTLS + AUTH, refusals, outage.
 mod mail;
 /// `vigil report`: every shipped report, parameters, HTML, outbox.

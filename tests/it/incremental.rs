@@ -1,0 +1,166 @@
+//! Ingest of files that grow and rotate: each run reads what was appended since the last
+//! commit, a half-written last line waits for its end, and rotation (rename, copytruncate,
+//! compression) stores every record once.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Vault responses `<prefix>-<from>` .. `<prefix>-<to - 1>`, one per line, a second apart.
+fn lines(prefix: &str, from: usize, to: usize) -> String {
+    (from..to)
+        .map(|n| {
+            let time = format!(
+                "2026-03-02T{:02}:{:02}:{:02}Z",
+                n / 3600,
+                n / 60 % 60,
+                n % 60
+            );
+            vault_response(&format!("{prefix}-{n}"), &time) + "\n"
+        })
+        .collect()
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn rows(store: &Path) -> (i64, i64) {
+    (
+        count(store, "SELECT count(*) AS n FROM events"),
+        count(store, "SELECT count(DISTINCT request_id) AS n FROM events"),
+    )
+}
+
+#[test]
+fn a_grown_file_reads_only_what_was_appended_and_a_half_written_line_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let log = write(&dir.path().join("audit.log"), lines("a", 0, 100));
+    let (_, first) = ingest(&store, &[&log], &[]);
+    assert_eq!(tally(&first, "vault"), [100, 100, 0, 0, 0, 100]);
+
+    // 30 whole lines and the first half of the next one.
+    let next = lines("a", 130, 131);
+    let (head, rest) = next.split_at(next.len() / 2);
+    append(&log, &(lines("a", 100, 130) + head));
+    let (code, second) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(tally(&second, "vault"), [30, 30, 0, 0, 0, 30], "{second}");
+    assert_eq!(second["waiting"][0]["line"], 131, "{second}");
+    assert_eq!(second["waiting"][0]["bytes"], head.len(), "{second}");
+
+    // The line completed: read once, whole, at its line.
+    append(&log, rest);
+    let (code, third) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{third}");
+    assert_eq!(tally(&third, "vault"), [1, 1, 0, 0, 0, 1], "{third}");
+    assert_eq!(third["waiting"], Value::Array(vec![]));
+    let at = sql(
+        &store,
+        "SELECT raw_location AS at FROM events WHERE request_id = 'a-130'",
+    );
+    assert!(
+        at[0]["at"].as_str().unwrap_or("").ends_with("#131"),
+        "{at:?}"
+    );
+    assert_eq!(rows(&store), (131, 131));
+
+    let (code, fourth) = ingest(&store, &[&log], &[]);
+    assert_eq!((code, &fourth["commit"]), (0, &Value::Null), "{fourth}");
+    assert!(fourth["skipped"][0]["why"]
+        .as_str()
+        .unwrap()
+        .starts_with("already ingested (commit 3)"));
+}
+
+/// A file the writer left with a cut last line long ago is complete: the line is rejected,
+/// not held for ever.
+#[test]
+fn a_cut_last_line_of_a_file_unchanged_for_hold_for_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let text = lines("c", 0, 3);
+    let log = write(&dir.path().join("old.log"), &text[..text.len() - 40]);
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(tally(&report, "vault"), [3, 2, 0, 0, 1, 2], "{report}");
+    assert_eq!(report["waiting"], Value::Array(vec![]));
+}
+
+#[test]
+fn rename_copytruncate_and_compressed_rotation_store_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let logs = dir.path().join("logs");
+    let live = logs.join("audit.log");
+    write(&live, lines("r", 0, 50));
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["read"], 50);
+
+    // Rename: 10 more lines reach the old file before it moves; a new file starts.
+    append(&live, &lines("r", 50, 60));
+    std::fs::rename(&live, logs.join("audit.log.1")).unwrap();
+    write(&live, lines("r", 60, 80));
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["read"], 30, "{report}");
+    assert_eq!(report["total"]["duplicates"], 0, "{report}");
+
+    // Copytruncate: the renamed file moves on, the live one is copied and emptied (the writer
+    // pauses meanwhile), then written again.
+    append(&live, &lines("r", 80, 85));
+    std::fs::rename(logs.join("audit.log.1"), logs.join("audit.log.2")).unwrap();
+    std::fs::copy(&live, logs.join("audit.log.1")).unwrap();
+    std::fs::write(&live, lines("r", 85, 92)).unwrap();
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["read"], 12, "{report}");
+    assert_eq!(report["total"]["duplicates"], 0, "{report}");
+
+    // Rotated and compressed: the compressed file is known by its decompressed start and only
+    // what was appended before the rotation is read from it.
+    append(&live, &lines("r", 92, 95));
+    let bytes = std::fs::read(&live).unwrap();
+    write(&logs.join("audit.log.3.gz"), gzip(&bytes));
+    std::fs::remove_file(&live).unwrap();
+    write(&live, lines("r", 95, 96));
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["read"], 4, "{report}");
+    assert_eq!(report["total"]["duplicates"], 0, "{report}");
+    assert_eq!(rows(&store), (96, 96));
+
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["read"], 0, "{report}");
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 4, "{report}");
+}
+
+/// A file that starts as a consumed one but differs before its checkpoint is another file: it
+/// is read from its start (what it shares is counted as duplicates, nothing is skipped unread).
+#[test]
+fn a_file_that_starts_like_another_but_differs_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = write(&dir.path().join("a.log"), lines("s", 0, 50));
+    ingest(&store, &[&a], &[]);
+    let b = write(
+        &dir.path().join("b.log"),
+        lines("s", 0, 40) + &lines("t", 40, 80),
+    );
+    let (_, report) = ingest(&store, &[&b], &[]);
+    assert_eq!(tally(&report, "vault"), [80, 40, 0, 40, 0, 40], "{report}");
+    assert_eq!(rows(&store), (90, 90));
+}
