@@ -50,6 +50,29 @@ impl SourceKind {
     }
 }
 
+/// Names written as text where events are kept outside Parquet (held records carried to the
+/// next ingest): the same words as the columns.
+macro_rules! serde_as_str {
+    ($name:ident, $parse:expr) => {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                let parse: fn(&str) -> Option<$name> = $parse;
+                parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown {} `{text}`", stringify!($name)))
+                })
+            }
+        }
+    };
+}
+
+serde_as_str!(SourceKind, SourceKind::parse);
+
 impl std::fmt::Display for SourceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -66,7 +89,11 @@ macro_rules! string_enum {
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
         }
+        serde_as_str!($name, $name::parse);
     };
 }
 
@@ -106,10 +133,11 @@ string_enum!(
 
 /// One normalized row, as a parser produces it. `ingest_time` and `schema_version` are added by
 /// the batch builder, `source` and `date` come from the partition path.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub event_uid: String,
     pub source: SourceKind,
+    #[serde(deserialize_with = "interned")]
     pub source_format: &'static str,
     /// Nanoseconds since the Unix epoch, UTC.
     pub event_time: i64,
@@ -148,6 +176,21 @@ pub struct Event {
     pub raw_location: String,
     pub parse_warnings: Vec<String>,
     pub attributes: BTreeMap<String, String>,
+}
+
+/// A format name read back from text, as the `&'static str` parsers give: each distinct name
+/// is allocated once for the life of the process (there are a handful).
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    use serde::Deserialize;
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let text = String::deserialize(d)?;
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(name) = names.iter().find(|n| **n == text) {
+        return Ok(name);
+    }
+    let name: &'static str = Box::leak(text.into_boxed_str());
+    names.push(name);
+    Ok(name)
 }
 
 impl Event {

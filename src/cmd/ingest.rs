@@ -138,6 +138,13 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
     for s in &r.skipped {
         writeln!(err, "skipped {}: {}", s.path, s.why)?;
     }
+    if r.total.held > 0 || r.total.resumed > 0 {
+        writeln!(
+            err,
+            "held: {} record(s) carried in from the last run, {} carried to the next (Vault requests waiting for their response, Kubernetes stages for the final one)",
+            r.total.resumed, r.total.held
+        )?;
+    }
     for w in &r.waiting {
         writeln!(
             err,

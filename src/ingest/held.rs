@@ -57,18 +57,22 @@ impl<T> Held<T> {
     }
 
     fn pop_oldest(&mut self) -> Option<T> {
+        self.pop_oldest_keyed().map(|(_, e)| e)
+    }
+
+    fn pop_oldest_keyed(&mut self) -> Option<(String, T)> {
         while let Some((arrival, key)) = self.order.pop_front() {
             if self.map.get(&key).is_some_and(|(a, _)| *a == arrival) {
-                return self.map.remove(&key).map(|(_, e)| e);
+                return self.map.remove(&key).map(|(_, e)| (key, e));
             }
         }
         None
     }
 
-    /// Everything still held, oldest first.
-    pub fn drain(&mut self) -> Vec<T> {
+    /// Everything still held with its key, oldest first.
+    pub fn drain(&mut self) -> Vec<(String, T)> {
         let mut out = Vec::with_capacity(self.map.len());
-        while let Some(e) = self.pop_oldest() {
+        while let Some(e) = self.pop_oldest_keyed() {
             out.push(e);
         }
         out
@@ -134,8 +138,12 @@ mod tests {
         assert!(h.insert("a".into(), ev("a2")).0);
         let (_, released) = h.insert("c".into(), ev("c"));
         assert_eq!(released.unwrap().event_uid, "b");
-        let rest: Vec<String> = h.drain().into_iter().map(|e| e.event_uid).collect();
-        assert_eq!(rest, ["a2", "c"]);
+        let rest: Vec<(String, String)> = h
+            .drain()
+            .into_iter()
+            .map(|(k, e)| (k, e.event_uid))
+            .collect();
+        assert_eq!(rest, [("a".into(), "a2".into()), ("c".into(), "c".into())]);
     }
 
     #[test]
@@ -148,7 +156,7 @@ mod tests {
         }
         h.insert("last".into(), ev("last"));
         assert!(h.order.len() <= 2048, "order kept {} places", h.order.len());
-        let rest: Vec<String> = h.drain().into_iter().map(|e| e.event_uid).collect();
+        let rest: Vec<String> = h.drain().into_iter().map(|(_, e)| e.event_uid).collect();
         assert_eq!(rest, ["last"]);
     }
 }

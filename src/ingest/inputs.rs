@@ -198,11 +198,7 @@ pub fn identify(path: &Path) -> io::Result<Identity> {
     let n = read_up_to(&mut f, &mut head)?;
     head.truncate(n);
     let gzip = n >= 2 && head[..2] == GZIP_MAGIC;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let mtime = mtime_nanos(&meta);
     #[cfg(unix)]
     let (dev, inode) = {
         use std::os::unix::fs::MetadataExt;
@@ -248,6 +244,31 @@ pub fn identify(path: &Path) -> io::Result<Identity> {
         id.end_tail = Some(content_hash(tail.bytes()));
     }
     Ok(id)
+}
+
+/// Whether a file is still being written: plain (gzip is written whole) and changed within
+/// `hold_for` nanoseconds of the wall clock (as the file system stamps it, not the run's "now").
+pub fn is_live(gzip: bool, mtime: i64, hold_for: i64) -> bool {
+    !gzip && crate::clock::wall_nanos().saturating_sub(mtime) < hold_for
+}
+
+/// [`is_live`] for a file by name (one not read in this run); a file gone is not.
+pub fn is_live_on_disk(path: &Path, hold_for: i64) -> bool {
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut magic = [0u8; 2];
+    let gzip = read_up_to(&mut f, &mut magic).is_ok_and(|n| n == 2) && magic == GZIP_MAGIC;
+    let mtime = f.metadata().map_or(0, |m| mtime_nanos(&m));
+    is_live(gzip, mtime, hold_for)
+}
+
+/// Modification time in nanoseconds since the epoch (0 when the platform has none).
+fn mtime_nanos(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The last [`TAIL_BYTES`] bytes seen.

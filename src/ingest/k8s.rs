@@ -8,11 +8,13 @@
 //! of the run from its latest stage, with outcome `unknown` and the stage appended to its uid.
 //! `requestObject` and `responseObject` are always removed: they can hold a secret's data.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::fields::{at, optional_str, required_str, split_address, str_at, string_at, strings_at};
 use super::held::{Held, Recent, MAX_HELD};
-use super::source::{ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
+use super::source::{HeldOut, ParseOptions, Parsed, RecordMeta, Reject, Released, Source};
 use super::timestamp::parse_time;
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 
@@ -53,7 +55,7 @@ fn aks_event(v: &Value) -> Option<Value> {
 pub struct K8sSource {
     opts: ParseOptions,
     /// The latest earlier stage of each request waiting for its final stage, by uid.
-    held: Held<Event>,
+    held: Held<(Event, Arc<str>)>,
     completed: Recent,
 }
 
@@ -120,22 +122,32 @@ impl Source for K8sSource {
         // An earlier stage waits for the final one; a later early stage absorbs the one held.
         event.event_uid = format!("{uid}:{stage}");
         event.outcome = Outcome::Unknown;
-        let (replaced, released) = self.held.insert(uid, event);
+        let (replaced, released) = self.held.insert(uid, (event, Arc::clone(&meta.file)));
         Ok(Parsed::Held {
             released: released
                 .into_iter()
-                .map(|e| Released::Row(Box::new(e)))
+                .map(|(e, _)| Released::Row(Box::new(e)))
                 .collect(),
             merged: u64::from(replaced),
         })
     }
 
-    fn finish(&mut self) -> Vec<Released> {
+    fn drain_held(&mut self) -> Vec<HeldOut> {
         self.held
             .drain()
             .into_iter()
-            .map(|e| Released::Row(Box::new(e)))
+            .map(|(key, (e, file))| HeldOut {
+                key,
+                file,
+                released: Released::Row(Box::new(e)),
+            })
             .collect()
+    }
+
+    fn restore(&mut self, key: String, event: Event, file: Arc<str>) {
+        // Nothing can be released here: the carried records were at most the cap before.
+        let (_, released) = self.held.insert(key, (event, file));
+        debug_assert!(released.is_none());
     }
 }
 

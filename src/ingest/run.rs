@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,14 +19,15 @@ use super::inputs::{self, InputFile, Skipped};
 use super::parallel::{self, End, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
-    decode, detect, new_source, prepare, Detected, ParseOptions, Parsed, Prepared, RecordMeta,
-    Reject, Released, Source,
+    decode, detect, new_source, prepare, Detected, HeldOut, ParseOptions, Parsed, Prepared,
+    RecordMeta, Reject, Released, Source,
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
 use crate::ingest::timestamp::format_nanos;
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
+use crate::store::held::Carried;
 use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint};
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::writer::PartitionWriter;
@@ -162,6 +163,7 @@ pub fn ingest(
         return Err(IngestError::NoInputs(names.join(", ")));
     }
     let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
+    run.restore_held()?;
     let result = run.ingest_files(&files, &mut skipped);
     if let Some(p) = spooled {
         let _ = std::fs::remove_file(p);
@@ -201,6 +203,12 @@ struct Run<'a> {
     consumed: Vec<InputCheckpoint>,
     checkpoints: Checkpoints,
     waiting: Vec<WaitingInput>,
+    /// Held records left for the next run.
+    carried: Vec<Carried>,
+    /// The newest event time stored per source.
+    newest: HashMap<SourceKind, i64>,
+    /// Whether each input (by name) is still being written.
+    still_written: HashMap<Arc<str>, bool>,
     rejects: RejectSink,
     progress: ProgressBar,
     files_read: u64,
@@ -237,6 +245,9 @@ impl<'a> Run<'a> {
             consumed: Vec::new(),
             checkpoints: Checkpoints::from_log(log),
             waiting: Vec::new(),
+            carried: Vec::new(),
+            newest: HashMap::new(),
+            still_written: HashMap::new(),
             rejects: RejectSink::new(store, seq, opts.now)?,
             progress,
             files_read: 0,
@@ -263,15 +274,76 @@ impl<'a> Run<'a> {
                 });
             }
         }
+        // What is still held waits for the next run if it may yet be completed there, and is
+        // stored alone (or rejected) now if not.
         let kinds: Vec<SourceKind> = self.sources.keys().copied().collect();
         for kind in kinds {
-            let left = self.parser(kind).finish();
-            for r in left {
-                self.release(kind, r)?;
+            for HeldOut {
+                key,
+                file,
+                released,
+            } in self.parser(kind).drain_held()
+            {
+                match released {
+                    Released::Row(mut event) if self.carries(kind, &file, event.event_time) => {
+                        if !self.opts.parse.keep_raw {
+                            event.raw_event = None;
+                        }
+                        *self.pending.entry(kind).or_default() -= 1;
+                        self.tally(kind).held += 1;
+                        self.carried.push(Carried {
+                            source: kind,
+                            key,
+                            file: file.to_string(),
+                            event: *event,
+                        });
+                    }
+                    released => self.release(kind, released)?,
+                }
             }
         }
         self.progress.finish_and_clear();
         Ok(())
+    }
+
+    /// Whether a record held at the end of the run waits for the next: it is less than
+    /// `hold_for` old, by the wall clock and by the newest event of its source, and its input is
+    /// still being written. Otherwise its completion is not coming (an audit device writes a
+    /// response within moments of its request), and it is stored alone now: history read
+    /// after the fact never waits.
+    fn carries(&mut self, kind: SourceKind, file: &Arc<str>, time: i64) -> bool {
+        let hold_for = self.opts.hold_for;
+        let newest = self.newest.get(&kind).copied().unwrap_or(time);
+        let since = newest
+            .max(crate::clock::wall_nanos())
+            .saturating_sub(hold_for);
+        if hold_for <= 0 || time < since {
+            return false;
+        }
+        *self
+            .still_written
+            .entry(Arc::clone(file))
+            .or_insert_with(|| inputs::is_live_on_disk(Path::new(&**file), hold_for))
+    }
+
+    /// Holds again the records the previous run carried.
+    fn restore_held(&mut self) -> Result<(), IngestError> {
+        let Some(file) = crate::store::held::live(self.log) else {
+            return Ok(());
+        };
+        for c in crate::store::held::read(self.store, file)? {
+            let kind = c.source;
+            self.note_time(kind, c.event.event_time);
+            self.tally(kind).resumed += 1;
+            *self.pending.entry(kind).or_default() += 1;
+            self.parser(kind).restore(c.key, c.event, Arc::from(c.file));
+        }
+        Ok(())
+    }
+
+    fn note_time(&mut self, kind: SourceKind, time: i64) {
+        let newest = self.newest.entry(kind).or_insert(time);
+        *newest = (*newest).max(time);
     }
 
     /// Reads one file, or what was appended to it since the last run; returns why it was
@@ -314,9 +386,9 @@ impl<'a> Run<'a> {
         let mut records = Splitter::resuming(reader, self.opts.max_record_bytes, at);
         // A file written to lately is still being written: its last line may not be whole yet.
         // Gzip files and streams are complete by nature.
-        // (Against the wall clock, as the file system stamps it, not the run's `now`.)
-        let wall = crate::clock::wall_nanos();
-        let live = !file.stream && !id.gzip && wall - id.mtime < self.opts.hold_for;
+        let live = !file.stream && inputs::is_live(id.gzip, id.mtime, self.opts.hold_for);
+        self.still_written
+            .insert(Arc::from(file.display.as_str()), live);
         if live {
             records = records.wait_for_tail();
         }
@@ -573,6 +645,9 @@ impl<'a> Run<'a> {
 
     /// Stores the rows of one record; the record counts as stored if any row is new.
     fn store_rows(&mut self, kind: SourceKind, rows: Vec<Event>) -> Result<(), IngestError> {
+        if let Some(newest) = rows.iter().map(|e| e.event_time).max() {
+            self.note_time(kind, newest);
+        }
         let mut new_rows = 0;
         for mut e in rows {
             if !self.opts.parse.keep_raw {
@@ -613,6 +688,9 @@ impl<'a> Run<'a> {
             files_read,
             pending,
             waiting,
+            carried,
+            store,
+            seq,
             ..
         } = self;
         debug_assert!(
@@ -639,7 +717,8 @@ impl<'a> Run<'a> {
             strict_aborted,
             warnings: Vec::new(),
         };
-        if strict_aborted || total.read == 0 {
+        // Nothing read, and everything carried in carried on: the store stays as it is.
+        if strict_aborted || (total.read == 0 && total.held == total.resumed) {
             writer.abandon();
             rejects.discard();
             report.warnings = warnings;
@@ -647,9 +726,10 @@ impl<'a> Run<'a> {
         }
         let files = writer.finish()?;
         let rejects_file = rejects.publish()?;
+        let held = crate::store::held::write(store, seq, &carried)?;
         if report.counts.values().any(|t| !t.balanced()) {
             warnings.push(
-                "internal accounting error: read != stored + merged + duplicates + rejected".into(),
+                "internal accounting error: read + resumed != stored + merged + duplicates + rejected + held".into(),
             );
         }
         report.files_written = files.len() as u64;
@@ -660,6 +740,7 @@ impl<'a> Run<'a> {
             rejects: rejects_file,
             inputs: consumed,
             counts: report.counts.clone(),
+            held,
             ..Default::default()
         };
         Ok((Some(changes), report))

@@ -218,9 +218,24 @@ pub trait Source {
     /// Normalizes one record (a JSON object) into rows.
     fn parse(&mut self, record: Value, meta: &RecordMeta) -> Result<Parsed, Reject>;
     /// What becomes of records still held at the end of the run (one entry per held record).
-    fn finish(&mut self) -> Vec<Released> {
+    /// Everything held, oldest first: the key each waits under, the file it came from, and
+    /// what it is alone (its row, or why it cannot be stored). The run stores it now or carries
+    /// the row to the next run ([`Source::restore`]).
+    fn drain_held(&mut self) -> Vec<HeldOut> {
         Vec::new()
     }
+    /// Holds again a row carried from the previous run under `key`, as if its record had just
+    /// been read from `file`.
+    fn restore(&mut self, key: String, _event: Event, _file: Arc<str>) {
+        unreachable!("{} holds nothing, yet was given {key} to hold", self.kind())
+    }
+}
+
+/// A record a source held when the input ended.
+pub struct HeldOut {
+    pub key: String,
+    pub file: Arc<str>,
+    pub released: Released,
 }
 
 /// What content-based detection found in a record.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsutil::write_atomic;
+use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::StoreError;
 
@@ -100,7 +101,8 @@ pub struct RemovedFile {
     pub replaced_by: Vec<String>,
 }
 
-/// Record accounting of one source in one run: `read = stored + merged + duplicates + rejected`.
+/// Record accounting of one source in one run:
+/// `read + resumed = stored + merged + duplicates + rejected + held`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tally {
     pub read: u64,
@@ -110,11 +112,19 @@ pub struct Tally {
     pub rejected: u64,
     /// Rows written (batch targets exploded), at least `stored`.
     pub rows: u64,
+    /// Records held by the previous run and carried into this one (`store::held`); absent in
+    /// commits of older versions.
+    #[serde(default)]
+    pub resumed: u64,
+    /// Records held at the end of this run, carried to the next.
+    #[serde(default)]
+    pub held: u64,
 }
 
 impl Tally {
     pub fn balanced(&self) -> bool {
-        self.read == self.stored + self.merged + self.duplicates + self.rejected
+        self.read + self.resumed
+            == self.stored + self.merged + self.duplicates + self.rejected + self.held
     }
 
     pub fn add(&mut self, other: &Tally) {
@@ -124,6 +134,8 @@ impl Tally {
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
         self.rows += other.rows;
+        self.resumed += other.resumed;
+        self.held += other.held;
     }
 }
 
@@ -147,6 +159,9 @@ pub struct Commit {
     /// period of `vigil compact`); absent: `created` + the default grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_removed_until: Option<String>,
+    /// Records held at the end of this ingest for the next (`store::held`); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldFile>,
 }
 
 /// A commit as found on disk, with the hash of its file.

@@ -13,6 +13,7 @@ pub mod compact;
 pub mod dedupe;
 pub mod digest;
 pub mod fsutil;
+pub mod held;
 pub mod inputs;
 pub mod rollup;
 pub mod transaction;

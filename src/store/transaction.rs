@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use super::cleanup;
 use super::commit::{write_commit, Commit, DataFile, LoggedCommit, RejectsFile, RemovedFile};
+use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::{CommitLog, Store, StoreError, Tally, WriteLock};
 use crate::event::SCHEMA_VERSION;
@@ -24,6 +25,8 @@ pub struct Changes {
     pub removed: Vec<RemovedFile>,
     /// Until when the removed files stay on disk (nanoseconds); `None` for the default grace.
     pub keep_removed_until: Option<i64>,
+    /// The held state an ingest leaves for the next (staged with `store::held::write`).
+    pub held: Option<HeldFile>,
 }
 
 /// A commit made.
@@ -64,6 +67,10 @@ impl<'s> Transaction<'s> {
                 orphans.len(),
                 super::QUARANTINE_DIR
             ));
+        }
+        // Held states older than the live one are spent (a crash can leave one behind).
+        if let Err(e) = super::held::remove_stale(store, &log) {
+            warnings.push(format!("could not delete spent held-record files: {e}"));
         }
         let mut tx = Transaction {
             store,
@@ -123,6 +130,7 @@ impl<'s> Transaction<'s> {
             counts: changes.counts,
             removed: changes.removed,
             keep_removed_until: changes.keep_removed_until.map(format_nanos),
+            held: changes.held,
         };
         crate::fault::crash_point("before_commit");
         let head = write_commit(self.store.root(), &commit)?;

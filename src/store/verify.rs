@@ -78,6 +78,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     let mut digests_since: Option<u64> = None;
     let mut chain_ok = true;
     let mut hashes: Vec<String> = Vec::new();
+    // The held records the newest ingest left for the next (older states are deleted).
+    let mut live_held = None;
     // Files removed by each commit, in the order of `hashes`.
     let mut removals: Vec<usize> = Vec::new();
     let last = seqs.last().copied().unwrap_or(0);
@@ -175,6 +177,9 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             }
         }
         check_removals(&commit, &mut live, &mut replaced, &mut v.problems);
+        if !commit.counts.is_empty() {
+            live_held = commit.held.clone();
+        }
         check_counts(&commit, &mut digests_since, &mut v.problems);
         if let Some(r) = &commit.rejects {
             referenced.insert(r.path.clone());
@@ -187,6 +192,17 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                 &mut missing,
             )?;
         }
+    }
+    // Only the live held state must be there: older ones are spent and deleted.
+    if let Some(h) = &live_held {
+        check_file(
+            store,
+            &h.path,
+            &h.sha256,
+            h.bytes,
+            &mut v.problems,
+            &mut missing,
+        )?;
     }
     for (rel, problem) in missing {
         if !replaced.contains(&rel) {
@@ -352,8 +368,8 @@ fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
     }
 }
 
-/// A commit's own accounting: each source's tally balances (`read = stored + merged +
-/// duplicates + rejected`), an ingest's files hold the rows its tallies say it wrote, and once
+/// A commit's own accounting: each source's tally balances (`read + resumed = stored + merged +
+/// duplicates + rejected + held`), an ingest's files hold the rows its tallies say it wrote, and once
 /// a commit has recorded content digests every later data file has one (a file without one
 /// would escape the content checks).
 fn check_counts(commit: &Commit, digests_since: &mut Option<u64>, problems: &mut Vec<String>) {

@@ -164,3 +164,123 @@ fn a_file_that_starts_like_another_but_differs_is_read_whole() {
     assert_eq!(tally(&report, "vault"), [80, 40, 0, 40, 0, 40], "{report}");
     assert_eq!(rows(&store), (90, 90));
 }
+
+/// RFC 3339 time `secs` from now by the wall clock: records are held across runs only while
+/// they are recent.
+fn from_now(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn vault_request(id: &str, time: &str) -> String {
+    format!(
+        r#"{{"time":"{time}","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}}}}"#
+    ) + "\n"
+}
+
+fn request_rows(store: &Path, id: &str) -> Vec<(String, String)> {
+    sql(
+        store,
+        &format!("SELECT event_uid, outcome FROM events WHERE request_id = '{id}'"),
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r["event_uid"].as_str().unwrap().to_owned(),
+            r["outcome"].as_str().unwrap().to_owned(),
+        )
+    })
+    .collect()
+}
+
+fn held_counts(report: &Value) -> (u64, u64) {
+    let t = &report["counts"]["vault"];
+    (t["resumed"].as_u64().unwrap(), t["held"].as_u64().unwrap())
+}
+
+/// A request whose response the writer had not written yet when the run read the file is held
+/// in the commit, and the response in the next run completes it: one row, as if both had been
+/// read together.
+#[test]
+fn a_request_and_its_response_in_two_runs_make_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let log = write(
+        &dir.path().join("audit.log"),
+        vault_request("p-1", &from_now(-60)) + &vault_response("x-1", &from_now(-59)) + "\n",
+    );
+    let (_, first) = ingest(&store, &[&log], &[]);
+    assert_eq!(tally(&first, "vault"), [2, 1, 0, 0, 0, 1], "{first}");
+    assert_eq!(held_counts(&first), (0, 1), "{first}");
+    assert!(request_rows(&store, "p-1").is_empty());
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+
+    append(&log, &(vault_response("p-1", &from_now(-58)) + "\n"));
+    let (_, second) = ingest(&store, &[&log], &[]);
+    assert_eq!(tally(&second, "vault"), [1, 1, 1, 0, 0, 1], "{second}");
+    assert_eq!(held_counts(&second), (1, 0), "{second}");
+    let rows = request_rows(&store, "p-1");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(!rows[0].0.ends_with(":request"), "{rows:?}");
+    assert_eq!(rows[0].1, "success");
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
+
+/// A held request is stored alone (outcome unknown) once its source has moved on by more than
+/// `hold_for` of event time, or once its file is no longer written; a request of history read
+/// after the fact is never held.
+#[test]
+fn a_held_request_is_stored_alone_after_hold_for_or_when_its_file_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    // Event time: the log goes on half an hour later without the response.
+    let store = dir.path().join("store");
+    let log = write(
+        &dir.path().join("a.log"),
+        vault_request("q-1", &from_now(-60)),
+    );
+    let (_, first) = ingest(&store, &[&log], &[]);
+    assert_eq!(held_counts(&first), (0, 1), "{first}");
+    append(&log, &(vault_response("y-1", &from_now(30 * 60)) + "\n"));
+    let (_, second) = ingest(&store, &[&log], &[]);
+    assert_eq!(tally(&second, "vault"), [1, 2, 0, 0, 0, 2], "{second}");
+    assert_eq!(held_counts(&second), (1, 0), "{second}");
+    assert_eq!(
+        request_rows(&store, "q-1"),
+        [("vault:default:q-1:request".to_owned(), "unknown".to_owned())]
+    );
+
+    // Wall time: the file has not changed for longer than hold_for; nothing new is read, yet
+    // the run commits the request stored alone.
+    let store = dir.path().join("store2");
+    let log = write(
+        &dir.path().join("b.log"),
+        vault_request("q-2", &from_now(-60)),
+    );
+    ingest(&store, &[&log], &[]);
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let (_, second) = ingest(&store, &[&log], &[]);
+    assert_eq!(second["commit"], 2, "{second}");
+    assert_eq!(tally(&second, "vault"), [0, 1, 0, 0, 0, 1], "{second}");
+    assert_eq!(request_rows(&store, "q-2").len(), 1);
+    let (_, third) = ingest(&store, &[&log], &[]);
+    assert_eq!(third["commit"], Value::Null, "{third}");
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+
+    let store = dir.path().join("store3");
+    let log = write(
+        &dir.path().join("c.log"),
+        vault_request("q-3", "2026-03-02T10:00:00Z"),
+    );
+    let (_, first) = ingest(&store, &[&log], &[]);
+    assert_eq!(held_counts(&first), (0, 0), "{first}");
+    assert_eq!(request_rows(&store, "q-3").len(), 1);
+}

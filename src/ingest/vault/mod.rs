@@ -7,6 +7,7 @@
 //! already carries the denial) and the uid suffix `:request`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,7 +16,9 @@ mod entry;
 
 use super::fields::required_str;
 use super::held::{Held, Recent, MAX_HELD};
-use super::source::{ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source};
+use super::source::{
+    HeldOut, ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source,
+};
 use super::splitter::RawRecord;
 use crate::event::{Event, SourceKind};
 
@@ -48,8 +51,13 @@ pub struct VaultSource {
     reason = "nearly every held request is Text"
 )]
 enum HeldRequest {
-    Text { record: RawRecord, meta: RecordMeta },
-    Parsed(Box<Event>),
+    Text {
+        record: RawRecord,
+        meta: RecordMeta,
+    },
+    /// Parsed already (a request read the exact way, or one carried from the previous run),
+    /// with the file it came from.
+    Parsed(Box<Event>, Arc<str>),
 }
 
 impl VaultSource {
@@ -85,7 +93,7 @@ impl VaultSource {
     /// A held request that will not be completed: parsed now, stored on its own.
     fn release(&self, request: HeldRequest) -> Released {
         match request {
-            HeldRequest::Parsed(e) => Released::Row(e),
+            HeldRequest::Parsed(e, _) => Released::Row(e),
             HeldRequest::Text { record, meta } => {
                 let parsed = serde_json::from_slice::<Value>(&record.bytes)
                     .map_err(|e| Reject::new("invalid_json", e.to_string()))
@@ -213,14 +221,37 @@ impl Source for VaultSource {
                     return Ok(Parsed::Duplicate);
                 }
                 event.event_uid.push_str(":request");
-                Ok(self.hold(id, HeldRequest::Parsed(Box::new(event))))
+                Ok(self.hold(
+                    id,
+                    HeldRequest::Parsed(Box::new(event), Arc::clone(&meta.file)),
+                ))
             }
             (EntryType::Request, None) => Ok(Parsed::rows(vec![event])),
         }
     }
 
-    fn finish(&mut self) -> Vec<Released> {
+    fn drain_held(&mut self) -> Vec<HeldOut> {
         let held = self.held.drain();
-        held.into_iter().map(|r| self.release(r)).collect()
+        held.into_iter()
+            .map(|(key, r)| {
+                let file = match &r {
+                    HeldRequest::Text { meta, .. } => Arc::clone(&meta.file),
+                    HeldRequest::Parsed(_, file) => Arc::clone(file),
+                };
+                HeldOut {
+                    key,
+                    file,
+                    released: self.release(r),
+                }
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, key: String, event: Event, file: Arc<str>) {
+        // Nothing can be released here: the carried records were at most the cap before.
+        let (_, released) = self
+            .held
+            .insert(key, HeldRequest::Parsed(Box::new(event), file));
+        debug_assert!(released.is_none());
     }
 }
