@@ -4,8 +4,9 @@
 //!
 //! One request writes up to three events with the same `auditID` (`RequestReceived`,
 //! `ResponseStarted`, `ResponseComplete` or `Panic`); the final stage makes the row and the
-//! earlier ones count as merged. A request whose final stage never arrives is stored at the end
-//! of the run from its latest stage, with outcome `unknown` and the stage appended to its uid.
+//! earlier ones count as merged. A request whose final stage never arrives is stored from its
+//! latest stage, with outcome `unknown` and the stage appended to its uid: at the end of the
+//! run, or by a later run when its file is still being written and the stage is recent.
 //! `requestObject` and `responseObject` are always removed: they can hold a secret's data.
 
 use std::sync::Arc;

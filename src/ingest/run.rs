@@ -1,8 +1,11 @@
 //! One ingest run: inputs → records → rows → one commit, with exact accounting.
 //!
-//! Every record read ends as stored, merged, duplicate or rejected, per source. Rows go through
-//! the uid index (dedupe against the store and the run) into the partition writer; rejects go to
-//! the rejects file. Nothing is visible until the commit is written at the end.
+//! Each file is read from where the store's checkpoints say the last run stopped
+//! (`checkpoints`). Every record read ends as stored, merged, duplicate or rejected, per
+//! source, or held for the next run (`store::held`). Rows go through the uid index (dedupe
+//! against the store and the run) into the partition writer; rejects go to the rejects file.
+//! Nothing is visible until the commit, with the new checkpoints and held state, is written at
+//! the end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

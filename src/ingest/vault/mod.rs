@@ -3,8 +3,9 @@
 //! Every API call writes a `request` entry and then a `response` entry with the same
 //! `request.id`; the response repeats the request, so it alone makes a complete row and the
 //! request is counted as merged into it. A request whose response never arrives is stored on
-//! its own at the end of the run with outcome `unknown` (or `denied` when the request entry
-//! already carries the denial) and the uid suffix `:request`.
+//! its own with outcome `unknown` (or `denied` when the request entry already carries the
+//! denial) and the uid suffix `:request`: at the end of the run, or, when its file is still
+//! being written and the request is recent, by a later run (the run carries it meanwhile).
 
 use std::borrow::Cow;
 use std::sync::Arc;
