@@ -145,10 +145,9 @@ impl Source for K8sSource {
             .collect()
     }
 
-    fn restore(&mut self, key: String, event: Event, file: Arc<str>) {
-        // Nothing can be released here: the carried records were at most the cap before.
+    fn restore(&mut self, key: String, event: Event, file: Arc<str>) -> Option<Released> {
         let (_, released) = self.held.insert(key, (event, file));
-        debug_assert!(released.is_none());
+        released.map(|(e, _)| Released::Row(Box::new(e)))
     }
 }
 

@@ -294,10 +294,13 @@ impl<'a> Run<'a> {
                         }
                         *self.pending.entry(kind).or_default() -= 1;
                         self.tally(kind).held += 1;
+                        // By absolute path: the next run may start in another directory.
+                        let file = std::fs::canonicalize(&*file)
+                            .map_or_else(|_| file.to_string(), |p| p.display().to_string());
                         self.carried.push(Carried {
                             source: kind,
                             key,
-                            file: file.to_string(),
+                            file,
                             event: *event,
                         });
                     }
@@ -339,7 +342,10 @@ impl<'a> Run<'a> {
             self.note_time(kind, c.event.event_time);
             self.tally(kind).resumed += 1;
             *self.pending.entry(kind).or_default() += 1;
-            self.parser(kind).restore(c.key, c.event, Arc::from(c.file));
+            // (Only a lower cap than the previous run's lets one go.)
+            if let Some(released) = self.parser(kind).restore(c.key, c.event, Arc::from(c.file)) {
+                self.release(kind, released)?;
+            }
         }
         Ok(())
     }

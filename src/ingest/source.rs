@@ -225,8 +225,8 @@ pub trait Source {
         Vec::new()
     }
     /// Holds again a row carried from the previous run under `key`, as if its record had just
-    /// been read from `file`.
-    fn restore(&mut self, key: String, _event: Event, _file: Arc<str>) {
+    /// been read from `file`; returns a record the holding let go to make room, if any.
+    fn restore(&mut self, key: String, _event: Event, _file: Arc<str>) -> Option<Released> {
         unreachable!("{} holds nothing, yet was given {key} to hold", self.kind())
     }
 }

@@ -110,6 +110,8 @@ pub struct Splitter<R> {
     /// Leave a last record that has no end yet for a later read instead of returning it cut.
     wait_for_tail: bool,
     waiting: u64,
+    /// Where a later read starts again when the stream ended inside something unfinished.
+    resume_at: Option<Position>,
 }
 
 /// A place in a stream: what a reader resumes from.
@@ -150,11 +152,14 @@ impl<R: BufRead> Splitter<R> {
             done: false,
             wait_for_tail: false,
             waiting: 0,
+            resume_at: None,
         }
     }
 
     /// A file still being written: a last record on a line without its newline yet (a JSON
-    /// lines writer caught mid-line) is not returned, and [`Splitter::end`] stops before it.
+    /// lines writer caught mid-line) is not returned, and [`Splitter::end`] stops before it; a
+    /// top-level array or wrapper document without its end yet is read again from its start
+    /// next time (the elements returned meanwhile are duplicates then).
     pub fn wait_for_tail(mut self) -> Self {
         self.wait_for_tail = true;
         self
@@ -164,12 +169,8 @@ impl<R: BufRead> Splitter<R> {
     /// or at the start of a last record left waiting.
     pub fn end(&self) -> Position {
         let s = &self.scan;
-        if self.waiting > 0 {
-            return Position {
-                offset: s.start_offset,
-                line: s.start_line,
-                index: s.index,
-            };
+        if let Some(at) = self.resume_at {
+            return at;
         }
         Position {
             offset: s.offset,
@@ -212,6 +213,8 @@ struct Scanner {
     after_newline: bool,
     held_brace: bool,
     scalar: bool,
+    /// Where the top-level array or wrapper document being read began.
+    top: Position,
 }
 
 impl Scanner {
@@ -240,6 +243,7 @@ impl Scanner {
             after_newline: false,
             held_brace: false,
             scalar: false,
+            top: Position::START,
         }
     }
 
@@ -450,6 +454,11 @@ impl Scanner {
     /// Starts a record at base level with byte `b` (`{` or `[` or a scalar).
     fn begin_at_base(&mut self, b: u8) {
         if self.mode == Mode::Top && b == b'[' {
+            self.top = Position {
+                offset: self.offset,
+                line: self.line,
+                index: self.index,
+            };
             self.mode = Mode::TopArray;
             self.depth = 1;
             self.element = 0;
@@ -501,6 +510,7 @@ impl Scanner {
                         // A wrapper document: its records are the elements of this array.
                         self.active = false;
                         self.buf.clear();
+                        self.top = self.record_start();
                         self.mode = Mode::Wrapper(key);
                         self.element = 0;
                         self.after_colon = false;
@@ -651,25 +661,37 @@ impl Scanner {
         }
     }
 
-    /// Bytes of a top-level record (or the text before one) that the stream ends inside of,
-    /// with no newline since it began: what a writer caught mid-line leaves. 0 otherwise, and
-    /// for a record that spans lines (a pretty-printed object, or a line cut short followed
-    /// by others: [`Scanner::finish`] returns it as it is).
-    fn unfinished_line(&self) -> u64 {
-        let open = (self.active && !self.held_brace && self.mode == Mode::Top)
-            || (self.mode == Mode::Prefix && !self.prefix.is_empty());
-        if open && self.line == self.start_line {
-            self.offset - self.start_offset
-        } else {
-            0
+    /// Where the top-level value the stream ends inside of began, when a writer may still be
+    /// writing it: a record (or the text before one) with no newline since it began, a
+    /// top-level array or a wrapper document. `None` when the stream ends between values, or
+    /// in a record that spans lines: a JSON lines writer ends every record with its newline,
+    /// so such a record was cut (a line written half before a crash) and [`Scanner::finish`]
+    /// returns it as it is, to be rejected.
+    fn unfinished(&self) -> Option<Position> {
+        let open_line = self.line == self.start_line && !self.held_brace;
+        match self.mode {
+            Mode::TopArray | Mode::Wrapper(_) | Mode::WrapperTail => Some(self.top),
+            Mode::Top if self.active && open_line => Some(self.record_start()),
+            Mode::Prefix if !self.prefix.is_empty() && open_line => Some(self.record_start()),
+            _ => None,
+        }
+    }
+
+    fn record_start(&self) -> Position {
+        Position {
+            offset: self.start_offset,
+            line: self.start_line,
+            index: self.index,
         }
     }
 
     fn finish(&mut self) -> Option<RawRecord> {
         if self.held_brace {
             self.held_brace = false;
-            if let Some(rec) = self.feed(b'{') {
-                return Some(rec);
+            let rec = self.feed(b'{');
+            self.offset += 1;
+            if rec.is_some() {
+                return rec;
             }
         }
         if self.mode == Mode::Prefix {
@@ -708,8 +730,11 @@ impl<R: BufRead> Iterator for Splitter<R> {
             if chunk.is_empty() {
                 self.done = true;
                 if self.wait_for_tail {
-                    self.waiting = self.scan.unfinished_line();
-                    if self.waiting > 0 {
+                    if let Some(at) = self.scan.unfinished() {
+                        // (A `{` held back at a line start is read but not yet counted.)
+                        let read = self.scan.offset + u64::from(self.scan.held_brace);
+                        self.waiting = read - at.offset;
+                        self.resume_at = Some(at);
                         return None;
                     }
                 }
@@ -793,11 +818,20 @@ mod tests {
         assert_eq!((recs[1].line, recs[1].index), (4, 3));
         assert_eq!(s.waiting(), 0);
         assert_eq!(s.end().offset, whole.len() as u64);
-        // A record cut short on a line of its own, with lines after it, is returned as it is
-        // (and rejected), not held.
+        // A record cut short that spans lines is returned as it is (and rejected), as is a
+        // line cut short with a line after it.
         let mut s = Splitter::new("{\"a\":\n".as_bytes(), 1 << 20).wait_for_tail();
         assert_eq!(s.by_ref().count(), 1);
         assert_eq!(s.waiting(), 0);
+        let mut s = Splitter::new("{\"a\":\n{\"b\":1}\n".as_bytes(), 1 << 20).wait_for_tail();
+        assert_eq!(s.by_ref().count(), 2);
+        assert_eq!(s.waiting(), 0);
+        // A wrapper document without its end is read again from its start next time.
+        let text = "{\"x\":1}\n{\"Records\":[{\"a\":1},{\"b\"";
+        let mut s = Splitter::new(text.as_bytes(), 1 << 20).wait_for_tail();
+        assert_eq!(s.by_ref().count(), 2);
+        assert_eq!((s.end().offset, s.end().line, s.end().index), (8, 2, 1));
+        assert_eq!(s.waiting(), text.len() as u64 - 8);
         // Without waiting, an unfinished last line is returned cut (a file that is complete).
         assert_eq!(split("{\"a\":1}\n{\"b\"").len(), 2);
     }

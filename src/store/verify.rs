@@ -377,11 +377,19 @@ fn check_counts(commit: &Commit, digests_since: &mut Option<u64>, problems: &mut
     for (source, t) in &commit.counts {
         if !t.balanced() {
             problems.push(format!(
-                "commit {seq} counts {} read for {source} but {} stored, merged, duplicate or rejected",
-                t.read,
-                t.stored + t.merged + t.duplicates + t.rejected
+                "commit {seq} counts {} read or carried in for {source} but {} stored, merged, duplicate, rejected or carried on",
+                t.read + t.resumed,
+                t.stored + t.merged + t.duplicates + t.rejected + t.held
             ));
         }
+    }
+    // The held state a commit leaves holds exactly the records its counts carry on.
+    let carried: u64 = commit.counts.values().map(|t| t.held).sum();
+    let in_file = commit.held.as_ref().map_or(0, |h| h.records);
+    if carried != in_file {
+        problems.push(format!(
+            "commit {seq} counts {carried} held record(s) carried on but its held-state file lists {in_file}"
+        ));
     }
     if commit.removed.is_empty() && !commit.counts.is_empty() {
         let written: u64 = commit.counts.values().map(|t| t.rows).sum();

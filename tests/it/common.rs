@@ -124,6 +124,18 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
     path.to_owned()
 }
 
+/// Sets a file's modification time an hour back: a file no longer being written, whose last
+/// record is read as it is instead of waiting for its end.
+pub fn make_old(path: &Path) {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

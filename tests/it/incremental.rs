@@ -90,13 +90,7 @@ fn a_cut_last_line_of_a_file_unchanged_for_hold_for_is_rejected() {
     let store = dir.path().join("store");
     let text = lines("c", 0, 3);
     let log = write(&dir.path().join("old.log"), &text[..text.len() - 40]);
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    make_old(&log);
     let (code, report) = ingest(&store, &[&log], &[]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(tally(&report, "vault"), [3, 2, 0, 0, 1, 2], "{report}");
@@ -259,13 +253,7 @@ fn a_held_request_is_stored_alone_after_hold_for_or_when_its_file_is_done() {
         vault_request("q-2", &from_now(-60)),
     );
     ingest(&store, &[&log], &[]);
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    make_old(&log);
     let (_, second) = ingest(&store, &[&log], &[]);
     assert_eq!(second["commit"], 2, "{second}");
     assert_eq!(tally(&second, "vault"), [0, 1, 0, 0, 0, 1], "{second}");

@@ -141,7 +141,7 @@ fn a_removed_an_edited_and_reordered_commits_are_named() {
     assert_eq!(
         invalid_lines(&r),
         [
-            "INVALID: commit 2 counts 2 read for vault but 1 stored, merged, duplicate or rejected",
+            "INVALID: commit 2 counts 2 read or carried in for vault but 1 stored, merged, duplicate, rejected or carried on",
             "INVALID: commit 3 does not chain to commit 2 (a commit was edited, removed or reordered)"
         ]
     );

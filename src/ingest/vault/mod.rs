@@ -248,11 +248,10 @@ impl Source for VaultSource {
             .collect()
     }
 
-    fn restore(&mut self, key: String, event: Event, file: Arc<str>) {
-        // Nothing can be released here: the carried records were at most the cap before.
+    fn restore(&mut self, key: String, event: Event, file: Arc<str>) -> Option<Released> {
         let (_, released) = self
             .held
             .insert(key, HeldRequest::Parsed(Box::new(event), file));
-        debug_assert!(released.is_none());
+        released.map(|r| self.release(r))
     }
 }
