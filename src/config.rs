@@ -108,6 +108,7 @@ struct RawStore {
     path: Option<PathBuf>,
     keep_raw: Option<bool>,
     outbox_dir: Option<PathBuf>,
+    checkpoint_every: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +210,8 @@ pub struct Config {
     pub keep_raw: bool,
     /// `[store] outbox_dir`, if set (default `<store>/state/outbox`).
     pub outbox_dir: Option<PathBuf>,
+    /// `[store] checkpoint_every`: commits between commit-log checkpoints (0: none).
+    pub checkpoint_every: u64,
     pub max_line_bytes: usize,
     /// `[ingest] hold_for`: how long a file's unfinished last line waits for its end.
     pub hold_for: Duration,
@@ -234,6 +237,7 @@ impl Default for Config {
             store_path: None,
             keep_raw: true,
             outbox_dir: None,
+            checkpoint_every: crate::store::checkpoint::DEFAULT_CHECKPOINT_EVERY,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             hold_for: crate::ingest::run::DEFAULT_HOLD_FOR,
             vault_cluster: "default".into(),
@@ -311,6 +315,7 @@ impl Config {
             store_path: raw.store.path,
             keep_raw: raw.store.keep_raw.unwrap_or(d.keep_raw),
             outbox_dir: raw.store.outbox_dir,
+            checkpoint_every: raw.store.checkpoint_every.unwrap_or(d.checkpoint_every),
             calendar: match raw.calendar {
                 Some(c) => calendar(c)?,
                 None => d.calendar,

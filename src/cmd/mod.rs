@@ -54,9 +54,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| config.store_path.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let store = Store::new(store_path).with_checkpoint_every(config.checkpoint_every);
     let globals = Globals {
         config,
-        store: Store::new(store_path),
+        store,
         store_explicit,
         quiet: cli.quiet,
         verbose: cli.verbose,

@@ -57,8 +57,13 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
         } else {
             String::new()
         };
+        let checkpoints = if v.checkpoints > 0 {
+            format!(", {} checkpoint(s)", v.checkpoints)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{verdict}: {} commit(s), {} data file(s), {} row(s) checked{rehashed}, {} problem(s)",
+            "{verdict}: {} commit(s){checkpoints}, {} data file(s), {} row(s) checked{rehashed}, {} problem(s)",
             v.commits,
             v.files,
             v.rows,

@@ -37,17 +37,15 @@ pub struct Checkpoints {
 impl Checkpoints {
     pub fn from_log(log: &CommitLog) -> Checkpoints {
         let mut c = Checkpoints::default();
-        for logged in &log.commits {
-            for input in &logged.commit.inputs {
-                match input {
-                    InputCheckpoint::File(f) => c.record(f.clone(), logged.commit.seq),
-                    InputCheckpoint::Whole(w) => {
-                        c.whole.insert(w.fingerprint.clone(), logged.commit.seq);
-                        c.whole_sizes.insert(w.bytes);
-                        c.whole_sha256 |= w.fingerprint.starts_with("sha256:");
-                    }
-                    InputCheckpoint::Object(_) => {}
+        for logged in &log.state.inputs {
+            match &logged.input {
+                InputCheckpoint::File(f) => c.record(f.clone(), logged.seq),
+                InputCheckpoint::Whole(w) => {
+                    c.whole.insert(w.fingerprint.clone(), logged.seq);
+                    c.whole_sizes.insert(w.bytes);
+                    c.whole_sha256 |= w.fingerprint.starts_with("sha256:");
                 }
+                InputCheckpoint::Object(_) => {}
             }
         }
         c

@@ -2,17 +2,14 @@
 //! replaced are deleted once their grace period is over. Only a writer holding the lock does
 //! either (see `transaction`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::state::State;
 use super::{CommitLog, Store, StoreError, WriteLock};
 use crate::timerange::parse_instant;
 
-/// How long replaced files stay when the commit does not say: longer than the default query
-/// timeout (2 min) and a day's `vigil detect`, so readers that listed them finish. Readers hold
-/// no lease: a command that runs longer (a month's backtest) can lose files under it.
-pub const DEFAULT_GRACE_NANOS: i64 = 60 * 60 * 1_000_000_000;
 /// Sets aside the data files no commit references, in `_quarantine/` (same relative
 /// paths), and deletes temp files (never complete). Such files are what an ingest killed
 /// before its commit leaves, but also what a deleted newest commit leaves: the two cannot be
@@ -22,23 +19,7 @@ pub fn set_aside_orphans(
     log: &CommitLog,
     _lock: &WriteLock,
 ) -> Result<Vec<PathBuf>, StoreError> {
-    let referenced: HashSet<String> = log
-        .commits
-        .iter()
-        .flat_map(|c| {
-            c.commit
-                .files
-                .iter()
-                .flat_map(|f| {
-                    std::iter::once(f.path.clone()).chain(
-                        super::rollup::Kind::ALL
-                            .iter()
-                            .filter_map(|k| f.rollup_of(*k).map(|r| r.path.clone())),
-                    )
-                })
-                .chain(c.commit.rejects.iter().map(|r| r.path.clone()))
-        })
-        .collect();
+    let referenced = log.state.referenced_paths();
     let mut removed = Vec::new();
     for top in [
         super::EVENTS_DIR,
@@ -94,59 +75,80 @@ fn collect_orphans(
 }
 
 /// Deletes the data files (and rollups) that compactions replaced, once their grace period
-/// (`keep_removed_until`, else the commit's time + [`DEFAULT_GRACE_NANOS`]) is over at `now`.
-/// Only a path an earlier commit added, with the same hash, under `events/`, is ever deleted:
-/// a forged commit cannot make vigil delete other files. Returns how many files were deleted.
+/// is over at `now`, and forgets them in `state` (so the next checkpoint no longer lists them).
+/// `State::apply` keeps only removals of files the store held, under `events/`, with the hash
+/// they were added with. Returns how many files were deleted.
 pub fn delete_replaced(
     store: &Store,
-    log: &CommitLog,
+    state: &mut State,
     now: i64,
     _lock: &WriteLock,
 ) -> Result<u64, StoreError> {
-    let mut added: HashMap<&str, &str> = HashMap::new();
     let mut deleted = 0;
-    for c in &log.commits {
-        let c = &c.commit;
-        if !c.removed.is_empty() {
-            let until = c
-                .keep_removed_until
-                .as_deref()
-                .and_then(|t| parse_instant(t).ok())
-                .or_else(|| {
-                    parse_instant(&c.created)
-                        .ok()
-                        .map(|t| t.saturating_add(DEFAULT_GRACE_NANOS))
-                });
-            if until.is_some_and(|t| t <= now) {
-                for r in &c.removed {
-                    if !is_data_path(&r.path)
-                        || added.get(r.path.as_str()) != Some(&r.sha256.as_str())
-                    {
-                        continue;
-                    }
-                    let rollups = super::rollup::Kind::ALL.map(|k| k.path_for(&r.path));
-                    for rel in std::iter::once(&r.path).chain(&rollups) {
-                        let path = store.absolute(rel);
-                        match fs::remove_file(&path) {
-                            Ok(()) => deleted += 1,
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(StoreError::io(&path, e)),
-                        }
-                    }
+    let mut done = HashSet::new();
+    for p in &state.pending {
+        if !parse_instant(&p.until).is_ok_and(|t| t <= now) {
+            continue;
+        }
+        let rollups = super::rollup::Kind::ALL.map(|k| k.path_for(&p.file.path));
+        for rel in std::iter::once(&p.file.path).chain(&rollups) {
+            let path = store.absolute(rel);
+            match fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    state.drop_deleted(&done);
+                    return Err(StoreError::io(&path, e));
                 }
             }
         }
-        for f in &c.files {
-            added.insert(&f.path, &f.sha256);
-        }
+        done.insert((p.seq, p.file.path.clone()));
     }
+    state.drop_deleted(&done);
     Ok(deleted)
 }
 
-/// `events/.../<name>.parquet` with no `..`, `.` or empty component.
-fn is_data_path(p: &str) -> bool {
-    p.starts_with("events/")
-        && p.ends_with(".parquet")
-        && !p.contains('\\')
-        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+/// Deletes the checkpoint files a run staged and never committed (numbered after the head):
+/// the commit that would have named them does not exist, and the next one of that number may
+/// not write one. Returns how many.
+pub fn remove_staged_checkpoints(
+    store: &Store,
+    log: &CommitLog,
+    _lock: &WriteLock,
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for seq in super::checkpoint::list(store.root())? {
+        if seq >= log.next_seq() {
+            let path = store.absolute(&super::checkpoint::relative_path(seq));
+            fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Deletes the checkpoints older than the `keep` newest ones up to `newest`: readers use the
+/// newest, and fall back to an older one only when it is damaged (or deleted under them, when
+/// a writer makes `keep` checkpoints while they read). Returns how many.
+pub fn remove_superseded_checkpoints(
+    store: &Store,
+    newest: u64,
+    keep: usize,
+    _lock: &WriteLock,
+) -> Result<u64, StoreError> {
+    let mut older: Vec<u64> = super::checkpoint::list(store.root())?
+        .into_iter()
+        .filter(|s| *s <= newest)
+        .collect();
+    older.reverse();
+    let mut removed = 0;
+    for seq in older.into_iter().skip(keep) {
+        let path = store.absolute(&super::checkpoint::relative_path(seq));
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+    }
+    Ok(removed)
 }

@@ -3,18 +3,21 @@
 //! `_commits/<seq>.json` files, numbered from 1, each naming the data and rejects files it added
 //! with their SHA-256, the inputs it consumed, its counts, and the SHA-256 of the previous commit
 //! file. Readers take their file list from here and never from a directory listing, so files of
-//! an interrupted ingest stay invisible.
+//! an interrupted ingest stay invisible. Every so many commits one also names a checkpoint of
+//! the state after it (`checkpoint`), and readers start from the newest such checkpoint.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::checkpoint::{self, CheckpointRef};
 use super::fsutil::write_atomic;
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
+use super::state::State;
 use super::StoreError;
 
 pub const COMMITS_DIR: &str = "_commits";
@@ -162,6 +165,10 @@ pub struct Commit {
     /// Records held at the end of this ingest for the next (`store::held`); absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldFile>,
+    /// The checkpoint of the state after this commit (`store::checkpoint`); absent in most
+    /// commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointRef>,
 }
 
 /// A commit as found on disk, with the hash of its file.
@@ -174,8 +181,13 @@ pub struct LoggedCommit {
 /// The readable prefix of the commit log, and what stopped it early.
 #[derive(Debug, Clone, Default)]
 pub struct CommitLog {
+    /// What the store holds after the newest readable commit.
+    pub state: State,
+    /// The commits read: from the one whose checkpoint `state` started from (or from the first
+    /// when no checkpoint could be used) to the newest readable one.
     pub commits: Vec<LoggedCommit>,
-    /// Problems that ended the readable log (a torn newest commit, a broken chain).
+    /// Problems that ended the readable log (a torn newest commit, a broken chain), or made
+    /// opening it read more than the newest checkpoint.
     pub warnings: Vec<String>,
     /// The log ends at a commit that reads well but does not chain (an edited, swapped or
     /// forged commit, never a crash: commits are renamed into place whole). Writers refuse such
@@ -184,6 +196,10 @@ pub struct CommitLog {
     /// The highest commit number in the directory listing this log was read from (readable or
     /// not).
     pub max_listed: u64,
+    /// Commits, and their bytes, since the newest checkpoint (or the first commit): when the
+    /// next checkpoint is due.
+    pub since_checkpoint: u64,
+    pub bytes_since_checkpoint: u64,
 }
 
 impl CommitLog {
@@ -204,18 +220,31 @@ impl CommitLog {
 
     /// The data files the store holds now: every file added and not removed since.
     pub fn files(&self) -> impl Iterator<Item = &DataFile> {
-        let removed: HashSet<&str> = self.removed().map(|(_, r)| r.path.as_str()).collect();
-        self.commits
-            .iter()
-            .flat_map(|c| c.commit.files.iter())
-            .filter(move |f| !removed.contains(f.path.as_str()))
+        self.state.files.iter()
     }
 
-    /// Every file removal, with the commit that made it.
-    pub fn removed(&self) -> impl Iterator<Item = (&Commit, &RemovedFile)> {
-        self.commits
-            .iter()
-            .flat_map(|c| c.commit.removed.iter().map(move |r| (&c.commit, r)))
+    /// Appends a commit of `bytes` bytes read or written after the head, and `state`, the state
+    /// after it (`None`: applied here).
+    pub(super) fn push(&mut self, logged: LoggedCommit, bytes: u64, state: Option<State>) {
+        match state {
+            Some(s) => self.state = s,
+            None => self.state.apply(&logged.commit),
+        }
+        if logged.commit.checkpoint.is_some() {
+            self.since_checkpoint = 0;
+            self.bytes_since_checkpoint = 0;
+        } else {
+            self.since_checkpoint += 1;
+            self.bytes_since_checkpoint += bytes;
+        }
+        self.commits.push(logged);
+    }
+
+    /// Whether the next commit should carry a checkpoint, one every `every` commits (0: never).
+    pub fn checkpoint_due(&self, every: u64) -> bool {
+        every > 0
+            && (self.since_checkpoint + 1 >= every
+                || self.bytes_since_checkpoint >= super::checkpoint::CHECKPOINT_AFTER_BYTES)
     }
 }
 
@@ -231,8 +260,9 @@ pub fn commit_file_name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
 
-/// Reads the log in sequence order, stopping at the first commit that is missing, unreadable or
-/// does not chain to its predecessor.
+/// Reads the log in sequence order from its newest usable checkpoint (else from the first
+/// commit), stopping at the first commit that is missing, unreadable or does not chain to its
+/// predecessor.
 pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
     let dir = root.join(COMMITS_DIR);
     let mut log = CommitLog::default();
@@ -258,8 +288,29 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
     // commits that a concurrent ingest made meanwhile and take them for damage.
     log.max_listed = seqs.last().copied().unwrap_or(0);
     let mut prev_hash: Option<String> = None;
-    for (i, seq) in seqs.iter().enumerate() {
-        let expected = i as u64 + 1;
+    let mut base = 0;
+    let mut tried = Vec::new();
+    for seq in checkpoint::list(root)?.into_iter().rev() {
+        // A checkpoint past the newest commit is one a crash left before its commit.
+        if seq > log.max_listed {
+            continue;
+        }
+        tried.push(seq);
+        match checkpoint::load(root, seq)? {
+            Ok((state, logged)) => {
+                prev_hash = Some(logged.hash.clone());
+                log.state = state;
+                log.commits.push(logged);
+                base = seq;
+                break;
+            }
+            Err(why) => log.warnings.push(format!(
+                "checkpoint {seq} cannot be used ({why}); read from an older checkpoint or the first commit instead (vigil verify names the damage)"
+            )),
+        }
+    }
+    for (i, seq) in seqs.iter().skip_while(|s| **s <= base).enumerate() {
+        let expected = base + i as u64 + 1;
         let path = dir.join(commit_file_name(*seq));
         if *seq != expected {
             log.warnings.push(format!(
@@ -292,20 +343,26 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
             log.tampered = true;
             break;
         }
+        if commit.checkpoint.is_some() && !tried.contains(seq) {
+            log.warnings.push(format!(
+                "checkpoint {seq} cannot be used (the file is missing); read from an older checkpoint or the first commit instead (vigil verify names the damage)"
+            ));
+        }
         let hash = hex::encode(Sha256::digest(&bytes));
         prev_hash = Some(hash.clone());
-        log.commits.push(LoggedCommit { commit, hash });
+        log.push(LoggedCommit { commit, hash }, bytes.len() as u64, None);
     }
     Ok(log)
 }
 
-/// Writes a commit durably; the store changes at the rename of this file.
-pub fn write_commit(root: &Path, commit: &Commit) -> Result<String, StoreError> {
+/// Writes a commit durably; the store changes at the rename of this file. Returns its hash and
+/// size.
+pub fn write_commit(root: &Path, commit: &Commit) -> Result<(String, u64), StoreError> {
     let dir = root.join(COMMITS_DIR);
     super::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
     let mut bytes = serde_json::to_vec_pretty(commit).expect("a commit serializes");
     bytes.push(b'\n');
     let path = dir.join(commit_file_name(commit.seq));
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    Ok((hex::encode(Sha256::digest(&bytes)), bytes.len() as u64))
 }

@@ -48,11 +48,7 @@ fn owned_event<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error
 
 /// The held-state file the store's newest ingest commit left, if any.
 pub fn live(log: &CommitLog) -> Option<&HeldFile> {
-    log.commits
-        .iter()
-        .rev()
-        .find(|c| !c.commit.counts.is_empty())
-        .and_then(|c| c.commit.held.as_ref())
+    log.state.held.as_ref()
 }
 
 /// Writes the held state of commit `seq` (nothing when nothing is held).

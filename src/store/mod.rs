@@ -3,10 +3,12 @@
 //! ```text
 //! <store>/events/source=<s>/date=<YYYY-MM-DD>/<seq>-<n>.parquet
 //! <store>/_commits/<seq>.json
+//! <store>/_checkpoints/<seq>.json
 //! <store>/rejects/<YYYY-MM-DD>/<seq>.jsonl
 //! <store>/state/
 //! ```
 
+pub mod checkpoint;
 pub mod cleanup;
 pub mod commit;
 pub mod compact;
@@ -16,6 +18,7 @@ pub mod fsutil;
 pub mod held;
 pub mod inputs;
 pub mod rollup;
+pub mod state;
 pub mod transaction;
 pub mod verify;
 pub mod writer;
@@ -62,6 +65,7 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    checkpoint_every: u64,
 }
 
 /// Exclusive right to write to a store, held until dropped.
@@ -72,7 +76,20 @@ pub struct WriteLock {
 
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            checkpoint_every: checkpoint::DEFAULT_CHECKPOINT_EVERY,
+        }
+    }
+
+    /// A checkpoint of the commit log every `n` commits written here (0: none).
+    pub fn with_checkpoint_every(mut self, n: u64) -> Store {
+        self.checkpoint_every = n;
+        self
+    }
+
+    pub fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_every
     }
 
     pub fn root(&self) -> &Path {

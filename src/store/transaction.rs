@@ -68,6 +68,11 @@ impl<'s> Transaction<'s> {
                 super::QUARANTINE_DIR
             ));
         }
+        if let Err(e) = cleanup::remove_staged_checkpoints(store, &log, &lock) {
+            warnings.push(format!(
+                "could not delete checkpoints of an interrupted run: {e}"
+            ));
+        }
         // Held states older than the live one are spent (a crash can leave one behind).
         if let Err(e) = super::held::remove_stale(store, &log) {
             warnings.push(format!("could not delete spent held-record files: {e}"));
@@ -86,7 +91,7 @@ impl<'s> Transaction<'s> {
     /// Files replaced by compactions whose grace period is over at `now`. A failure must not stop
     /// the write (audit logs must still be stored): it is a warning, and retried next time.
     fn delete_replaced(&mut self, now: i64) {
-        match cleanup::delete_replaced(self.store, &self.log, now, &self.lock) {
+        match cleanup::delete_replaced(self.store, &mut self.log.state, now, &self.lock) {
             Ok(n) => self.deleted += n,
             Err(e) => self.warnings.push(format!(
                 "could not delete files replaced by compaction: {e}"
@@ -119,7 +124,7 @@ impl<'s> Transaction<'s> {
     /// for the next `begin`, which keeps them (published) or sets them aside (not published).
     pub fn commit(&mut self, changes: Changes, created: i64) -> Result<Committed, StoreError> {
         let seq = self.seq();
-        let commit = Commit {
+        let mut commit = Commit {
             seq,
             prev: self.log.head().map(|c| c.hash.clone()),
             created: format_nanos(created),
@@ -131,15 +136,41 @@ impl<'s> Transaction<'s> {
             removed: changes.removed,
             keep_removed_until: changes.keep_removed_until.map(format_nanos),
             held: changes.held,
+            checkpoint: None,
         };
+        // The state after this commit, checkpointed in it when one is due (staged before the
+        // commit like its data files, so the commit can name it with its hash).
+        let mut checkpointed = None;
+        if self.log.checkpoint_due(self.store.checkpoint_every()) {
+            let mut next = self.log.state.clone();
+            next.apply(&commit);
+            commit.checkpoint = Some(super::checkpoint::write(self.store.root(), &next)?);
+            checkpointed = Some(next);
+        }
         crate::fault::crash_point("before_commit");
-        let head = write_commit(self.store.root(), &commit)?;
+        let (head, bytes) = write_commit(self.store.root(), &commit)?;
         let removes = !commit.removed.is_empty();
+        let wrote_checkpoint = checkpointed.is_some();
         self.log.max_listed = seq;
-        self.log.commits.push(LoggedCommit {
-            commit,
-            hash: head.clone(),
-        });
+        self.log.push(
+            LoggedCommit {
+                commit,
+                hash: head.clone(),
+            },
+            bytes,
+            checkpointed,
+        );
+        if wrote_checkpoint {
+            if let Err(e) = cleanup::remove_superseded_checkpoints(
+                self.store,
+                seq,
+                super::checkpoint::CHECKPOINTS_KEPT,
+                &self.lock,
+            ) {
+                self.warnings
+                    .push(format!("could not delete superseded checkpoints: {e}"));
+            }
+        }
         if removes {
             // A removal without grace (`vigil compact --grace 0s`) takes effect at once.
             self.delete_replaced(created);

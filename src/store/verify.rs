@@ -8,8 +8,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::checkpoint::CheckpointRef;
 use super::commit::{commit_file_name, Commit, DataFile, COMMITS_DIR};
 use super::fsutil::TEMP_SUFFIX;
+use super::state::State;
 use super::{Store, StoreError, EVENTS_DIR, REJECTS_DIR};
 
 /// What verification found.
@@ -30,6 +32,8 @@ pub struct Verification {
     pub rows: u64,
     /// Data files whose rows were hashed again (content digests).
     pub content_checked: u64,
+    /// Commit-log checkpoints held against the commits before them.
+    pub checkpoints: u64,
     /// Files set aside in `_quarantine/` by a writer (no commit listed them).
     pub quarantined: u64,
     /// Live data files that lack a kind of rollup this vigil writes (an older vigil wrote them):
@@ -80,6 +84,10 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     let mut hashes: Vec<String> = Vec::new();
     // The held records the newest ingest left for the next (older states are deleted).
     let mut live_held = None;
+    // The state the commits give, to hold each checkpoint against.
+    let mut replayed = State::default();
+    // Writers delete checkpoints a newer one supersedes, never the newest.
+    let mut newest_checkpoint: Option<(u64, String)> = None;
     // Files removed by each commit, in the order of `hashes`.
     let mut removals: Vec<usize> = Vec::new();
     let last = seqs.last().copied().unwrap_or(0);
@@ -177,6 +185,12 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             }
         }
         check_removals(&commit, &mut live, &mut replaced, &mut v.problems);
+        replayed.apply(&commit);
+        if let Some(c) = &commit.checkpoint {
+            referenced.insert(c.path.clone());
+            newest_checkpoint = Some((expected, c.path.clone()));
+            check_checkpoint(store, &commit, c, &replayed, &mut v, &mut missing)?;
+        }
         if !commit.counts.is_empty() {
             live_held = commit.held.clone();
         }
@@ -205,7 +219,10 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         )?;
     }
     for (rel, problem) in missing {
-        if !replaced.contains(&rel) {
+        if !replaced.contains(&rel)
+            && (!rel.starts_with(super::checkpoint::CHECKPOINTS_DIR)
+                || newest_checkpoint.as_ref().is_some_and(|(_, p)| *p == rel))
+        {
             v.problems.push(problem);
         }
     }
@@ -214,7 +231,12 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     v.without_rollups = live.values().filter(|f| !f.file.has_all_rollups()).count() as u64;
     check_content(store, &live, &changed, &mut v)?;
     v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
-    for top in [EVENTS_DIR, REJECTS_DIR, super::rollup::ROLLUPS_DIR] {
+    for top in [
+        EVENTS_DIR,
+        REJECTS_DIR,
+        super::rollup::ROLLUPS_DIR,
+        super::checkpoint::CHECKPOINTS_DIR,
+    ] {
         let root = store.root().join(top);
         if root.is_dir() {
             unreferenced(store, &root, &referenced, last, &mut v)?;
@@ -243,6 +265,57 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         }
     }
     Ok(v)
+}
+
+/// A commit's checkpoint must be the file its commit names (its place, hash and size) and hold
+/// exactly the state the commits up to it give (`replayed`), so that a reader starting from it
+/// sees what a reader of every commit sees.
+fn check_checkpoint(
+    store: &Store,
+    commit: &Commit,
+    named: &CheckpointRef,
+    replayed: &State,
+    v: &mut Verification,
+    missing: &mut Vec<(String, String)>,
+) -> Result<(), StoreError> {
+    let seq = commit.seq;
+    if named.path != super::checkpoint::relative_path(seq) {
+        v.problems.push(format!(
+            "commit {seq} names {} as its checkpoint (it belongs at {})",
+            named.path,
+            super::checkpoint::relative_path(seq)
+        ));
+        return Ok(());
+    }
+    let before = (v.problems.len(), missing.len());
+    check_file(
+        store,
+        &named.path,
+        &named.sha256,
+        named.bytes,
+        &mut v.problems,
+        missing,
+    )?;
+    if (v.problems.len(), missing.len()) != before {
+        return Ok(());
+    }
+    v.checkpoints += 1;
+    let path = store.absolute(&named.path);
+    let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    match serde_json::from_slice::<State>(&bytes) {
+        Ok(state) => {
+            if let Some(why) = state.differs_from(replayed) {
+                v.problems.push(format!(
+                    "checkpoint {} does not match the commits up to {seq}: {why}",
+                    named.path
+                ));
+            }
+        }
+        Err(e) => v
+            .problems
+            .push(format!("checkpoint {} is unreadable ({e})", named.path)),
+    }
+    Ok(())
 }
 
 /// Files under `dir`, recursively (0 when it does not exist).

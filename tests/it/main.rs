@@ -3,6 +3,8 @@
 
 /// Hostile and odd input: every case asserts what was stored, what was rejected and why.
 mod bad_input;
+/// Commit-log checkpoints: opening from the newest, verify holding each against the commits.
+mod checkpoints;
 /// Helpers: run the binary with a fixed clock, read results back through `vigil sql`.
 mod common;
 /// `vigil compact`: rows kept, files sorted, rollups exact, grace period, verify.
