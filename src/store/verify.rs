@@ -192,6 +192,16 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             check_checkpoint(store, &commit, c, &replayed, &mut v, &mut missing)?;
         }
         if !commit.counts.is_empty() {
+            // An ingest carries in every record the one before it held, no more, no less.
+            let resumed: u64 = commit.counts.values().map(|t| t.resumed).sum();
+            let held_before = live_held
+                .as_ref()
+                .map_or(0, |h: &super::held::HeldFile| h.records);
+            if resumed != held_before {
+                v.problems.push(format!(
+                    "commit {expected} counts {resumed} held record(s) carried in, but the ingest before it held {held_before}"
+                ));
+            }
             live_held = commit.held.clone();
         }
         check_counts(&commit, &mut digests_since, &mut v.problems);

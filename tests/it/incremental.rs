@@ -220,6 +220,22 @@ fn a_request_and_its_response_in_two_runs_make_one_row() {
     assert_eq!(rows[0].1, "success");
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+
+    // A commit that drops the held record (its tally still balanced) is named.
+    let path = store.join("_commits/00000000000000000002.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["counts"]["vault"]["resumed"] = 0.into();
+    c["counts"]["vault"]["read"] = 2.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains(
+            "commit 2 counts 0 held record(s) carried in, but the ingest before it held 1"
+        ),
+        "{}",
+        v.stdout
+    );
 }
 
 /// A held request is stored alone (outcome unknown) once its source has moved on by more than
