@@ -177,6 +177,7 @@ pub fn ingest(
         let done = tx.commit(changes, opts.now)?;
         report.commit = Some(done.seq);
         report.head = Some(done.head);
+        report.warnings.extend(tx.take_warnings());
     }
     Ok(report)
 }

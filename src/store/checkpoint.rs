@@ -29,7 +29,7 @@ use super::StoreError;
 pub const CHECKPOINTS_DIR: &str = "_checkpoints";
 
 /// Commits between checkpoints unless `[store] checkpoint_every` says otherwise. Opening a
-/// store reads at most this many commits after the checkpoint (~100 small JSON files, a few
+/// store normally reads fewer commits than this after the checkpoint (~100 small JSON files, a few
 /// milliseconds), and a writer copies the state this often.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
 /// A checkpoint is also due once the commits since the last one reach this size (big commits,
@@ -76,7 +76,15 @@ pub fn list(root: &Path) -> Result<Vec<u64>, StoreError> {
     let dir = root.join(CHECKPOINTS_DIR);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        // Not there, or not a directory: no checkpoint to read (the commits are).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new())
+        }
         Err(e) => return Err(StoreError::io(&dir, e)),
     };
     let mut seqs = Vec::new();

@@ -37,22 +37,29 @@ pub fn set_aside_orphans(
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             continue;
         }
-        let mut target = store
-            .root()
-            .join(super::QUARANTINE_DIR)
-            .join(store.relative(&path));
-        while target.exists() {
-            let mut name = target.as_os_str().to_owned();
-            name.push(".again");
-            target = PathBuf::from(name);
-        }
-        if let Some(parent) = target.parent() {
-            super::fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
-        }
-        fs::rename(&path, &target).map_err(|e| StoreError::io(&path, e))?;
+        set_aside_file(store, &path)?;
         set_aside.push(path);
     }
     Ok(set_aside)
+}
+
+/// Moves a file of the store to the same relative path under `_quarantine/` (never over an
+/// earlier one); returns where it was.
+fn set_aside_file(store: &Store, path: &Path) -> Result<PathBuf, StoreError> {
+    let mut target = store
+        .root()
+        .join(super::QUARANTINE_DIR)
+        .join(store.relative(path));
+    while target.exists() {
+        let mut name = target.as_os_str().to_owned();
+        name.push(".again");
+        target = PathBuf::from(name);
+    }
+    if let Some(parent) = target.parent() {
+        super::fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    fs::rename(path, &target).map_err(|e| StoreError::io(path, e))?;
+    Ok(path.to_owned())
 }
 
 fn collect_orphans(
@@ -108,23 +115,45 @@ pub fn delete_replaced(
     Ok(deleted)
 }
 
-/// Deletes the checkpoint files a run staged and never committed (numbered after the head):
-/// the commit that would have named them does not exist, and the next one of that number may
-/// not write one. Returns how many.
-pub fn remove_staged_checkpoints(
+/// Tidies `_checkpoints/` for the commit about to be made: deletes temp files and the
+/// checkpoint a run staged for this very commit number and never committed (what a crash
+/// leaves), and sets aside in `_quarantine/` checkpoints numbered after it: no crash leaves
+/// those, deleted commits do, and they are the only list left of what those commits held.
+/// Returns how many files were deleted and how many set aside.
+pub fn tidy_checkpoints(
     store: &Store,
     log: &CommitLog,
     _lock: &WriteLock,
-) -> Result<u64, StoreError> {
-    let mut removed = 0;
-    for seq in super::checkpoint::list(store.root())? {
-        if seq >= log.next_seq() {
-            let path = store.absolute(&super::checkpoint::relative_path(seq));
+) -> Result<(u64, Vec<PathBuf>), StoreError> {
+    let dir = store.root().join(super::checkpoint::CHECKPOINTS_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok((0, Vec::new()))
+        }
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut deleted = 0;
+    let mut set_aside = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| StoreError::io(&dir, e))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let seq = name
+            .strip_suffix(".json")
+            .and_then(|s| s.parse::<u64>().ok());
+        if name.ends_with(super::fsutil::TEMP_SUFFIX) || seq == Some(log.next_seq()) {
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-            removed += 1;
+            deleted += 1;
+        } else if seq.is_some_and(|s| s > log.next_seq()) {
+            set_aside.push(set_aside_file(store, &path)?);
         }
     }
-    Ok(removed)
+    Ok((deleted, set_aside))
 }
 
 /// Deletes the checkpoints older than the `keep` newest ones up to `newest`: readers use the

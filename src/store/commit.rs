@@ -290,7 +290,11 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
     let mut prev_hash: Option<String> = None;
     let mut base = 0;
     let mut tried = Vec::new();
-    for seq in checkpoint::list(root)?.into_iter().rev() {
+    let listed = checkpoint::list(root)?;
+    // Checkpoints older than the oldest on disk were deleted by design (superseded).
+    let oldest_kept = listed.first().copied().unwrap_or(0);
+    let mut missing_checkpoint = None;
+    for seq in listed.into_iter().rev() {
         // A checkpoint past the newest commit is one a crash left before its commit.
         if seq > log.max_listed {
             continue;
@@ -343,14 +347,17 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
             log.tampered = true;
             break;
         }
-        if commit.checkpoint.is_some() && !tried.contains(seq) {
-            log.warnings.push(format!(
-                "checkpoint {seq} cannot be used (the file is missing); read from an older checkpoint or the first commit instead (vigil verify names the damage)"
-            ));
+        if commit.checkpoint.is_some() && !tried.contains(seq) && *seq >= oldest_kept {
+            missing_checkpoint = Some(*seq);
         }
         let hash = hex::encode(Sha256::digest(&bytes));
         prev_hash = Some(hash.clone());
         log.push(LoggedCommit { commit, hash }, bytes.len() as u64, None);
+    }
+    if let Some(seq) = missing_checkpoint {
+        log.warnings.push(format!(
+            "checkpoint {seq} cannot be used (the file is missing); read from an older checkpoint or the first commit instead (vigil verify names the damage)"
+        ));
     }
     Ok(log)
 }

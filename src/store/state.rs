@@ -48,7 +48,8 @@ pub struct State {
 pub struct PendingRemoval {
     /// The commit that removed it.
     pub seq: u64,
-    /// End of the grace period (RFC 3339).
+    /// End of the grace period (RFC 3339); empty: never (the removal does not name the file as
+    /// it was added, so vigil leaves it where it is).
     pub until: String,
     pub file: RemovedFile,
 }
@@ -113,15 +114,23 @@ impl State {
             })
             .unwrap_or_else(|| commit.created.clone());
         // Only a path the store held, with the hash it was added with, under `events/`, is
-        // ever deleted: a forged commit cannot make vigil delete other files.
+        // ever deleted: a forged commit cannot make vigil delete other files. A file the store
+        // held that such a removal names stays where it is, still accounted for (never set
+        // aside as an orphan).
         for r in &commit.removed {
-            if is_data_path(&r.path) && taken.get(&r.path) == Some(&r.sha256) {
-                self.pending.push(PendingRemoval {
-                    seq: commit.seq,
-                    until: until.clone(),
-                    file: r.clone(),
-                });
-            }
+            let Some(sha256) = taken.get(&r.path) else {
+                continue;
+            };
+            let deletable = is_data_path(&r.path) && *sha256 == r.sha256;
+            self.pending.push(PendingRemoval {
+                seq: commit.seq,
+                until: if deletable {
+                    until.clone()
+                } else {
+                    String::new()
+                },
+                file: r.clone(),
+            });
         }
     }
 
@@ -319,9 +328,12 @@ mod tests {
         s.apply(&c3);
         let live: Vec<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(live, ["events/c.parquet"]);
-        assert_eq!(s.pending.len(), 1);
+        assert_eq!(s.pending.len(), 2);
         assert_eq!(s.pending[0].file.path, "events/a.parquet");
         assert_eq!(s.pending[0].until, "2026-03-10T01:00:00Z");
+        // The forged removal: out of the live files, never deleted, still accounted for.
+        assert_eq!(s.pending[1].file.path, "events/b.parquet");
+        assert_eq!(s.pending[1].until, "");
         let inputs: Vec<(u64, u64)> = s
             .inputs
             .iter()
@@ -334,7 +346,7 @@ mod tests {
         // Commit 3 is an ingest that holds nothing; commit 2 (a compaction) kept commit 1's.
         assert_eq!(s.held, None);
         assert!(s.referenced_paths().contains("events/a.parquet"));
-        assert!(!s.referenced_paths().contains("events/b.parquet"));
+        assert!(s.referenced_paths().contains("events/b.parquet"));
         let mut replayed = s.clone();
         s.drop_deleted(&HashSet::from([(2, "events/a.parquet".to_owned())]));
         assert_eq!(s.differs_from(&replayed), None);

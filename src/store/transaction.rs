@@ -68,10 +68,16 @@ impl<'s> Transaction<'s> {
                 super::QUARANTINE_DIR
             ));
         }
-        if let Err(e) = cleanup::remove_staged_checkpoints(store, &log, &lock) {
-            warnings.push(format!(
-                "could not delete checkpoints of an interrupted run: {e}"
-            ));
+        match cleanup::tidy_checkpoints(store, &log, &lock) {
+            Ok((_, set_aside)) if !set_aside.is_empty() => warnings.push(format!(
+                "set aside {} checkpoint(s) numbered after the newest commit in {}/ (commits after it were deleted: see vigil verify)",
+                set_aside.len(),
+                super::QUARANTINE_DIR
+            )),
+            Ok(_) => {}
+            Err(e) => warnings.push(format!(
+                "could not tidy the checkpoints of an interrupted run: {e}"
+            )),
         }
         // Held states older than the live one are spent (a crash can leave one behind).
         if let Err(e) = super::held::remove_stale(store, &log) {
@@ -144,8 +150,17 @@ impl<'s> Transaction<'s> {
         if self.log.checkpoint_due(self.store.checkpoint_every()) {
             let mut next = self.log.state.clone();
             next.apply(&commit);
-            commit.checkpoint = Some(super::checkpoint::write(self.store.root(), &next)?);
-            checkpointed = Some(next);
+            // A checkpoint only saves readers time: failing to write one must not stop audit
+            // logs from being stored.
+            match super::checkpoint::write(self.store.root(), &next) {
+                Ok(named) => {
+                    commit.checkpoint = Some(named);
+                    checkpointed = Some(next);
+                }
+                Err(e) => self.warnings.push(format!(
+                    "could not write the checkpoint of commit {seq} (the commit is made without it): {e}"
+                )),
+            }
         }
         crate::fault::crash_point("before_commit");
         let (head, bytes) = write_commit(self.store.root(), &commit)?;

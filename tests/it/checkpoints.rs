@@ -223,6 +223,57 @@ fn superseded_checkpoints_are_deleted() {
     );
 }
 
+/// Checkpoints numbered after the newest commit are what deleted commits leave (a crash leaves
+/// at most the one of the next commit): they are set aside as evidence, not deleted. And a
+/// checkpoint that cannot be written does not stop the ingest.
+#[test]
+fn checkpoints_after_deleted_commits_are_set_aside_and_a_failed_one_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let every_1 = config(dir.path(), "[store]\ncheckpoint_every = 1\n");
+    let store = dir.path().join("store");
+    ingest_runs(dir.path(), &store, &every_1, 0..3);
+    for seq in [2, 3] {
+        std::fs::remove_file(commit_path(&store, seq)).unwrap();
+    }
+    let input = write(
+        &dir.path().join("in/next.log"),
+        vault_response("v-next", "2026-03-04T10:00:00Z") + "\n",
+    );
+    let r = run(vigil_with(&store, &every_1).arg("ingest").arg(&input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("set aside 1 checkpoint(s) numbered after the newest commit"),
+        "{}",
+        r.stderr
+    );
+    assert!(store
+        .join("_quarantine/_checkpoints/00000000000000000003.json")
+        .is_file());
+    assert_eq!(read_json(&checkpoint_path(&store, 2))["seq"], 2);
+    assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 2);
+
+    // `_checkpoints` made unusable: the next commit is made without its checkpoint.
+    std::fs::remove_dir_all(store.join("_checkpoints")).unwrap();
+    write(&store.join("_checkpoints"), "not a directory");
+    let input = write(
+        &dir.path().join("in/last.log"),
+        vault_response("v-last", "2026-03-05T10:00:00Z") + "\n",
+    );
+    let r = run(vigil_with(&store, &every_1).arg("ingest").arg(&input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("could not write the checkpoint of commit 3 (the commit is made without it)"),
+        "{}",
+        r.stderr
+    );
+    assert!(read_json(&commit_path(&store, 3))
+        .get("checkpoint")
+        .is_none());
+    assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 3);
+}
+
 /// A crash after a checkpoint is staged and before its commit: readers ignore the checkpoint
 /// (no commit names it), the next ingest replaces it, and the store verifies.
 #[cfg(feature = "fault-injection")]
