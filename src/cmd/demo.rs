@@ -10,7 +10,7 @@ use super::{exit, Globals};
 use crate::cli::{DemoArgs, SourceArg};
 use crate::ingest::{ingest, InputSpec};
 use crate::query::{run_sql, session, Limits};
-use crate::report::{self, write_batches, Format};
+use crate::report::{self, write_batches_fitted, Format};
 use crate::store::Store;
 use crate::timerange::{parse_instant, rfc3339, TimeRange};
 
@@ -99,7 +99,12 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
             root.display()
         )?;
         let batches = run_sql(&ctx, sql, limits).await?;
-        write_batches(&mut out, &batches, Format::Table)?;
+        write_batches_fitted(
+            &mut out,
+            &batches,
+            Format::Table,
+            crate::report::terminal_width(),
+        )?;
     }
     let all = report::catalog::shipped().map_err(anyhow::Error::msg)?;
     let range = TimeRange {
@@ -116,7 +121,12 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
             root.display()
         )?;
         let run = report::run(&ctx, r, range, &[], limits).await?;
-        write_batches(&mut out, &run.batches, Format::Table)?;
+        write_batches_fitted(
+            &mut out,
+            &run.batches,
+            Format::Table,
+            crate::report::terminal_width(),
+        )?;
         runs.push(run);
     }
     // Detection over the last three days of the week, against the two days before them.

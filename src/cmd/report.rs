@@ -113,9 +113,15 @@ fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn render(run: &ReportRun, format: Format, generated: &str) -> anyhow::Result<Vec<u8>> {
+/// `width`: the terminal's, when the result goes there (tables fit it).
+fn render(
+    run: &ReportRun,
+    format: Format,
+    generated: &str,
+    width: Option<u16>,
+) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    report::write_run(&mut buf, run, format, generated)?;
+    report::write_run(&mut buf, run, format, generated, width)?;
     Ok(buf)
 }
 
@@ -174,7 +180,7 @@ async fn run_reports(g: &Globals, args: ReportRunArgs) -> anyhow::Result<u8> {
                 if i > 0 {
                     writeln!(stdout)?;
                 }
-                stdout.write_all(&render(run, format, &generated)?)?;
+                stdout.write_all(&render(run, format, &generated, report::terminal_width())?)?;
             }
         }
         stdout.flush()?;
@@ -213,7 +219,7 @@ fn write_files(
     generated: &str,
 ) -> anyhow::Result<()> {
     if runs.len() == 1 {
-        write_output(out, &render(&runs[0], format, generated)?)?;
+        write_output(out, &render(&runs[0], format, generated, None)?)?;
         eprintln!("wrote {}", out.display());
     } else if format == Format::Html {
         write_output(out, page(runs, generated)?.as_bytes())?;
@@ -222,7 +228,7 @@ fn write_files(
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         for run in runs {
             let path: PathBuf = out.join(format!("{}.{}", run.report.name, extension(format)));
-            write_output(&path, &render(run, format, generated)?)?;
+            write_output(&path, &render(run, format, generated, None)?)?;
             eprintln!("wrote {}", path.display());
         }
     }
@@ -261,7 +267,7 @@ fn send(g: &Globals, runs: &[ReportRun], to: Vec<String>, generated: &str) -> an
         attachments.push(Attachment {
             filename: format!("{}.csv", run.report.name),
             content_type: "text/csv; charset=utf-8",
-            body: render(run, Format::Csv, generated)?,
+            body: render(run, Format::Csv, generated, None)?,
         });
     }
     let message = Mail {

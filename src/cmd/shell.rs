@@ -10,7 +10,7 @@ use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
 use crate::query::{run_sql, Limits, TABLES};
-use crate::report::{write_batches, Format};
+use crate::report::{write_batches_fitted, Format};
 
 const HELP: &str = "\
 Statements end with ';' and may span lines. Commands:
@@ -100,7 +100,7 @@ async fn describe(
         anyhow::bail!("no table named '{name}'; the tables are {TABLES}");
     }
     let mut out = std::io::stdout().lock();
-    write_batches(&mut out, &batches, format)?;
+    write_batches_fitted(&mut out, &batches, format, crate::report::terminal_width())?;
     Ok(())
 }
 
@@ -163,7 +163,12 @@ pub async fn run(ctx: &SessionContext, limits: Limits) -> anyhow::Result<()> {
                 match run_sql(ctx, &sql, limits).await {
                     Ok(batches) => {
                         let mut out = std::io::stdout().lock();
-                        write_batches(&mut out, &batches, format)?;
+                        write_batches_fitted(
+                            &mut out,
+                            &batches,
+                            format,
+                            crate::report::terminal_width(),
+                        )?;
                         out.flush()?;
                         if timing {
                             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();

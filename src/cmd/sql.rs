@@ -9,7 +9,7 @@ use super::shell;
 use super::{exit, Globals};
 use crate::cli::SqlArgs;
 use crate::query::{run_sql, session, Limits};
-use crate::report::{write_batches, Format};
+use crate::report::{write_batches_fitted, Format};
 
 pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
     let sql = match (args.query, args.file) {
@@ -39,7 +39,7 @@ pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
         .format
         .unwrap_or_else(|| Format::default_for(std::io::stdout().is_terminal()));
     let mut out = std::io::stdout().lock();
-    write_batches(&mut out, &batches, format)?;
+    write_batches_fitted(&mut out, &batches, format, crate::report::terminal_width())?;
     out.flush()?;
     Ok(exit::OK)
 }

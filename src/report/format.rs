@@ -42,14 +42,34 @@ fn format_options() -> FormatOptions<'static> {
         .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
 }
 
-/// Writes batches in `format` to `out`.
+/// The width of the terminal standard output is, when it is one: tables written there fit it.
+pub fn terminal_width() -> Option<u16> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    Some(comfy_table::Table::new().width().unwrap_or(100))
+}
+
+/// Writes batches in `format` to `out` with every cell in full.
 pub fn write_batches(
     out: &mut dyn Write,
     batches: &[RecordBatch],
     format: Format,
 ) -> io::Result<()> {
+    write_batches_fitted(out, batches, format, None)
+}
+
+/// Writes batches in `format` to `out`; a table fits `width` columns when given (a terminal),
+/// its long cells cut with an ellipsis. Other formats always carry the full text.
+pub fn write_batches_fitted(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: Format,
+    width: Option<u16>,
+) -> io::Result<()> {
     match format {
-        Format::Table => write_table(out, batches),
+        Format::Table => write_table(out, batches, width),
         Format::Csv => write_csv(out, batches),
         Format::Json => write_json(out, batches, true),
         Format::Jsonl => write_json(out, batches, false),
@@ -199,36 +219,93 @@ fn nested_json(one_row: &RecordBatch, column: usize) -> io::Result<String> {
         .unwrap_or_default())
 }
 
-fn write_table(out: &mut dyn Write, batches: &[RecordBatch]) -> io::Result<()> {
+/// A box-drawn table. With a terminal `width`, cells are cut to half of it (one Azure error
+/// message is 700 characters), and a table still wider than the terminal is shown as records,
+/// one `column │ value` line each (psql's expanded display), values cut to the line: the full
+/// text is in csv, json and html.
+fn write_table(out: &mut dyn Write, batches: &[RecordBatch], width: Option<u16>) -> io::Result<()> {
     let Some(first) = batches.first() else {
         return writeln!(out, "(0 rows)");
     };
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(first.schema().fields().iter().map(|f| f.name().clone()));
-    // The output of EXPLAIN: plans keep their lines and indentation.
-    let explain = column_names(first) == ["plan_type", "plan"];
+    let names = column_names(first);
+    // The output of EXPLAIN: plans keep their lines and indentation, and their width.
+    let explain = names == ["plan_type", "plan"];
+    let width = width.filter(|_| !explain).map(usize::from);
+    let longest = width.map(|w| (w / 2).max(24));
     let options = format_options();
-    let mut rows = 0;
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for batch in batches {
         let formatters = formatters(batch, &options)?;
         for row in 0..batch.num_rows() {
             let cells = row_cells(batch, &formatters, row)?;
-            table.add_row(cells.iter().map(|c| {
-                if explain {
-                    c.lines()
-                        .map(terminal_safe_keep_spaces)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                } else {
-                    terminal_safe(c)
-                }
-            }));
-            rows += 1;
+            rows.push(
+                cells
+                    .iter()
+                    .map(|c| {
+                        if explain {
+                            c.lines()
+                                .map(terminal_safe_keep_spaces)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        } else {
+                            terminal_safe(c)
+                        }
+                    })
+                    .collect(),
+            );
         }
     }
-    writeln!(out, "{table}")?;
-    writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(names.iter().cloned());
+    for row in &rows {
+        table.add_row(row.iter().map(|c| shorten(c, longest)));
+    }
+    let text = table.to_string();
+    match width {
+        Some(w) if text.lines().any(|l| l.chars().count() > w) => {
+            write_records(out, &names, &rows, w)?
+        }
+        _ => writeln!(out, "{text}")?,
+    }
+    let n = rows.len();
+    writeln!(out, "({n} row{})", if n == 1 { "" } else { "s" })
+}
+
+/// Rows as records, one `column │ value` line per column, each line at most `width` long.
+fn write_records(
+    out: &mut dyn Write,
+    names: &[String],
+    rows: &[Vec<String>],
+    width: usize,
+) -> io::Result<()> {
+    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let value_width = width.saturating_sub(name_width + 3).max(8);
+    for (i, row) in rows.iter().enumerate() {
+        let title = format!("-[ RECORD {} ]", i + 1);
+        let rule = width.min(name_width + 3 + value_width).max(title.len());
+        writeln!(out, "{title}{}", "-".repeat(rule - title.len()))?;
+        for (name, value) in names.iter().zip(row) {
+            writeln!(
+                out,
+                "{name:<name_width$} │ {}",
+                shorten(value, Some(value_width))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `text` cut to `longest` characters, the last an ellipsis.
+fn shorten(text: &str, longest: Option<usize>) -> String {
+    match longest {
+        Some(n) if text.chars().count() > n => {
+            let mut cut: String = text.chars().take(n.saturating_sub(1)).collect();
+            cut.push('…');
+            cut
+        }
+        _ => text.to_owned(),
+    }
 }
 
 fn formatters<'a>(
@@ -332,5 +409,63 @@ mod tests {
             "1 error occurred: * permission denied"
         );
         assert_eq!(terminal_safe("evil\u{1b}[2Jname"), "evil\u{fffd}[2Jname");
+    }
+
+    /// On a terminal a table fits its width and a long cell ends in an ellipsis; written
+    /// elsewhere it keeps every character.
+    #[test]
+    fn terminal_tables_fit_the_width() {
+        use std::sync::Arc;
+
+        use datafusion::arrow::array::{RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+        let error = format!(
+            "AuthorizationFailed: {}",
+            "the client lacks access ".repeat(30)
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("actor_type", DataType::Utf8, true),
+            Field::new("actor_name", DataType::Utf8, true),
+            Field::new("error_message", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["service"])),
+                Arc::new(StringArray::from(vec!["ci-deployer@acme.example"])),
+                Arc::new(StringArray::from(vec![error.as_str()])),
+            ],
+        )
+        .unwrap();
+        // Fits in 120 columns once the error is cut: a table.
+        let mut fitted = Vec::new();
+        super::write_table(&mut fitted, std::slice::from_ref(&batch), Some(120)).unwrap();
+        let fitted = String::from_utf8(fitted).unwrap();
+        for line in fitted.lines() {
+            assert!(line.chars().count() <= 120, "{line}\n{fitted}");
+        }
+        assert!(fitted.contains("┆ ci-deployer@acme.example ┆"), "{fitted}");
+        assert!(fitted.contains('…'), "{fitted}");
+        // Not in 50: records, one line per column, values cut to the line.
+        let mut narrow = Vec::new();
+        super::write_table(&mut narrow, std::slice::from_ref(&batch), Some(50)).unwrap();
+        let narrow = String::from_utf8(narrow).unwrap();
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 50, "{line}\n{narrow}");
+        }
+        assert!(narrow.starts_with("-[ RECORD 1 ]"), "{narrow}");
+        assert!(
+            narrow.contains("actor_name    │ ci-deployer@acme.example\n"),
+            "{narrow}"
+        );
+        assert!(
+            narrow.contains("error_message │ AuthorizationFailed: the client l…\n"),
+            "{narrow}"
+        );
+        assert!(narrow.ends_with("(1 row)\n"), "{narrow}");
+        let mut full = Vec::new();
+        super::write_table(&mut full, &[batch], None).unwrap();
+        assert!(String::from_utf8(full).unwrap().contains(error.trim()));
     }
 }

@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use thiserror::Error;
 
 pub use catalog::Report;
-pub use format::{write_batches, Format};
+pub use format::{terminal_width, write_batches, write_batches_fitted, Format};
 
 use crate::query::{self, Limits, QueryError};
 use crate::timerange::{rfc3339, TimeRange};
@@ -163,11 +163,13 @@ pub async fn run(
 
 /// Writes one report's result: data only for csv/json/jsonl, with its title and facts for
 /// table and markdown, as a page for html.
+/// A table fits `width` when given (a terminal).
 pub fn write_run(
     out: &mut dyn Write,
     run: &ReportRun,
     format: Format,
     generated_at: &str,
+    width: Option<u16>,
 ) -> io::Result<()> {
     match format {
         Format::Table => {
@@ -178,7 +180,7 @@ pub fn write_run(
                     writeln!(out, "{k}: {v}")?;
                 }
             }
-            write_batches(out, &run.batches, format)
+            write_batches_fitted(out, &run.batches, format, width)
         }
         Format::Markdown => {
             writeln!(
