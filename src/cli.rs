@@ -84,6 +84,10 @@ pub struct IngestArgs {
     /// Commit nothing if any record is rejected
     #[arg(long)]
     pub strict: bool,
+    /// Drop the records the last ingest held for this one (a Vault request waiting for its
+    /// response), unread: for a held-state file that is damaged; they are lost, and counted
+    #[arg(long)]
+    pub discard_held: bool,
     /// How to print the accounting
     #[arg(long, value_enum, default_value = "text")]
     pub format: SummaryFormat,

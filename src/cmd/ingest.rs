@@ -22,7 +22,8 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
             }
         })
         .collect();
-    let opts = options(g, args.source, args.strict)?;
+    let mut opts = options(g, args.source, args.strict)?;
+    opts.discard_held = args.discard_held;
     let report = ingest(&g.store, &specs, &opts)
         .with_context(|| format!("ingest into {}", g.store.root().display()))?;
     match args.format {
@@ -66,6 +67,7 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
         dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
         hold_for: i64::try_from(g.config.hold_for.as_nanos()).unwrap_or(i64::MAX),
+        discard_held: false,
     })
 }
 

@@ -74,6 +74,9 @@ pub struct IngestOptions {
     /// `[ingest] hold_for`, nanoseconds: a file changed more recently than this is still being
     /// written, and a last line without its end waits for the next run.
     pub hold_for: i64,
+    /// Drop the records the previous ingest held instead of reading them (`--discard-held`,
+    /// for a damaged held-state file).
+    pub discard_held: bool,
 }
 
 /// `[ingest] hold_for` unless configured.
@@ -100,6 +103,13 @@ pub struct IngestReport {
     /// True when `--strict` found rejects and nothing was committed.
     pub strict_aborted: bool,
     pub warnings: Vec<String>,
+    /// Records the previous ingest held that `--discard-held` dropped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held_discarded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +219,10 @@ struct Run<'a> {
     waiting: Vec<WaitingInput>,
     /// Held records left for the next run.
     carried: Vec<Carried>,
+    /// Records the previous run held that `--discard-held` dropped.
+    held_discarded: u64,
+    /// What restoring them had to say.
+    held_warning: Option<String>,
     /// The newest event time stored per source.
     newest: HashMap<SourceKind, i64>,
     /// Whether each input (by name) is still being written.
@@ -250,6 +264,8 @@ impl<'a> Run<'a> {
             checkpoints: Checkpoints::from_log(log),
             waiting: Vec::new(),
             carried: Vec::new(),
+            held_discarded: 0,
+            held_warning: None,
             newest: HashMap::new(),
             still_written: HashMap::new(),
             rejects: RejectSink::new(store, seq, opts.now)?,
@@ -338,7 +354,24 @@ impl<'a> Run<'a> {
         let Some(file) = crate::store::held::live(self.log) else {
             return Ok(());
         };
-        for c in crate::store::held::read(self.store, file)? {
+        if self.opts.discard_held {
+            // Not read at all: a damaged file may hold anything, and forged events must not
+            // reach the store. The commit records how many were dropped.
+            self.held_discarded = file.records;
+            self.held_warning = Some(format!(
+                "--discard-held: dropped {} record(s) the last ingest held ({}); they are not in the store",
+                file.records, file.path
+            ));
+            return Ok(());
+        }
+        let held = crate::store::held::read(self.store, file).map_err(|e| match e {
+            StoreError::Damaged(why) => StoreError::Damaged(format!(
+                "{why}; `vigil ingest --discard-held` goes on without those {} record(s)",
+                file.records
+            )),
+            e => e,
+        })?;
+        for c in held {
             let kind = c.source;
             self.note_time(kind, c.event.event_time);
             self.tally(kind).resumed += 1;
@@ -701,8 +734,11 @@ impl<'a> Run<'a> {
             carried,
             store,
             seq,
+            held_discarded,
+            held_warning,
             ..
         } = self;
+        warnings.extend(held_warning);
         debug_assert!(
             pending.values().all(|p| *p == 0),
             "held records left unaccounted: {pending:?}"
@@ -726,9 +762,11 @@ impl<'a> Run<'a> {
             rejects: shown,
             strict_aborted,
             warnings: Vec::new(),
+            held_discarded,
         };
         // Nothing read, and everything carried in carried on: the store stays as it is.
-        if strict_aborted || (total.read == 0 && total.held == total.resumed) {
+        if strict_aborted || (total.read == 0 && total.held == total.resumed && held_discarded == 0)
+        {
             writer.abandon();
             rejects.discard();
             report.warnings = warnings;
@@ -751,6 +789,7 @@ impl<'a> Run<'a> {
             inputs: consumed,
             counts: report.counts.clone(),
             held,
+            held_discarded,
             ..Default::default()
         };
         Ok((Some(changes), report))

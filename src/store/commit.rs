@@ -165,10 +165,26 @@ pub struct Commit {
     /// Records held at the end of this ingest for the next (`store::held`); absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldFile>,
+    /// Records the previous ingest held that this one dropped unread (`--discard-held`, for a
+    /// damaged held-state file); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_discarded: u64,
     /// The checkpoint of the state after this commit (`store::checkpoint`); absent in most
     /// commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointRef>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Commit {
+    /// Whether an ingest made it (it counts records, or dropped held ones): the held state is
+    /// the newest ingest's.
+    pub fn is_ingest(&self) -> bool {
+        !self.counts.is_empty() || self.held_discarded > 0
+    }
 }
 
 /// A commit as found on disk, with the hash of its file.

@@ -4,7 +4,7 @@
 //! They are kept as the rows they would be alone (secret values already removed, like every
 //! row) in one JSON lines file per commit, `state/held/<seq>.jsonl`, listed in that commit with
 //! its SHA-256: the held state changes with the offsets that produced it, in the same commit.
-//! The live state is the newest ingest commit's (a commit with counts); a commit carrying
+//! The live state is the newest ingest commit's (`Commit::is_ingest`); a commit carrying
 //! nothing has none. Files of older states are deleted by the next writer.
 
 use std::collections::HashSet;

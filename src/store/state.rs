@@ -86,9 +86,9 @@ impl State {
                 input: input.clone(),
             });
         }
-        // Only an ingest (a commit with counts) changes the held state: a compaction between
-        // two ingests leaves it to the next one.
-        if !commit.counts.is_empty() {
+        // Only an ingest changes the held state: a compaction between two ingests leaves it
+        // to the next one.
+        if commit.is_ingest() {
             self.held = commit.held.clone();
         }
     }
@@ -276,6 +276,7 @@ mod tests {
             removed: Vec::new(),
             keep_removed_until: None,
             held: None,
+            held_discarded: 0,
             checkpoint: None,
         }
     }

@@ -27,6 +27,8 @@ pub struct Changes {
     pub keep_removed_until: Option<i64>,
     /// The held state an ingest leaves for the next (staged with `store::held::write`).
     pub held: Option<HeldFile>,
+    /// Records the previous ingest held that this one dropped (`--discard-held`).
+    pub held_discarded: u64,
 }
 
 /// A commit made.
@@ -142,6 +144,7 @@ impl<'s> Transaction<'s> {
             removed: changes.removed,
             keep_removed_until: changes.keep_removed_until.map(format_nanos),
             held: changes.held,
+            held_discarded: changes.held_discarded,
             checkpoint: None,
         };
         // The state after this commit, checkpointed in it when one is due (staged before the

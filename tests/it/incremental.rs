@@ -238,6 +238,40 @@ fn a_request_and_its_response_in_two_runs_make_one_row() {
     );
 }
 
+/// A damaged held-state file stops the next ingest (its records cannot be trusted) with the way
+/// out named; `--discard-held` goes on without them, says how many, and the commit records it,
+/// so the store verifies.
+#[test]
+fn a_damaged_held_state_stops_ingest_until_it_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let log = write(
+        &dir.path().join("audit.log"),
+        vault_request("d-1", &from_now(-60)) + &vault_response("x-1", &from_now(-59)) + "\n",
+    );
+    let (_, first) = ingest(&store, &[&log], &[]);
+    assert_eq!(held_counts(&first), (0, 1), "{first}");
+    let held = store.join("state/held/000001.jsonl");
+    let mut text = std::fs::read_to_string(&held).unwrap();
+    text = text.replace("d-1", "forged");
+    std::fs::write(&held, text).unwrap();
+    append(&log, &(vault_response("d-1", &from_now(-58)) + "\n"));
+    let r = run(vigil(&store).arg("ingest").arg(&log));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--discard-held"), "{}", r.stderr);
+    let r = run(vigil(&store)
+        .args(["ingest", "--discard-held", "--format", "json"])
+        .arg(&log));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["held_discarded"], 1, "{report}");
+    // The response is stored on its own; the forged request is not.
+    assert!(request_rows(&store, "forged").is_empty());
+    assert_eq!(request_rows(&store, "d-1").len(), 1);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
+
 /// A held request is stored alone (outcome unknown) once its source has moved on by more than
 /// `hold_for` of event time, or once its file is no longer written; a request of history read
 /// after the fact is never held.

@@ -524,6 +524,7 @@ fn duplicates_are_found_after_their_partition_left_memory() {
         // Far below one day's events: every change of day drops the others.
         dedupe_budget: 50,
         hold_for: 0,
+        discard_held: false,
     };
     let report = ingest_lib(&store, &[InputSpec::Path(input)], &opts).unwrap();
     let t = &report.total;
