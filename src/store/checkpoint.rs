@@ -74,18 +74,9 @@ pub fn write(root: &Path, state: &State) -> Result<CheckpointRef, StoreError> {
 /// are not checkpoints).
 pub fn list(root: &Path) -> Result<Vec<u64>, StoreError> {
     let dir = root.join(CHECKPOINTS_DIR);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        // Not there, or not a directory: no checkpoint to read (the commits are).
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(StoreError::io(&dir, e)),
+    // Not there, or not a directory: no checkpoint to read (the commits are).
+    let Some(entries) = read_dir_if_any(&dir)? else {
+        return Ok(Vec::new());
     };
     let mut seqs = Vec::new();
     for entry in entries {
@@ -100,6 +91,23 @@ pub fn list(root: &Path) -> Result<Vec<u64>, StoreError> {
     }
     seqs.sort_unstable();
     Ok(seqs)
+}
+
+/// The entries of `dir`, `None` when it does not exist or is not a directory (then it holds no
+/// checkpoint).
+pub(super) fn read_dir_if_any(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(Some(e)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(StoreError::io(dir, e)),
+    }
 }
 
 /// Why a checkpoint cannot be used, in a phrase.

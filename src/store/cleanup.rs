@@ -126,17 +126,8 @@ pub fn tidy_checkpoints(
     _lock: &WriteLock,
 ) -> Result<(u64, Vec<PathBuf>), StoreError> {
     let dir = store.root().join(super::checkpoint::CHECKPOINTS_DIR);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok((0, Vec::new()))
-        }
-        Err(e) => return Err(StoreError::io(&dir, e)),
+    let Some(entries) = super::checkpoint::read_dir_if_any(&dir)? else {
+        return Ok((0, Vec::new()));
     };
     let mut deleted = 0;
     let mut set_aside = Vec::new();

@@ -836,6 +836,15 @@ mod tests {
         assert_eq!(short_error("permission denied"), "permission denied");
     }
 
+    fn meta() -> RecordMeta {
+        RecordMeta {
+            location: "x#1".into(),
+            prefix: None,
+            container: crate::ingest::splitter::Container::TopLevel,
+            file: "x".into(),
+        }
+    }
+
     /// A credential header logged in clear (an operator audited it without `hmac = true`) is a
     /// live token: it never reaches the row, and the row says a value was removed.
     #[test]
@@ -844,12 +853,7 @@ mod tests {
             keep_raw: true,
             ..ParseOptions::default()
         };
-        let meta = RecordMeta {
-            location: "x#1".into(),
-            prefix: None,
-            container: crate::ingest::splitter::Container::TopLevel,
-            file: "x".into(),
-        };
+        let meta = meta();
         let text = r#"{"time":"2026-03-02T10:00:00Z","type":"response","auth":{"entity_id":"e1"},"request":{"id":"r1","operation":"read","path":"secret/data/a","headers":{"x-vault-token":["hvs.CAESIlive"],"authorization":["hmac-sha256:ab"],"user-agent":["vault-cli"]}},"response":{}}"#;
         assert!(from_text(text.as_bytes(), &opts, &meta, false).is_none());
         let mut value: Value = serde_json::from_str(text).unwrap();
@@ -868,12 +872,7 @@ mod tests {
             keep_raw: false,
             ..ParseOptions::default()
         };
-        let meta = RecordMeta {
-            location: "x#1".into(),
-            prefix: None,
-            container: crate::ingest::splitter::Container::TopLevel,
-            file: "x".into(),
-        };
+        let meta = meta();
         let mut compared = 0;
         for file in [
             "sample-data/vault/audit.log",
