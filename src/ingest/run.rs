@@ -104,12 +104,8 @@ pub struct IngestReport {
     pub strict_aborted: bool,
     pub warnings: Vec<String>,
     /// Records the previous ingest held that `--discard-held` dropped.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::store::commit::is_zero")]
     pub held_discarded: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,8 @@
 //! Opening a store reads the newest checkpoint its commit vouches for, then only the commits
 //! after it; a checkpoint that is missing, unreadable or does not match its commit's hash is
 //! passed over with a warning (an older one, or the whole log, is read instead), so a damaged
-//! checkpoint costs time, never data. `vigil verify` replays every commit and compares each
+//! checkpoint costs time, not rows (unless a commit before it is damaged too: the fuller read
+//! then stops there, as it would without checkpoints). `vigil verify` replays every commit and compares each
 //! checkpoint with the state the commits give.
 //!
 //! The checkpoint is written before its commit, like the data files: a crash in between leaves
@@ -61,7 +62,6 @@ pub fn write(root: &Path, state: &State) -> Result<CheckpointRef, StoreError> {
     bytes.push(b'\n');
     let rel = relative_path(state.seq);
     let path = root.join(&rel);
-    crate::fault::crash_point("before_checkpoint");
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
     Ok(CheckpointRef {
         path: rel,

@@ -175,7 +175,8 @@ pub struct Commit {
     pub checkpoint: Option<CheckpointRef>,
 }
 
-fn is_zero(n: &u64) -> bool {
+/// For `skip_serializing_if`: counts that are absent when nothing happened.
+pub(crate) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
