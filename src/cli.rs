@@ -39,6 +39,10 @@ pub enum Command {
     Report(ReportCommand),
     /// Run the detectors over a window against the history before it; print the findings
     Detect(DetectArgs),
+    /// The findings history: list what detection recorded with its status, acknowledge a
+    /// finding, or judge one benign (later runs then leave its key out)
+    #[command(subcommand)]
+    Findings(FindingsCommand),
     /// List the detectors, or explain one (vigil detectors VG007)
     Detectors(DetectorsArgs),
     /// Replay the detectors over past history, window by window, and score them against labels
@@ -247,6 +251,67 @@ pub struct DetectArgs {
     /// [alerts] suppress_for: one email per run (and the webhook when configured)
     #[arg(long)]
     pub notify: bool,
+    /// Record nothing in the findings history (which needs the store's write lock) and send
+    /// nothing: for a look at a window, or a store you may only read
+    #[arg(long, conflicts_with = "notify")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FindingsCommand {
+    /// Recorded findings with their latest status, newest first
+    List(FindingsListArgs),
+    /// Mark every finding with KEY as seen by an analyst
+    Ack(FindingsAckArgs),
+    /// Judge every finding with KEY benign: later runs leave that key out, like an allowlist
+    /// entry, until the verdict expires, and say so in a note
+    Benign(FindingsBenignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsListArgs {
+    /// Only findings whose latest status is one of these (new, alerted, suppressed,
+    /// acknowledged, benign; comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Findings recorded in this period up to now: 24h, 7d, 4w ...
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub since: String,
+    /// Only findings with this key
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Output format [default: table on a terminal, jsonl otherwise]; json and jsonl carry
+    /// every column
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsAckArgs {
+    /// The finding key (`vigil findings list` shows it): `<code>:<actor_id>[:<resource_id>]`
+    pub key: String,
+    /// Why, for the history
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Who decides [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsBenignArgs {
+    /// The finding key (`vigil findings list` shows it): `<code>:<actor_id>[:<resource_id>]`
+    pub key: String,
+    /// Why the access is fine (kept in the history and shown when a run leaves the key out)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// When the verdict ends: a duration from now (30d), a date (the end of that day, UTC) or
+    /// an RFC 3339 time [default: never]
+    #[arg(long, value_name = "T")]
+    pub expires: Option<String>,
+    /// Who decides [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //!
 //! Secret-manager audit logs in, one normalized Parquet history out, queried with DataFusion.
 
-/// Alert emails for findings, with suppression and the durable outbox.
+/// Alert emails and webhook posts for findings, through the durable outbox.
 pub mod alert;
 /// Working time (time zone, business hours, holidays) for off-hours decisions.
 pub mod calendar;
@@ -22,6 +22,8 @@ pub mod environments;
 pub mod event;
 /// Fault injection for crash tests (active only with the `fault-injection` feature).
 pub mod fault;
+/// The findings history: every finding recorded, its status, analysts' verdicts.
+pub mod findings;
 /// Synthetic audit logs with labelled anomalies (`vigil generate`).
 pub mod generate;
 /// Shell-style wildcards for config patterns.

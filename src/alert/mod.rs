@@ -1,108 +1,91 @@
-//! Alerts: the findings of a `vigil detect --notify` run that are at or above
-//! `[alerts] min_severity` and were not sent within `suppress_for`, grouped into one email per
-//! run (by principal), through the same outbox as reports. Suppression state is the outbox itself
-//! (every queued message records its findings' keys and time), so a re-run, a restart or a crash
-//! after queueing never sends an alert twice, and an SMTP outage delays alerts without losing one.
+//! Alerts: delivery of the alerts the findings history decided (`crate::findings::triage`), one
+//! email per alert (grouped by principal) and a webhook post when configured, through the
+//! durable outbox, so an SMTP outage delays alerts without losing one. Which findings are sent
+//! and which are suppressed is the findings history's to say, not the outbox's: the history
+//! records an alert (with its id) before it is queued here, and a run that finds a recorded
+//! alert missing from the outbox (a crash between the two) queues it then.
 
 mod render;
 pub mod webhook;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::{AlertSettings, Config};
 use crate::detect::Finding;
 use crate::mail::{self, Delivered, Mail, MailError};
 
-/// What `notify` did.
+/// An alert to deliver: its id in the findings history, its findings (sorted), and the period
+/// they were found in.
 #[derive(Debug)]
+pub struct Alert {
+    pub id: String,
+    pub findings: Vec<Finding>,
+    pub window: String,
+}
+
+/// What `deliver` did.
+#[derive(Debug, Default)]
 pub struct Notified {
-    /// Findings in the message (0: nothing new to send).
-    pub sent_findings: usize,
-    /// Findings left out because the same key was sent within `suppress_for`.
-    pub suppressed: usize,
-    /// Below `min_severity`.
-    pub below_threshold: usize,
+    /// Alerts queued by this run (this run's, and any a crash kept from the outbox).
+    pub queued: usize,
     /// Waiting messages from earlier runs that this run delivered.
     pub flushed: usize,
-    pub delivered: Option<Delivered>,
+    /// What became of each message queued now.
+    pub delivered: Vec<Delivered>,
     /// The webhook's outcome when `[alerts] webhook_url_env` is set and something was waiting
     /// to be posted (this run's findings or an earlier run's).
     pub webhook: Option<webhook::Posted>,
 }
 
-/// Keys sent (queued) after `since`, from the outbox.
-fn recent_keys(outbox: &Path, since: i64) -> BTreeMap<String, i64> {
-    let mut keys = BTreeMap::new();
-    for env in mail::envelopes(outbox) {
-        if env.queued_at >= since {
-            for k in env.keys {
-                let e = keys.entry(k).or_insert(env.queued_at);
-                *e = (*e).max(env.queued_at);
-            }
-        }
-    }
-    keys
-}
-
-/// Whether every part of `f` was sent recently or is in this run's message already: a grouped
-/// finding with one new part is sent again (the new part is news).
-fn already_sent(f: &Finding, recent: &BTreeMap<String, i64>, send: &[&Finding]) -> bool {
-    f.alert_keys()
-        .iter()
-        .all(|k| recent.contains_key(k) || send.iter().any(|s| s.alert_keys().contains(k)))
-}
-
-/// Sends what is new in `findings` (already sorted) as one message.
-pub fn notify(
+/// Flushes what earlier runs left waiting, then queues and sends each of `alerts` that is not
+/// in the outbox yet (by id), as email and, when configured, as a webhook post.
+pub fn deliver(
     config: &Config,
     store_root: &Path,
-    findings: &[Finding],
+    alerts: &[Alert],
     now: i64,
-    window: &str,
 ) -> Result<Notified, MailError> {
     let outbox = mail::outbox_dir(config, store_root);
     let smtp = config.smtp.as_ref();
     let flushed = mail::flush_pending(smtp, &outbox)?;
     let settings = &config.alerts;
-    let suppress = i64::try_from(settings.suppress_for.as_nanos()).unwrap_or(i64::MAX);
-    let recent = recent_keys(&outbox, now.saturating_sub(suppress));
-    let mut below = 0;
-    let mut suppressed = 0;
-    let mut send: Vec<&Finding> = Vec::new();
-    for f in findings {
-        if f.severity < settings.min_severity {
-            below += 1;
-        } else if already_sent(f, &recent, &send) {
-            suppressed += 1;
-        } else {
-            send.push(f);
-        }
-    }
     let mut out = Notified {
-        sent_findings: send.len(),
-        suppressed,
-        below_threshold: below,
         flushed: flushed.sent,
-        delivered: None,
-        webhook: None,
+        ..Notified::default()
     };
-    if !send.is_empty() {
-        let message = message(settings, &send, window);
-        out.delivered = Some(mail::deliver(smtp, &outbox, &message)?);
-        if settings.webhook_url_env.is_some() {
+    let mailed = mail::alert_ids(&outbox);
+    let posted = webhook::alert_ids(&outbox);
+    for alert in alerts {
+        let send: Vec<&Finding> = alert.findings.iter().collect();
+        if send.is_empty() {
+            continue;
+        }
+        let message = message(settings, &send, &alert.window, &alert.id);
+        let mut queued = false;
+        if !mailed.contains(&alert.id) {
+            out.delivered.push(mail::deliver(smtp, &outbox, &message)?);
+            queued = true;
+        }
+        if settings.webhook_url_env.is_some() && !posted.contains(&alert.id) {
             let body = serde_json::json!({
                 "text": message.subject,
-                "window": window,
+                "window": alert.window,
+                "alert_id": alert.id,
                 "findings": send,
             });
-            webhook::queue(&outbox, now, &serde_json::to_vec(&body).unwrap_or_default()).map_err(
-                |source| MailError::Outbox {
-                    path: outbox.join("webhook"),
-                    source,
-                },
-            )?;
+            webhook::queue(
+                &outbox,
+                now,
+                &alert.id,
+                &serde_json::to_vec(&body).unwrap_or_default(),
+            )
+            .map_err(|source| MailError::Outbox {
+                path: outbox.join("webhook"),
+                source,
+            })?;
+            queued = true;
         }
+        out.queued += usize::from(queued);
     }
     if let Some(var) = &settings.webhook_url_env {
         let url = std::env::var(var).map_err(|_| {
@@ -114,17 +97,14 @@ pub fn notify(
 }
 
 /// The alert email for the findings to send.
-fn message(settings: &AlertSettings, send: &[&Finding], window: &str) -> Mail {
+fn message(settings: &AlertSettings, send: &[&Finding], window: &str, id: &str) -> Mail {
     let to = if settings.email_to.is_empty() {
         vec!["secops@localhost".to_owned()]
     } else {
         settings.email_to.clone()
     };
     Mail {
-        keys: send
-            .iter()
-            .flat_map(|f| f.alert_keys().iter().cloned())
-            .collect(),
+        alert_id: Some(id.to_owned()),
         to,
         subject: render::subject(send),
         text: render::text(send, window),
@@ -134,44 +114,5 @@ fn message(settings: &AlertSettings, send: &[&Finding], window: &str) -> Mail {
             content_type: "application/json",
             body: serde_json::to_vec_pretty(send).unwrap_or_default(),
         }],
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn finding(key: &str, parts: &[&str]) -> Finding {
-        let mut f = crate::detect::Finding::for_tests(key);
-        f.part_keys = parts.iter().map(|p| (*p).to_owned()).collect();
-        f
-    }
-
-    #[test]
-    fn a_grouped_finding_is_suppressed_only_when_every_part_was_sent() {
-        let recent: BTreeMap<String, i64> =
-            [("VG001:a:s1".to_owned(), 1), ("VG001:a:s2".to_owned(), 1)].into();
-        // The same two secrets again, in a window that overlaps the last one: suppressed.
-        assert!(already_sent(
-            &finding("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2"]),
-            &recent,
-            &[]
-        ));
-        // A third secret joined the group: sent, though its first secret (the key) was sent.
-        assert!(!already_sent(
-            &finding("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2", "VG001:a:s3"]),
-            &recent,
-            &[]
-        ));
-        // The first secret slid out of the window: the rest were sent, nothing new.
-        assert!(already_sent(
-            &finding("VG001:a:s2", &["VG001:a:s2"]),
-            &recent,
-            &[]
-        ));
-        // A plain finding goes by its key.
-        assert!(!already_sent(&finding("VG009:b", &[]), &recent, &[]));
-        let sent = finding("VG009:b", &[]);
-        assert!(already_sent(&finding("VG009:b", &[]), &recent, &[&sent]));
     }
 }

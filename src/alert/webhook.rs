@@ -134,21 +134,28 @@ fn pending_dir(outbox: &Path) -> PathBuf {
     outbox.join("webhook").join("pending")
 }
 
-/// Writes a body to be posted under `pending/`, named by `now` so waiting bodies go out in the
-/// order they were queued.
-pub fn queue(outbox: &Path, now: i64, body: &[u8]) -> std::io::Result<PathBuf> {
+/// Writes the body of alert `id` to be posted under `pending/`, named by `now` so waiting
+/// bodies go out in the order they were queued.
+pub fn queue(outbox: &Path, now: i64, id: &str, body: &[u8]) -> std::io::Result<PathBuf> {
     let dir = pending_dir(outbox);
     std::fs::create_dir_all(&dir)?;
-    let mut n = 0;
-    let path = loop {
-        let p = dir.join(format!("{now:020}-{n:04}.json"));
-        if !p.exists() {
-            break p;
-        }
-        n += 1;
-    };
+    let path = dir.join(format!("{now:020}-{id}.json"));
     crate::store::fsutil::write_atomic(&path, body)?;
     Ok(path)
+}
+
+/// The ids of the alerts whose bodies are waiting or were posted (`<time>-<id>.json`).
+pub fn alert_ids(outbox: &Path) -> std::collections::HashSet<String> {
+    [pending_dir(outbox), outbox.join("webhook").join("sent")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            let (_, rest) = name.split_once('-')?;
+            Some(rest.strip_suffix(".json")?.to_owned())
+        })
+        .collect()
 }
 
 /// Posts the waiting bodies, oldest first, to `url` (or explains why there is no URL); `None`

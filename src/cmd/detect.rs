@@ -5,8 +5,11 @@ use std::io::{IsTerminal, Write};
 use anyhow::{bail, Context};
 
 use super::{exit, Globals};
+use crate::alert::Alert;
 use crate::cli::{DetectArgs, DetectorsArgs, FindingsFormat};
 use crate::detect::{self, DetectContext, Finding, Severity};
+use crate::findings::record::Recorder;
+use crate::findings::triage::{self, Alerting};
 use crate::mail::Delivered;
 use crate::query::session;
 use crate::report::format::terminal_safe;
@@ -19,7 +22,7 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         .map(Severity::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--fail-on: {e}"))?;
-    let (window, now) =
+    let (window, _) =
         super::report::time_range(&args.time, std::time::Duration::from_secs(86_400))?;
     if !g.store.exists() {
         bail!(
@@ -30,7 +33,7 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
     let ctx = session(&g.store, &g.config).await?;
     let d = DetectContext::new(&ctx, window, &g.config);
     let only = (!args.only.is_empty()).then_some(args.only.as_slice());
-    let findings = detect::run(&d, only).await?;
+    let mut findings = detect::run(&d, only).await?;
     if !g.quiet {
         for n in d.take_notes() {
             eprintln!("note: {n}");
@@ -44,6 +47,77 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
                 if n == 1 { "" } else { "s" }
             );
         }
+    }
+    drop(ctx);
+    // Statuses are set at the wall clock (VIGIL_NOW in tests), whatever window was examined.
+    let recorded_at = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
+    let settings = &g.config.alerts;
+    let suppress_for = i64::try_from(settings.suppress_for.as_nanos()).unwrap_or(i64::MAX);
+    let alerting = args.notify.then_some(Alerting {
+        min_severity: settings.min_severity,
+        suppress_for,
+    });
+    let outbox = crate::mail::outbox_dir(&g.config, g.store.root());
+    let (recorder, plan, benign) = if args.dry_run {
+        let history = crate::findings::table::session(&g.store, &g.store.log()?).await?;
+        let verdicts = triage::benign_verdicts(&history, recorded_at)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let benign: Vec<(usize, triage::Verdict)> = findings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i, triage::covering(f, &verdicts)?.clone())))
+            .collect();
+        (None, None, benign)
+    } else {
+        let quiet = g.quiet;
+        let mut r = Recorder::begin(
+            &g.store,
+            recorded_at,
+            LOCK_WAIT,
+            || {
+                if !quiet {
+                    eprintln!("note: another vigil process is writing to the store; waiting up to {} s for it to finish", LOCK_WAIT.as_secs());
+                }
+            },
+            &outbox,
+        )
+        .context("recording the findings")?;
+        if !g.quiet {
+            for w in r.take_warnings() {
+                eprintln!("warning: {w}");
+            }
+            if r.migrated > 0 {
+                eprintln!(
+                    "note: took over the alert state of {} key(s) from the outbox {} into the findings history",
+                    r.migrated,
+                    outbox.display()
+                );
+            }
+        }
+        let mut plan = r
+            .record(&findings, alerting)
+            .await
+            .context("recording the findings")?;
+        let benign = std::mem::take(&mut plan.benign);
+        (Some(r), Some(plan), benign)
+    };
+    if !benign.is_empty() {
+        if !g.quiet {
+            let mut verdicts: Vec<String> = benign.iter().map(|(_, v)| v.describe()).collect();
+            verdicts.dedup();
+            eprintln!(
+                "note: left out {} finding(s) that benign verdicts cover: {}",
+                benign.len(),
+                verdicts.join("; ")
+            );
+        }
+        let left_out: std::collections::HashSet<usize> = benign.iter().map(|(i, _)| *i).collect();
+        let mut i = 0;
+        findings.retain(|_| {
+            i += 1;
+            !left_out.contains(&(i - 1))
+        });
     }
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         FindingsFormat::Table
@@ -65,53 +139,116 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
                 eprintln!("note: the window holds no events; {span}");
             }
         }
+        if let Some(p) = &plan {
+            if p.recorded + p.known > 0 {
+                eprintln!(
+                    "findings history: {} recorded, {} recorded by an earlier run (vigil findings list)",
+                    p.recorded, p.known
+                );
+            }
+        }
     }
     let mut code = match fail_on {
         Some(level) if findings.iter().any(|f| f.severity >= level) => exit::FLAGGED,
         _ => exit::OK,
     };
-    if args.notify {
-        let n = crate::alert::notify(&g.config, g.store.root(), &findings, now, &period)
-            .context("sending alerts")?;
-        if !g.quiet {
-            if n.flushed > 0 {
-                eprintln!(
-                    "sent {} alert message(s) that were waiting in the outbox",
-                    n.flushed
-                );
-            }
+    if let (Some(r), Some(plan)) = (&recorder, &plan) {
+        if args.notify {
+            code = code.max(notify(g, r, plan, &period, recorded_at, suppress_for).await?);
+        }
+    }
+    // The lock goes only now: an alert recorded is in the outbox before another run can look.
+    drop(recorder);
+    Ok(code)
+}
+
+/// How long `vigil detect` waits for the store's write lock (an ingest running) before giving
+/// up: longer than a scheduled ingest of a day's logs takes.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Queues this run's alert, and any alert an interrupted run recorded and never queued, and
+/// says what became of them.
+async fn notify(
+    g: &Globals,
+    r: &Recorder<'_>,
+    plan: &triage::Plan,
+    period: &str,
+    now: i64,
+    suppress_for: i64,
+) -> anyhow::Result<u8> {
+    let recorded = r
+        .alerts_since(now.saturating_sub(suppress_for))
+        .await
+        .context("reading the alerts recorded")?;
+    let alerts: Vec<Alert> = recorded
+        .into_iter()
+        .map(|(id, findings)| Alert {
+            window: if id == plan.alert_id {
+                period.to_owned()
+            } else {
+                recorded_period(&findings)
+            },
+            id,
+            findings,
+        })
+        .collect();
+    let n =
+        crate::alert::deliver(&g.config, g.store.root(), &alerts, now).context("sending alerts")?;
+    let mut code = exit::OK;
+    if !g.quiet {
+        if n.flushed > 0 {
             eprintln!(
-                "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity",
-                n.sent_findings, n.suppressed, n.below_threshold
+                "sent {} alert message(s) that were waiting in the outbox",
+                n.flushed
             );
         }
-        if let Some(w) = &n.webhook {
-            if w.posted > 0 && !g.quiet {
-                eprintln!("webhook: posted {} message(s)", w.posted);
-            }
-            if let Some(e) = &w.error {
-                eprintln!(
-                    "error: {e}; {} webhook message(s) wait in {} and are posted by the next run",
-                    w.waiting,
-                    w.dir.display()
-                );
-                code = exit::ERROR;
-            }
+        let this_run = usize::from(!plan.send.is_empty());
+        if n.queued > this_run {
+            eprintln!(
+                "note: queued {} alert(s) that an interrupted run recorded and never queued",
+                n.queued - this_run
+            );
         }
-        match n.delivered {
-            Some(Delivered::Sent) | None => {}
-            Some(Delivered::Written(p)) => {
+        eprintln!(
+            "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity",
+            plan.send.len(), plan.suppressed, plan.below_threshold
+        );
+    }
+    if let Some(w) = &n.webhook {
+        if w.posted > 0 && !g.quiet {
+            eprintln!("webhook: posted {} message(s)", w.posted);
+        }
+        if let Some(e) = &w.error {
+            eprintln!(
+                "error: {e}; {} webhook message(s) wait in {} and are posted by the next run",
+                w.waiting,
+                w.dir.display()
+            );
+            code = exit::ERROR;
+        }
+    }
+    for delivered in n.delivered {
+        match delivered {
+            Delivered::Sent => {}
+            Delivered::Written(p) => {
                 if !g.quiet {
                     eprintln!("no [smtp] in vigil.toml: alert written to {}", p.display());
                 }
             }
-            Some(Delivered::Queued { path, reason }) => {
+            Delivered::Queued { path, reason } => {
                 eprintln!("error: the alert was not sent: {reason}; it waits in {} and is sent by the next run", path.display());
                 code = exit::ERROR;
             }
         }
     }
     Ok(code)
+}
+
+/// The period an earlier run's alert covers, from its findings' windows.
+fn recorded_period(findings: &[Finding]) -> String {
+    let start = findings.iter().map(|f| f.window_start.as_str()).min();
+    let end = findings.iter().map(|f| f.window_end.as_str()).max();
+    format!("{} to {}", start.unwrap_or("?"), end.unwrap_or("?"))
 }
 
 fn write_findings(

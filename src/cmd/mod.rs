@@ -4,6 +4,7 @@ mod backtest;
 mod compact;
 mod demo;
 mod detect;
+mod findings;
 mod generate;
 mod ingest;
 mod report;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
         Command::Detect(args) => runtime.block_on(detect::run(&globals, args)),
         Command::Detectors(args) => detect::detectors(args),
+        Command::Findings(cmd) => runtime.block_on(findings::run(&globals, cmd)),
         Command::Backtest(args) => runtime.block_on(backtest::run(&globals, args)),
         Command::Report(cmd) => runtime.block_on(report::run(&globals, cmd)),
         Command::Verify(args) => verify::run(&globals, args),

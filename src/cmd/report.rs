@@ -271,7 +271,7 @@ fn send(g: &Globals, runs: &[ReportRun], to: Vec<String>, generated: &str) -> an
         });
     }
     let message = Mail {
-        keys: Vec::new(),
+        alert_id: None,
         to,
         subject,
         text: report::plain_text(runs)?,

@@ -182,6 +182,13 @@ pub async fn run(
         findings.extend(found);
     }
     combine_off_hours_bursts(&mut findings);
+    sort_findings(&mut findings);
+    Ok(findings)
+}
+
+/// The order findings are printed and sent in: window start, severity (highest first), code,
+/// key.
+pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         (
             a.window_start.as_str(),
@@ -196,7 +203,6 @@ pub async fn run(
                 b.key.as_str(),
             ))
     });
-    Ok(findings)
 }
 
 /// An off-hours burst (VG008) is one alert: the plain burst (VG007) and the off-hours read

@@ -47,9 +47,10 @@ pub struct Attachment {
 
 /// A message before addressing details are checked.
 pub struct Mail {
-    /// Dedup keys of the alerts in this message (empty for reports): a message in the outbox
-    /// counts as sent for suppression, so a crash after queueing never sends an alert twice.
-    pub keys: Vec<String>,
+    /// The alert this message carries (none for reports): the findings history names it, and a
+    /// run that finds an alert recorded but not in the outbox (a crash between the two) queues
+    /// it again.
+    pub alert_id: Option<String>,
     pub to: Vec<String>,
     pub subject: String,
     pub text: String,
@@ -73,8 +74,12 @@ pub enum Delivered {
 pub struct Envelope {
     pub from: String,
     pub to: Vec<String>,
-    #[serde(default)]
+    /// Alert keys, as vigil wrote them before the findings history kept alert state; read once
+    /// to migrate that state (`findings::migrate`), never written now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<String>,
     /// When the message entered the outbox (nanoseconds UTC).
     #[serde(default)]
     pub queued_at: i64,
@@ -148,7 +153,8 @@ fn build(mail: &Mail, from: &str) -> Result<(Envelope, Vec<u8>), MailError> {
     let envelope = Envelope {
         from: from_box.email.to_string(),
         to,
-        keys: mail.keys.clone(),
+        keys: Vec::new(),
+        alert_id: mail.alert_id.clone(),
         queued_at: crate::clock::now_nanos().unwrap_or(0),
     };
     Ok((envelope, message.formatted()))
@@ -244,7 +250,7 @@ fn mark_sent(outbox: &Path, stem: &str) -> Result<(), MailError> {
     crate::store::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
 }
 
-/// Every envelope in the outbox (local, pending and sent), for suppression.
+/// Every envelope in the outbox (local, pending and sent).
 pub fn envelopes(outbox: &Path) -> Vec<Envelope> {
     let mut out = Vec::new();
     for dir in ["local", "pending", "sent"] {
@@ -264,6 +270,14 @@ pub fn envelopes(outbox: &Path) -> Vec<Envelope> {
         }
     }
     out
+}
+
+/// The ids of the alerts whose messages are in the outbox (local, pending or sent).
+pub fn alert_ids(outbox: &Path) -> std::collections::HashSet<String> {
+    envelopes(outbox)
+        .into_iter()
+        .filter_map(|e| e.alert_id)
+        .collect()
 }
 
 /// Result of retrying the pending messages.

@@ -82,7 +82,7 @@ const OCSF_VIEW: &str = "SELECT
 FROM events";
 
 /// Names of the tables and views a query can use.
-pub const TABLES: &str = "events, event_counts, client_counts, secret_reads, ocsf_api_activity";
+pub const TABLES: &str = "events, event_counts, client_counts, secret_reads, ocsf_api_activity, findings, finding_history";
 
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
@@ -117,6 +117,7 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
         let view = ctx.sql(sql).await?.into_view();
         ctx.register_table(name, view)?;
     }
+    crate::findings::table::register(&ctx, store, &log).await?;
     Ok(ctx)
 }
 

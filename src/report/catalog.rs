@@ -92,7 +92,7 @@ pub struct Report {
 }
 
 /// The shipped report files, in `vigil report list` order.
-const SHIPPED: [(&str, &str); 14] = [
+const SHIPPED: [(&str, &str); 15] = [
     (
         "access-summary",
         include_str!("../../queries/access-summary.sql"),
@@ -143,6 +143,10 @@ const SHIPPED: [(&str, &str); 14] = [
         include_str!("../../queries/shared-secrets.sql"),
     ),
     ("top-talkers", include_str!("../../queries/top-talkers.sql")),
+    (
+        "open-findings",
+        include_str!("../../queries/open-findings.sql"),
+    ),
 ];
 
 /// Every shipped report, parsed. A header error is a bug in a shipped file (a unit test loads
@@ -287,7 +291,7 @@ mod tests {
     #[test]
     fn every_shipped_report_parses() {
         let reports = shipped().unwrap();
-        assert_eq!(reports.len(), 14);
+        assert_eq!(reports.len(), 15);
         assert!(
             reports.iter().all(|r| r.sql.contains("ORDER BY")),
             "every report orders its rows"

@@ -24,6 +24,7 @@ pub fn set_aside_orphans(
     for top in [
         super::EVENTS_DIR,
         super::REJECTS_DIR,
+        super::FINDINGS_DIR,
         super::rollup::ROLLUPS_DIR,
     ] {
         let dir = store.root().join(top);

@@ -90,6 +90,10 @@ pub struct RejectsFile {
     pub sha256: String,
 }
 
+/// The findings a commit records (`findings/date=<D>/<seq>.parquet`, see `crate::findings`): the
+/// same shape as a rollup's entry.
+pub type FindingsFile = RollupFile;
+
 /// A data file a commit takes out of the store (compaction replaced it); its rollups go with it.
 /// The file itself is deleted only after a grace period, so queries that listed it finish.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,6 +173,10 @@ pub struct Commit {
     /// damaged held-state file); absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub held_discarded: u64,
+    /// The findings rows this commit records (`crate::findings`): detection results and triage
+    /// verdicts; absent in commits that record none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsFile>,
     /// The checkpoint of the state after this commit (`store::checkpoint`); absent in most
     /// commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@
 //! <store>/_commits/<seq>.json
 //! <store>/_checkpoints/<seq>.json
 //! <store>/rejects/<YYYY-MM-DD>/<seq>.jsonl
+//! <store>/findings/date=<YYYY-MM-DD>/<seq>.parquet
 //! <store>/state/
 //! ```
 
@@ -32,6 +33,8 @@ pub use commit::{read_log, CommitLog, Tally};
 
 pub const EVENTS_DIR: &str = "events";
 pub const REJECTS_DIR: &str = "rejects";
+/// Where the findings history lives (`crate::findings`).
+pub const FINDINGS_DIR: &str = "findings";
 /// Where files no commit lists are set aside (see [`cleanup::set_aside_orphans`]).
 pub const QUARANTINE_DIR: &str = "_quarantine";
 

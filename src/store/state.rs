@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::commit::{Commit, DataFile, RejectsFile, RemovedFile};
+use super::commit::{Commit, DataFile, FindingsFile, RejectsFile, RemovedFile};
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use crate::ingest::timestamp::format_nanos;
@@ -31,6 +31,9 @@ pub struct State {
     pub files: Vec<DataFile>,
     /// Every rejects file committed (rejects are kept, never compacted).
     pub rejects: Vec<RejectsFile>,
+    /// Every findings file committed, oldest first (findings are kept, never compacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingsFile>,
     /// Files compactions replaced whose deletion is still to be done.
     pub pending: Vec<PendingRemoval>,
     /// The newest checkpoint of each input (per file head, whole-file fingerprint or object key).
@@ -80,6 +83,7 @@ impl State {
         }
         self.files.extend(commit.files.iter().cloned());
         self.rejects.extend(commit.rejects.iter().cloned());
+        self.findings.extend(commit.findings.iter().cloned());
         for input in &commit.inputs {
             self.record_input(LoggedInput {
                 seq: commit.seq,
@@ -175,6 +179,7 @@ impl State {
             }
         }
         out.extend(self.rejects.iter().map(|r| r.path.clone()));
+        out.extend(self.findings.iter().map(|f| f.path.clone()));
         for p in &self.pending {
             out.insert(p.file.path.clone());
             out.extend(rollups(&p.file.path));
@@ -207,6 +212,9 @@ impl State {
         }
         if self.rejects != replayed.rejects {
             return Some("its rejects files differ from the ones the commits list".into());
+        }
+        if self.findings != replayed.findings {
+            return Some("its findings files differ from the ones the commits list".into());
         }
         if self.inputs != replayed.inputs {
             return Some("its input checkpoints differ from the ones the commits list".into());
@@ -277,6 +285,7 @@ mod tests {
             keep_removed_until: None,
             held: None,
             held_discarded: 0,
+            findings: None,
             checkpoint: None,
         }
     }

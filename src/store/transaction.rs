@@ -2,13 +2,15 @@
 //! damaged before its end and tidies up (`cleanup`); the writer then stages its files beside the
 //! store, invisible to readers; [`Transaction::commit`] makes them visible with one commit file
 //! chained to the head, or dropping the transaction abandons them (the writers delete what they
-//! staged; what a crash leaves is set aside by the next `begin`). Ingest and compaction go
-//! through it, and so must every later writer.
+//! staged; what a crash leaves is set aside by the next `begin`). Ingest, compaction and the
+//! findings history go through it, and so must every later writer.
 
 use std::collections::BTreeMap;
 
 use super::cleanup;
-use super::commit::{write_commit, Commit, DataFile, LoggedCommit, RejectsFile, RemovedFile};
+use super::commit::{
+    write_commit, Commit, DataFile, FindingsFile, LoggedCommit, RejectsFile, RemovedFile,
+};
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::{CommitLog, Store, StoreError, Tally, WriteLock};
@@ -29,6 +31,8 @@ pub struct Changes {
     pub held: Option<HeldFile>,
     /// Records the previous ingest held that this one dropped (`--discard-held`).
     pub held_discarded: u64,
+    /// Findings rows recorded (`crate::findings`), staged with `store::writer::write_table`.
+    pub findings: Option<FindingsFile>,
 }
 
 /// A commit made.
@@ -96,6 +100,30 @@ impl<'s> Transaction<'s> {
         Ok(tx)
     }
 
+    /// [`Transaction::begin`], waiting up to `wait` while another process holds the lock
+    /// (`waiting` is called once if it has to): for writers that run beside ingest, such as
+    /// detection recording its findings.
+    pub fn begin_within(
+        store: &'s Store,
+        now: i64,
+        wait: std::time::Duration,
+        waiting: impl FnOnce(),
+    ) -> Result<Transaction<'s>, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut waiting = Some(waiting);
+        loop {
+            match Transaction::begin(store, now) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    if let Some(f) = waiting.take() {
+                        f();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Files replaced by compactions whose grace period is over at `now`. A failure must not stop
     /// the write (audit logs must still be stored): it is a warning, and retried next time.
     fn delete_replaced(&mut self, now: i64) {
@@ -145,6 +173,7 @@ impl<'s> Transaction<'s> {
             keep_removed_until: changes.keep_removed_until.map(format_nanos),
             held: changes.held,
             held_discarded: changes.held_discarded,
+            findings: changes.findings,
             checkpoint: None,
         };
         // The state after this commit, checkpointed in it when one is due (staged before the

@@ -207,6 +207,21 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             live_held = commit.held.clone();
         }
         check_counts(&commit, &mut digests_since, &mut v.problems);
+        if let Some(f) = &commit.findings {
+            referenced.insert(f.path.clone());
+            let before = (v.problems.len(), missing.len());
+            check_file(
+                store,
+                &f.path,
+                &f.sha256,
+                f.bytes,
+                &mut v.problems,
+                &mut missing,
+            )?;
+            if (v.problems.len(), missing.len()) == before {
+                check_parquet_rows(store, f, &mut v.problems);
+            }
+        }
         if let Some(r) = &commit.rejects {
             referenced.insert(r.path.clone());
             check_file(
@@ -246,6 +261,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     for top in [
         EVENTS_DIR,
         REJECTS_DIR,
+        super::FINDINGS_DIR,
         super::rollup::ROLLUPS_DIR,
         super::checkpoint::CHECKPOINTS_DIR,
     ] {
@@ -660,6 +676,27 @@ fn check_rollup(
             r.path, r.rows
         )),
         Err(e) => problems.push(format!("{} cannot be read: {e}", r.path)),
+    }
+}
+
+/// A findings file must be Parquet holding the rows its commit lists.
+fn check_parquet_rows(store: &Store, f: &super::commit::FindingsFile, problems: &mut Vec<String>) {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let path = store.absolute(&f.path);
+    // A crafted file must not crash verify: a decoder panic is a problem like any other.
+    let rows = std::panic::catch_unwind(|| {
+        let file = fs::File::open(&path).map_err(|e| e.to_string())?;
+        let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
+        Ok::<i64, String>(reader.metadata().file_metadata().num_rows())
+    })
+    .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
+    match rows {
+        Ok(n) if u64::try_from(n) == Ok(f.rows) => {}
+        Ok(n) => problems.push(format!(
+            "{} has {n} row(s); its commit says {}",
+            f.path, f.rows
+        )),
+        Err(e) => problems.push(format!("{} cannot be read: {e}", f.path)),
     }
 }
 

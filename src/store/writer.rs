@@ -353,15 +353,24 @@ pub(super) fn write_rollup(
     data: &str,
     counts: &RecordBatch,
 ) -> Result<RollupFile, StoreError> {
-    let relative = kind.path_for(data);
+    write_table(store, kind.path_for(data), counts)
+}
+
+/// Writes `batch` durably as the Parquet file `relative` (store-relative) and returns its entry
+/// for a commit: how rollups and the findings history are staged.
+pub(crate) fn write_table(
+    store: &Store,
+    relative: String,
+    batch: &RecordBatch,
+) -> Result<RollupFile, StoreError> {
     let path = store.absolute(&relative);
     if let Some(parent) = path.parent() {
         create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
     }
-    let (sha256, bytes) = encode_durably(&path, counts, parquet_props().build())?;
+    let (sha256, bytes) = encode_durably(&path, batch, parquet_props().build())?;
     Ok(RollupFile {
         path: relative,
-        rows: counts.num_rows() as u64,
+        rows: batch.num_rows() as u64,
         bytes,
         sha256,
     })

@@ -432,6 +432,19 @@ fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
     let r = notify(&store, &cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+    // The findings history holds each finding once, alerted in the one message.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM (SELECT key FROM finding_history GROUP BY key, window_start, window_end HAVING count(*) > 1)"
+        ),
+        0,
+        "one row per finding"
+    );
+    let alerted = sql(
+        &store,
+        "SELECT count(*) AS n, count(DISTINCT alert_id) AS ids FROM findings WHERE status = 'alerted'",
+    );
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1, "one message per run, none for the re-run");
     let m = &msgs[0];
@@ -486,6 +499,11 @@ fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
         .find(|p| p["filename"] == "findings.json")
         .unwrap();
     let findings: Vec<Value> = serde_json::from_str(json_part["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        alerted[0],
+        json!({"n": findings.len(), "ids": 1}),
+        "every finding of the message is recorded as alerted, under one alert id"
+    );
     assert!(
         findings
             .iter()
@@ -652,4 +670,201 @@ fn webhook_gets_the_new_findings_once() {
     assert_eq!(bodies.len(), 1, "posted once after the outage");
     assert_eq!(std::fs::read_to_string(&bodies[0]).unwrap(), text);
     assert_eq!(std::fs::read_dir(&waiting).unwrap().count(), 0);
+}
+
+/// The detection fixture plus the same canary secret read on the two days after the window,
+/// for alerts about one key in several windows.
+fn canary_store(dir: &Path) -> PathBuf {
+    use crate::detect::{day, history, window, H};
+    let mut l = history();
+    window(&mut l);
+    for d in [22, 23] {
+        l.read(
+            day(d) + 9 * H,
+            "oidc-bob",
+            "prod/canary/aws-root-keys",
+            "192.168.10.6",
+            "vault-cli/1.15",
+        );
+    }
+    let log = write(&dir.join("audit.log"), &l.text);
+    let store = dir.join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    store
+}
+
+/// `vigil detect --notify --only VG013` over the day starting at `from`, with the clock at `now`.
+fn canary_run(store: &Path, cfg: &Path, from: &str, to: &str, now: &str) -> Ran {
+    let r = run(vigil(store)
+        .env("VIGIL_NOW", now)
+        .arg("--config")
+        .arg(cfg)
+        .args(["detect", "--notify", "--only", "VG013", "--format", "jsonl"])
+        .args(["--from", from, "--to", to]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// The canary findings of each message, by subject.
+fn canary_keys(server: &Server) -> Vec<usize> {
+    server
+        .messages()
+        .iter()
+        .map(|m| {
+            let part = m["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["filename"] == "findings.json")
+                .unwrap();
+            let findings: Vec<Value> =
+                serde_json::from_str(part["text"].as_str().unwrap()).unwrap();
+            findings.iter().filter(|f| f["code"] == "VG013").count()
+        })
+        .collect()
+}
+
+#[test]
+fn a_benign_verdict_holds_the_key_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = canary_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let cfg = alert_config(dir.path(), port, &certs, &pw);
+    canary_run(
+        &store,
+        &cfg,
+        "2026-03-23",
+        "2026-03-24",
+        "2026-03-24T00:10:00Z",
+    );
+    assert_eq!(canary_keys(&server), [1], "the first touch is alerted");
+    let key = sql(&store, "SELECT key FROM findings WHERE code = 'VG013'")[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = run(vigil(&store)
+        .env("VIGIL_NOW", "2026-03-24T01:00:00Z")
+        .args(["findings", "benign", &key, "--by", "alice"])
+        .args([
+            "--reason",
+            "red-team exercise RT-7",
+            "--expires",
+            "2026-03-25",
+        ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("until 2026-03-26T00:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    // The next day, past suppress_for: the verdict leaves the touch out, and says why.
+    let r = canary_run(
+        &store,
+        &cfg,
+        "2026-03-24",
+        "2026-03-25",
+        "2026-03-25T02:00:00Z",
+    );
+    assert!(r.stdout.is_empty(), "left out of the output: {}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("left out 1 finding(s) that benign verdicts cover")
+            && r.stderr.contains(
+                "judged benign by alice: red-team exercise RT-7 (until 2026-03-26T00:00:00Z)"
+            ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+    assert_eq!(canary_keys(&server), [1]);
+    let recorded = sql(
+        &store,
+        "SELECT status, status_reason FROM findings WHERE code = 'VG013' AND window_start >= TIMESTAMP '2026-03-24T00:00:00Z'",
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["status"], "suppressed");
+    assert!(
+        recorded[0]["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("red-team exercise RT-7"),
+        "{recorded:?}"
+    );
+    // After the expiry the key alerts again.
+    let r = canary_run(
+        &store,
+        &cfg,
+        "2026-03-25",
+        "2026-03-26",
+        "2026-03-26T02:00:00Z",
+    );
+    assert!(!r.stderr.contains("benign"), "{}", r.stderr);
+    assert_eq!(canary_keys(&server), [1, 1]);
+    // The verdict and who gave it stay in the history.
+    let verdicts = sql(
+        &store,
+        "SELECT status_by, status_until FROM finding_history WHERE status = 'benign'",
+    );
+    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+    assert_eq!(verdicts[0]["status_by"], "alice");
+}
+
+/// A crash after the findings are recorded and before the mail is queued (or before they are
+/// recorded): the next run sends the alert once, and the one after sends nothing.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_crash_between_recording_and_queueing_neither_loses_nor_repeats_an_alert() {
+    for fault in ["after_findings_commit", "before_commit"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = alert_store(dir.path());
+        let certs = certificates(dir.path());
+        let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+        let port = free_port();
+        let server = Server::start(dir.path(), port, "starttls", &certs);
+        let cfg = alert_config(dir.path(), port, &certs, &pw);
+        let r = run(vigil(&store)
+            .env("VIGIL_FAULT", fault)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["detect", "--notify", "--format", "jsonl"])
+            .args(crate::detect::WINDOW));
+        assert_ne!(r.code, 0, "{fault}: the run crashed");
+        assert!(
+            r.stderr.contains(&format!("crashing at {fault}")),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(server.messages().len(), 0, "{fault}: nothing was sent");
+        let r = notify(&store, &cfg);
+        assert_eq!(r.code, 0, "{fault}: {}", r.stderr);
+        if fault == "after_findings_commit" {
+            assert!(
+                r.stderr
+                    .contains("queued 1 alert(s) that an interrupted run recorded")
+                    && r.stderr.contains("alerts: 0 new"),
+                "{}",
+                r.stderr
+            );
+        } else {
+            assert!(!r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+        }
+        let r = notify(&store, &cfg);
+        assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
+        let msgs = server.messages();
+        assert_eq!(msgs.len(), 1, "{fault}: one message");
+        assert!(
+            msgs[0]["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("[vigil] CRITICAL:"),
+            "{}",
+            msgs[0]["subject"]
+        );
+        let v = run(vigil(&store).arg("verify"));
+        assert_eq!(v.code, 0, "{fault}: {}{}", v.stdout, v.stderr);
+    }
 }

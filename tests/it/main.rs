@@ -16,6 +16,8 @@ mod contract;
 mod crash;
 /// Detectors on a hand-made history and on generated data with planted anomalies.
 mod detect;
+/// The findings history: recorded once, verdicts, verify, the outbox's alert state taken over.
+mod findings;
 /// `vigil generate`: determinism and labels that match the stored rows.
 mod generate;
 /// Golden snapshots of normalized rows per source.

@@ -1,0 +1,116 @@
+//! Tables `finding_history` (every row of the findings files the commit log lists) and
+//! `findings` (the latest row of each finding: its status), see `crate::findings`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::object_store::ObjectMeta;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use super::row;
+use crate::store::{CommitLog, Store};
+
+#[derive(Debug)]
+struct FindingsHistory {
+    files: Vec<(ObjectPath, u64)>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for FindingsHistory {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.files.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        // One group: the findings of a year are a few files of a few MB, read in one pass.
+        let files: Vec<PartitionedFile> = self
+            .files
+            .iter()
+            .map(|(location, size)| {
+                PartitionedFile::new_from_meta(ObjectMeta {
+                    location: location.clone(),
+                    last_modified: chrono::DateTime::UNIX_EPOCH,
+                    size: *size,
+                    e_tag: None,
+                    version: None,
+                })
+            })
+            .collect();
+        let source = ParquetSource::new(TableSchema::builder(Arc::clone(&self.schema)).build());
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_file_groups(vec![FileGroup::new(files)])
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Registers `finding_history` and `findings` for the findings files of `log`.
+pub async fn register(ctx: &SessionContext, store: &Store, log: &CommitLog) -> Result<()> {
+    let root = std::path::absolute(store.root())?;
+    let files = log
+        .state
+        .findings
+        .iter()
+        .map(|f| {
+            ObjectPath::from_absolute_path(root.join(&f.path))
+                .map(|p| (p, f.bytes))
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let schema = row::schema();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    ctx.register_table(
+        "finding_history",
+        Arc::new(FindingsHistory {
+            files,
+            schema: Arc::clone(&schema),
+        }),
+    )?;
+    let latest = format!(
+        "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY key, window_start, window_end ORDER BY commit_seq DESC) AS latest_row FROM finding_history) WHERE latest_row = 1",
+        cols = columns.join(", ")
+    );
+    let view = ctx.sql(&latest).await?.into_view();
+    ctx.register_table("findings", view)?;
+    Ok(())
+}
+
+/// A session with only the findings tables, over `log` (a writer's, under its lock).
+pub async fn session(store: &Store, log: &CommitLog) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    register(&ctx, store, log).await?;
+    Ok(ctx)
+}
