@@ -29,8 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Read audit logs (files, directories, .gz, or - for stdin) into the store
     Ingest(IngestArgs),
-    /// Run a read-only SQL query over tables `events`, `event_counts` (hourly counts) and
-    /// `client_counts` (per address and user agent) and views `secret_reads`,
+    /// Run a read-only SQL query over tables `events`, `event_counts` (hourly counts),
+    /// `client_counts` (per address and user agent), `findings` (each recorded finding with its
+    /// latest status) and `finding_history` (every status) and views `secret_reads`,
     /// `ocsf_api_activity`; without a query on a terminal, an interactive shell
     Sql(SqlArgs),
     /// List the compliance reports, or run them over a period (table, csv, json, markdown, html;

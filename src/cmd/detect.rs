@@ -82,7 +82,7 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             },
             &outbox,
         )
-        .context("recording the findings")?;
+        .context("recording the findings (--dry-run looks without recording)")?;
         if !g.quiet {
             for w in r.take_warnings() {
                 eprintln!("warning: {w}");

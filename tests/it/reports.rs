@@ -19,7 +19,12 @@ fn every_report_on_the_sample_data() {
         .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
-    assert_eq!(names.len(), 14, "{}", list.stdout);
+    assert_eq!(names.len(), 15, "{}", list.stdout);
+    // open-findings reads what detection recorded.
+    let r = run(vigil(&store)
+        .args(["detect", "--format", "jsonl"])
+        .args(MARCH));
+    assert_eq!(r.code, 0, "{}", r.stderr);
     // The same list for scripts: names in the same order, each with a title and its params.
     let json = run(vigil(&store).args(["report", "list", "--format", "json"]));
     let json: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
