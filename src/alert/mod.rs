@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::config::{AlertSettings, Config};
 use crate::detect::Finding;
-use crate::mail::{self, Delivered, Mail, MailError};
+use crate::mail::{self, Mail, MailError};
 
 /// An alert to deliver: its id in the findings history, its findings (sorted), and the period
 /// they were found in.
@@ -23,49 +23,39 @@ pub struct Alert {
     pub window: String,
 }
 
-/// What `deliver` did.
+/// What `queue` did.
 #[derive(Debug, Default)]
-pub struct Notified {
+pub struct Queued {
     /// Alerts queued by this run (this run's, and any a crash kept from the outbox).
-    pub queued: usize,
-    /// Waiting messages from earlier runs that this run delivered.
-    pub flushed: usize,
-    /// What became of each message queued now.
-    pub delivered: Vec<Delivered>,
-    /// The webhook's outcome when `[alerts] webhook_url_env` is set and something was waiting
-    /// to be posted (this run's findings or an earlier run's).
-    pub webhook: Option<webhook::Posted>,
+    pub alerts: usize,
+    /// Messages waiting in `pending/` under these names, for `send`.
+    pub pending: Vec<String>,
+    /// Without `[smtp]`: the `.eml` files written.
+    pub written: Vec<std::path::PathBuf>,
 }
 
-/// Flushes what earlier runs left waiting, then queues and sends each of `alerts` that is not
-/// in the outbox yet (by id), as email and, when configured, as a webhook post.
-pub fn deliver(
+/// Writes each of `alerts` that is not in the outbox yet (by id) to the outbox, as a webhook
+/// body (when `[alerts] webhook_url_env` is set) and then as an email, without sending anything:
+/// quick and local, done under the store's lock, so that no other run sees an alert recorded
+/// and not queued. The webhook body goes first: an alert whose email is in the outbox has been
+/// queued whole, and one turned on later does not post alerts mailed before it existed.
+pub fn queue(
     config: &Config,
     store_root: &Path,
     alerts: &[Alert],
     now: i64,
-) -> Result<Notified, MailError> {
+) -> Result<Queued, MailError> {
     let outbox = mail::outbox_dir(config, store_root);
-    let smtp = config.smtp.as_ref();
-    let flushed = mail::flush_pending(smtp, &outbox)?;
     let settings = &config.alerts;
-    let mut out = Notified {
-        flushed: flushed.sent,
-        ..Notified::default()
-    };
     let mailed = mail::alert_ids(&outbox);
     let posted = webhook::alert_ids(&outbox);
+    let mut out = Queued::default();
     for alert in alerts {
         let send: Vec<&Finding> = alert.findings.iter().collect();
-        if send.is_empty() {
+        if send.is_empty() || mailed.contains(&alert.id) {
             continue;
         }
         let message = message(settings, &send, &alert.window, &alert.id);
-        let mut queued = false;
-        if !mailed.contains(&alert.id) {
-            out.delivered.push(mail::deliver(smtp, &outbox, &message)?);
-            queued = true;
-        }
         if settings.webhook_url_env.is_some() && !posted.contains(&alert.id) {
             let body = serde_json::json!({
                 "text": message.subject,
@@ -83,17 +73,39 @@ pub fn deliver(
                 path: outbox.join("webhook"),
                 source,
             })?;
-            queued = true;
         }
-        out.queued += usize::from(queued);
+        match mail::queue(config.smtp.as_ref(), &outbox, &message)? {
+            mail::Queued::Pending(name) => out.pending.push(name),
+            mail::Queued::Local(path) => out.written.push(path),
+        }
+        out.alerts += 1;
     }
-    if let Some(var) = &settings.webhook_url_env {
+    Ok(out)
+}
+
+/// What `send` did.
+#[derive(Debug)]
+pub struct Sent {
+    pub mail: mail::Flushed,
+    /// The webhook's outcome when `[alerts] webhook_url_env` is set and something was waiting.
+    pub webhook: Option<webhook::Posted>,
+}
+
+/// Sends every message and webhook body waiting in the outbox (this run's and earlier runs'):
+/// network I/O, done after the store's lock is released.
+pub fn send(config: &Config, store_root: &Path) -> Result<Sent, MailError> {
+    let outbox = mail::outbox_dir(config, store_root);
+    let flushed = mail::flush_pending(config.smtp.as_ref(), &outbox)?;
+    let webhook = config.alerts.webhook_url_env.as_ref().and_then(|var| {
         let url = std::env::var(var).map_err(|_| {
             format!("environment variable {var} ([alerts] webhook_url_env) is not set")
         });
-        out.webhook = webhook::flush(&outbox, url);
-    }
-    Ok(out)
+        webhook::flush(&outbox, url)
+    });
+    Ok(Sent {
+        mail: flushed,
+        webhook,
+    })
 }
 
 /// The alert email for the findings to send.

@@ -10,7 +10,6 @@ use crate::cli::{DetectArgs, DetectorsArgs, FindingsFormat};
 use crate::detect::{self, DetectContext, Finding, Severity};
 use crate::findings::record::Recorder;
 use crate::findings::triage::{self, Alerting};
-use crate::mail::Delivered;
 use crate::query::session;
 use crate::report::format::terminal_safe;
 use crate::timerange::rfc3339;
@@ -49,18 +48,22 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         }
     }
     drop(ctx);
-    // Statuses are set at the wall clock (VIGIL_NOW in tests), whatever window was examined.
-    let recorded_at = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
     let settings = &g.config.alerts;
     let suppress_for = i64::try_from(settings.suppress_for.as_nanos()).unwrap_or(i64::MAX);
     let alerting = args.notify.then_some(Alerting {
         min_severity: settings.min_severity,
         suppress_for,
     });
-    let outbox = crate::mail::outbox_dir(&g.config, g.store.root());
-    let (recorder, plan, benign) = if args.dry_run {
-        let history = crate::findings::table::session(&g.store, &g.store.log()?).await?;
-        let verdicts = triage::benign_verdicts(&history, recorded_at)
+    let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
+    // Recording, and writing the alerts to the outbox, under the store's lock; printing and
+    // sending after it, so a slow SMTP server or a pager never holds up an ingest.
+    let mut queued = None;
+    let (plan, benign) = if args.dry_run {
+        let now = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
+        let log = g.store.log()?;
+        let history =
+            crate::findings::table::session(&g.store, &log, g.config.query_memory_limit).await?;
+        let verdicts = triage::benign_verdicts(&history, now)
             .await
             .map_err(anyhow::Error::msg)?;
         let benign: Vec<(usize, triage::Verdict)> = findings
@@ -68,20 +71,17 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             .enumerate()
             .filter_map(|(i, f)| Some((i, triage::covering(f, &verdicts)?.clone())))
             .collect();
-        (None, None, benign)
+        (None, benign)
     } else {
         let quiet = g.quiet;
-        let mut r = Recorder::begin(
-            &g.store,
-            recorded_at,
-            LOCK_WAIT,
-            || {
-                if !quiet {
-                    eprintln!("note: another vigil process is writing to the store; waiting up to {} s for it to finish", LOCK_WAIT.as_secs());
-                }
-            },
-            &outbox,
-        )
+        let mut r = Recorder::begin(&g.store, &g.config, LOCK_WAIT, || {
+            if !quiet {
+                eprintln!(
+                    "note: another vigil process is writing to the store; waiting up to {} s for it to finish",
+                    LOCK_WAIT.as_secs()
+                );
+            }
+        })
         .context("recording the findings (--dry-run looks without recording)")?;
         if !g.quiet {
             for w in r.take_warnings() {
@@ -89,9 +89,8 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             }
             if r.migrated > 0 {
                 eprintln!(
-                    "note: took over the alert state of {} key(s) from the outbox {} into the findings history",
-                    r.migrated,
-                    outbox.display()
+                    "note: took over {} alert record(s) from the outbox into the findings history",
+                    r.migrated
                 );
             }
         }
@@ -99,12 +98,19 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             .record(&findings, alerting)
             .await
             .context("recording the findings")?;
+        if args.notify {
+            queued = Some(queue_alerts(g, &r, &plan, &period, suppress_for).await?);
+        }
         let benign = std::mem::take(&mut plan.benign);
-        (Some(r), Some(plan), benign)
+        (Some(plan), benign)
     };
     if !benign.is_empty() {
         if !g.quiet {
-            let mut verdicts: Vec<String> = benign.iter().map(|(_, v)| v.describe()).collect();
+            let mut verdicts: Vec<String> = benign
+                .iter()
+                .map(|(_, v)| terminal_safe(&v.describe()))
+                .collect();
+            verdicts.sort();
             verdicts.dedup();
             eprintln!(
                 "note: left out {} finding(s) that benign verdicts cover: {}",
@@ -113,11 +119,12 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             );
         }
         let left_out: std::collections::HashSet<usize> = benign.iter().map(|(i, _)| *i).collect();
-        let mut i = 0;
-        findings.retain(|_| {
-            i += 1;
-            !left_out.contains(&(i - 1))
-        });
+        findings = findings
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !left_out.contains(i))
+            .map(|(_, f)| f)
+            .collect();
     }
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         FindingsFormat::Table
@@ -127,7 +134,6 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     write_findings(&mut out, &findings, format)?;
     out.flush()?;
-    let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
     if !g.quiet {
         eprintln!(
             "{} finding{} in {period}",
@@ -152,13 +158,9 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         Some(level) if findings.iter().any(|f| f.severity >= level) => exit::FLAGGED,
         _ => exit::OK,
     };
-    if let (Some(r), Some(plan)) = (&recorder, &plan) {
-        if args.notify {
-            code = code.max(notify(g, r, plan, &period, recorded_at, suppress_for).await?);
-        }
+    if let (Some(q), Some(plan)) = (&queued, &plan) {
+        code = code.max(send_alerts(g, q, plan)?);
     }
-    // The lock goes only now: an alert recorded is in the outbox before another run can look.
-    drop(recorder);
     Ok(code)
 }
 
@@ -166,18 +168,22 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
 /// up: longer than a scheduled ingest of a day's logs takes.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Queues this run's alert, and any alert an interrupted run recorded and never queued, and
-/// says what became of them.
-async fn notify(
+/// How far back a run looks for alerts recorded and never queued (a crash between the two):
+/// `suppress_for`, and never less than this, so a short `suppress_for` loses none.
+const RECOVER_FOR: i64 = 7 * 86_400 * 1_000_000_000;
+
+/// Writes this run's alert, and any alert an interrupted run recorded and never queued, to the
+/// outbox (under the lock the recorder holds).
+async fn queue_alerts(
     g: &Globals,
     r: &Recorder<'_>,
     plan: &triage::Plan,
     period: &str,
-    now: i64,
     suppress_for: i64,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<crate::alert::Queued> {
+    let since = r.now().saturating_sub(suppress_for.max(RECOVER_FOR));
     let recorded = r
-        .alerts_since(now.saturating_sub(suppress_for))
+        .alerts_since(since)
         .await
         .context("reading the alerts recorded")?;
     let alerts: Vec<Alert> = recorded
@@ -192,29 +198,44 @@ async fn notify(
             findings,
         })
         .collect();
-    let n =
-        crate::alert::deliver(&g.config, g.store.root(), &alerts, now).context("sending alerts")?;
+    crate::alert::queue(&g.config, g.store.root(), &alerts, r.now())
+        .context("writing the alert to the outbox")
+}
+
+/// Sends what waits in the outbox and says what became of this run's alert.
+fn send_alerts(
+    g: &Globals,
+    queued: &crate::alert::Queued,
+    plan: &triage::Plan,
+) -> anyhow::Result<u8> {
+    let sent = crate::alert::send(&g.config, g.store.root()).context("sending alerts")?;
     let mut code = exit::OK;
+    let this_run = usize::from(!plan.send.is_empty());
     if !g.quiet {
-        if n.flushed > 0 {
-            eprintln!(
-                "sent {} alert message(s) that were waiting in the outbox",
-                n.flushed
-            );
+        let earlier = sent
+            .mail
+            .sent_names
+            .iter()
+            .filter(|n| !queued.pending.contains(n))
+            .count();
+        if earlier > 0 {
+            eprintln!("sent {earlier} alert message(s) that were waiting in the outbox");
         }
-        let this_run = usize::from(!plan.send.is_empty());
-        if n.queued > this_run {
+        if queued.alerts > this_run {
             eprintln!(
                 "note: queued {} alert(s) that an interrupted run recorded and never queued",
-                n.queued - this_run
+                queued.alerts - this_run
             );
         }
         eprintln!(
             "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity",
             plan.send.len(), plan.suppressed, plan.below_threshold
         );
+        for p in &queued.written {
+            eprintln!("no [smtp] in vigil.toml: alert written to {}", p.display());
+        }
     }
-    if let Some(w) = &n.webhook {
+    if let Some(w) = &sent.webhook {
         if w.posted > 0 && !g.quiet {
             eprintln!("webhook: posted {} message(s)", w.posted);
         }
@@ -227,19 +248,25 @@ async fn notify(
             code = exit::ERROR;
         }
     }
-    for delivered in n.delivered {
-        match delivered {
-            Delivered::Sent => {}
-            Delivered::Written(p) => {
-                if !g.quiet {
-                    eprintln!("no [smtp] in vigil.toml: alert written to {}", p.display());
-                }
-            }
-            Delivered::Queued { path, reason } => {
-                eprintln!("error: the alert was not sent: {reason}; it waits in {} and is sent by the next run", path.display());
-                code = exit::ERROR;
-            }
-        }
+    if let Some(reason) = &sent.mail.error {
+        let waiting = queued
+            .pending
+            .iter()
+            .filter(|n| !sent.mail.sent_names.contains(n))
+            .count();
+        let what = if waiting > 0 {
+            "the alert was not sent"
+        } else {
+            "an alert message waiting in the outbox was not sent"
+        };
+        eprintln!(
+            "error: {what}: {reason}; {} message(s) wait in {} and are sent by the next run",
+            sent.mail.still_pending,
+            crate::mail::outbox_dir(&g.config, g.store.root())
+                .join("pending")
+                .display()
+        );
+        code = exit::ERROR;
     }
     Ok(code)
 }

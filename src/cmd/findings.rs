@@ -75,7 +75,7 @@ async fn list(g: &Globals, args: FindingsListArgs) -> anyhow::Result<u8> {
         filters.join(" AND ")
     );
     let log = g.store.log()?;
-    let ctx = findings::table::session(&g.store, &log).await?;
+    let ctx = findings::table::session(&g.store, &log, g.config.query_memory_limit).await?;
     let batches = run_sql(&ctx, &sql, Limits::of(&g.config)).await?;
     let mut out = std::io::stdout().lock();
     write_batches_fitted(&mut out, &batches, format, crate::report::terminal_width())?;
@@ -146,11 +146,21 @@ fn analyst(by: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// How long a verdict waits for another writer (a detection run, an ingest).
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn give(g: &Globals, key: &str, verdict: Verdict) -> anyhow::Result<u8> {
-    let now = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
-    let outbox = crate::mail::outbox_dir(&g.config, g.store.root());
-    let mut r = Recorder::begin(&g.store, now, std::time::Duration::ZERO, || {}, &outbox)
-        .context("recording the verdict")?;
+    let quiet = g.quiet;
+    let mut r = Recorder::begin(&g.store, &g.config, VERDICT_WAIT, || {
+        if !quiet {
+            eprintln!(
+                "note: another vigil process is writing to the store; waiting up to {} s for it to finish",
+                VERDICT_WAIT.as_secs()
+            );
+        }
+    })
+    .context("recording the verdict")?;
+    let now = r.now();
     for w in r.take_warnings() {
         eprintln!("warning: {w}");
     }
@@ -162,7 +172,13 @@ async fn give(g: &Globals, key: &str, verdict: Verdict) -> anyhow::Result<u8> {
     r.commit(rows).context("recording the verdict")?;
     if !g.quiet {
         if n == 0 {
-            eprintln!("every finding with key {key} is {} already", verdict.status);
+            eprintln!(
+                "every finding with key {key} is {} already",
+                match verdict.status {
+                    Status::Acknowledged => "acknowledged or judged benign",
+                    _ => "judged benign with that reason and expiry",
+                }
+            );
         } else {
             eprintln!(
                 "{n} finding(s) with key {key} marked {}{}",

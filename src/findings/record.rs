@@ -1,10 +1,9 @@
 //! Recording a detection run in the findings history, under the store's write lock, which a
-//! [`Recorder`] holds until it is dropped: the caller queues the alerts it recorded before
-//! dropping it, so a second run cannot see an alert recorded and not yet queued and queue it
-//! again.
+//! [`Recorder`] holds until it is dropped: the caller writes the alerts it recorded to the
+//! outbox before dropping it (and sends them after), so a second run cannot see an alert
+//! recorded and not yet queued and queue it again.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use datafusion::prelude::SessionContext;
@@ -12,6 +11,7 @@ use thiserror::Error;
 
 use super::triage::{self, Alerting, Plan};
 use super::{migrate, query, stage, table, ts, FindingRow};
+use crate::config::Config;
 use crate::detect::Finding;
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::{Store, StoreError};
@@ -22,6 +22,8 @@ pub enum RecordError {
     Store(#[from] StoreError),
     #[error("reading the findings history: {0}")]
     History(String),
+    #[error("{0}")]
+    Clock(String),
 }
 
 impl From<datafusion::error::DataFusionError> for RecordError {
@@ -35,34 +37,42 @@ pub struct Recorder<'s> {
     store: &'s Store,
     tx: Transaction<'s>,
     now: i64,
-    /// Rows migrated from the outbox by [`Recorder::begin`].
+    memory_limit: usize,
+    /// Alert records migrated from the outbox by [`Recorder::begin`].
     pub migrated: usize,
 }
 
 impl<'s> Recorder<'s> {
-    /// Takes the store's write lock (waiting up to `wait` for an ingest to finish; `waiting` is
-    /// called if it has to). A store that has never recorded findings first takes over the
-    /// alert state the outbox at `outbox` kept (`migrate`), in a commit of its own.
+    /// Takes the store's write lock, waiting up to `wait` for another writer (an ingest) to
+    /// finish (`waiting` is called if it has to). A store that has never recorded findings
+    /// first takes over the alert state the outbox kept (`migrate`), in a commit of its own.
     pub fn begin(
         store: &'s Store,
-        now: i64,
+        config: &Config,
         wait: Duration,
         waiting: impl FnOnce(),
-        outbox: &Path,
     ) -> Result<Recorder<'s>, RecordError> {
-        let tx = Transaction::begin_within(store, now, wait, waiting)?;
+        let clock = || crate::clock::now_nanos().map_err(RecordError::Clock);
+        let tx = Transaction::begin_within(store, clock()?, wait, waiting)?;
+        // The time of the rows: after the wait, not before it.
         let mut r = Recorder {
             store,
             tx,
-            now,
+            now: clock()?,
+            memory_limit: config.query_memory_limit,
             migrated: 0,
         };
         if r.tx.log().state.findings.is_empty() {
-            let rows = migrate::from_outbox(outbox);
+            let rows = migrate::from_outbox(&crate::mail::outbox_dir(config, store.root()));
             r.migrated = rows.len();
             r.commit(rows)?;
         }
         Ok(r)
+    }
+
+    /// The time the rows are recorded at.
+    pub fn now(&self) -> i64 {
+        self.now
     }
 
     /// What cleaning up the store at the start of the transaction had to say.
@@ -72,7 +82,7 @@ impl<'s> Recorder<'s> {
 
     /// The history as the store holds it now.
     pub async fn history(&self) -> Result<SessionContext, RecordError> {
-        Ok(table::session(self.store, self.tx.log()).await?)
+        Ok(table::session(self.store, self.tx.log(), self.memory_limit).await?)
     }
 
     /// Decides and records what the run that found `found` (sorted) adds to the history (see
@@ -82,7 +92,16 @@ impl<'s> Recorder<'s> {
         found: &[Finding],
         alerting: Option<Alerting>,
     ) -> Result<Plan, RecordError> {
-        let alert_id = format!("alert-{:06}", self.tx.seq());
+        // Unique to this store's history: a store rebuilt, or another store sharing the
+        // outbox, never reuses an id the outbox already holds.
+        let alert_id = format!(
+            "alert-{:06}-{}",
+            self.tx.seq(),
+            self.tx
+                .log()
+                .head()
+                .map_or("0", |c| &c.hash[..c.hash.len().min(12)])
+        );
         let history = self.history().await?;
         let mut plan = triage::plan(&history, found, self.now, alerting, &alert_id)
             .await
@@ -118,7 +137,7 @@ impl<'s> Recorder<'s> {
         let rows = query(
             &self.history().await?,
             &format!(
-                "SELECT * FROM finding_history WHERE status = 'alerted' AND alert_id IS NOT NULL AND status_at >= {} ORDER BY window_start, key",
+                "SELECT * FROM finding_history WHERE status = 'alerted' AND alert_id IS NOT NULL AND status_at >= {}",
                 ts(since)
             ),
         )

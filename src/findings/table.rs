@@ -108,9 +108,19 @@ pub async fn register(ctx: &SessionContext, store: &Store, log: &CommitLog) -> R
     Ok(())
 }
 
-/// A session with only the findings tables, over `log` (a writer's, under its lock).
-pub async fn session(store: &Store, log: &CommitLog) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+/// A session with only the findings tables, over `log` (a writer's, under its lock), whose
+/// operators spill and then fail past `memory_limit` bytes (`[query] memory_limit`).
+pub async fn session(
+    store: &Store,
+    log: &CommitLog,
+    memory_limit: usize,
+) -> Result<SessionContext> {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(memory_limit),
+        ))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(Default::default(), runtime);
     register(&ctx, store, log).await?;
     Ok(ctx)
 }

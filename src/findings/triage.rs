@@ -3,8 +3,9 @@
 //!
 //! - a finding a benign verdict covers (every key its alert would carry was judged benign, and
 //!   the verdict has not expired) is left out of the output like an allowlisted one, recorded as
-//!   `suppressed`, and said in a note;
-//! - a finding already recorded adds nothing, unless it is still `new` and this run alerts;
+//!   `benign` under that verdict, and said in a note;
+//! - a finding already recorded adds nothing, unless it is still `new` and this run alerts, or
+//!   it is a grouped finding that gained a part (the new part is news);
 //! - with `--notify`: below `[alerts] min_severity` it is `new`; when every key its alert would
 //!   carry was alerted within `suppress_for` it is `suppressed`; otherwise it is `alerted`, in
 //!   this run's message.
@@ -75,21 +76,24 @@ pub struct Plan {
 }
 
 /// Benign verdicts in force at `now`, by every key they cover (a grouped finding's verdict
-/// covers each of its parts).
+/// covers each of its parts). Only verdicts replace a verdict, so the newest benign row of each
+/// finding is its verdict; only those rows are read.
 pub async fn benign_verdicts(
     history: &SessionContext,
     now: i64,
 ) -> Result<HashMap<String, Verdict>, String> {
-    let rows = query(
-        history,
-        &format!(
-            "SELECT * FROM findings WHERE status = 'benign' AND (status_until IS NULL OR status_until > {})",
-            ts(now)
-        ),
-    )
-    .await?;
+    let rows = latest(
+        query(
+            history,
+            "SELECT * FROM finding_history WHERE status = 'benign'",
+        )
+        .await?,
+    );
     let mut out = HashMap::new();
-    for r in rows {
+    for r in rows.into_values() {
+        if r.status_until.is_some_and(|t| t <= now) {
+            continue;
+        }
         let verdict = Verdict {
             key: r.key.clone(),
             by: r.status_by.clone(),
@@ -101,6 +105,20 @@ pub async fn benign_verdicts(
         }
     }
     Ok(out)
+}
+
+/// The newest row (highest `commit_seq`) of each finding among `rows`.
+fn latest(rows: Vec<FindingRow>) -> HashMap<(String, i64, i64), FindingRow> {
+    let mut out: HashMap<(String, i64, i64), FindingRow> = HashMap::new();
+    for r in rows {
+        match out.get(&r.id()) {
+            Some(have) if have.commit_seq >= r.commit_seq => {}
+            _ => {
+                out.insert(r.id(), r);
+            }
+        }
+    }
+    out
 }
 
 /// The verdict covering every key of `f`'s alert, if one does.
@@ -133,21 +151,33 @@ pub async fn plan(
         None => HashMap::new(),
     };
     let mut sending: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<(String, i64, i64)> = HashSet::new();
     for (i, f) in found.iter().enumerate() {
-        let fresh = FindingRow::of(f, now, Status::New)?;
+        let mut fresh = FindingRow::of(f, now, Status::New)?;
+        // Detectors give each finding of a window its own key; one twice would get two rows
+        // of one commit, and an arbitrary status.
+        if !seen.insert(fresh.id()) {
+            continue;
+        }
         let before = known.get(&fresh.id());
-        if before.is_some() {
+        if let Some(b) = before {
             plan.known += 1;
+            fresh.detected_at = b.detected_at;
         } else {
             plan.recorded += 1;
         }
-        // The finding as first recorded, for a status change.
-        let base = before.cloned().unwrap_or_else(|| fresh.clone());
-        let open = before.is_none_or(|b| b.status == Status::New);
+        // Still to decide: never decided, or a grouped finding with a part it did not have (a
+        // secret read late in the window is news).
+        let open = before.is_none_or(|b| {
+            b.status == Status::New || fresh.part_keys.iter().any(|k| !b.part_keys.contains(k))
+        });
         if let Some(v) = covering(f, &verdicts) {
             if open {
-                let mut row = base.with_status(Status::Suppressed, now);
-                row.status_reason = Some(v.describe());
+                // The verdict stands for this finding too: it is benign, not open.
+                let mut row = fresh.with_status(Status::Benign, now);
+                row.status_by = v.by.clone();
+                row.status_reason = v.reason.clone();
+                row.status_until = v.until;
                 plan.rows.push(row);
             }
             plan.benign.push((i, v.clone()));
@@ -169,7 +199,7 @@ pub async fn plan(
             }
         } else if let Some(at) = already_sent(f, &recent, &sending) {
             plan.suppressed += 1;
-            let mut row = base.with_status(Status::Suppressed, now);
+            let mut row = fresh.with_status(Status::Suppressed, now);
             row.status_reason = Some(match at {
                 Some(t) => format!(
                     "sent at {} (within [alerts] suppress_for)",
@@ -180,7 +210,7 @@ pub async fn plan(
             plan.rows.push(row);
         } else {
             sending.extend(f.alert_keys().iter().cloned());
-            let mut row = base.with_status(Status::Alerted, now);
+            let mut row = fresh.with_status(Status::Alerted, now);
             row.alert_id = Some(alert_id.to_owned());
             plan.rows.push(row);
             plan.send.push(i);
@@ -204,13 +234,13 @@ async fn known(
     let rows = query(
         history,
         &format!(
-            "SELECT * FROM findings WHERE window_start >= {} AND window_start <= {}",
+            "SELECT * FROM finding_history WHERE window_start >= {} AND window_start <= {}",
             ts(*lo),
             ts(*hi)
         ),
     )
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id(), r)).collect())
+    Ok(latest(rows))
 }
 
 /// Keys alerted at or after `since`, with the newest time each was.
@@ -297,6 +327,65 @@ mod tests {
             already_sent(&finding("VG009:b", &[]), &recent, &sending),
             Some(None)
         );
+    }
+
+    /// A history of `rows` as table `finding_history`.
+    fn history(rows: &[FindingRow]) -> SessionContext {
+        let batch = crate::findings::row::to_batch(rows).unwrap();
+        let table =
+            datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("finding_history", std::sync::Arc::new(table))
+            .unwrap();
+        ctx
+    }
+
+    fn windowed(key: &str, parts: &[&str]) -> Finding {
+        let mut f = finding(key, parts);
+        f.window_start = "2026-03-02T10:00:00Z".into();
+        f.window_end = "2026-03-02T11:00:00Z".into();
+        f
+    }
+
+    #[tokio::test]
+    async fn a_decided_finding_is_decided_again_only_when_it_gains_a_part() {
+        let alerting = Some(Alerting {
+            min_severity: Severity::Low,
+            suppress_for: 3_600_000_000_000,
+        });
+        let first = windowed("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2"]);
+        let mut sent = FindingRow::of(&first, 100, Status::Alerted).unwrap();
+        sent.alert_id = Some("alert-1".into());
+        sent.commit_seq = 1;
+        let h = history(&[sent]);
+        // The same finding again: known, nothing to record or send.
+        let p = plan(&h, &[first.clone()], 200, alerting, "alert-2")
+            .await
+            .unwrap();
+        assert_eq!((p.known, p.rows.len(), p.send.len()), (1, 0, 0));
+        // The same window with a third secret read late: news, sent with the new content.
+        let mut grown = windowed("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2", "VG001:a:s3"]);
+        grown.explanation = "three secrets".into();
+        let p = plan(&h, &[grown], 200, alerting, "alert-2").await.unwrap();
+        assert_eq!((p.known, p.send.len()), (1, 1));
+        assert_eq!(p.rows.len(), 1);
+        let row = &p.rows[0];
+        assert_eq!(
+            (
+                row.status,
+                row.alert_id.as_deref(),
+                row.explanation.as_str()
+            ),
+            (Status::Alerted, Some("alert-2"), "three secrets")
+        );
+        assert_eq!(row.detected_at, 100, "first recorded at 100");
+        // Without --notify a known finding adds nothing; a finding twice in a run counts once.
+        let other = windowed("VG009:b", &[]);
+        let p = plan(&h, &[first, other.clone(), other], 200, None, "alert-2")
+            .await
+            .unwrap();
+        assert_eq!((p.known, p.recorded, p.rows.len()), (1, 1, 1));
+        assert_eq!(p.rows[0].status, Status::New);
     }
 
     #[test]

@@ -160,9 +160,11 @@ fn build(mail: &Mail, from: &str) -> Result<(Envelope, Vec<u8>), MailError> {
     Ok((envelope, message.formatted()))
 }
 
-/// A file name that sorts by time and names the subject: `20260306T140500Z-weekly-report`.
-fn file_stem(subject: &str) -> String {
-    let now = crate::clock::now_nanos().unwrap_or(0);
+/// A file name that sorts by time and names the alert or the subject:
+/// `20260306T140500.123456Z-weekly-report`. The wall clock, not a fixed `VIGIL_NOW`, so two
+/// messages never take one name.
+fn file_stem(subject: &str, alert_id: Option<&str>) -> String {
+    let now = crate::clock::wall_nanos();
     let stamp = chrono::DateTime::from_timestamp_nanos(now).format("%Y%m%dT%H%M%S%.6fZ");
     let slug: String = subject
         .chars()
@@ -179,10 +181,13 @@ fn file_stem(subject: &str) -> String {
         .take(8)
         .collect::<Vec<_>>()
         .join("-");
-    format!(
-        "{stamp}-{}",
-        if slug.is_empty() { "message" } else { &slug }
-    )
+    match alert_id {
+        Some(id) => format!("{stamp}-{id}"),
+        None => format!(
+            "{stamp}-{}",
+            if slug.is_empty() { "message" } else { &slug }
+        ),
+    }
 }
 
 fn outbox_io(path: &Path) -> impl FnOnce(std::io::Error) -> MailError + '_ {
@@ -206,31 +211,71 @@ pub fn deliver(
     outbox: &Path,
     mail: &Mail,
 ) -> Result<Delivered, MailError> {
-    let Some(settings) = smtp else {
-        let (envelope, bytes) = build(mail, "vigil@localhost")?;
-        let stem = file_stem(&mail.subject);
-        let path = outbox.join("local").join(format!("{stem}.eml"));
-        write_file(&path, &bytes)?;
-        write_envelope(&outbox.join("local"), &stem, &envelope)?;
-        return Ok(Delivered::Written(path));
+    let (queued, envelope, bytes) = stage(smtp, outbox, mail)?;
+    let (Some(settings), Queued::Pending(stem)) = (smtp, &queued) else {
+        return Ok(match queued {
+            Queued::Local(path) => Delivered::Written(path),
+            Queued::Pending(stem) => Delivered::Queued {
+                path: outbox.join("pending").join(format!("{stem}.eml")),
+                reason: "no [smtp] settings".into(),
+            },
+        });
     };
-    let (envelope, bytes) = build(mail, &settings.from)?;
-    let stem = file_stem(&mail.subject);
-    let pending = outbox.join("pending");
-    let eml = pending.join(format!("{stem}.eml"));
-    // The message first, then its envelope: a pending entry counts only with both.
-    write_file(&eml, &bytes)?;
-    write_envelope(&pending, &stem, &envelope)?;
     match send_raw(settings, &envelope.from, &envelope.to, &bytes) {
         Ok(()) => {
-            mark_sent(outbox, &stem)?;
+            mark_sent(outbox, stem)?;
             Ok(Delivered::Sent)
         }
         Err(e) => Ok(Delivered::Queued {
-            path: eml,
+            path: outbox.join("pending").join(format!("{stem}.eml")),
             reason: e.to_string(),
         }),
     }
+}
+
+/// Where `queue` put a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// No `[smtp]`: the `.eml` file written to `<outbox>/local/`, never sent.
+    Local(PathBuf),
+    /// Waiting in `<outbox>/pending/` under this name, sent by [`flush_pending`].
+    Pending(String),
+}
+
+/// Writes `mail` durably to the outbox without sending it: to `pending/` when `[smtp]` is set,
+/// else to `local/`. Quick and local, so a writer can do it under the store's lock.
+pub fn queue(smtp: Option<&SmtpSettings>, outbox: &Path, mail: &Mail) -> Result<Queued, MailError> {
+    stage(smtp, outbox, mail).map(|(queued, _, _)| queued)
+}
+
+fn stage(
+    smtp: Option<&SmtpSettings>,
+    outbox: &Path,
+    mail: &Mail,
+) -> Result<(Queued, Envelope, Vec<u8>), MailError> {
+    let from = smtp.map_or("vigil@localhost", |s| s.from.as_str());
+    let (envelope, bytes) = build(mail, from)?;
+    let stem = file_stem(&mail.subject, mail.alert_id.as_deref());
+    let queued = if smtp.is_some() {
+        let pending = outbox.join("pending");
+        // The message first, then its envelope: a pending entry counts only with both.
+        write_file(&pending.join(format!("{stem}.eml")), &bytes)?;
+        write_envelope(&pending, &stem, &envelope)?;
+        Queued::Pending(stem)
+    } else {
+        let local = outbox.join("local");
+        let path = local.join(format!("{stem}.eml"));
+        write_file(&path, &bytes)?;
+        write_envelope(&local, &stem, &envelope)?;
+        Queued::Local(path)
+    };
+    Ok((queued, envelope, bytes))
+}
+
+fn read_envelope(path: &Path) -> Option<Envelope> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn write_envelope(dir: &Path, stem: &str, envelope: &Envelope) -> Result<(), MailError> {
@@ -260,10 +305,7 @@ pub fn envelopes(outbox: &Path) -> Vec<Envelope> {
         for e in rd.filter_map(|e| e.ok()) {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
-                if let Some(env) = std::fs::read(&p)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                {
+                if let Some(env) = read_envelope(&p) {
                     out.push(env);
                 }
             }
@@ -284,6 +326,8 @@ pub fn alert_ids(outbox: &Path) -> std::collections::HashSet<String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Flushed {
     pub sent: usize,
+    /// The names of the messages sent (`Queued::Pending`).
+    pub sent_names: Vec<String>,
     pub still_pending: usize,
     /// Why the first failure failed.
     pub error: Option<String>,
@@ -317,10 +361,7 @@ pub fn flush_pending(smtp: Option<&SmtpSettings>, outbox: &Path) -> Result<Flush
         }
         let json_path = pending.join(format!("{stem}.json"));
         let eml_path = pending.join(format!("{stem}.eml"));
-        let envelope: Envelope = match std::fs::read(&json_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
+        let envelope: Envelope = match read_envelope(&json_path) {
             Some(e) => e,
             None => {
                 out.still_pending += 1;
@@ -332,6 +373,7 @@ pub fn flush_pending(smtp: Option<&SmtpSettings>, outbox: &Path) -> Result<Flush
             Ok(()) => {
                 mark_sent(outbox, stem)?;
                 out.sent += 1;
+                out.sent_names.push(stem.clone());
             }
             Err(e) => {
                 out.error = Some(e.to_string());

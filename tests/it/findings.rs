@@ -128,7 +128,12 @@ fn each_finding_is_recorded_once_and_verdicts_are_appended() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("1 finding(s) with key"), "{}", r.stderr);
     let r = ack(key);
-    assert!(r.stderr.contains("is acknowledged already"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is acknowledged or judged benign already"),
+        "{}",
+        r.stderr
+    );
     let r = ack("VG013:nobody");
     assert_eq!(r.code, 2);
     assert!(
@@ -209,7 +214,7 @@ fn verify_names_an_edited_missing_or_added_findings_file() {
         .to_string_lossy()
         .into_owned();
     let original = std::fs::read(file).unwrap();
-    // Rewritten with one verdict changed: a valid Parquet file, not the one committed.
+    // One byte changed.
     let mut edited = original.clone();
     let at = edited.len() / 2;
     edited[at] ^= 0x20;
@@ -269,7 +274,7 @@ fn alert_state_in_an_older_outbox_is_taken_over_on_first_use() {
     let r = detect(&store, &cfg, &["--notify"]);
     assert!(
         r.stderr
-            .contains("took over the alert state of 1 key(s) from the outbox"),
+            .contains("took over 1 alert record(s) from the outbox"),
         "{}",
         r.stderr
     );
