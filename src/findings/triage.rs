@@ -359,7 +359,7 @@ mod tests {
         sent.commit_seq = 1;
         let h = history(&[sent]);
         // The same finding again: known, nothing to record or send.
-        let p = plan(&h, &[first.clone()], 200, alerting, "alert-2")
+        let p = plan(&h, std::slice::from_ref(&first), 200, alerting, "alert-2")
             .await
             .unwrap();
         assert_eq!((p.known, p.rows.len(), p.send.len()), (1, 0, 0));
