@@ -9,6 +9,7 @@
 //! (table `findings` in `vigil sql`; `finding_history` has every row). The table is the one
 //! source of truth for alert suppression and for analysts' verdicts: the outbox only delivers.
 
+pub mod merge;
 pub mod migrate;
 pub mod record;
 pub mod row;
@@ -100,15 +101,20 @@ pub fn stage(
     for r in &mut rows {
         r.commit_seq = seq;
     }
-    let relative = format!(
-        "{FINDINGS_DIR}/date={}/{seq:06}.parquet",
-        &crate::timerange::rfc3339(now)[..10]
-    );
+    let relative = file_name(seq, now);
     let batch = row::to_batch(&rows).map_err(|e| StoreError::Parquet {
         path: store.absolute(&relative),
         message: e.to_string(),
     })?;
     crate::store::writer::write_table(store, relative, &batch).map(Some)
+}
+
+/// `findings/date=<D>/<seq>.parquet`: the findings file of commit `seq` made at `now`.
+pub fn file_name(seq: u64, now: i64) -> String {
+    format!(
+        "{FINDINGS_DIR}/date={}/{seq:06}.parquet",
+        &crate::timerange::rfc3339(now)[..10]
+    )
 }
 
 /// The rows a query over `findings` or `finding_history` returns.

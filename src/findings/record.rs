@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use thiserror::Error;
 
 use super::triage::{self, Alerting, Plan};
-use super::{migrate, query, stage, table, ts, FindingRow};
+use super::{merge, migrate, query, stage, table, ts, FindingRow};
 use crate::config::Config;
 use crate::detect::Finding;
 use crate::store::transaction::{Changes, Transaction};
@@ -67,6 +67,17 @@ impl<'s> Recorder<'s> {
             r.migrated = rows.len();
             r.commit(rows)?;
         }
+        if let Some(files) = merge::due(&r.tx.log().state) {
+            let (merged, removed) = merge::merge(store, r.tx.seq(), r.now, &files)?;
+            r.tx.commit(
+                Changes {
+                    findings: Some(merged),
+                    removed,
+                    ..Changes::default()
+                },
+                r.now,
+            )?;
+        }
         Ok(r)
     }
 
@@ -117,9 +128,11 @@ impl<'s> Recorder<'s> {
         let Some(file) = stage(self.store, seq, self.now, rows)? else {
             return Ok(());
         };
+        let first = self.tx.log().state.findings.is_empty();
         self.tx.commit(
             Changes {
                 findings: Some(file),
+                checkpoint: first,
                 ..Changes::default()
             },
             self.now,

@@ -137,7 +137,7 @@ pub fn ingest(
     specs: &[InputSpec],
     opts: &IngestOptions,
 ) -> Result<IngestReport, IngestError> {
-    let mut tx = Transaction::begin(store, opts.now)?;
+    let mut tx = Transaction::begin_soon(store, opts.now)?;
     let warnings = tx.take_warnings();
     let mut spooled = None;
     let mut files = Vec::new();

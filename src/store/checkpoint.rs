@@ -155,6 +155,11 @@ pub fn load(root: &Path, seq: u64) -> Result<Result<(State, LoggedCommit), Unusa
         Ok(s) => s,
         Err(e) => return Ok(Err(format!("it is unreadable ({e})"))),
     };
+    if !state.lists_findings && root.join(super::FINDINGS_DIR).is_dir() {
+        return Ok(Err(
+            "it was written by an older vigil, which leaves out the findings files".into(),
+        ));
+    }
     if state.seq != seq || commit.seq != seq {
         return Ok(Err(format!(
             "it holds the state after commit {}",
@@ -164,4 +169,32 @@ pub fn load(root: &Path, seq: u64) -> Result<Result<(State, LoggedCommit), Unusa
     state.reindex();
     let hash = hex::encode(Sha256::digest(&commit_bytes));
     Ok(Ok((state, LoggedCommit { commit, hash })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::commit::write_commit;
+
+    /// A checkpoint an older vigil wrote (it does not list findings files) is not used in a
+    /// store that has findings: it would hide them, and get them set aside as orphans.
+    #[test]
+    fn a_checkpoint_that_does_not_list_findings_is_not_used_where_there_are_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut state = State::default();
+        state.seq = 1;
+        let named = write(root, &state).unwrap();
+        let commit: Commit = serde_json::from_value(serde_json::json!({
+            "seq": 1, "prev": null, "created": "2026-03-10T00:00:00Z", "schema_version": 1,
+            "files": [], "rejects": null, "inputs": [], "counts": {},
+            "checkpoint": named,
+        }))
+        .unwrap();
+        write_commit(root, &commit).unwrap();
+        assert!(load(root, 1).unwrap().is_ok(), "no findings: usable");
+        std::fs::create_dir_all(root.join(crate::store::FINDINGS_DIR)).unwrap();
+        let why = load(root, 1).unwrap().err().unwrap();
+        assert!(why.contains("older vigil"), "{why}");
+    }
 }

@@ -79,7 +79,7 @@ pub struct CompactReport {
 /// Compacts every partition of `store` that holds two or more small files or a file without
 /// every kind of rollup.
 pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, StoreError> {
-    let mut tx = Transaction::begin(store, opts.now)?;
+    let mut tx = Transaction::begin_soon(store, opts.now)?;
     let mut report = CompactReport {
         warnings: tx.take_warnings(),
         ..Default::default()

@@ -41,6 +41,11 @@ pub struct State {
     /// The held records the newest ingest commit left for the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldFile>,
+    /// Written by a vigil that lists findings files: a checkpoint without it, in a store that
+    /// has findings, was written by an older vigil that would leave them out (not compared
+    /// with a replay; only readers look at it).
+    #[serde(default)]
+    pub lists_findings: bool,
     /// Input key → index in `inputs` (rebuilt after reading a checkpoint).
     #[serde(skip)]
     input_index: HashMap<String, usize>,
@@ -108,6 +113,15 @@ impl State {
                 true
             }
         });
+        // Findings files merged into one (`crate::findings::merge`) leave the same way.
+        self.findings.retain(|f| {
+            if paths.contains(f.path.as_str()) {
+                taken.insert(f.path.clone(), f.sha256.clone());
+                false
+            } else {
+                true
+            }
+        });
         let until = commit
             .keep_removed_until
             .clone()
@@ -117,15 +131,15 @@ impl State {
                     .map(|t| format_nanos(t.saturating_add(DEFAULT_GRACE_NANOS)))
             })
             .unwrap_or_else(|| commit.created.clone());
-        // Only a path the store held, with the hash it was added with, under `events/`, is
-        // ever deleted: a forged commit cannot make vigil delete other files. A file the store
+        // Only a path the store held, with the hash it was added with, under `events/` or
+        // `findings/`, is ever deleted: a forged commit cannot make vigil delete other files. A file the store
         // held that such a removal names stays where it is, still accounted for (never set
         // aside as an orphan).
         for r in &commit.removed {
             let Some(sha256) = taken.get(&r.path) else {
                 continue;
             };
-            let deletable = is_data_path(&r.path) && *sha256 == r.sha256;
+            let deletable = is_deletable_path(&r.path) && *sha256 == r.sha256;
             self.pending.push(PendingRemoval {
                 seq: commit.seq,
                 until: if deletable {
@@ -232,9 +246,10 @@ impl State {
     }
 }
 
-/// `events/.../<name>.parquet` with no `..`, `.` or empty component.
-fn is_data_path(p: &str) -> bool {
-    p.starts_with("events/")
+/// `events/.../<name>.parquet` or `findings/.../<name>.parquet` with no `..`, `.` or empty
+/// component.
+fn is_deletable_path(p: &str) -> bool {
+    (p.starts_with("events/") || p.starts_with("findings/"))
         && p.ends_with(".parquet")
         && !p.contains('\\')
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")

@@ -33,6 +33,10 @@ pub struct Changes {
     pub held_discarded: u64,
     /// Findings rows recorded (`crate::findings`), staged with `store::writer::write_table`.
     pub findings: Option<FindingsFile>,
+    /// Write a checkpoint with this commit whatever the interval (unless checkpoints are off):
+    /// the first commit that records findings does, so that the newest checkpoint of a store
+    /// with findings is one that lists them.
+    pub checkpoint: bool,
 }
 
 /// A commit made.
@@ -42,6 +46,10 @@ pub struct Committed {
     /// SHA-256 of the commit file: the store's new head.
     pub head: String,
 }
+
+/// How long ingest and compaction wait for the write lock: a detection run holds it for about
+/// a second to record its findings; another ingest holds it far longer, and is not waited for.
+pub const BRIEF_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Transaction<'s> {
     store: &'s Store,
@@ -98,6 +106,13 @@ impl<'s> Transaction<'s> {
         };
         tx.delete_replaced(now);
         Ok(tx)
+    }
+
+    /// [`Transaction::begin`], waiting up to [`BRIEF_WAIT`] for a writer that holds the lock
+    /// briefly (a detection run recording its findings) and failing after it: ingest and
+    /// compaction.
+    pub fn begin_soon(store: &'s Store, now: i64) -> Result<Transaction<'s>, StoreError> {
+        Transaction::begin_within(store, now, BRIEF_WAIT, || {})
     }
 
     /// [`Transaction::begin`], waiting up to `wait` while another process holds the lock
@@ -179,9 +194,11 @@ impl<'s> Transaction<'s> {
         // The state after this commit, checkpointed in it when one is due (staged before the
         // commit like its data files, so the commit can name it with its hash).
         let mut checkpointed = None;
-        if self.log.checkpoint_due(self.store.checkpoint_every()) {
+        let every = self.store.checkpoint_every();
+        if self.log.checkpoint_due(every) || (changes.checkpoint && every > 0) {
             let mut next = self.log.state.clone();
             next.apply(&commit);
+            next.lists_findings = true;
             // A checkpoint only saves readers time: failing to write one must not stop audit
             // logs from being stored.
             match super::checkpoint::write(self.store.root(), &next) {

@@ -74,6 +74,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     // out: a replaced file may be gone from disk once its grace period is over.
     let mut live: HashMap<String, LiveFile> = HashMap::new();
     let mut replaced: HashSet<String> = HashSet::new();
+    // Findings files the store holds after each commit: path -> (sha256, rows).
+    let mut live_findings: HashMap<String, (String, u64)> = HashMap::new();
     // Data files whose bytes are not the ones recorded (named already; not decoded again).
     let mut changed: HashSet<String> = HashSet::new();
     let mut missing: Vec<(String, String)> = Vec::new();
@@ -184,7 +186,13 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                 }
             }
         }
-        check_removals(&commit, &mut live, &mut replaced, &mut v.problems);
+        check_removals(
+            &commit,
+            &mut live,
+            &mut live_findings,
+            &mut replaced,
+            &mut v.problems,
+        );
         replayed.apply(&commit);
         if let Some(c) = &commit.checkpoint {
             referenced.insert(c.path.clone());
@@ -209,6 +217,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         check_counts(&commit, &mut digests_since, &mut v.problems);
         if let Some(f) = &commit.findings {
             referenced.insert(f.path.clone());
+            live_findings.insert(f.path.clone(), (f.sha256.clone(), f.rows));
             let before = (v.problems.len(), missing.len());
             check_file(
                 store,
@@ -519,6 +528,7 @@ fn check_counts(commit: &Commit, digests_since: &mut Option<u64>, problems: &mut
 fn check_removals(
     commit: &Commit,
     live: &mut HashMap<String, LiveFile>,
+    live_findings: &mut HashMap<String, (String, u64)>,
     replaced: &mut HashSet<String>,
     problems: &mut Vec<String>,
 ) {
@@ -537,8 +547,15 @@ fn check_removals(
             .entry((f.source.clone(), f.date.clone()))
             .or_default() += i128::from(f.rows);
     }
-    let own: HashSet<&str> = commit.files.iter().map(|f| f.path.as_str()).collect();
+    let own: HashSet<&str> = commit
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain(commit.findings.iter().map(|f| f.path.as_str()))
+        .collect();
     let mut removed_files = Vec::new();
+    // Findings files merged into the commit's findings file: every row kept.
+    let mut merged_rows: Option<u64> = None;
     for r in &commit.removed {
         if own.contains(r.path.as_str()) {
             problems.push(format!(
@@ -560,6 +577,16 @@ fn check_removals(
                 r.path
             ));
         }
+        if let Some((sha256, rows)) = live_findings.remove(&r.path) {
+            if sha256 != r.sha256 || rows != r.rows {
+                problems.push(format!(
+                    "commit {seq} removes {} with a hash or row count its adding commit does not have",
+                    r.path
+                ));
+            }
+            *merged_rows.get_or_insert(0) += rows;
+            continue;
+        }
         match live.remove(&r.path) {
             Some(f) if f.sha256 == r.sha256 && f.rows == r.rows => {
                 *balance.entry(f.partition).or_default() -= i128::from(f.rows);
@@ -573,6 +600,14 @@ fn check_removals(
                 "commit {seq} removes {}, which the store did not hold",
                 r.path
             )),
+        }
+    }
+    if let Some(rows) = merged_rows {
+        let kept = commit.findings.as_ref().map_or(0, |f| f.rows);
+        if kept != rows {
+            problems.push(format!(
+                "commit {seq} merges findings files of {rows} row(s) into a file of {kept} (a merge must keep every row)"
+            ));
         }
     }
     for ((source, date), diff) in balance {

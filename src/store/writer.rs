@@ -376,6 +376,43 @@ pub(crate) fn write_table(
     })
 }
 
+/// Writes the rows of the Parquet files `sources` (store-relative, all of `schema`) durably into
+/// one file `relative`, batch by batch (memory stays that of one batch): how small findings
+/// files are merged.
+pub(crate) fn merge_tables(
+    store: &Store,
+    sources: &[&str],
+    relative: String,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<RollupFile, StoreError> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let path = store.absolute(&relative);
+    if let Some(parent) = path.parent() {
+        create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+    }
+    let mut out = DurableParquet::create(&path, schema, parquet_props().build())?;
+    let mut rows = 0u64;
+    for source in sources {
+        let src = store.absolute(source);
+        let file = File::open(&src).map_err(|e| StoreError::io(&src, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| parquet_error(&src, &e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(&src, &e))?;
+            rows += batch.num_rows() as u64;
+            out.write(&batch)?;
+        }
+    }
+    let (sha256, bytes) = out.finish()?;
+    Ok(RollupFile {
+        path: relative,
+        rows,
+        bytes,
+        sha256,
+    })
+}
+
 /// Deletes a data file that no commit lists, its rollups and their temp files (a run that
 /// commits nothing); errors are ignored, the next run sets aside what is left.
 pub(super) fn remove_with_rollups(store: &Store, data: &Path) {

@@ -307,3 +307,62 @@ fn alert_state_in_an_older_outbox_is_taken_over_on_first_use() {
     assert!(!r.stderr.contains("took over"), "{}", r.stderr);
     assert!(r.stderr.contains("alerts: 0 new"), "{}", r.stderr);
 }
+
+/// Many small findings files (a run or a verdict each) are merged into one once 32 pile up:
+/// every row and every latest status kept, the merged files deleted after the grace period,
+/// verify content at every step.
+#[test]
+fn small_findings_files_are_merged_keeping_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, cfg) = fixture(dir.path());
+    let dry = findings_of(&detect(&store, &cfg, &[]));
+    let key = dry.iter().find(|f| f["code"] == "VG013").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let files = || walk(&store.join("findings")).len();
+    let verdict = |reason: &str, now: &str| {
+        let r = run(vigil(&store).env("VIGIL_NOW", now).args([
+            "findings", "benign", &key, "--by", "carol", "--reason", reason,
+        ]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    // One file from detection, 31 verdicts: 32 small files, the next writer merges them.
+    for i in 0..31 {
+        verdict(&format!("reason {i}"), NOW);
+    }
+    assert_eq!(files(), 32);
+    let latest = |store: &Path| {
+        sql(
+            store,
+            "SELECT key, status, status_reason FROM findings ORDER BY key, window_start",
+        )
+    };
+    let before = latest(&store);
+    verdict("reason 31", NOW);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM finding_history"),
+        dry.len() as i64 + 32
+    );
+    let after = latest(&store);
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<_> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "only the last verdict's finding: {changed:?}"
+    );
+    assert_eq!(changed[0].1["status_reason"], "reason 31");
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    // The merged files stay for readers that listed them until the grace period is over.
+    assert_eq!(files(), 32 + 2);
+    verdict("reason 32", "2026-03-10T02:00:00Z");
+    assert_eq!(files(), 3, "{:?}", walk(&store.join("findings")));
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM finding_history"),
+        dry.len() as i64 + 33
+    );
+}
