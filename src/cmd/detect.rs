@@ -228,8 +228,15 @@ fn send_alerts(
             );
         }
         eprintln!(
-            "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity",
-            plan.send.len(), plan.suppressed, plan.below_threshold
+            "alerts: {} new, {} already sent within [alerts] suppress_for, {} below [alerts] min_severity{}",
+            plan.send.len(),
+            plan.suppressed,
+            plan.below_threshold,
+            if plan.decided > 0 {
+                format!(", {} handled by an earlier run", plan.decided)
+            } else {
+                String::new()
+            }
         );
         for p in &queued.written {
             eprintln!("no [smtp] in vigil.toml: alert written to {}", p.display());

@@ -73,6 +73,8 @@ pub struct Plan {
     pub suppressed: usize,
     /// Left out of the alert: below `min_severity`.
     pub below_threshold: usize,
+    /// Known findings an earlier run already alerted, suppressed, or an analyst decided.
+    pub decided: usize,
 }
 
 /// Benign verdicts in force at `now`, by every key they cover (a grouped finding's verdict
@@ -190,6 +192,7 @@ pub async fn plan(
             continue;
         };
         if !open {
+            plan.decided += 1;
             continue;
         }
         if f.severity < a.min_severity {
