@@ -26,10 +26,10 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -266,7 +266,7 @@ impl Config {
             Err(e) => {
                 return Err(ConfigError::Read {
                     path: path.to_owned(),
-                    source: e,
+                    error: e,
                 })
             }
         };

@@ -71,7 +71,7 @@ pub fn queue(
             )
             .map_err(|source| MailError::Outbox {
                 path: outbox.join("webhook"),
-                source,
+                error: source,
             })?;
         }
         match mail::queue(config.smtp.as_ref(), &outbox, &message)? {

@@ -91,8 +91,10 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The error chain as one sentence, without the repeats that wrapped errors bring (an I/O error
-/// that names its path and also exposes the same error as its source).
+/// The error chain as one sentence. vigil's own errors put their cause in their message and do
+/// not also return it as `source()`, so they never repeat; DataFusion's and the Parquet
+/// crate's errors do (a Parquet error inside an external error inside a context), and a part
+/// already said is skipped.
 pub fn error_sentence(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for part in e.chain().map(|c| c.to_string()) {

@@ -52,10 +52,10 @@ use crate::timerange::TimeRange;
 
 #[derive(Debug, Error)]
 pub enum DetectError {
-    #[error("detector {code}: {source}")]
+    #[error("detector {code}: {error}")]
     Query {
         code: &'static str,
-        source: QueryError,
+        error: QueryError,
     },
     #[error("{0}")]
     Usage(String),
@@ -168,7 +168,7 @@ pub async fn run(
             .await
             .map_err(|source| DetectError::Query {
                 code: det.code(),
-                source,
+                error: source,
             })?;
         for f in &mut found {
             if let Some(sev) = settings.severity {

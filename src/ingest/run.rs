@@ -45,8 +45,8 @@ pub const UNKNOWN_SOURCE: &str = "unknown";
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{path}: {source}")]
-    Input { path: String, source: io::Error },
+    #[error("{path}: {error}")]
+    Input { path: String, error: io::Error },
     #[error("no input files found in {0}")]
     NoInputs(String),
 }
@@ -154,7 +154,7 @@ pub fn ingest(
         .collect();
     let (found, walk_skipped) = inputs::expand(&paths).map_err(|e| IngestError::Input {
         path: "input".into(),
-        source: e,
+        error: e,
     })?;
     skipped.extend(walk_skipped.into_iter().map(SkippedInput::from));
     if specs.iter().any(|s| matches!(s, InputSpec::Stdin)) {
@@ -195,7 +195,7 @@ fn spool_stdin(store: &Store) -> Result<PathBuf, IngestError> {
     let mut out = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
     io::copy(&mut io::stdin().lock(), &mut out).map_err(|e| IngestError::Input {
         path: "stdin".into(),
-        source: e,
+        error: e,
     })?;
     Ok(path)
 }
@@ -390,7 +390,7 @@ impl<'a> Run<'a> {
     fn ingest_file(&mut self, file: &InputFile) -> Result<Option<String>, IngestError> {
         let input_err = |e: io::Error| IngestError::Input {
             path: file.display.clone(),
-            source: e,
+            error: e,
         };
         // Gzip is proved whole here, before any record is read: a damaged stream stores nothing.
         let id = inputs::identify(&file.path).map_err(input_err)?;

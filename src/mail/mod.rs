@@ -28,10 +28,10 @@ pub enum MailError {
     Address(String),
     #[error("cannot build the message: {0}")]
     Build(String),
-    #[error("outbox {path}: {source}")]
+    #[error("outbox {path}: {error}")]
     Outbox {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Password(String),
@@ -193,7 +193,7 @@ fn file_stem(subject: &str, alert_id: Option<&str>) -> String {
 fn outbox_io(path: &Path) -> impl FnOnce(std::io::Error) -> MailError + '_ {
     move |source| MailError::Outbox {
         path: path.to_owned(),
-        source,
+        error: source,
     }
 }
 

@@ -37,7 +37,7 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("the query needs more memory than the {} MiB set by [query] memory_limit in vigil.toml; narrow it or raise the limit ({detail})", .limit >> 20)]
     Memory { limit: usize, detail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }
 

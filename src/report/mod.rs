@@ -23,8 +23,8 @@ use crate::timerange::{rfc3339, TimeRange};
 pub enum ReportError {
     #[error("{0}")]
     Usage(String),
-    #[error("report {name}: {source}")]
-    Query { name: String, source: QueryError },
+    #[error("report {name}: {error}")]
+    Query { name: String, error: QueryError },
 }
 
 /// One report's result over a period.
@@ -146,7 +146,7 @@ pub async fn run(
     }
     let err = |source| ReportError::Query {
         name: report.name.clone(),
-        source,
+        error: source,
     };
     let df = query::plan(ctx, &report.sql, Some(ParamValues::from(values)))
         .await

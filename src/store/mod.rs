@@ -40,10 +40,10 @@ pub const QUARANTINE_DIR: &str = "_quarantine";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("writing parquet file {path}: {message}")]
     Parquet { path: PathBuf, message: String },
@@ -59,7 +59,7 @@ impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         }
     }
 }
@@ -135,5 +135,28 @@ impl Store {
 
     pub fn absolute(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is in the message, not also returned as the source: printed once.
+    #[test]
+    fn an_io_error_names_its_path_and_cause_once() {
+        let e = StoreError::io(
+            Path::new("/s/_commits/1.json"),
+            std::io::Error::from_raw_os_error(28),
+        );
+        let chain: Vec<String> = anyhow::Error::from(e)
+            .chain()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(chain.len(), 1, "{chain:?}");
+        assert!(
+            chain[0].starts_with("/s/_commits/1.json: No space left on device"),
+            "{chain:?}"
+        );
     }
 }
