@@ -772,6 +772,173 @@ impl<R: BufRead> Iterator for Splitter<R> {
 }
 
 #[cfg(test)]
+mod agreement {
+    //! The splitter against `serde_json` on many generated inputs: every envelope, random
+    //! formatting, strings full of brackets, quotes and escapes. A deterministic generator (a
+    //! fixed seed), so a failure reproduces.
+
+    use serde_json::{json, Value};
+
+    use super::Splitter;
+
+    /// xorshift64*: enough randomness for shapes, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const PIECES: [&str; 12] = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        "\\",
+        "\n",
+        "Records",
+        "é",
+        "{\"",
+        "a b",
+        "\u{1F512}",
+    ];
+
+    fn string(rng: &mut Rng) -> String {
+        (0..rng.below(6))
+            .map(|_| PIECES[rng.below(PIECES.len() as u64) as usize])
+            .collect()
+    }
+
+    fn value(rng: &mut Rng, depth: u32) -> Value {
+        match rng.below(if depth > 3 { 4 } else { 6 }) {
+            0 => Value::Null,
+            1 => json!(rng.below(2) == 0),
+            2 => json!(rng.below(1_000_000) as i64 - 500_000),
+            3 => Value::String(string(rng)),
+            4 => Value::Array((0..rng.below(4)).map(|_| value(rng, depth + 1)).collect()),
+            _ => object(rng, depth + 1),
+        }
+    }
+
+    fn object(rng: &mut Rng, depth: u32) -> Value {
+        Value::Object(
+            (0..rng.below(5))
+                .map(|i| (format!("{}{i}", string(rng)), value(rng, depth)))
+                .collect(),
+        )
+    }
+
+    fn text(v: &Value, pretty: bool) -> String {
+        if pretty {
+            serde_json::to_string_pretty(v).unwrap()
+        } else {
+            serde_json::to_string(v).unwrap()
+        }
+    }
+
+    /// Records as one of the envelopes the splitter reads.
+    fn envelope(rng: &mut Rng, records: &[Value]) -> String {
+        let pretty = rng.below(2) == 0;
+        match rng.below(4) {
+            // JSON lines (or concatenated pretty objects), LF or CRLF, blank lines between.
+            0 | 1 => {
+                let eol = if rng.below(2) == 0 { "\n" } else { "\r\n" };
+                let mut out = String::new();
+                for r in records {
+                    out.push_str(&text(r, pretty));
+                    out.push_str(eol);
+                    if rng.below(4) == 0 {
+                        out.push_str(eol);
+                    }
+                }
+                out
+            }
+            2 => text(&Value::Array(records.to_vec()), pretty),
+            _ => text(&json!({"Records": records}), pretty),
+        }
+    }
+
+    #[test]
+    fn records_are_what_serde_json_reads() {
+        let mut rng = Rng(0x5EED_F00D_CAFE_D00D);
+        for case in 0..3_000 {
+            let records: Vec<Value> = (0..1 + rng.below(5)).map(|_| object(&mut rng, 0)).collect();
+            let input = envelope(&mut rng, &records);
+            let got: Vec<_> = Splitter::new(input.as_bytes(), 1 << 20)
+                .map(|r| r.unwrap())
+                .collect();
+            let parsed: Vec<Value> = got
+                .iter()
+                .map(|r| {
+                    serde_json::from_slice(&r.bytes)
+                        .unwrap_or_else(|e| panic!("case {case}: {e} in {input:?}"))
+                })
+                .collect();
+            assert_eq!(parsed, records, "case {case}: {input:?}");
+            for r in &got {
+                let at = r.offset as usize;
+                assert_eq!(
+                    &input.as_bytes()[at..at + r.bytes.len()],
+                    &r.bytes[..],
+                    "case {case}"
+                );
+                let line = 1 + input.as_bytes()[..at]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count();
+                assert_eq!(r.line as usize, line, "case {case}: {input:?}");
+            }
+        }
+    }
+
+    /// Arbitrary bytes (JSON-like pieces in any order): no panic, every record is a slice of
+    /// the input at its offset, and where serde_json reads the whole input as a stream of
+    /// objects the splitter returns exactly those.
+    #[test]
+    fn arbitrary_input_never_panics_and_agrees_where_the_json_is_whole() {
+        let mut rng = Rng(0xBAD_1DEA_0F_5EED);
+        const BITS: [&str; 12] = [
+            "{", "}", "[", "]", "\"", ":", ",", "\n", "1", "\"a\"", "\\", " ",
+        ];
+        for case in 0..20_000 {
+            let input: String = (0..rng.below(24))
+                .map(|_| BITS[rng.below(BITS.len() as u64) as usize])
+                .collect();
+            let got: Vec<_> = Splitter::new(input.as_bytes(), 1 << 20)
+                .map(|r| r.unwrap())
+                .collect();
+            for r in &got {
+                if r.prefix.is_none() {
+                    let at = r.offset as usize;
+                    assert!(at + r.bytes.len() <= input.len(), "case {case}: {input:?}");
+                }
+            }
+            let whole: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(&input)
+                .into_iter::<Value>()
+                .collect();
+            if let Ok(values) = whole {
+                if !values.is_empty() && values.iter().all(Value::is_object) {
+                    let parsed: Vec<Value> = got
+                        .iter()
+                        .filter_map(|r| serde_json::from_slice(&r.bytes).ok())
+                        .collect();
+                    assert_eq!(parsed, values, "case {case}: {input:?}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
