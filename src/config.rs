@@ -462,9 +462,7 @@ fn allow(i: usize, raw: RawAllow) -> Result<AllowEntry, String> {
     }
     let network = raw
         .network
-        .map(|n| {
-            crate::detect::allowlist::parse_cidr(&n).map_err(|e| format!("{}: {e}", key("network")))
-        })
+        .map(|n| crate::net::parse_cidr(&n).map_err(|e| format!("{}: {e}", key("network"))))
         .transpose()?;
     let expires = raw
         .expires

@@ -32,6 +32,8 @@ pub mod glob;
 pub mod ingest;
 /// Mail for reports and alerts: SMTP (lettre) and the outbox.
 pub mod mail;
+/// Networks: CIDR ranges and private address space.
+pub mod net;
 /// DataFusion session over the store; read-only user SQL.
 pub mod query;
 /// Output formats for query results (the only code that prints data).

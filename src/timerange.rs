@@ -47,6 +47,10 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("'{text}' is out of range"))
 }
 
+/// Nanoseconds in an hour and in a day (UTC days: no leap seconds in Unix time).
+pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+pub const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
+
 pub fn rfc3339(nanos: i64) -> String {
     DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }

@@ -170,7 +170,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How far back a run looks for alerts recorded and never queued (a crash between the two):
 /// `suppress_for`, and never less than this, so a short `suppress_for` loses none.
-const RECOVER_FOR: i64 = 7 * 86_400 * 1_000_000_000;
+const RECOVER_FOR: i64 = 7 * crate::timerange::NANOS_PER_DAY;
 
 /// Writes this run's alert, and any alert an interrupted run recorded and never queued, to the
 /// outbox (under the lock the recorder holds).

@@ -131,7 +131,7 @@ fn expiry(text: &str, now: i64) -> Result<i64, String> {
     // A bare date means the whole of that day, as in [[allowlist]] expires.
     Ok(
         if chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").is_ok() {
-            t + 86_400 * 1_000_000_000
+            t + crate::timerange::NANOS_PER_DAY
         } else {
             t
         },

@@ -40,10 +40,6 @@ pub fn display_name(actor_id: &str, actor_name: Option<&str>) -> String {
         .to_owned()
 }
 
-/// Private, loopback or link-local network or address (`10.1.2.0/24`, `fd00::/48`).
-pub fn is_private_network(network: &str) -> bool {
-    detectors::is_private(network)
-}
 pub use params::{DetectorSettings, Param};
 
 use crate::config::Config;

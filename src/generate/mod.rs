@@ -22,13 +22,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::event::SourceKind;
-use crate::ingest::timestamp::format_nanos;
+use crate::timerange::rfc3339;
 pub use plants::{Plant, PLANTS};
 use population::Population;
 use rng::Rng;
 pub use traffic::{Call, Outcome};
 
-const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+use crate::timerange::NANOS_PER_HOUR;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -186,8 +186,8 @@ pub fn generate(opts: &GenerateOptions) -> io::Result<Generated> {
         seed: opts.seed,
         events: records,
         principals: traffic.population.principals.len(),
-        from: format_nanos(opts.start),
-        to: format_nanos(end),
+        from: rfc3339(opts.start),
+        to: rfc3339(end),
     };
     let count = labels.anomalies.len();
     let config = opts.out.join("vigil.toml");

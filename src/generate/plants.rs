@@ -11,7 +11,7 @@ use super::rng::Rng;
 use super::traffic::{Call, Outcome};
 use super::{Label, NANOS_PER_HOUR};
 use crate::event::SourceKind;
-use crate::ingest::timestamp::format_nanos;
+use crate::timerange::rfc3339;
 
 /// A planted anomaly: the detector meant to find it, what it is, and whether it is hard (looks
 /// like the ordinary traffic of the estate).
@@ -194,8 +194,8 @@ impl Planter<'_> {
             kind: PLANTS[n].kind.into(),
             actor_id: identity(self.source, p, &self.pop.secrets[secrets[0]]).0,
             resources,
-            start: format_nanos(t0),
-            end: format_nanos(last + 1_000_000_000),
+            start: rfc3339(t0),
+            end: rfc3339(last + 1_000_000_000),
             note: PLANTS[n].note.into(),
         });
     }

@@ -3,9 +3,8 @@
 
 use super::model::*;
 use super::rng::Rng;
-use super::NANOS_PER_HOUR;
 
-const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
+use crate::timerange::NANOS_PER_DAY;
 
 const TEAM_WORDS: [&str; 20] = [
     "payments",

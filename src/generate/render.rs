@@ -8,7 +8,7 @@ use super::population::{Agent, Client, Kind, Population, Principal, Secret};
 use super::rng::{fnv1a, Rng, FNV_BASIS};
 use super::traffic::{Call, Outcome};
 use crate::event::SourceKind;
-use crate::ingest::timestamp::format_nanos;
+use crate::timerange::{rfc3339, NANOS_PER_DAY, NANOS_PER_HOUR};
 
 const ACCOUNT: &str = "111122223333";
 const REGION: &str = "eu-west-1";
@@ -198,7 +198,7 @@ impl Renderer {
         let id = self.rng.uuid();
         let entity = stable_uuid(&p.name);
         // A token lives for an hour of calls, issued at the hour's start.
-        let hour = call.time.div_euclid(3_600_000_000_000);
+        let hour = call.time.div_euclid(NANOS_PER_HOUR);
         let token = format!(
             "hmac-sha256:{}",
             stable_hex(&format!("{}-{hour}", p.name), 6)
@@ -337,7 +337,7 @@ impl Renderer {
         };
         let allowed = call.outcome != Outcome::Denied;
         let port = 30_000 + self.rng.below(30_000);
-        let issue = format_nanos(hour * 3_600_000_000_000);
+        let issue = rfc3339(hour * NANOS_PER_HOUR);
         let granting = if allowed {
             format!(r#"{{"name":"{policy}","namespace_id":"root","type":"acl"}}"#)
         } else {
@@ -350,8 +350,8 @@ impl Renderer {
             r#"{{"id":"{id}","client_id":"{entity}","operation":"{operation}","mount_point":"{mount}","mount_type":"{mount_type}","mount_accessor":"{mount_type}_1f0c2e7a","mount_running_version":"v0.20.0+builtin","mount_class":"secret","client_token":"{token}","client_token_accessor":"{accessor}","namespace":{{"id":"root"}},"path":"{path}"{req_data},"remote_address":"{ip}","remote_port":{port},"headers":{{"user-agent":["{agent}"]}}}}"#,
             ip = call.ip,
         );
-        let t_req = format_nanos(call.time);
-        let t_resp = format_nanos(call.time + 1_000_000 + self.rng.below(9_000_000) as i64);
+        let t_req = rfc3339(call.time);
+        let t_resp = rfc3339(call.time + 1_000_000 + self.rng.below(9_000_000) as i64);
         let (req_error, resp_error, response) = match call.outcome {
             Outcome::Denied => (
                 r#","error":"permission denied""#.to_owned(),
@@ -403,7 +403,7 @@ impl Renderer {
             ),
             Kind::Workload => {
                 // A role session (and its key) serves a day of calls.
-                let day = call.time.div_euclid(86_400_000_000_000);
+                let day = call.time.div_euclid(NANOS_PER_DAY);
                 let session = stable_hex(&format!("{}-{day}", p.name), 3)[..32].to_owned();
                 format!(
                     r#"{{"type":"AssumedRole","principalId":"AROA{}:{session}","arn":"arn:aws:sts::{ACCOUNT}:assumed-role/{}/{session}","accountId":"{ACCOUNT}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{}","arn":"{actor}","accountId":"{ACCOUNT}","userName":"{}"}},"attributes":{{"creationDate":"{}","mfaAuthenticated":"false"}}}}}}"#,
@@ -412,7 +412,7 @@ impl Renderer {
                     stable_hex(&format!("{}-{day}", p.name), 8)[..16].to_uppercase(),
                     stable_hex(&p.name, 0)[..16].to_uppercase(),
                     p.name,
-                    format_seconds(day * 86_400_000_000_000)
+                    format_seconds(day * NANOS_PER_DAY)
                 )
             }
         };
@@ -630,7 +630,7 @@ impl Renderer {
                 "secretmanager.versions.destroy",
             ),
         };
-        let ts = format_nanos(call.time);
+        let ts = rfc3339(call.time);
         writeln!(
             out,
             r#"{{"insertId":"{}","logName":"projects/acme-{env}/logs/cloudaudit.googleapis.com%2F{log}","protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","status":{status},"authenticationInfo":{{"principalEmail":"{who}"}},"requestMetadata":{{"callerIp":"{ip}","callerSuppliedUserAgent":"{agent}","requestAttributes":{{"time":"{ts}","auth":{{}}}},"destinationAttributes":{{}}}},"serviceName":"secretmanager.googleapis.com","methodName":"google.cloud.secretmanager.v1.SecretManagerService.{method}","authorizationInfo":[{{"permission":"{permission}","granted":{granted},"resource":"{resource}","resourceAttributes":{{"service":"secretmanager.googleapis.com","name":"{resource}"}},"permissionType":"{ptype}"}}],"resourceName":"{resource}"}},"resource":{{"type":"audited_resource","labels":{{"service":"secretmanager.googleapis.com","method":"google.cloud.secretmanager.v1.SecretManagerService.{method}","project_id":"acme-{env}"}}}},"timestamp":"{ts}","severity":"{sev}","receiveTimestamp":"{recv}"}}"#,
@@ -642,7 +642,7 @@ impl Renderer {
             } else {
                 "ERROR"
             },
-            recv = format_nanos(call.time + 600_000_000),
+            recv = rfc3339(call.time + 600_000_000),
             ptype = if log == "activity" {
                 "ADMIN_WRITE"
             } else {

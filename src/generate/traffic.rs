@@ -6,7 +6,7 @@ use chrono::{Datelike, Timelike};
 use super::model::*;
 use super::population::{Agent, Client, Kind, Population, Principal};
 use super::rng::{fnv1a, Rng, FNV_BASIS};
-use super::NANOS_PER_HOUR;
+use crate::timerange::NANOS_PER_HOUR;
 
 const NANOS_PER_WEEK: i64 = 7 * 24 * NANOS_PER_HOUR;
 

@@ -27,7 +27,6 @@ use super::source::{
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
-use crate::ingest::timestamp::format_nanos;
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
 use crate::store::held::Carried;
@@ -35,6 +34,7 @@ use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint};
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::writer::PartitionWriter;
 use crate::store::{CommitLog, Store, StoreError, Tally};
+use crate::timerange::rfc3339;
 
 /// Records looked at to recognize a file's format before giving up.
 const DETECT_RECORDS: usize = 16;
@@ -549,7 +549,7 @@ impl<'a> Run<'a> {
             dev: id.dev,
             inode: id.inode,
             size: id.size,
-            mtime: format_nanos(id.mtime),
+            mtime: rfc3339(id.mtime),
             gzip: id.gzip,
             source: kind.as_str().to_owned(),
             records: n,

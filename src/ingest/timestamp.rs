@@ -45,11 +45,6 @@ fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// RFC 3339 UTC text of nanoseconds since the epoch, with as many fraction digits as needed.
-pub fn format_nanos(nanos: i64) -> String {
-    DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +83,6 @@ mod tests {
     #[test]
     fn formats_as_rfc3339_utc() {
         let t = parse_time("2026-03-02T10:00:00.5Z").unwrap().nanos;
-        assert_eq!(format_nanos(t), "2026-03-02T10:00:00.500Z");
+        assert_eq!(crate::timerange::rfc3339(t), "2026-03-02T10:00:00.500Z");
     }
 }

@@ -222,7 +222,7 @@ pub fn register_all(ctx: &SessionContext, config: &Config) {
             let x = strings(&a[0])?;
             let mut out = BooleanBuilder::with_capacity(rows);
             for i in 0..rows {
-                out.append_option(opt(x, i).map(crate::detect::is_private_network));
+                out.append_option(opt(x, i).map(crate::net::is_private_network));
             }
             Ok(Arc::new(out.finish()) as ArrayRef)
         }),

@@ -35,8 +35,8 @@ use super::transaction::{Changes, Transaction};
 use super::writer::{data_props, parquet_error, DurableParquet, SCHEMA_VERSION_KEY};
 use super::{rollup, CommitLog, Store, StoreError, EVENTS_DIR};
 use crate::event::{EventBatchBuilder, SCHEMA_VERSION};
-use crate::ingest::timestamp::format_nanos;
 use crate::timerange::parse_instant;
+use crate::timerange::rfc3339;
 
 /// Rows per compacted file at most (8 row groups).
 pub const TARGET_ROWS: u64 = 1 << 20;
@@ -199,10 +199,10 @@ fn merge_partitions(
 /// replace, as the content digests recorded for those say (when all of them have one: files of
 /// older versions do not).
 fn check_content(inputs: &[&DataFile], outputs: &[DataFile]) -> Result<(), StoreError> {
-    let Some(before) = sum_content(inputs.iter().copied())? else {
+    let Some(before) = super::digest::sum_content(inputs.iter().copied())? else {
         return Ok(());
     };
-    let after = sum_content(outputs.iter())?;
+    let after = super::digest::sum_content(outputs.iter())?;
     if after.as_ref() != Some(&before) {
         return Err(StoreError::Damaged(format!(
             "the rows of source={} date={} read from {} do not match the content digests their commits record; nothing was compacted",
@@ -218,32 +218,12 @@ fn check_content(inputs: &[&DataFile], outputs: &[DataFile]) -> Result<(), Store
     Ok(())
 }
 
-/// The sum of the files' content digests; `None` when one of them has none.
-pub(super) fn sum_content<'a>(
-    files: impl Iterator<Item = &'a DataFile>,
-) -> Result<Option<ContentDigest>, StoreError> {
-    let mut sum = ContentDigest::default();
-    for f in files {
-        let Some(text) = &f.content else {
-            return Ok(None);
-        };
-        let d: ContentDigest = text.parse().map_err(|e: String| {
-            StoreError::Damaged(format!(
-                "the content digest of {} is unreadable: {e}",
-                f.path
-            ))
-        })?;
-        sum.add(&d);
-    }
-    Ok(Some(sum))
-}
-
 /// Fails when a data file's bytes are not the ones its commit recorded.
 fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
     let path = store.absolute(&f.path);
     let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
     let (sha256, bytes) =
-        super::verify::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
+        super::fsutil::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
     if sha256 != f.sha256 || bytes != f.bytes {
         return Err(StoreError::Damaged(format!(
             "{} is not the file its commit recorded (changed since it was written); nothing was compacted",
@@ -595,8 +575,8 @@ impl PartitionOutput {
             rows: f.rows,
             bytes,
             sha256,
-            min_time: format_nanos(f.min),
-            max_time: format_nanos(self.last_time),
+            min_time: rfc3339(f.min),
+            max_time: rfc3339(self.last_time),
             rollup: None,
             clients: None,
             content: Some(f.content.to_string()),

@@ -47,7 +47,7 @@ struct Partition {
     last_use: u64,
 }
 
-const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+use crate::timerange::NANOS_PER_DAY;
 
 impl UidIndex {
     pub fn new(budget: usize) -> UidIndex {

@@ -31,6 +31,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::commit::DataFile;
+use super::StoreError;
+
 const LANES: usize = 1024;
 /// Prefix of the digest's text form: the construction, so another can replace it later.
 const PREFIX: &str = "lthash16-blake3:";
@@ -286,6 +289,26 @@ pub fn of_parquet(
         d.add_batch(&batch)?;
     }
     Ok((d, rows))
+}
+
+/// The sum of the files' content digests; `None` when one of them has none.
+pub(super) fn sum_content<'a>(
+    files: impl Iterator<Item = &'a DataFile>,
+) -> Result<Option<ContentDigest>, StoreError> {
+    let mut sum = ContentDigest::default();
+    for f in files {
+        let Some(text) = &f.content else {
+            return Ok(None);
+        };
+        let d: ContentDigest = text.parse().map_err(|e: String| {
+            StoreError::Damaged(format!(
+                "the content digest of {} is unreadable: {e}",
+                f.path
+            ))
+        })?;
+        sum.add(&d);
+    }
+    Ok(Some(sum))
 }
 
 #[cfg(test)]

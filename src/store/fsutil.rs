@@ -103,3 +103,20 @@ impl Write for HashingFile {
         self.file.flush()
     }
 }
+
+/// SHA-256 (hex) and size of everything `f` yields.
+pub(crate) fn sha256_of(f: &mut impl std::io::Read) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        hasher.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), n))
+}

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::commit::{Commit, DataFile, FindingsFile, RejectsFile, RemovedFile};
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
-use crate::ingest::timestamp::format_nanos;
 use crate::timerange::parse_instant;
+use crate::timerange::rfc3339;
 
 /// How long replaced files stay when the commit does not say: longer than the default query
 /// timeout (2 min) and a day's `vigil detect`, so readers that listed them finish. Readers hold
@@ -128,7 +128,7 @@ impl State {
             .or_else(|| {
                 parse_instant(&commit.created)
                     .ok()
-                    .map(|t| format_nanos(t.saturating_add(DEFAULT_GRACE_NANOS)))
+                    .map(|t| rfc3339(t.saturating_add(DEFAULT_GRACE_NANOS)))
             })
             .unwrap_or_else(|| commit.created.clone());
         // Only a path the store held, with the hash it was added with, under `events/` or

@@ -15,7 +15,7 @@ use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::{CommitLog, Store, StoreError, Tally, WriteLock};
 use crate::event::SCHEMA_VERSION;
-use crate::ingest::timestamp::format_nanos;
+use crate::timerange::rfc3339;
 
 /// What a commit adds and takes away (its place in the chain comes from the transaction).
 #[derive(Debug, Default)]
@@ -178,14 +178,14 @@ impl<'s> Transaction<'s> {
         let mut commit = Commit {
             seq,
             prev: self.log.head().map(|c| c.hash.clone()),
-            created: format_nanos(created),
+            created: rfc3339(created),
             schema_version: SCHEMA_VERSION,
             files: changes.files,
             rejects: changes.rejects,
             inputs: changes.inputs,
             counts: changes.counts,
             removed: changes.removed,
-            keep_removed_until: changes.keep_removed_until.map(format_nanos),
+            keep_removed_until: changes.keep_removed_until.map(rfc3339),
             held: changes.held,
             held_discarded: changes.held_discarded,
             findings: changes.findings,

@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -635,7 +634,7 @@ fn check_removed_content(commit: &Commit, removed: &[DataFile], problems: &mut V
         days.entry((&f.source, &f.date)).or_default().1.push(f);
     }
     for ((source, date), (before, after)) in days {
-        let sum = |files: &[&DataFile]| super::compact::sum_content(files.iter().copied());
+        let sum = |files: &[&DataFile]| super::digest::sum_content(files.iter().copied());
         match (sum(&before), sum(&after)) {
             (Ok(Some(b)), Ok(Some(a))) if a == b => {}
             (Ok(Some(_)), Ok(Some(_))) => problems.push(format!(
@@ -669,28 +668,12 @@ fn check_file(
         }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
-    let (actual, n) = sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
+    let (actual, n) = super::fsutil::sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
     if actual != sha256 || n != bytes {
         problems.push(format!("{rel} hash mismatch (the file was changed)"));
         return Ok(false);
     }
     Ok(true)
-}
-
-/// SHA-256 (hex) and size of everything `f` yields.
-pub(super) fn sha256_of(f: &mut impl Read) -> std::io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        hasher.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), n))
 }
 
 /// A rollup must hold the rows its commit lists and count exactly its data file's rows.

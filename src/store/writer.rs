@@ -22,13 +22,13 @@ use super::digest::ContentDigest;
 use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use super::{rollup, Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
-use crate::ingest::timestamp::format_nanos;
+use crate::timerange::rfc3339;
 
 /// A partition's buffer is written out once it holds about this much.
 const FLUSH_BYTES: usize = 24 << 20;
 /// All buffers together stay under this; the largest is written out first.
 const TOTAL_BYTES: usize = 64 << 20;
-const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+use crate::timerange::NANOS_PER_DAY;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -332,8 +332,8 @@ fn write_parquet(
         rows: batch.num_rows() as u64,
         bytes,
         sha256,
-        min_time: format_nanos(min),
-        max_time: format_nanos(max),
+        min_time: rfc3339(min),
+        max_time: rfc3339(max),
         rollup: None,
         clients: None,
         content: Some(content.to_string()),

@@ -12,12 +12,21 @@ fn report_snapshot(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let store = sample_store(dir.path());
     if name == "open-findings" {
-        let r = run(vigil(&store).args(["detect", "--format", "jsonl"]).args(MARCH));
+        let r = run(vigil(&store)
+            .args(["detect", "--format", "jsonl"])
+            .args(MARCH));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
     let mut args: Vec<&str> = vec!["report", "run", name, "--format", "json"];
     if name.starts_with("dormant") {
-        args.extend(["--since", "7d", "--at", "2026-03-06T12:00:00Z", "--param", "days=2"]);
+        args.extend([
+            "--since",
+            "7d",
+            "--at",
+            "2026-03-06T12:00:00Z",
+            "--param",
+            "days=2",
+        ]);
     } else {
         args.extend(MARCH);
     }
@@ -64,7 +73,8 @@ report_tests! {
 
 #[test]
 fn every_listed_report_has_a_snapshot_test() {
-    let list = run(vigil(std::path::Path::new("unused")).args(["report", "list", "--format", "json"]));
+    let list =
+        run(vigil(std::path::Path::new("unused")).args(["report", "list", "--format", "json"]));
     assert_eq!(list.code, 0, "{}", list.stderr);
     let json: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
     let names: Vec<&str> = json.iter().map(|r| r["name"].as_str().unwrap()).collect();

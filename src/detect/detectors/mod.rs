@@ -30,8 +30,6 @@ mod unusual_hour;
 
 use std::collections::BTreeMap;
 
-pub use new_network::is_private;
-
 use datafusion::common::ScalarValue;
 use serde_json::Value;
 
@@ -63,8 +61,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-const DAY: i64 = 86_400_000_000_000;
-const HOUR: i64 = 3_600_000_000_000;
+use crate::timerange::{NANOS_PER_DAY as DAY, NANOS_PER_HOUR as HOUR};
 
 /// Window bounds and the start of the history before it, as bound parameters.
 fn bounds(d: &DetectContext<'_>, lookback: i64) -> Vec<(&'static str, ScalarValue)> {

@@ -83,7 +83,7 @@ impl Detector for NewNetwork {
             let actor = rows::text(&r, "actor_id");
             let network = rows::text(&r, "network");
             let ip = rows::text(&r, "src_ip");
-            let public = !is_private(&network);
+            let public = !crate::net::is_private_network(&network);
             let workload = rows::s(&r, "actor_type") == Some("workload");
             let escalate =
                 public && workload && r.get("all_private").and_then(|v| v.as_bool()) == Some(true);
@@ -122,19 +122,5 @@ impl Detector for NewNetwork {
             out.push(f);
         }
         Ok(out)
-    }
-}
-
-/// Private, loopback or link-local network (`10.1.2.0/24`).
-pub fn is_private(network: &str) -> bool {
-    let addr = network.split('/').next().unwrap_or("");
-    match addr.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
-        Ok(std::net::IpAddr::V6(v6)) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
     }
 }

@@ -257,7 +257,7 @@ fn off_hours_habit(
     name: Option<&str>,
     lookback: i64,
 ) -> OffHoursHabit {
-    const DAY: i64 = 86_400_000_000_000;
+    use crate::timerange::NANOS_PER_DAY as DAY;
     const HALF_HOUR: i64 = 1_800_000_000_000;
     let cal = &d.config.calendar;
     let start = p

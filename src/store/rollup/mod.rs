@@ -26,7 +26,7 @@ use datafusion::arrow::error::ArrowError;
 
 /// Directory of the rollups, beside `events/`: `rollups/<kind>/source=S/date=D/<same name>`.
 pub const ROLLUPS_DIR: &str = "rollups";
-pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+pub use crate::timerange::NANOS_PER_HOUR;
 
 /// A kind of rollup: what it groups by and where its files go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
