@@ -313,14 +313,20 @@ pub const CONFIG: &str = "[canaries]\nresources = [\"*/canary/*\"]\n\
 [detectors.VG014]\ndormant_days = 14\n\
 [detectors.VG015]\ndormant_days = 14\n";
 
-fn fixture_store(dir: &Path) -> (PathBuf, PathBuf) {
-    let mut l = history();
-    window(&mut l);
+/// `l` written to `dir/audit.log` and ingested into `dir/store`.
+pub fn ingest_log(dir: &Path, l: &Log) -> PathBuf {
     let log = write(&dir.join("audit.log"), &l.text);
     let store = dir.join("store");
     let (code, report) = ingest(&store, &[&log], &[]);
     assert_eq!(code, 0, "{report}");
-    (store, config(dir, CONFIG))
+    store
+}
+
+/// The fixture's store and `vigil.toml`.
+pub fn fixture_store(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut l = history();
+    window(&mut l);
+    (ingest_log(dir, &l), config(dir, CONFIG))
 }
 
 fn detect(store: &Path, cfg: &Path, extra: &[&str]) -> Vec<Value> {

@@ -6,17 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::detect::{history, window, CONFIG, WINDOW};
-
-fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
-    let mut l = history();
-    window(&mut l);
-    let log = write(&dir.join("audit.log"), &l.text);
-    let store = dir.join("store");
-    let (code, report) = ingest(&store, &[&log], &[]);
-    assert_eq!(code, 0, "{report}");
-    (store, config(dir, CONFIG))
-}
+use crate::detect::{fixture_store as fixture, CONFIG, WINDOW};
 
 fn detect(store: &Path, cfg: &Path, extra: &[&str]) -> Ran {
     let r = run(vigil(store)

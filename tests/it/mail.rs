@@ -388,11 +388,7 @@ fn alert_store(dir: &Path) -> PathBuf {
         "192.168.10.6",
         "vault-cli/1.15",
     );
-    let log = write(&dir.join("audit.log"), &l.text);
-    let store = dir.join("store");
-    let (code, report) = ingest(&store, &[&log], &[]);
-    assert_eq!(code, 0, "{report}");
-    store
+    crate::detect::ingest_log(dir, &l)
 }
 
 fn alert_config(dir: &Path, port: u16, certs: &(PathBuf, PathBuf, PathBuf), pw: &Path) -> PathBuf {
@@ -687,11 +683,7 @@ fn canary_store(dir: &Path) -> PathBuf {
             "vault-cli/1.15",
         );
     }
-    let log = write(&dir.join("audit.log"), &l.text);
-    let store = dir.join("store");
-    let (code, report) = ingest(&store, &[&log], &[]);
-    assert_eq!(code, 0, "{report}");
-    store
+    crate::detect::ingest_log(dir, &l)
 }
 
 /// `vigil detect --notify --only VG013` over the day starting at `from`, with the clock at `now`.
