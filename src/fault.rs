@@ -1,7 +1,7 @@
 //! Fault injection for the crash-safety tests, compiled only with the `fault-injection` feature.
 //!
-//! `VIGIL_FAULT=<point>` makes the process fail at that point: `after_data_rename` and
-//! `before_commit` abort the process (a crash), `fsync_error` makes fsync fail with EIO, and
+//! `VIGIL_FAULT=<point>` makes the process fail at that point: `after_data_rename`,
+//! `before_commit` and `after_findings_commit` abort the process (a crash), `fsync_error` makes fsync fail with EIO, and
 //! `enospc` makes writes fail with "no space left on device". Without the feature every check
 //! compiles to nothing.
 
