@@ -15,6 +15,8 @@ use crate::calendar::{parse_hours, parse_tz, parse_weekday, Calendar};
 pub use crate::detect::allowlist::Entry as AllowEntry;
 use crate::detect::Severity;
 use crate::environments::{Environment, Environments, Rule};
+use crate::mail::settings::RawSmtp;
+use crate::mail::settings::SmtpSettings;
 use crate::timerange::parse_duration;
 
 /// Default `--store`.
@@ -158,50 +160,6 @@ struct RawQuery {
     timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSmtp {
-    host: String,
-    port: Option<u16>,
-    tls: Option<String>,
-    from: String,
-    username: Option<String>,
-    password_file: Option<PathBuf>,
-    password_env: Option<String>,
-    ca_file: Option<PathBuf>,
-    /// Refused with a sentence: passwords never live in the config file.
-    password: Option<toml::Value>,
-}
-
-/// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// Plain connection upgraded with STARTTLS, which the server must offer.
-    Starttls,
-    /// No TLS: only to a loopback host.
-    None,
-}
-
-/// Where the SMTP password comes from; the value is read when a message is sent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PasswordSource {
-    File(PathBuf),
-    Env(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub from: String,
-    /// User name and where its password is.
-    pub auth: Option<(String, PasswordSource)>,
-    pub ca_file: Option<PathBuf>,
-}
-
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -256,6 +214,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `[store] outbox_dir`, else `<store>/state/outbox`: where mail and webhook bodies wait.
+    pub fn outbox(&self, store_root: &std::path::Path) -> PathBuf {
+        self.outbox_dir
+            .clone()
+            .unwrap_or_else(|| store_root.join("state").join("outbox"))
+    }
+
     /// Reads `path`; with `explicit = false` a missing file means the defaults.
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
@@ -324,7 +289,7 @@ impl Config {
             canaries: raw.canaries.map(|c| c.resources).unwrap_or_default(),
             query_memory_limit,
             query_timeout,
-            smtp: raw.smtp.map(smtp).transpose()?,
+            smtp: raw.smtp.map(crate::mail::settings::parse).transpose()?,
             alerts: raw.alerts.map(alerts).transpose()?.unwrap_or_default(),
             detectors: match raw.detectors {
                 Some(t) => crate::detect::params::validate(&t)?,
@@ -490,76 +455,6 @@ fn allow(i: usize, raw: RawAllow) -> Result<AllowEntry, String> {
     })
 }
 
-/// True for `localhost` and loopback addresses: the only hosts plain SMTP may go to.
-pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn smtp(raw: RawSmtp) -> Result<SmtpSettings, String> {
-    if raw.password.is_some() {
-        return Err(
-            "smtp.password is not allowed: put the password in a file named by \
-                    smtp.password_file, or in an environment variable named by smtp.password_env"
-                .into(),
-        );
-    }
-    let tls = match raw.tls.as_deref().unwrap_or("starttls") {
-        "starttls" => SmtpTls::Starttls,
-        "implicit" => SmtpTls::Implicit,
-        "none" => SmtpTls::None,
-        other => {
-            return Err(format!(
-                "smtp.tls: '{other}' is not one of starttls, implicit, none"
-            ))
-        }
-    };
-    if raw.host.trim().is_empty() {
-        return Err("smtp.host is empty".into());
-    }
-    if tls == SmtpTls::None && !is_loopback_host(&raw.host) {
-        return Err(format!(
-            "smtp.tls = \"none\" is only allowed to localhost, not {}: use \"starttls\" or \"implicit\"",
-            raw.host
-        ));
-    }
-    if !raw.from.contains('@') || raw.from.contains(['\r', '\n']) {
-        return Err(format!("smtp.from: '{}' is not an email address", raw.from));
-    }
-    let password = match (raw.password_file, raw.password_env) {
-        (Some(_), Some(_)) => {
-            return Err("give smtp.password_file or smtp.password_env, not both".into())
-        }
-        (Some(f), None) => Some(PasswordSource::File(f)),
-        (None, Some(e)) => Some(PasswordSource::Env(e)),
-        (None, None) => None,
-    };
-    let auth = match (raw.username, password) {
-        (Some(u), Some(p)) => Some((u, p)),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err("smtp.username needs smtp.password_file or smtp.password_env".into())
-        }
-        (None, Some(_)) => return Err("smtp.password_file/password_env need smtp.username".into()),
-    };
-    let port = raw.port.unwrap_or(match tls {
-        SmtpTls::Implicit => 465,
-        SmtpTls::Starttls => 587,
-        SmtpTls::None => 25,
-    });
-    Ok(SmtpSettings {
-        host: raw.host,
-        port,
-        tls,
-        from: raw.from,
-        auth,
-        ca_file: raw.ca_file,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,7 +492,10 @@ mod tests {
         assert_eq!(c.query_memory_limit, 512 << 20);
         assert_eq!(c.query_timeout, Duration::from_secs(30));
         let smtp = c.smtp.unwrap();
-        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::Starttls));
+        assert_eq!(
+            (smtp.port, smtp.tls),
+            (587, crate::mail::settings::SmtpTls::Starttls)
+        );
         for (bad, key) in [
             (
                 "[calendar]\ntimezone = \"Mars/Olympus\"\n",

@@ -63,6 +63,15 @@ pub fn is_private_network(network: &str) -> bool {
     }
 }
 
+/// True for `localhost` and loopback addresses: the only hosts plain SMTP may go to.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

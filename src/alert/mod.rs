@@ -45,7 +45,7 @@ pub fn queue(
     alerts: &[Alert],
     now: i64,
 ) -> Result<Queued, MailError> {
-    let outbox = mail::outbox_dir(config, store_root);
+    let outbox = config.outbox(store_root);
     let settings = &config.alerts;
     let mailed = mail::alert_ids(&outbox);
     let posted = webhook::alert_ids(&outbox);
@@ -94,7 +94,7 @@ pub struct Sent {
 /// Sends every message and webhook body waiting in the outbox (this run's and earlier runs'):
 /// network I/O, done after the store's lock is released.
 pub fn send(config: &Config, store_root: &Path) -> Result<Sent, MailError> {
-    let outbox = mail::outbox_dir(config, store_root);
+    let outbox = config.outbox(store_root);
     let flushed = mail::flush_pending(config.smtp.as_ref(), &outbox)?;
     let webhook = config.alerts.webhook_url_env.as_ref().and_then(|var| {
         let url = std::env::var(var).map_err(|_| {

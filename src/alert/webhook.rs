@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::is_loopback_host;
+use crate::net::is_loopback_host;
 
 #[derive(Debug)]
 struct Url {

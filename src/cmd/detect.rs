@@ -269,9 +269,7 @@ fn send_alerts(
         eprintln!(
             "error: {what}: {reason}; {} message(s) wait in {} and are sent by the next run",
             sent.mail.still_pending,
-            crate::mail::outbox_dir(&g.config, g.store.root())
-                .join("pending")
-                .display()
+            g.config.outbox(g.store.root()).join("pending").display()
         );
         code = exit::ERROR;
     }

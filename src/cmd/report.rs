@@ -236,7 +236,7 @@ fn write_files(
 }
 
 fn send(g: &Globals, runs: &[ReportRun], to: Vec<String>, generated: &str) -> anyhow::Result<u8> {
-    let outbox = mail::outbox_dir(&g.config, g.store.root());
+    let outbox = g.config.outbox(g.store.root());
     let smtp = g.config.smtp.as_ref();
     let flushed = mail::flush_pending(smtp, &outbox)?;
     if flushed.sent > 0 && !g.quiet {

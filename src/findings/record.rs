@@ -63,7 +63,7 @@ impl<'s> Recorder<'s> {
             migrated: 0,
         };
         if r.tx.log().state.findings.is_empty() {
-            let rows = migrate::from_outbox(&crate::mail::outbox_dir(config, store.root()));
+            let rows = migrate::from_outbox(&config.outbox(store.root()));
             r.migrated = rows.len();
             r.commit(rows)?;
         }

@@ -7,6 +7,7 @@
 //! `<outbox>/sent/`; a message that could not be sent stays pending and is retried by every later
 //! run that sends mail, so an outage delays mail but loses none.
 
+pub mod settings;
 mod smtp;
 
 use std::path::{Path, PathBuf};
@@ -17,8 +18,8 @@ use lettre::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, SmtpSettings};
 use crate::store::fsutil::write_atomic;
+pub use settings::SmtpSettings;
 
 pub use smtp::send_raw;
 
@@ -83,14 +84,6 @@ pub struct Envelope {
     /// When the message entered the outbox (nanoseconds UTC).
     #[serde(default)]
     pub queued_at: i64,
-}
-
-/// `[store] outbox_dir`, else `<store>/state/outbox`.
-pub fn outbox_dir(config: &Config, store_root: &Path) -> PathBuf {
-    config
-        .outbox_dir
-        .clone()
-        .unwrap_or_else(|| store_root.join("state").join("outbox"))
 }
 
 fn mailbox(text: &str) -> Result<Mailbox, MailError> {

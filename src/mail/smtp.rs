@@ -8,8 +8,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, SmtpTransport, Transport};
 
+use super::settings::{PasswordSource, SmtpSettings, SmtpTls};
 use super::MailError;
-use crate::config::{is_loopback_host, PasswordSource, SmtpSettings, SmtpTls};
+use crate::net::is_loopback_host;
 
 fn server(s: &SmtpSettings) -> String {
     format!("{}:{}", s.host, s.port)
