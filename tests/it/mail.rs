@@ -399,6 +399,26 @@ fn alert_config(dir: &Path, port: u16, certs: &(PathBuf, PathBuf, PathBuf), pw: 
     )
 }
 
+/// The alert config of a STARTTLS server on a free port (not started yet), with the
+/// certificates to start it with: (config, port, certificates).
+fn alert_setup(dir: &Path) -> (PathBuf, u16, (PathBuf, PathBuf, PathBuf)) {
+    let certs = certificates(dir);
+    let pw = write(&dir.join("smtp-password"), PASSWORD);
+    let port = free_port();
+    (alert_config(dir, port, &certs, &pw), port, certs)
+}
+
+/// The findings of a delivered alert's `findings.json` attachment.
+fn attached_findings(m: &Value) -> Vec<Value> {
+    let part = m["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["filename"] == "findings.json")
+        .unwrap();
+    serde_json::from_str(part["text"].as_str().unwrap()).unwrap()
+}
+
 fn notify(store: &Path, cfg: &Path) -> Ran {
     let r = run(vigil(store)
         .arg("--config")
@@ -416,11 +436,8 @@ fn notify(store: &Path, cfg: &Path) -> Ran {
 fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
     let dir = tempfile::tempdir().unwrap();
     let store = alert_store(dir.path());
-    let certs = certificates(dir.path());
-    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
-    let port = free_port();
+    let (cfg, port, certs) = alert_setup(dir.path());
     let server = Server::start(dir.path(), port, "starttls", &certs);
-    let cfg = alert_config(dir.path(), port, &certs, &pw);
     let r = notify(&store, &cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("0 already sent"), "{}", r.stderr);
@@ -488,13 +505,7 @@ fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
         html.contains("MAIL FROM:&lt;spoof@example.com&gt;"),
         "escaped in HTML"
     );
-    let json_part = m["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["filename"] == "findings.json")
-        .unwrap();
-    let findings: Vec<Value> = serde_json::from_str(json_part["text"].as_str().unwrap()).unwrap();
+    let findings = attached_findings(m);
     assert_eq!(
         alerted[0],
         json!({"n": findings.len(), "ids": 1}),
@@ -512,10 +523,7 @@ fn alerts_are_sent_once_with_log_content_kept_out_of_headers() {
 fn alerts_wait_in_the_outbox_while_smtp_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let store = alert_store(dir.path());
-    let certs = certificates(dir.path());
-    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
-    let port = free_port();
-    let cfg = alert_config(dir.path(), port, &certs, &pw);
+    let (cfg, port, certs) = alert_setup(dir.path());
     let r = notify(&store, &cfg);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("the alert was not sent"), "{}", r.stderr);
@@ -704,15 +712,10 @@ fn canary_keys(server: &Server) -> Vec<usize> {
         .messages()
         .iter()
         .map(|m| {
-            let part = m["parts"]
-                .as_array()
-                .unwrap()
+            attached_findings(m)
                 .iter()
-                .find(|p| p["filename"] == "findings.json")
-                .unwrap();
-            let findings: Vec<Value> =
-                serde_json::from_str(part["text"].as_str().unwrap()).unwrap();
-            findings.iter().filter(|f| f["code"] == "VG013").count()
+                .filter(|f| f["code"] == "VG013")
+                .count()
         })
         .collect()
 }
@@ -721,11 +724,8 @@ fn canary_keys(server: &Server) -> Vec<usize> {
 fn a_benign_verdict_holds_the_key_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let store = canary_store(dir.path());
-    let certs = certificates(dir.path());
-    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
-    let port = free_port();
+    let (cfg, port, certs) = alert_setup(dir.path());
     let server = Server::start(dir.path(), port, "starttls", &certs);
-    let cfg = alert_config(dir.path(), port, &certs, &pw);
     canary_run(
         &store,
         &cfg,
@@ -818,11 +818,8 @@ fn a_crash_between_recording_and_queueing_neither_loses_nor_repeats_an_alert() {
     for fault in ["after_findings_commit", "before_commit"] {
         let dir = tempfile::tempdir().unwrap();
         let store = alert_store(dir.path());
-        let certs = certificates(dir.path());
-        let pw = write(&dir.path().join("smtp-password"), PASSWORD);
-        let port = free_port();
+        let (cfg, port, certs) = alert_setup(dir.path());
         let server = Server::start(dir.path(), port, "starttls", &certs);
-        let cfg = alert_config(dir.path(), port, &certs, &pw);
         let r = run(vigil(&store)
             .env("VIGIL_FAULT", fault)
             .arg("--config")
