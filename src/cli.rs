@@ -55,9 +55,26 @@ pub enum Command {
     Compact(CompactArgs),
     /// Write realistic synthetic audit logs with labelled anomalies (deterministic per seed)
     Generate(GenerateArgs),
+    /// Run unattended: read what the [[serve.inputs]] of vigil.toml append and commit it, run
+    /// the detectors over every hour once it has closed and send the alerts, answer /healthz
+    /// and /metrics; stops on SIGTERM or SIGINT, reloads vigil.toml on SIGHUP
+    Serve(ServeArgs),
     /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
     /// VIGIL_STORE names one) and show what vigil sees
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Log lines on stderr as text for people or JSON objects for log collectors
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

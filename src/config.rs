@@ -57,6 +57,7 @@ struct RawConfig {
     detectors: Option<toml::Table>,
     #[serde(default)]
     allowlist: Vec<RawAllow>,
+    serve: Option<crate::serve::settings::RawServe>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +188,8 @@ pub struct Config {
     /// `[detectors.CODE]` tables, checked against the registry.
     pub detectors: BTreeMap<String, toml::Table>,
     pub allowlist: Vec<AllowEntry>,
+    /// `[serve]`, when the file has one (`vigil serve` needs its inputs).
+    pub serve: Option<crate::serve::settings::ServeSettings>,
 }
 
 impl Default for Config {
@@ -209,6 +212,7 @@ impl Default for Config {
             alerts: AlertSettings::default(),
             detectors: BTreeMap::new(),
             allowlist: Vec::new(),
+            serve: None,
         }
     }
 }
@@ -219,6 +223,30 @@ impl Config {
         self.outbox_dir
             .clone()
             .unwrap_or_else(|| store_root.join("state").join("outbox"))
+    }
+
+    /// How an ingest at `now` reads its inputs under these settings (`source` forces a format).
+    pub fn ingest_options(
+        &self,
+        source: Option<crate::event::SourceKind>,
+        strict: bool,
+        now: i64,
+    ) -> crate::ingest::IngestOptions {
+        crate::ingest::IngestOptions {
+            source,
+            strict,
+            max_record_bytes: self.max_line_bytes,
+            parse: crate::ingest::ParseOptions {
+                keep_raw: self.keep_raw,
+                vault_cluster: self.vault_cluster.clone(),
+                k8s_cluster: self.k8s_cluster.clone(),
+            },
+            progress: false,
+            now,
+            dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
+            hold_for: i64::try_from(self.hold_for.as_nanos()).unwrap_or(i64::MAX),
+            discard_held: false,
+        }
     }
 
     /// Reads `path`; with `explicit = false` a missing file means the defaults.
@@ -301,6 +329,7 @@ impl Config {
                 .enumerate()
                 .map(|(i, a)| allow(i, a))
                 .collect::<Result<_, _>>()?,
+            serve: raw.serve.map(crate::serve::settings::parse).transpose()?,
             max_line_bytes,
             hold_for,
             vault_cluster: name(

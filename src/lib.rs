@@ -38,6 +38,8 @@ pub mod net;
 pub mod query;
 /// Output formats for query results (the only code that prints data).
 pub mod report;
+/// `vigil serve`: the unattended service.
+pub mod serve;
 /// Parquet files, the commit log, dedupe.
 pub mod store;
 /// `--since` / `--from` / `--to` / `--at`.

@@ -5,6 +5,7 @@
 //! records an alert (with its id) before it is queued here, and a run that finds a recorded
 //! alert missing from the outbox (a crash between the two) queues it then.
 
+pub mod deliver;
 mod render;
 pub mod webhook;
 

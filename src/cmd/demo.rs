@@ -178,6 +178,8 @@ fn clone_globals(g: &Globals) -> Globals {
         quiet: g.quiet,
         verbose: g.verbose,
         stderr_is_terminal: g.stderr_is_terminal,
+        config_path: g.config_path.clone(),
+        config_explicit: g.config_explicit,
     }
 }
 

@@ -5,11 +5,10 @@ use std::io::{IsTerminal, Write};
 use anyhow::{bail, Context};
 
 use super::{exit, Globals};
-use crate::alert::Alert;
+use crate::alert::deliver;
 use crate::cli::{DetectArgs, DetectorsArgs, FindingsFormat};
 use crate::detect::{self, DetectContext, Finding, Severity};
-use crate::findings::record::Recorder;
-use crate::findings::triage::{self, Alerting};
+use crate::findings::triage;
 use crate::query::session;
 use crate::report::format::terminal_safe;
 use crate::timerange::rfc3339;
@@ -48,12 +47,6 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         }
     }
     drop(ctx);
-    let settings = &g.config.alerts;
-    let suppress_for = i64::try_from(settings.suppress_for.as_nanos()).unwrap_or(i64::MAX);
-    let alerting = args.notify.then_some(Alerting {
-        min_severity: settings.min_severity,
-        suppress_for,
-    });
     let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
     // Recording, and writing the alerts to the outbox, under the store's lock; printing and
     // sending after it, so a slow SMTP server or a pager never holds up an ingest.
@@ -74,33 +67,37 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         (None, benign)
     } else {
         let quiet = g.quiet;
-        let mut r = Recorder::begin(&g.store, &g.config, LOCK_WAIT, || {
-            if !quiet {
-                eprintln!(
-                    "note: another vigil process is writing to the store; waiting up to {} s for it to finish",
-                    LOCK_WAIT.as_secs()
-                );
-            }
-        })
+        let recorded = deliver::record_and_queue(
+            &g.store,
+            &g.config,
+            &findings,
+            &period,
+            args.notify,
+            LOCK_WAIT,
+            || {
+                if !quiet {
+                    eprintln!(
+                        "note: another vigil process is writing to the store; waiting up to {} s for it to finish",
+                        LOCK_WAIT.as_secs()
+                    );
+                }
+            },
+        )
+        .await
         .context("recording the findings (--dry-run looks without recording)")?;
         if !g.quiet {
-            for w in r.take_warnings() {
+            for w in &recorded.warnings {
                 eprintln!("warning: {w}");
             }
-            if r.migrated > 0 {
+            if recorded.migrated > 0 {
                 eprintln!(
                     "note: took over {} alert record(s) from the outbox into the findings history",
-                    r.migrated
+                    recorded.migrated
                 );
             }
         }
-        let mut plan = r
-            .record(&findings, alerting)
-            .await
-            .context("recording the findings")?;
-        if args.notify {
-            queued = Some(queue_alerts(g, &r, &plan, &period, suppress_for).await?);
-        }
+        let mut plan = recorded.plan;
+        queued = recorded.queued;
         let benign = std::mem::take(&mut plan.benign);
         (Some(plan), benign)
     };
@@ -167,40 +164,6 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
 /// How long `vigil detect` waits for the store's write lock (an ingest running) before giving
 /// up: longer than a scheduled ingest of a day's logs takes.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// How far back a run looks for alerts recorded and never queued (a crash between the two):
-/// `suppress_for`, and never less than this, so a short `suppress_for` loses none.
-const RECOVER_FOR: i64 = 7 * crate::timerange::NANOS_PER_DAY;
-
-/// Writes this run's alert, and any alert an interrupted run recorded and never queued, to the
-/// outbox (under the lock the recorder holds).
-async fn queue_alerts(
-    g: &Globals,
-    r: &Recorder<'_>,
-    plan: &triage::Plan,
-    period: &str,
-    suppress_for: i64,
-) -> anyhow::Result<crate::alert::Queued> {
-    let since = r.now().saturating_sub(suppress_for.max(RECOVER_FOR));
-    let recorded = r
-        .alerts_since(since)
-        .await
-        .context("reading the alerts recorded")?;
-    let alerts: Vec<Alert> = recorded
-        .into_iter()
-        .map(|(id, findings)| Alert {
-            window: if id == plan.alert_id {
-                period.to_owned()
-            } else {
-                recorded_period(&findings)
-            },
-            id,
-            findings,
-        })
-        .collect();
-    crate::alert::queue(&g.config, g.store.root(), &alerts, r.now())
-        .context("writing the alert to the outbox")
-}
 
 /// Sends what waits in the outbox and says what became of this run's alert.
 fn send_alerts(
@@ -274,13 +237,6 @@ fn send_alerts(
         code = exit::ERROR;
     }
     Ok(code)
-}
-
-/// The period an earlier run's alert covers, from its findings' windows.
-fn recorded_period(findings: &[Finding]) -> String {
-    let start = findings.iter().map(|f| f.window_start.as_str()).min();
-    let end = findings.iter().map(|f| f.window_end.as_str()).max();
-    format!("{} to {}", start.unwrap_or("?"), end.unwrap_or("?"))
 }
 
 fn write_findings(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::{exit, Globals};
 use crate::cli::{IngestArgs, SourceArg, SummaryFormat};
 use crate::event::SourceKind;
-use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec, ParseOptions};
+use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec};
 
 pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
     let specs: Vec<InputSpec> = args
@@ -54,21 +54,10 @@ pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<I
         SourceArg::Azure => Some(SourceKind::Azure),
         SourceArg::K8s => Some(SourceKind::K8s),
     };
-    Ok(IngestOptions {
-        source,
-        strict,
-        max_record_bytes: g.config.max_line_bytes,
-        parse: ParseOptions {
-            keep_raw: g.config.keep_raw,
-            vault_cluster: g.config.vault_cluster.clone(),
-            k8s_cluster: g.config.k8s_cluster.clone(),
-        },
-        progress: g.stderr_is_terminal && !g.quiet,
-        now: crate::clock::now_nanos().map_err(anyhow::Error::msg)?,
-        dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
-        hold_for: i64::try_from(g.config.hold_for.as_nanos()).unwrap_or(i64::MAX),
-        discard_held: false,
-    })
+    let now = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
+    let mut opts = g.config.ingest_options(source, strict, now);
+    opts.progress = g.stderr_is_terminal && !g.quiet;
+    Ok(opts)
 }
 
 /// Days stored in this many files or more are worth compacting.

@@ -8,6 +8,7 @@ mod findings;
 mod generate;
 mod ingest;
 mod report;
+mod serve;
 mod shell;
 mod sql;
 mod verify;
@@ -40,6 +41,10 @@ pub struct Globals {
     pub quiet: bool,
     pub verbose: bool,
     pub stderr_is_terminal: bool,
+    /// Where the configuration was read from (or would have been), and whether `--config`
+    /// named it: `vigil serve` reads it again on SIGHUP.
+    pub config_path: PathBuf,
+    pub config_explicit: bool,
 }
 
 /// Runs the command and returns the process exit code.
@@ -63,6 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         quiet: cli.quiet,
         verbose: cli.verbose,
         stderr_is_terminal: std::io::stderr().is_terminal(),
+        config_path,
+        config_explicit: cli.config.is_some(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
+        Command::Serve(args) => runtime.block_on(serve::run(globals, args)),
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
         Command::Detect(args) => runtime.block_on(detect::run(&globals, args)),
         Command::Detectors(args) => detect::detectors(args),

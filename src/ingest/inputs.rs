@@ -22,6 +22,9 @@ pub struct InputFile {
     pub display: String,
     /// A stream spooled to a file (stdin): read whole, never resumed.
     pub stream: bool,
+    /// The format this input is read as, whatever its content looks like (`vigil serve`'s
+    /// per-input `source`); `None` leaves it to `IngestOptions::source`, then recognition.
+    pub source: Option<crate::event::SourceKind>,
 }
 
 /// Something the walk could not use, with why (not fatal: reported in the summary).
@@ -47,6 +50,7 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<(Vec<InputFile>, Vec<Skipped>)> {
                 path: p.clone(),
                 display: p.display().to_string(),
                 stream: false,
+                source: None,
             });
         }
     }
@@ -97,6 +101,7 @@ fn walk(
                 display: path.display().to_string(),
                 path,
                 stream: false,
+                source: None,
             }),
             Ok(_) => skipped.push(Skipped {
                 path: path.display().to_string(),

@@ -163,6 +163,7 @@ pub fn ingest(
             path: path.clone(),
             display: "stdin".into(),
             stream: true,
+            source: None,
         });
         spooled = Some(path);
     }
@@ -171,13 +172,37 @@ pub fn ingest(
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(IngestError::NoInputs(names.join(", ")));
     }
-    let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
-    run.restore_held()?;
-    let result = run.ingest_files(&files, &mut skipped);
+    let result = ingest_into(&mut tx, warnings, &files, skipped, opts);
     if let Some(p) = spooled {
         let _ = std::fs::remove_file(p);
     }
-    result?;
+    result
+}
+
+/// Runs one ingest of `files` (already found; `skipped` what finding them passed over) into
+/// `store`: for a caller that finds its inputs itself (`vigil serve`).
+pub fn ingest_found(
+    store: &Store,
+    files: &[InputFile],
+    skipped: Vec<SkippedInput>,
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
+    let mut tx = Transaction::begin_soon(store, opts.now)?;
+    let warnings = tx.take_warnings();
+    ingest_into(&mut tx, warnings, files, skipped, opts)
+}
+
+fn ingest_into(
+    tx: &mut Transaction<'_>,
+    warnings: Vec<String>,
+    files: &[InputFile],
+    mut skipped: Vec<SkippedInput>,
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
+    let store = tx.store();
+    let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
+    run.restore_held()?;
+    run.ingest_files(files, &mut skipped)?;
     let (changes, mut report) = run.finish(skipped, warnings)?;
     if let Some(changes) = changes {
         let done = tx.commit(changes, opts.now)?;
@@ -226,6 +251,8 @@ struct Run<'a> {
     rejects: RejectSink,
     progress: ProgressBar,
     files_read: u64,
+    /// The source the file being read is forced to (its own, else `--source`).
+    forced: Option<SourceKind>,
 }
 
 impl<'a> Run<'a> {
@@ -267,6 +294,7 @@ impl<'a> Run<'a> {
             rejects: RejectSink::new(store, seq, opts.now)?,
             progress,
             files_read: 0,
+            forced: opts.source,
         })
     }
 
@@ -435,9 +463,9 @@ impl<'a> Run<'a> {
         // Recognize the format from the first records that parse (a resumed file keeps the
         // source its checkpoint names).
         let mut lookahead: Vec<RawRecord> = Vec::new();
+        self.forced = file.source.or(self.opts.source);
         let mut detected = self
-            .opts
-            .source
+            .forced
             .or_else(|| resumed.as_ref().and_then(|c| SourceKind::parse(&c.source)))
             .map(Detected::Source);
         while detected.is_none() && lookahead.len() < DETECT_RECORDS {
@@ -617,7 +645,7 @@ impl<'a> Run<'a> {
                 return self.reject(kind, &meta.file, &rec, rej);
             }
         };
-        let kind = match self.opts.source {
+        let kind = match self.forced {
             Some(forced) => forced,
             None => super::source::refine(kind, &value),
         };

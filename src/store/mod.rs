@@ -26,6 +26,7 @@ pub mod writer;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -69,12 +70,16 @@ impl StoreError {
 pub struct Store {
     root: PathBuf,
     checkpoint_every: u64,
+    /// The lock this process holds for as long as it runs (`vigil serve`): every transaction
+    /// of this handle shares it instead of taking it anew.
+    held: Option<Arc<File>>,
 }
 
-/// Exclusive right to write to a store, held until dropped.
+/// Exclusive right to write to a store, held until dropped (or, for a store handle that holds
+/// its lock, until the last handle is dropped).
 #[derive(Debug)]
 pub struct WriteLock {
-    _file: File,
+    _file: Arc<File>,
 }
 
 impl Store {
@@ -82,7 +87,20 @@ impl Store {
         Store {
             root: root.into(),
             checkpoint_every: checkpoint::DEFAULT_CHECKPOINT_EVERY,
+            held: None,
         }
+    }
+
+    /// This store with its writer lock taken for as long as the returned handle (or a clone)
+    /// lives: a long-running writer keeps other writers out between its transactions, which
+    /// then never wait for the lock. Its transactions must run one at a time: the lock no
+    /// longer keeps them apart.
+    pub fn holding_lock(&self) -> Result<Store, StoreError> {
+        let lock = self.lock()?;
+        Ok(Store {
+            held: Some(lock._file),
+            ..self.clone()
+        })
     }
 
     /// A checkpoint of the commit log every `n` commits written here (0: none).
@@ -109,6 +127,11 @@ impl Store {
 
     /// Creates the store directory if needed and takes the writer lock.
     pub fn lock(&self) -> Result<WriteLock, StoreError> {
+        if let Some(file) = &self.held {
+            return Ok(WriteLock {
+                _file: Arc::clone(file),
+            });
+        }
         fsutil::create_dir_all_durable(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
         let path = self.root.join(".lock");
         let file = File::options()
@@ -118,7 +141,9 @@ impl Store {
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(WriteLock { _file: file }),
+            Ok(()) => Ok(WriteLock {
+                _file: Arc::new(file),
+            }),
             Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.root.clone())),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
         }

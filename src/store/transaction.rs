@@ -150,6 +150,11 @@ impl<'s> Transaction<'s> {
         }
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
     /// The log as it was when the transaction began (nobody else can change it meanwhile).
     pub fn log(&self) -> &CommitLog {
         &self.log

@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const PASSWORD: &str = "sentinel-smtp-pw-6f1d2c";
+pub const PASSWORD: &str = "sentinel-smtp-pw-6f1d2c";
 
 fn python() -> PathBuf {
     python_with("aiosmtpd")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -44,7 +44,7 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-struct Server {
+pub struct Server {
     child: Child,
     out: PathBuf,
 }
@@ -57,7 +57,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16, mode: &str, certs: &(PathBuf, PathBuf, PathBuf)) -> Server {
+    pub fn start(dir: &Path, port: u16, mode: &str, certs: &(PathBuf, PathBuf, PathBuf)) -> Server {
         let out = dir.join(format!("received-{mode}-{port}"));
         std::fs::create_dir_all(&out).unwrap();
         let mut child = Command::new(python())
@@ -91,7 +91,7 @@ impl Server {
     }
 
     /// Delivered messages, oldest first, parsed by Python's email package.
-    fn messages(&self) -> Vec<Value> {
+    pub fn messages(&self) -> Vec<Value> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.out)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -401,7 +401,7 @@ fn alert_config(dir: &Path, port: u16, certs: &(PathBuf, PathBuf, PathBuf), pw: 
 
 /// The alert config of a STARTTLS server on a free port (not started yet), with the
 /// certificates to start it with: (config, port, certificates).
-fn alert_setup(dir: &Path) -> (PathBuf, u16, (PathBuf, PathBuf, PathBuf)) {
+pub fn alert_setup(dir: &Path) -> (PathBuf, u16, (PathBuf, PathBuf, PathBuf)) {
     let certs = certificates(dir);
     let pw = write(&dir.join("smtp-password"), PASSWORD);
     let port = free_port();
@@ -409,7 +409,7 @@ fn alert_setup(dir: &Path) -> (PathBuf, u16, (PathBuf, PathBuf, PathBuf)) {
 }
 
 /// The findings of a delivered alert's `findings.json` attachment.
-fn attached_findings(m: &Value) -> Vec<Value> {
+pub fn attached_findings(m: &Value) -> Vec<Value> {
     let part = m["parts"]
         .as_array()
         .unwrap()

@@ -32,6 +32,8 @@ mod reports;
 mod rollup;
 /// Secret values (sentinels) never reach the store, the rejects file or the output.
 mod secrets;
+/// `vigil serve`: tailing with rotation, SIGTERM and kill -9, alerts once, health and metrics.
+mod serve;
 /// `vigil sql`: read-only, output formats, options anywhere.
 mod sql;
 /// Re-ingest, dedupe, --strict, and the store read by another engine (DuckDB).

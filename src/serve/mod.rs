@@ -1,0 +1,438 @@
+//! `vigil serve`: one process that holds the store's write lock for as long as it runs, reads
+//! what its inputs append and commits it every `[serve] commit_interval`, runs the detectors
+//! over every hour once it has closed, records the findings and sends the alerts (as
+//! `vigil detect --notify` does), and answers `/healthz` and `/metrics`.
+//!
+//! Everything that writes to the store runs on one task, one step after another: the lock the
+//! process holds no longer keeps its own transactions apart. A signal is looked at between
+//! steps: SIGTERM and SIGINT let the step in progress finish (its commit included) and stop;
+//! SIGHUP reloads `vigil.toml`, keeping the old settings if the new file is invalid.
+
+pub mod detection;
+pub mod health;
+pub mod http;
+pub mod inputs;
+pub mod metrics;
+pub mod settings;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use self::detection::Spans;
+use self::health::Health;
+use self::metrics::{FindingLabels, InputLabels, Metrics};
+use self::settings::ServeSettings;
+use crate::alert::deliver;
+use crate::config::Config;
+use crate::detect::{self, DetectContext};
+use crate::ingest::run::ingest_found;
+use crate::store::{Store, StoreError};
+use crate::timerange::rfc3339;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("no [[serve.inputs]] in {0}: say which audit logs the service reads (README, Running vigil as a service)")]
+    NoInputs(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serve.listen {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What the HTTP endpoints read.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub health: Mutex<Health>,
+    commit_interval: Duration,
+}
+
+impl Shared {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        // A panic elsewhere while holding it leaves the data as it was: still worth reporting.
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn reasons(&self) -> Vec<String> {
+        self.health().reasons(self.commit_interval, Instant::now())
+    }
+}
+
+/// Where the configuration comes from, for SIGHUP.
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Named with `--config` (a missing file is then an error, not the defaults).
+    pub explicit: bool,
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(), ServeError> {
+    let settings = serve_settings(&config, &source)?;
+    let store = store.holding_lock()?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|error| ServeError::Listen {
+            addr: settings.listen.to_string(),
+            error,
+        })?;
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(),
+        health: Mutex::new(Health::default()),
+        commit_interval: settings.commit_interval,
+    });
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async {
+        let _ = http_stopped.await;
+    }));
+    let mut service = Service {
+        store,
+        config,
+        settings,
+        shared,
+        cursor: None,
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
+    info!(
+        store = %service.store.root().display(),
+        listen = %service.settings.listen,
+        inputs = service.settings.inputs.len(),
+        "vigil serve started"
+    );
+    let signals = service.run(&source).await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    signals?;
+    info!("vigil serve stopped");
+    Ok(())
+}
+
+fn serve_settings(config: &Config, source: &ConfigSource) -> Result<ServeSettings, ServeError> {
+    match &config.serve {
+        Some(s) if !s.inputs.is_empty() => Ok(s.clone()),
+        _ => Err(ServeError::NoInputs(source.path.display().to_string())),
+    }
+}
+
+struct Service {
+    store: Store,
+    config: Config,
+    settings: ServeSettings,
+    shared: Arc<Shared>,
+    /// The end of the last hour judged.
+    cursor: Option<i64>,
+    /// Set by SIGTERM or SIGINT.
+    stop: Arc<AtomicBool>,
+}
+
+/// How often the loop looks at the stop flag while it waits.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+impl Service {
+    async fn run(&mut self, source: &ConfigSource) -> Result<(), ServeError> {
+        let sig = |kind: SignalKind| {
+            signal(kind).map_err(|e| ServeError::Io(format!("installing a signal handler: {e}")))
+        };
+        let mut term = sig(SignalKind::terminate())?;
+        let mut int = sig(SignalKind::interrupt())?;
+        let mut hup = sig(SignalKind::hangup())?;
+        // The stop request is a flag as well as an event: a long step (a backlog of hours to
+        // judge) looks at it between its parts.
+        let stop = Arc::clone(&self.stop);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM: stopping after the step in progress"),
+                _ = int.recv() => info!("SIGINT: stopping after the step in progress"),
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        let mut next_commit = tokio::time::Instant::now();
+        let mut next_detect = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(STOP_CHECK);
+        while !self.stopping() {
+            tokio::select! {
+                biased;
+                _ = tick.tick() => {}
+                _ = hup.recv() => self.reload(source),
+                _ = tokio::time::sleep_until(next_commit) => {
+                    self.ingest().await;
+                    next_commit = tokio::time::Instant::now() + self.settings.commit_interval;
+                }
+                _ = tokio::time::sleep_until(next_detect) => {
+                    // A backlog of hours is judged a part at a time, so that commits go on.
+                    let more = self.detect(next_commit.into_std()).await;
+                    next_detect = tokio::time::Instant::now()
+                        + if more { Duration::ZERO } else { self.settings.detect_every };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn reload(&mut self, source: &ConfigSource) {
+        let loaded = Config::load(&source.path, source.explicit)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let s = serve_settings(&c, source).map_err(|e| e.to_string())?;
+                Ok((c, s))
+            });
+        match loaded {
+            Ok((config, settings)) => {
+                if settings.listen != self.settings.listen {
+                    warn!(listen = %settings.listen, "serve.listen changes at the next start");
+                }
+                self.config = config;
+                self.settings = settings;
+                info!(config = %source.path.display(), "SIGHUP: configuration reloaded");
+            }
+            Err(e) => error!(error = %e, "SIGHUP: configuration not reloaded, the old one stays"),
+        }
+    }
+
+    /// Reads what the inputs hold beyond the last commit and commits it.
+    async fn ingest(&mut self) {
+        let found = inputs::find(&self.settings.inputs);
+        let shared = &self.shared;
+        shared
+            .metrics
+            .inputs_unreadable
+            .set(found.unreadable.len() as i64);
+        for u in &found.unreadable {
+            warn!(input = %u, "input unreadable");
+        }
+        shared.health().unreadable = found.unreadable.clone();
+        if found.files.is_empty() {
+            shared.health().ingest_ok();
+            return;
+        }
+        let now = match crate::clock::now_nanos() {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, "clock");
+                return;
+            }
+        };
+        let opts = self.config.ingest_options(None, false, now);
+        let store = self.store.clone();
+        let files = found.files.clone();
+        let started = Instant::now();
+        let result =
+            tokio::task::spawn_blocking(move || ingest_found(&store, &files, found.skipped, &opts))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        match result {
+            Ok(report) => {
+                shared.health().ingest_ok();
+                for w in &report.warnings {
+                    warn!(warning = %w, "ingest");
+                }
+                if let Some(seq) = report.commit {
+                    let m = &shared.metrics;
+                    m.commits.inc();
+                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    m.last_commit.set(now as f64 / 1e9);
+                    m.count_records(&report.counts);
+                    info!(
+                        commit = seq,
+                        read = report.total.read,
+                        stored = report.total.stored,
+                        rejected = report.total.rejected,
+                        held = report.total.held,
+                        "committed"
+                    );
+                    for r in &report.rejects {
+                        warn!(at = %r.location(), reason = %r.reason, "record rejected");
+                    }
+                }
+                self.measure_behind(&found.files);
+            }
+            Err(e) => {
+                shared.metrics.error("ingest");
+                error!(error = %e, "ingest failed; retried at the next interval");
+                shared.health().ingest_failed(e, Instant::now());
+            }
+        }
+    }
+
+    /// Bytes of each plain input past its checkpoint.
+    fn measure_behind(&self, files: &[crate::ingest::inputs::InputFile]) {
+        let Ok(log) = self.store.log() else {
+            return;
+        };
+        let checkpoints = crate::ingest::checkpoints::Checkpoints::from_log(&log);
+        for f in files {
+            if f.path.extension().is_some_and(|e| e == "gz") {
+                continue;
+            }
+            let Ok(id) = crate::ingest::inputs::identify(&f.path) else {
+                continue;
+            };
+            let behind = match checkpoints.start(&f.path, &id) {
+                Ok(crate::ingest::checkpoints::Start::Done { .. }) => 0,
+                Ok(crate::ingest::checkpoints::Start::Resume { checkpoint, .. }) => {
+                    id.size.saturating_sub(checkpoint.offset)
+                }
+                Ok(crate::ingest::checkpoints::Start::Fresh) => id.size,
+                Err(_) => continue,
+            };
+            self.shared
+                .metrics
+                .bytes_behind
+                .get_or_create(&InputLabels {
+                    input: f.display.clone(),
+                })
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Judges the hours that have closed since the last one judged, until `until` (the next
+    /// commit) or a stop request, then sends what waits in the outbox; true if hours remain.
+    async fn detect(&mut self, until: Instant) -> bool {
+        let more = match self.judge_closed_hours(until).await {
+            Ok(more) => {
+                self.shared.health().detect_failing = None;
+                more
+            }
+            Err(e) => {
+                self.shared.metrics.error("detect");
+                error!(error = %e, "detection failed; retried at the next look");
+                self.shared.health().detect_failing = Some(e);
+                false
+            }
+        };
+        self.send_alerts().await;
+        more
+    }
+
+    async fn judge_closed_hours(&mut self, until: Instant) -> Result<bool, String> {
+        let now = crate::clock::now_nanos()?;
+        let log = self.store.log().map_err(|e| e.to_string())?;
+        let spans = Spans::of(&log);
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let hours = detection::due(
+            self.cursor,
+            spans.earliest(),
+            now,
+            nanos(self.settings.detect_delay),
+            nanos(self.settings.detect_backfill),
+        );
+        if hours.is_empty() {
+            return Ok(false);
+        }
+        let ctx = crate::query::session(&self.store, &self.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last = hours.last().map(|w| w.to);
+        for window in hours {
+            if self.stopping() || Instant::now() >= until {
+                return Ok(true);
+            }
+            if spans.overlap(&window) {
+                self.judge(&ctx, window).await?;
+            }
+            detection::save(&self.store, window.to)?;
+            self.cursor = Some(window.to);
+            self.shared
+                .metrics
+                .detected_through
+                .set(window.to as f64 / 1e9);
+        }
+        Ok(self.cursor != last)
+    }
+
+    async fn judge(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        window: crate::timerange::TimeRange,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let d = DetectContext::new(ctx, window, &self.config);
+        let findings = detect::run(&d, None).await.map_err(|e| e.to_string())?;
+        let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
+        let recorded = deliver::record_and_queue(
+            &self.store,
+            &self.config,
+            &findings,
+            &period,
+            true,
+            Duration::ZERO,
+            || {},
+        )
+        .await
+        .map_err(|e| format!("recording the findings of {period}: {e}"))?;
+        let m = &self.shared.metrics;
+        m.detection_seconds.observe(started.elapsed().as_secs_f64());
+        for f in &findings {
+            m.findings
+                .get_or_create(&FindingLabels {
+                    code: f.code.to_owned(),
+                    severity: f.severity.to_string(),
+                })
+                .inc();
+        }
+        for w in &recorded.warnings {
+            warn!(warning = %w, "detect");
+        }
+        let plan = &recorded.plan;
+        if let Some(q) = &recorded.queued {
+            m.alerts_queued.inc_by(q.alerts as u64);
+        }
+        info!(
+            window = %period,
+            findings = findings.len(),
+            recorded = plan.recorded,
+            alert = plan.send.len(),
+            suppressed = plan.suppressed,
+            "judged"
+        );
+        Ok(())
+    }
+
+    /// Sends what waits in the outbox (network I/O, off the async threads).
+    async fn send_alerts(&self) {
+        let config = self.config.clone();
+        let root = self.store.root().to_owned();
+        let sent = tokio::task::spawn_blocking(move || crate::alert::send(&config, &root))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let m = &self.shared.metrics;
+        match sent {
+            Ok(sent) => {
+                m.alert_messages_sent.inc_by(sent.mail.sent as u64);
+                m.alert_messages_pending
+                    .set(i64::try_from(sent.mail.still_pending).unwrap_or(i64::MAX));
+                if sent.mail.sent > 0 {
+                    info!(messages = sent.mail.sent, "alerts sent");
+                }
+                let webhook_error = sent.webhook.as_ref().and_then(|w| w.error.clone());
+                let failure = sent.mail.error.clone().or(webhook_error);
+                match failure {
+                    Some(why) => {
+                        m.error("alerts");
+                        error!(error = %why, waiting = sent.mail.still_pending, "alerts not sent; retried at the next look");
+                        self.shared.health().outbox_failing = Some((sent.mail.still_pending, why));
+                    }
+                    None => self.shared.health().outbox_failing = None,
+                }
+            }
+            Err(e) => {
+                m.error("alerts");
+                error!(error = %e, "alerts not sent");
+                self.shared.health().outbox_failing = Some((0, e));
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `[serve]` and `[[serve.inputs]]` in `vigil.toml`: what `vigil serve` reads, how often it
+//! commits and looks for findings, and where it answers health checks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::event::SourceKind;
+use crate::timerange::parse_duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    listen: Option<String>,
+    commit_interval: Option<String>,
+    detect_every: Option<String>,
+    detect_delay: Option<String>,
+    detect_backfill: Option<String>,
+    #[serde(default)]
+    inputs: Vec<RawInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    path: String,
+    source: Option<String>,
+}
+
+/// Validated `[serve]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeSettings {
+    /// Where `/healthz` and `/metrics` answer.
+    pub listen: SocketAddr,
+    /// How often what arrived is committed (one commit per interval that read something).
+    pub commit_interval: Duration,
+    /// How often the service looks for closed hours to run the detectors over.
+    pub detect_every: Duration,
+    /// How long after an hour ends it is judged: events that arrive late (CloudTrail delivers
+    /// 5 to 15 minutes after the call) still count in their hour.
+    pub detect_delay: Duration,
+    /// On a first start over a store with history, the hours before the start judged at most
+    /// this far back (a service started over a year of history must not mail a year of alerts).
+    pub detect_backfill: Duration,
+    pub inputs: Vec<ServeInput>,
+}
+
+/// One `[[serve.inputs]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeInput {
+    /// A file, a directory (read recursively), or a file-name pattern (`*`, `?`) in a directory.
+    pub path: PathBuf,
+    /// Read as this source whatever the content looks like.
+    pub source: Option<SourceKind>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
+            commit_interval: Duration::from_secs(10),
+            detect_every: Duration::from_secs(5 * 60),
+            detect_delay: Duration::from_secs(2 * 60),
+            detect_backfill: Duration::from_secs(24 * 3600),
+            inputs: Vec::new(),
+        }
+    }
+}
+
+/// Checks `[serve]`; errors name the key.
+pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
+    let d = ServeSettings::default();
+    let duration = |v: Option<String>, key: &str, default: Duration| -> Result<Duration, String> {
+        match v {
+            None => Ok(default),
+            Some(t) => {
+                let d = parse_duration(&t).map_err(|e| format!("serve.{key}: {e}"))?;
+                if d.is_zero() {
+                    return Err(format!("serve.{key} must be more than 0s"));
+                }
+                Ok(d)
+            }
+        }
+    };
+    let listen = match raw.listen {
+        None => d.listen,
+        Some(a) => a.parse().map_err(|_| {
+            format!("serve.listen: '{a}' is not an address like 127.0.0.1:9464 or [::1]:9464")
+        })?,
+    };
+    let inputs = raw
+        .inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.path.trim().is_empty() {
+                return Err(format!("serve.inputs[{i}].path is empty"));
+            }
+            let source = r
+                .source
+                .map(|s| {
+                    SourceKind::parse(&s).ok_or_else(|| {
+                        format!(
+                            "serve.inputs[{i}].source: '{s}' is not a source ({})",
+                            SourceKind::ALL
+                                .iter()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                })
+                .transpose()?;
+            let path = PathBuf::from(&r.path);
+            let parent_has_pattern = path
+                .parent()
+                .is_some_and(|p| p.to_string_lossy().contains(['*', '?']));
+            if parent_has_pattern {
+                return Err(format!(
+                    "serve.inputs[{i}].path: '{}': only the file name may hold * or ?",
+                    r.path
+                ));
+            }
+            Ok(ServeInput { path, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ServeSettings {
+        listen,
+        commit_interval: duration(raw.commit_interval, "commit_interval", d.commit_interval)?,
+        detect_every: duration(raw.detect_every, "detect_every", d.detect_every)?,
+        detect_delay: match raw.detect_delay {
+            None => d.detect_delay,
+            Some(t) => parse_duration(&t).map_err(|e| format!("serve.detect_delay: {e}"))?,
+        },
+        detect_backfill: match raw.detect_backfill {
+            None => d.detect_backfill,
+            Some(t) => parse_duration(&t).map_err(|e| format!("serve.detect_backfill: {e}"))?,
+        },
+        inputs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_toml(text: &str) -> Result<ServeSettings, String> {
+        let raw: RawServe = toml::from_str(text).map_err(|e| e.to_string())?;
+        parse(raw)
+    }
+
+    #[test]
+    fn defaults_and_inputs() {
+        let s = parse_toml(
+            r#"
+commit_interval = "2s"
+[[inputs]]
+path = "/var/log/vault/audit*.log"
+source = "vault"
+[[inputs]]
+path = "/var/log/k8s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.commit_interval, Duration::from_secs(2));
+        assert_eq!(s.detect_every, Duration::from_secs(300));
+        assert_eq!(s.listen.port(), 9464);
+        assert_eq!(s.inputs[0].source, Some(SourceKind::Vault));
+        assert_eq!(s.inputs[1].source, None);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse_toml("[[inputs]]\npath = \"/x\"\nsource = \"splunk\"").unwrap_err();
+        assert!(e.starts_with("serve.inputs[0].source: 'splunk'"), "{e}");
+        let e = parse_toml("commit_interval = \"0s\"").unwrap_err();
+        assert_eq!(e, "serve.commit_interval must be more than 0s");
+        let e = parse_toml("listen = \"localhost\"").unwrap_err();
+        assert!(e.starts_with("serve.listen:"), "{e}");
+        let e = parse_toml("[[inputs]]\npath = \"/var/*/audit.log\"").unwrap_err();
+        assert!(e.contains("only the file name"), "{e}");
+    }
+}

@@ -1,0 +1,460 @@
+//! `vigil serve`: a writer appends to a tailed Vault log (with a rotation) while the service
+//! runs; SIGTERM and `kill -9` lose and double nothing; a planted read reaches a real SMTP
+//! server once; `/healthz` and `/metrics` say what the store says.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::mail::{alert_setup, attached_findings, free_port, Server, PASSWORD};
+
+/// A running `vigil serve`, killed if a test fails before it stops it.
+struct Service {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts the service on `store` with `cfg`; `now` pins its clock (None: the real one).
+    fn start(store: &Path, cfg: &Path, now: Option<&str>, port: u16, log: &Path) -> Service {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        c.current_dir(repo())
+            .env_remove("VIGIL_STORE")
+            .env_remove("VIGIL_NOW")
+            .arg("--store")
+            .arg(store)
+            .arg("--config")
+            .arg(cfg)
+            .args(["serve", "--log-format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            );
+        if let Some(now) = now {
+            c.env("VIGIL_NOW", now);
+        }
+        let s = Service {
+            child: Some(c.spawn().expect("vigil serve starts")),
+            log: log.to_owned(),
+        };
+        wait_for(
+            Duration::from_secs(60),
+            "the service to answer /healthz",
+            || get(port, "/healthz").is_some(),
+        );
+        s
+    }
+
+    /// SIGTERM; returns the exit code and how long the service took to stop.
+    fn stop(&mut self) -> (i32, Duration) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let asked = Instant::now();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        (status.code().unwrap_or(-1), asked.elapsed())
+    }
+
+    fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `GET path` on the service: (status, body), or None if nothing answers.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn serve_config(dir: &Path, port: u16, inputs: &Path, extra: &str) -> PathBuf {
+    config(
+        dir,
+        &format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"1s\"\ndetect_every = \"1s\"\n{extra}\n[[serve.inputs]]\npath = \"{}\"\nsource = \"vault\"\n",
+            inputs.display()
+        ),
+    )
+}
+
+fn vault_request(id: &str, time: &str) -> String {
+    format!(
+        r#"{{"time":"{time}","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}}}}"#
+    )
+}
+
+/// Appends request/response pairs to `dir/audit.log` at about `lines_per_sec` for `secs`,
+/// renaming the file to `audit.log.1` halfway (a rotation) and going on in a new one; returns
+/// the request ids written.
+fn write_vault_log(dir: &Path, lines_per_sec: u64, secs: u64, tag: &str) -> BTreeSet<String> {
+    let path = dir.join("audit.log");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap()
+    };
+    let mut out = open();
+    let mut ids = BTreeSet::new();
+    let start = Instant::now();
+    let batch = lines_per_sec / 20; // a write every 50 ms
+    let mut rotated = false;
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        if !rotated && start.elapsed() >= Duration::from_secs(secs / 2) {
+            std::fs::rename(&path, dir.join("audit.log.1")).unwrap();
+            out = open();
+            rotated = true;
+        }
+        let time = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let mut text = String::new();
+        for _ in 0..batch / 2 {
+            n += 1;
+            let id = format!("{tag}-{n:07}");
+            text.push_str(&vault_request(&id, &time));
+            text.push('\n');
+            text.push_str(&vault_response(&id, &time));
+            text.push('\n');
+            ids.insert(id);
+        }
+        out.write_all(text.as_bytes()).unwrap();
+        let due = start + Duration::from_millis(50 * (n / (batch / 2).max(1)));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    assert!(rotated);
+    ids
+}
+
+/// Every request id stored in `store`, with how often.
+fn stored_ids(store: &Path) -> Vec<(String, i64)> {
+    sql(
+        store,
+        "SELECT request_id, count(*) AS n FROM events GROUP BY request_id ORDER BY request_id",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["request_id"].as_str().unwrap_or("").to_owned(),
+            r["n"].as_i64().unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// Every commit's accounting balances: read + resumed = stored + merged + duplicates +
+/// rejected + held, per source.
+fn assert_commits_balance(store: &Path) {
+    let mut n = 0;
+    for entry in std::fs::read_dir(store.join("_commits")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let commit: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for (source, t) in commit["counts"].as_object().into_iter().flatten() {
+            let g = |k: &str| t[k].as_u64().unwrap_or(0);
+            assert_eq!(
+                g("read") + g("resumed"),
+                g("stored") + g("merged") + g("duplicates") + g("rejected") + g("held"),
+                "{}: {source}: {t}",
+                p.display()
+            );
+            assert_ne!(source, "unknown", "{}", p.display());
+        }
+        n += 1;
+    }
+    assert!(n > 1, "the service committed more than once");
+}
+
+fn assert_stored_once(store: &Path, written: &BTreeSet<String>) {
+    let stored = stored_ids(store);
+    let twice: Vec<&(String, i64)> = stored.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "stored more than once: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    let ids: BTreeSet<String> = stored.into_iter().map(|(id, _)| id).collect();
+    let missing: Vec<&String> = written.difference(&ids).collect();
+    assert!(
+        missing.is_empty(),
+        "{} request(s) not stored, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(&ids, written, "rows no writer wrote");
+}
+
+fn wait_stored(store: &Path, n: usize) {
+    wait_for(
+        Duration::from_secs(120),
+        "every request to be stored",
+        || {
+            store.join("_commits").is_dir()
+                && count(store, "SELECT count(*) FROM events") as usize >= n
+        },
+    );
+}
+
+#[test]
+fn tails_a_rotated_log_and_stops_on_sigterm_with_every_request_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let store = dir.path().join("store");
+    let port = free_port();
+    let cfg = serve_config(dir.path(), port, &logs.join("audit.log*"), "");
+    let mut service = Service::start(&store, &cfg, None, port, &dir.path().join("serve.log"));
+    let written = write_vault_log(&logs, 2_000, 30, "tail");
+    wait_stored(&store, written.len());
+    let (code, took) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    assert_stored_once(&store, &written);
+    assert_commits_balance(&store);
+    let unknown = count(
+        &store,
+        "SELECT count(*) FROM events WHERE source <> 'vault'",
+    );
+    assert_eq!(unknown, 0);
+    let log = service.log();
+    assert!(
+        log.contains("\"SIGTERM: stopping after the step in progress\""),
+        "{log}"
+    );
+    // A later run of ingest over the same files finds nothing new: the service's checkpoints
+    // cover them.
+    let (_, report) = ingest(&store, &[&logs], &[]);
+    assert_eq!(report["total"]["stored"], 0, "{report}");
+}
+
+#[test]
+fn kill_9_at_five_moments_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let store = dir.path().join("store");
+    let port = free_port();
+    let cfg = serve_config(dir.path(), port, &logs.join("audit.log*"), "");
+    let serve_log = dir.path().join("serve.log");
+    let writer = {
+        let logs = logs.clone();
+        std::thread::spawn(move || write_vault_log(&logs, 2_000, 20, "kill"))
+    };
+    // Moments from the clock's nanoseconds: different each run, printed to replay one.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill -9 moments seeded with {seed}");
+    let mut x = seed | 1;
+    for _ in 0..5 {
+        let mut service = Service::start(&store, &cfg, None, port, &serve_log);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::thread::sleep(Duration::from_millis(500 + x % 3_000));
+        service.kill_9();
+    }
+    let written = writer.join().unwrap();
+    let mut service = Service::start(&store, &cfg, None, port, &serve_log);
+    wait_stored(&store, written.len());
+    let (code, _) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert_stored_once(&store, &written);
+    assert_commits_balance(&store);
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn health_turns_503_when_an_input_goes_and_metrics_match_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let mut text = String::new();
+    for i in 0..300 {
+        let t = format!("2026-03-09T10:{:02}:{:02}Z", i / 60, i % 60);
+        text.push_str(&vault_request(&format!("m-{i}"), &t));
+        text.push('\n');
+        text.push_str(&vault_response(&format!("m-{i}"), &t));
+        text.push('\n');
+    }
+    text.push_str("{\"type\":\"response\",\"time\":\"not a time\"}\n");
+    write(&logs.join("audit.log"), &text);
+    let port = free_port();
+    let cfg = serve_config(dir.path(), port, &logs, "");
+    let mut service = Service::start(&store, &cfg, Some(NOW), port, &dir.path().join("serve.log"));
+    wait_stored(&store, 300);
+    wait_for(Duration::from_secs(30), "healthy", || {
+        get(port, "/healthz") == Some((200, "ok\n".into()))
+    });
+    let (status, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (key, v) = l.rsplit_once(' ')?;
+                (key == name).then(|| v.parse::<f64>().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    // Every sample line is `name{labels} value` with a number, and the text ends as OpenMetrics does.
+    for l in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let (key, v) = l.rsplit_once(' ').unwrap();
+        assert!(key.starts_with("vigil_"), "{l}");
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+    }
+    assert!(metrics.trim_end().ends_with("# EOF"));
+    let stored = count(&store, "SELECT count(*) FROM events") as f64;
+    assert_eq!(
+        value("vigil_records_total{source=\"vault\",outcome=\"stored\"}"),
+        stored
+    );
+    assert_eq!(
+        value("vigil_records_total{source=\"vault\",outcome=\"read\"}"),
+        601.0
+    );
+    assert_eq!(
+        value("vigil_records_total{source=\"vault\",outcome=\"rejected\"}"),
+        1.0
+    );
+    assert_eq!(value("vigil_inputs_unreadable"), 0.0);
+    // The input directory goes away: unhealthy, saying which; back: healthy again.
+    std::fs::rename(&logs, dir.path().join("logs-gone")).unwrap();
+    wait_for(Duration::from_secs(30), "503", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 503)
+    });
+    let (_, why) = get(port, "/healthz").unwrap();
+    assert!(why.starts_with("input unreadable: "), "{why}");
+    assert!(why.contains(&logs.display().to_string()), "{why}");
+    std::fs::rename(dir.path().join("logs-gone"), &logs).unwrap();
+    wait_for(Duration::from_secs(30), "200 again", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(service.stop().0, 0);
+}
+
+#[test]
+fn a_planted_canary_read_appended_while_serving_is_mailed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
+    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
+    // Three weeks of ordinary reads (the detector fixture's history), up to 2026-03-23.
+    let l = crate::detect::history();
+    write(&logs.join("audit.log"), &l.text);
+    let port = free_port();
+    let cfg = serve_config(
+        dir.path(),
+        port,
+        &logs.join("audit.log"),
+        &format!("detect_backfill = \"1h\"\n{smtp}"),
+    );
+    // Run 1, at 00:59: the history is committed and its last hour is judged; then the planted
+    // read is appended at 00:30 and committed. Its hour has not closed.
+    let serve_log = dir.path().join("serve.log");
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T00:59:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the history judged", || {
+        std::fs::read_to_string(store.join("state/serve.json"))
+            .is_ok_and(|s| s.contains("2026-03-23T00:00:00Z"))
+    });
+    let before = count(&store, "SELECT count(*) FROM events");
+    let plant = "{\"time\":\"2026-03-23T00:30:00Z\",\"type\":\"response\",\"auth\":{\"display_name\":\"oidc-bob\",\"entity_id\":\"ent-oidc-bob\",\"policies\":[\"default\"]},\"request\":{\"id\":\"plant-1\",\"operation\":\"read\",\"path\":\"secret/data/prod/canary/x\",\"mount_point\":\"secret/\",\"mount_type\":\"kv\",\"remote_address\":\"192.168.10.6\"},\"response\":{\"data\":{\"data\":{\"password\":\"hmac-sha256:00\"}}}}\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("audit.log"))
+        .unwrap()
+        .write_all(plant.as_bytes())
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the planted read committed",
+        || count(&store, "SELECT count(*) FROM events") == before + 1,
+    );
+    assert_eq!(service.stop().0, 0);
+    // (The history's own last hour may have been worth an alert.)
+    let earlier = server.messages().len();
+    // Run 2, at 01:10: the hour closes and its alert is mailed (STARTTLS + AUTH).
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the alert mailed", || {
+        server.messages().len() > earlier
+    });
+    assert_eq!(service.stop().0, 0);
+    // Run 3, an hour later: nothing is judged or sent twice.
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T02:10:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the next hour judged", || {
+        std::fs::read_to_string(store.join("state/serve.json"))
+            .is_ok_and(|s| s.contains("2026-03-23T02:00:00Z"))
+    });
+    assert_eq!(service.stop().0, 0);
+    let messages = server.messages();
+    assert_eq!(messages.len(), earlier + 1, "{messages:?}");
+    let findings = attached_findings(&messages[earlier]);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["code"] == "VG013" && f["resources"].to_string().contains("prod/canary/x")),
+        "{findings:?}"
+    );
+    let log = std::fs::read_to_string(&serve_log).unwrap();
+    assert!(!log.contains(PASSWORD), "the SMTP password reached the log");
+    let alerted = count(
+        &store,
+        "SELECT count(*) FROM findings WHERE status = 'alerted' AND window_start >= to_timestamp('2026-03-23T00:00:00Z')",
+    );
+    assert_eq!(alerted as usize, findings.len());
+}
