@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use super::{exit, Globals};
 use crate::cli::{ListFormat, ReportCommand, ReportRunArgs, TimeArgs};
-use crate::mail::{self, Attachment, Delivered, Mail};
+use crate::mail::{self, Delivered};
 use crate::query::{session, Limits};
 use crate::report::{self, catalog, extension, Format, Report, ReportRun};
 use crate::timerange::{self, rfc3339, TimeRange};
@@ -203,13 +203,7 @@ async fn run_reports(g: &Globals, args: ReportRunArgs) -> anyhow::Result<u8> {
 }
 
 fn page(runs: &[ReportRun], generated: &str) -> anyhow::Result<String> {
-    let sections: Vec<_> = runs.iter().map(|r| r.section()).collect();
-    let heading = if runs.len() == 1 {
-        runs[0].report.title.clone()
-    } else {
-        format!("vigil reports, {}", runs[0].period())
-    };
-    Ok(report::html::page(&heading, &sections, generated)?)
+    Ok(report::mail::page(runs, generated)?)
 }
 
 fn write_files(
@@ -246,38 +240,7 @@ fn send(g: &Globals, runs: &[ReportRun], to: Vec<String>, generated: &str) -> an
             outbox.join("pending").display()
         );
     }
-    let subject = if runs.len() == 1 {
-        format!(
-            "vigil report: {} ({})",
-            runs[0].report.title,
-            runs[0].period()
-        )
-    } else {
-        format!(
-            "vigil reports: {} ({})",
-            runs.iter()
-                .map(|r| r.report.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            runs[0].period()
-        )
-    };
-    let mut attachments = Vec::new();
-    for run in runs {
-        attachments.push(Attachment {
-            filename: format!("{}.csv", run.report.name),
-            content_type: "text/csv; charset=utf-8",
-            body: render(run, Format::Csv, generated, None)?,
-        });
-    }
-    let message = Mail {
-        alert_id: None,
-        to,
-        subject,
-        text: report::plain_text(runs)?,
-        html: page(runs, generated)?,
-        attachments,
-    };
+    let message = report::mail::message(runs, to, generated, Format::Csv, None)?;
     match mail::deliver(smtp, &outbox, &message)? {
         Delivered::Sent => {
             if !g.quiet {

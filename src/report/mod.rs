@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod format;
 pub mod html;
+pub mod mail;
 
 use std::collections::HashMap;
 use std::io::{self, Write};

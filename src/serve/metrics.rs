@@ -35,6 +35,13 @@ pub struct TaskLabels {
     pub task: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub schedule: String,
+    /// ok, failed
+    pub result: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric of the service, registered once.
@@ -53,6 +60,7 @@ pub struct Metrics {
     pub alert_messages_sent: Counter,
     pub alert_messages_pending: Gauge,
     pub errors: Family<TaskLabels, Counter>,
+    pub schedule_runs: Family<ScheduleLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +87,7 @@ impl Metrics {
             alert_messages_sent: Counter::default(),
             alert_messages_pending: Gauge::default(),
             errors: Family::default(),
+            schedule_runs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +147,11 @@ impl Metrics {
             m.alert_messages_pending.clone(),
         );
         registry.register("errors", "Failed runs of a task", m.errors.clone());
+        registry.register(
+            "schedule_runs",
+            "Scheduled task runs by schedule and result",
+            m.schedule_runs.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -13,7 +13,9 @@ pub mod health;
 pub mod http;
 pub mod inputs;
 pub mod metrics;
+pub mod schedule;
 pub mod settings;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +93,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
     let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async {
         let _ = http_stopped.await;
     }));
+    let store_for_slots = store.clone();
     let mut service = Service {
         store,
         config,
@@ -98,6 +101,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         shared,
         cursor: None,
         stop: Arc::new(AtomicBool::new(false)),
+        slots: schedule::Slots::load(&store_for_slots).map_err(ServeError::Io)?,
     };
     service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -130,10 +134,14 @@ struct Service {
     cursor: Option<i64>,
     /// Set by SIGTERM or SIGINT.
     stop: Arc<AtomicBool>,
+    /// The last slot of each schedule.
+    slots: schedule::Slots,
 }
 
 /// How often the loop looks at the stop flag while it waits.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// How often schedules are looked at: slots can be a second apart.
+const SCHEDULE_CHECK: Duration = Duration::from_millis(500);
 
 impl Service {
     async fn run(&mut self, source: &ConfigSource) -> Result<(), ServeError> {
@@ -156,6 +164,7 @@ impl Service {
         let mut next_commit = tokio::time::Instant::now();
         let mut next_detect = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(STOP_CHECK);
+        let mut next_schedule = tokio::time::Instant::now();
         while !self.stopping() {
             tokio::select! {
                 biased;
@@ -164,6 +173,12 @@ impl Service {
                 _ = tokio::time::sleep_until(next_commit) => {
                     self.ingest().await;
                     next_commit = tokio::time::Instant::now() + self.settings.commit_interval;
+                }
+                _ = tokio::time::sleep_until(next_schedule) => {
+                    if self.run_schedules().await {
+                        self.send_alerts().await;
+                    }
+                    next_schedule = tokio::time::Instant::now() + SCHEDULE_CHECK;
                 }
                 _ = tokio::time::sleep_until(next_detect) => {
                     // A backlog of hours is judged a part at a time, so that commits go on.
@@ -398,6 +413,51 @@ impl Service {
             "judged"
         );
         Ok(())
+    }
+
+    /// Runs every schedule that has a slot due; true if one ran.
+    async fn run_schedules(&mut self) -> bool {
+        let Ok(now) = crate::clock::now_nanos() else {
+            return false;
+        };
+        let tz = self.config.calendar.timezone;
+        let mut ran = false;
+        for s in self.settings.schedules.clone() {
+            if self.stopping() {
+                break;
+            }
+            let last = self.slots.last.get(&s.name).copied();
+            let slot = match schedule::due(&s, tz, last, now) {
+                schedule::Due::No => continue,
+                schedule::Due::Mark(slot) => slot,
+                schedule::Due::Run(slot) => {
+                    ran = true;
+                    let result = tasks::run(&self.store, &self.config, &s, slot).await;
+                    let outcome = if result.is_ok() { "ok" } else { "failed" };
+                    self.shared
+                        .metrics
+                        .schedule_runs
+                        .get_or_create(&metrics::ScheduleLabels {
+                            schedule: s.name.clone(),
+                            result: outcome,
+                        })
+                        .inc();
+                    match result {
+                        Ok(what) => {
+                            info!(schedule = %s.name, slot = %rfc3339(slot), result = %what, "scheduled task ran")
+                        }
+                        Err(e) => {
+                            error!(schedule = %s.name, slot = %rfc3339(slot), error = %e, "scheduled task failed")
+                        }
+                    }
+                    slot
+                }
+            };
+            if let Err(e) = self.slots.record(&s.name, slot) {
+                error!(schedule = %s.name, error = %e, "could not record the slot; it may run again");
+            }
+        }
+        ran
     }
 
     /// Sends what waits in the outbox (network I/O, off the async threads).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::schedule::{self, Schedule, Task};
 use crate::event::SourceKind;
 use crate::timerange::parse_duration;
 
@@ -20,6 +21,8 @@ pub struct RawServe {
     detect_backfill: Option<String>,
     #[serde(default)]
     inputs: Vec<RawInput>,
+    #[serde(default)]
+    schedule: Vec<super::schedule::RawSchedule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +48,8 @@ pub struct ServeSettings {
     /// this far back (a service started over a year of history must not mail a year of alerts).
     pub detect_backfill: Duration,
     pub inputs: Vec<ServeInput>,
+    /// `[[serve.schedule]]`, plus a nightly compaction unless one of them compacts.
+    pub schedules: Vec<Schedule>,
 }
 
 /// One `[[serve.inputs]]`.
@@ -67,6 +72,7 @@ impl Default for ServeSettings {
             detect_delay: Duration::from_secs(2 * 60),
             detect_backfill: Duration::from_secs(24 * 3600),
             inputs: Vec::new(),
+            schedules: vec![schedule::default_compaction()],
         }
     }
 }
@@ -128,7 +134,25 @@ pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
             Ok(ServeInput { path, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut schedules = raw
+        .schedule
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| schedule::parse(i, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, s) in schedules.iter().enumerate() {
+        if schedules[..i].iter().any(|o| o.name == s.name) {
+            return Err(format!(
+                "serve.schedule[{i}].name: '{}' is used twice (the name keeps its slots)",
+                s.name
+            ));
+        }
+    }
+    if !schedules.iter().any(|s| s.task == Task::Compact) {
+        schedules.extend(d.schedules);
+    }
     Ok(ServeSettings {
+        schedules,
         listen,
         commit_interval: duration(raw.commit_interval, "commit_interval", d.commit_interval)?,
         detect_every: duration(raw.detect_every, "detect_every", d.detect_every)?,

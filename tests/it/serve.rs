@@ -458,3 +458,110 @@ fn a_planted_canary_read_appended_while_serving_is_mailed_once() {
     );
     assert_eq!(alerted as usize, findings.len());
 }
+
+/// The `report-<schedule>-<slot>` ids of the report messages in the outbox (queued or sent).
+fn report_ids(store: &Path) -> BTreeSet<String> {
+    walk(&store.join("state/outbox"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+            let id = v["alert_id"].as_str()?.to_owned();
+            id.starts_with("report-").then_some(id)
+        })
+        .collect()
+}
+
+#[test]
+fn a_schedule_with_seconds_mails_each_slot_once_and_a_missed_slot_once_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
+    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
+    write(&logs.join("audit.log"), crate::detect::history().text);
+    let port = free_port();
+    let every_3s = "\n[[serve.schedule]]\nname = \"every-3s\"\ncron = \"*/3 * * * * *\"\nreport = [\"denied-access\"]\nemail_to = [\"audit@example.com\"]\n";
+    let daily = "\n[[serve.schedule]]\nname = \"daily\"\ncron = \"0 7 * * *\"\ntimezone = \"Europe/Paris\"\nreport = [\"access-summary\"]\nsince = \"1d\"\nemail_to = [\"audit@example.com\"]\n\
+        [[serve.schedule]]\nname = \"daily-skip\"\ncron = \"0 7 * * *\"\ntimezone = \"Europe/Paris\"\nreport = [\"denied-access\"]\nemail_to = [\"audit@example.com\"]\nmissed = \"skip\"\n";
+    // Detection judges only the last closed hour, which holds no event: no alert mail.
+    let cfg = |name: &str, schedules: &str| {
+        let c = serve_config(
+            dir.path(),
+            port,
+            &logs.join("audit.log"),
+            &format!("detect_backfill = \"1s\"\n{smtp}{schedules}"),
+        );
+        let named = c.with_file_name(name);
+        std::fs::rename(&c, &named).unwrap();
+        named
+    };
+    let serve_log = dir.path().join("serve.log");
+    // The real clock: slots every 3 seconds, each mailed once.
+    let mut service = Service::start(&store, &cfg("every.toml", every_3s), None, port, &serve_log);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(service.stop().0, 0);
+    let every = report_ids(&store);
+    assert!(every.len() >= 2, "{every:?}\n{}", service.log());
+    assert!(
+        every.iter().all(|id| id.starts_with("report-every-3s-")),
+        "{every:?}"
+    );
+    wait_for(Duration::from_secs(30), "the reports delivered", || {
+        server.messages().len() >= every.len()
+    });
+    assert_eq!(server.messages().len(), every.len(), "one message per slot");
+    // A pinned clock: the first start at 06:59 Paris only notes the daily slots; stopped over
+    // 07:00, the next start runs the missed slot once (and "skip" does not).
+    let before = server.messages().len();
+    let daily_cfg = cfg("daily.toml", daily);
+    let mut s1 = Service::start(
+        &store,
+        &daily_cfg,
+        Some("2026-03-23T05:59:00Z"),
+        port,
+        &serve_log,
+    );
+    wait_for(Duration::from_secs(30), "the slots noted", || {
+        std::fs::read_to_string(store.join("state/schedule.json"))
+            .is_ok_and(|t| t.contains("daily-skip"))
+    });
+    assert_eq!(s1.stop().0, 0);
+    let mut s2 = Service::start(
+        &store,
+        &daily_cfg,
+        Some("2026-03-23T09:30:00Z"),
+        port,
+        &serve_log,
+    );
+    wait_for(Duration::from_secs(60), "the missed slot run", || {
+        report_ids(&store).contains("report-daily-2026-03-23T06:00:00Z")
+    });
+    assert_eq!(s2.stop().0, 0);
+    let mut s3 = Service::start(
+        &store,
+        &daily_cfg,
+        Some("2026-03-23T09:30:00Z"),
+        port,
+        &serve_log,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s3.stop().0, 0);
+    let ids = report_ids(&store);
+    assert!(
+        !ids.iter().any(|i| i.starts_with("report-daily-skip-")),
+        "{ids:?}"
+    );
+    assert_eq!(ids.len(), every.len() + 1, "{ids:?}");
+    wait_for(
+        Duration::from_secs(30),
+        "the missed report delivered",
+        || server.messages().len() > before,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let messages = server.messages();
+    assert_eq!(messages.len(), before + 1, "{messages:?}");
+    let m = &messages[before];
+    assert!(m.to_string().contains("access-summary"), "{m}");
+}
