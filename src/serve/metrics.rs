@@ -49,6 +49,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub records: Family<RecordLabels, Counter>,
     pub commits: Counter,
+    pub late_commits: Counter,
     pub commit_seconds: Histogram,
     pub last_commit: FloatGauge,
     pub bytes_behind: Family<InputLabels, Gauge>,
@@ -75,6 +76,7 @@ impl Metrics {
         let m = Metrics {
             records: Family::default(),
             commits: Counter::default(),
+            late_commits: Counter::default(),
             // 5 ms to about 80 s.
             commit_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
             last_commit: FloatGauge::default(),
@@ -96,6 +98,11 @@ impl Metrics {
             m.records.clone(),
         );
         registry.register("commits", "Ingest commits written", m.commits.clone());
+        registry.register(
+            "late_commits",
+            "Ingest commits that stored events for hours detection had already judged",
+            m.late_commits.clone(),
+        );
         registry.register(
             "commit_seconds",
             "Time to read what arrived and commit it",

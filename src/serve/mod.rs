@@ -271,7 +271,13 @@ impl Service {
                         warn!(at = %r.location(), reason = %r.reason, "record rejected");
                     }
                 }
-                self.measure_behind(&found.files);
+                let Ok(log) = self.store.log() else {
+                    return;
+                };
+                if report.commit.is_some() {
+                    self.note_late_events(&log);
+                }
+                self.measure_behind(&log, &found.files);
             }
             Err(e) => {
                 shared.metrics.error("ingest");
@@ -281,12 +287,37 @@ impl Service {
         }
     }
 
-    /// Bytes of each plain input past its checkpoint.
-    fn measure_behind(&self, files: &[crate::ingest::inputs::InputFile]) {
-        let Ok(log) = self.store.log() else {
+    /// Events the newest commit stored for hours already judged: they count in later
+    /// baselines, but their hour is not judged again (`[serve] detect_delay` too short for
+    /// the source, or a backfill of old logs).
+    fn note_late_events(&self, log: &crate::store::CommitLog) {
+        let (Some(cursor), Some(head)) = (self.cursor, log.head()) else {
             return;
         };
-        let checkpoints = crate::ingest::checkpoints::Checkpoints::from_log(&log);
+        let late: Vec<&crate::store::commit::DataFile> = head
+            .commit
+            .files
+            .iter()
+            .filter(|f| crate::timerange::parse_instant(&f.min_time).is_ok_and(|t| t < cursor))
+            .collect();
+        if let Some(oldest) = late.iter().map(|f| f.min_time.as_str()).min() {
+            self.shared.metrics.late_commits.inc();
+            warn!(
+                commit = head.commit.seq,
+                oldest = %oldest,
+                judged_through = %rfc3339(cursor),
+                "the commit stored events for hours already judged; they count in later baselines, their hours are not judged again (raise [serve] detect_delay if the source delivers this late)"
+            );
+        }
+    }
+
+    /// Bytes of each plain input past its checkpoint.
+    fn measure_behind(
+        &self,
+        log: &crate::store::CommitLog,
+        files: &[crate::ingest::inputs::InputFile],
+    ) {
+        let checkpoints = crate::ingest::checkpoints::Checkpoints::from_log(log);
         for f in files {
             if f.path.extension().is_some_and(|e| e == "gz") {
                 continue;
