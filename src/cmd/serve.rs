@@ -11,6 +11,8 @@ pub async fn run(g: Globals, args: ServeArgs) -> anyhow::Result<u8> {
         .with_target(false)
         .with_max_level(if g.verbose {
             tracing::Level::DEBUG
+        } else if g.quiet {
+            tracing::Level::WARN
         } else {
             tracing::Level::INFO
         });

@@ -327,9 +327,40 @@ pub struct Flushed {
 }
 
 /// Retries every pending message (oldest first); stops at the first failure, since the server is
-/// then most likely still down.
+/// then most likely still down. One process sends at a time (`vigil serve` and a `vigil report
+/// run --email` beside it would otherwise both send a message): while another holds the
+/// outbox's send lock, this one leaves the messages to it.
 pub fn flush_pending(smtp: Option<&SmtpSettings>, outbox: &Path) -> Result<Flushed, MailError> {
     let pending = outbox.join("pending");
+    let _sending = match smtp {
+        Some(_) if pending.is_dir() => {
+            let path = outbox.join(".send.lock");
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(outbox_io(&path))?;
+            match file.try_lock() {
+                Ok(()) => Some(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let waiting = std::fs::read_dir(&pending)
+                        .map(|rd| {
+                            rd.filter_map(|e| e.ok())
+                                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                                .count()
+                        })
+                        .unwrap_or(0);
+                    return Ok(Flushed {
+                        still_pending: waiting,
+                        ..Flushed::default()
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(outbox_io(&path)(e)),
+            }
+        }
+        _ => None,
+    };
     let mut stems: Vec<String> = match std::fs::read_dir(&pending) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())

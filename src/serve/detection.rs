@@ -87,6 +87,15 @@ pub fn due(
     out
 }
 
+/// Where the cursor goes back to when a commit stores events as old as `oldest` for hours
+/// already judged (`cursor`): to the hour of `oldest`, but no further back than `backfill`
+/// before the last closed hour; `None` when it stays (nothing to judge again).
+pub fn rewind(cursor: i64, oldest: i64, now: i64, delay: i64, backfill: i64) -> Option<i64> {
+    let closed = floor_hour(now.saturating_sub(delay));
+    let to = floor_hour(oldest).max(floor_hour(closed.saturating_sub(backfill)));
+    (to < cursor).then_some(to)
+}
+
 /// The time spans of the store's data files: an hour no file overlaps holds no event, and the
 /// detectors (which judge the events of their window) have nothing to say about it.
 pub struct Spans(Vec<(i64, i64)>);
@@ -145,6 +154,20 @@ mod tests {
         assert_eq!(d.iter().map(|w| w.from / H).collect::<Vec<_>>(), [98, 99]);
         // Nothing stored: nothing to judge, and no cursor yet.
         assert!(due(None, None, now, delay, 24 * H).is_empty());
+    }
+
+    #[test]
+    fn late_events_send_the_cursor_back_within_the_backfill() {
+        let (now, delay) = (100 * H + 30 * 60_000_000_000, 2 * 60_000_000_000);
+        // Events of 97:40 arrive after [97, 100) was judged: from 97 again.
+        assert_eq!(
+            rewind(100 * H, 97 * H + 40, now, delay, 24 * H),
+            Some(97 * H)
+        );
+        // Older than the backfill: back to its start only.
+        assert_eq!(rewind(100 * H, 10 * H, now, delay, 3 * H), Some(97 * H));
+        // Not before the cursor: nothing to judge again.
+        assert_eq!(rewind(100 * H, 100 * H + 5, now, delay, 24 * H), None);
     }
 
     #[test]

@@ -37,9 +37,7 @@ impl Health {
             out.push(format!("detection failing: {why}"));
         }
         if let Some((n, why)) = &self.outbox_failing {
-            out.push(format!(
-                "outbox backlog: {n} alert message(s) not sent: {why}"
-            ));
+            out.push(format!("outbox backlog: {n} message(s) not sent: {why}"));
         }
         out
     }

@@ -17,7 +17,7 @@ pub struct Found {
     pub unreadable: Vec<String>,
 }
 
-/// The files of every input, each once.
+/// The files of every input, each once; an input that cannot be read as "path: why".
 pub fn find(configured: &[ServeInput]) -> Found {
     let mut out = Found::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -29,8 +29,7 @@ pub fn find(configured: &[ServeInput]) -> Found {
                 files
             }
             Err(why) => {
-                out.unreadable
-                    .push(format!("{}: {why}", input.path.display()));
+                out.unreadable.push(why);
                 continue;
             }
         };
@@ -55,6 +54,7 @@ fn of_input(path: &Path) -> Result<(Vec<InputFile>, Vec<inputs::Skipped>), Strin
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !name.contains(['*', '?']) {
+        // Its errors name the path.
         return inputs::expand(&[path.to_owned()]).map_err(|e| e.to_string());
     }
     let dir = match path.parent() {

@@ -38,7 +38,7 @@ pub struct TaskLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScheduleLabels {
     pub schedule: String,
-    /// ok, failed
+    /// ok, flagged (verify found a problem), failed (could not run; tried again)
     pub result: &'static str,
 }
 

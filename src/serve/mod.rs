@@ -53,7 +53,8 @@ pub enum ServeError {
 pub struct Shared {
     pub metrics: Metrics,
     pub health: Mutex<Health>,
-    commit_interval: Duration,
+    /// `[serve] commit_interval` in milliseconds (SIGHUP may change it).
+    commit_interval_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -63,7 +64,8 @@ impl Shared {
     }
 
     pub fn reasons(&self) -> Vec<String> {
-        self.health().reasons(self.commit_interval, Instant::now())
+        let interval = Duration::from_millis(self.commit_interval_ms.load(Ordering::Relaxed));
+        self.health().reasons(interval, Instant::now())
     }
 }
 
@@ -77,17 +79,18 @@ pub struct ConfigSource {
 /// Runs the service until SIGTERM or SIGINT.
 pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(), ServeError> {
     let settings = serve_settings(&config, &source)?;
-    let store = store.holding_lock()?;
+    // The address first: a port in use must not leave a store directory behind.
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|error| ServeError::Listen {
             addr: settings.listen.to_string(),
             error,
         })?;
+    let store = store.holding_lock()?;
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         health: Mutex::new(Health::default()),
-        commit_interval: settings.commit_interval,
+        commit_interval_ms: std::sync::atomic::AtomicU64::new(millis(settings.commit_interval)),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async {
@@ -102,6 +105,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         cursor: None,
         stop: Arc::new(AtomicBool::new(false)),
         slots: schedule::Slots::load(&store_for_slots).map_err(ServeError::Io)?,
+        retry_at: Default::default(),
     };
     service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -118,11 +122,48 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
     Ok(())
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn serve_settings(config: &Config, source: &ConfigSource) -> Result<ServeSettings, ServeError> {
     match &config.serve {
         Some(s) if !s.inputs.is_empty() => Ok(s.clone()),
         _ => Err(ServeError::NoInputs(source.path.display().to_string())),
     }
+}
+
+/// What one ingest step found and did.
+struct Tick {
+    unreadable: Vec<String>,
+    /// `None` when no input had a file.
+    report: Option<Result<crate::ingest::IngestReport, String>>,
+    /// The log after the step.
+    log: Option<crate::store::CommitLog>,
+    /// Bytes of each plain input past its checkpoint.
+    behind: Vec<(String, u64)>,
+}
+
+/// Bytes of each plain input past its checkpoint (gzip files are read whole or not at all).
+fn bytes_behind(
+    log: &crate::store::CommitLog,
+    files: &[crate::ingest::inputs::InputFile],
+) -> Vec<(String, u64)> {
+    use crate::ingest::checkpoints::{Checkpoints, Start};
+    let checkpoints = Checkpoints::from_log(log);
+    files
+        .iter()
+        .filter(|f| f.path.extension().is_none_or(|e| e != "gz"))
+        .filter_map(|f| {
+            let id = crate::ingest::inputs::identify(&f.path).ok()?;
+            let behind = match checkpoints.start(&f.path, &id).ok()? {
+                Start::Done { .. } => 0,
+                Start::Resume { checkpoint, .. } => id.size.saturating_sub(checkpoint.offset),
+                Start::Fresh => id.size,
+            };
+            Some((f.display.clone(), behind))
+        })
+        .collect()
 }
 
 struct Service {
@@ -136,12 +177,16 @@ struct Service {
     stop: Arc<AtomicBool>,
     /// The last slot of each schedule.
     slots: schedule::Slots,
+    /// Schedules whose last run failed, and when to try again.
+    retry_at: std::collections::HashMap<String, Instant>,
 }
 
 /// How often the loop looks at the stop flag while it waits.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 /// How often schedules are looked at: slots can be a second apart.
 const SCHEDULE_CHECK: Duration = Duration::from_millis(500);
+/// How long a failed scheduled task waits before it is tried again.
+const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
 
 impl Service {
     async fn run(&mut self, source: &ConfigSource) -> Result<(), ServeError> {
@@ -160,6 +205,14 @@ impl Service {
                 _ = int.recv() => info!("SIGINT: stopping after the step in progress"),
             }
             stop.store(true, Ordering::SeqCst);
+            // A second signal does not wait for the step: the store is safe at any moment
+            // (what a step staged and did not commit is set aside by the next writer).
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            warn!("second signal: exiting now, without finishing the step in progress");
+            std::process::exit(2);
         });
         let mut next_commit = tokio::time::Instant::now();
         let mut next_detect = tokio::time::Instant::now();
@@ -207,6 +260,9 @@ impl Service {
                 if settings.listen != self.settings.listen {
                     warn!(listen = %settings.listen, "serve.listen changes at the next start");
                 }
+                self.shared
+                    .commit_interval_ms
+                    .store(millis(settings.commit_interval), Ordering::Relaxed);
                 self.config = config;
                 self.settings = settings;
                 info!(config = %source.path.display(), "SIGHUP: configuration reloaded");
@@ -217,47 +273,75 @@ impl Service {
 
     /// Reads what the inputs hold beyond the last commit and commits it.
     async fn ingest(&mut self) {
-        let found = inputs::find(&self.settings.inputs);
-        let shared = &self.shared;
-        shared
-            .metrics
-            .inputs_unreadable
-            .set(found.unreadable.len() as i64);
-        for u in &found.unreadable {
-            warn!(input = %u, "input unreadable");
-        }
-        shared.health().unreadable = found.unreadable.clone();
-        if found.files.is_empty() {
-            shared.health().ingest_ok();
-            return;
-        }
-        let now = match crate::clock::now_nanos() {
-            Ok(n) => n,
+        let configured = self.settings.inputs.clone();
+        let store = self.store.clone();
+        let config = self.config.clone();
+        let started = Instant::now();
+        // Listing, reading, committing and measuring touch the disk: off the async threads.
+        let tick = tokio::task::spawn_blocking(move || -> Result<Tick, String> {
+            let found = inputs::find(&configured);
+            if found.files.is_empty() {
+                return Ok(Tick {
+                    unreadable: found.unreadable,
+                    report: None,
+                    log: None,
+                    behind: Vec::new(),
+                });
+            }
+            let now = crate::clock::now_nanos()?;
+            let opts = config.ingest_options(None, false, now);
+            let report =
+                ingest_found(&store, &found.files, found.skipped, &opts).map_err(|e| e.to_string());
+            let log = store.log().ok();
+            let behind = log
+                .as_ref()
+                .map(|l| bytes_behind(l, &found.files))
+                .unwrap_or_default();
+            Ok(Tick {
+                unreadable: found.unreadable,
+                report: Some(report),
+                log,
+                behind,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|t| t);
+        let tick = match tick {
+            Ok(t) => t,
             Err(e) => {
-                error!(error = %e, "clock");
+                self.shared.metrics.error("ingest");
+                error!(error = %e, "ingest failed; retried at the next interval");
+                self.shared.health().ingest_failed(e, Instant::now());
                 return;
             }
         };
-        let opts = self.config.ingest_options(None, false, now);
-        let store = self.store.clone();
-        let files = found.files.clone();
-        let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || ingest_found(&store, &files, found.skipped, &opts))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-        match result {
-            Ok(report) => {
-                shared.health().ingest_ok();
+        let m = &self.shared.metrics;
+        m.inputs_unreadable.set(tick.unreadable.len() as i64);
+        for u in &tick.unreadable {
+            warn!(input = %u, "input unreadable");
+        }
+        self.shared.health().unreadable = tick.unreadable;
+        for (input, behind) in tick.behind {
+            m.bytes_behind
+                .get_or_create(&InputLabels { input })
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+        match tick.report {
+            None => self.shared.health().ingest_ok(),
+            Some(Ok(report)) => {
+                self.shared.health().ingest_ok();
                 for w in &report.warnings {
                     warn!(warning = %w, "ingest");
                 }
                 if let Some(seq) = report.commit {
-                    let m = &shared.metrics;
                     m.commits.inc();
                     m.commit_seconds.observe(started.elapsed().as_secs_f64());
-                    m.last_commit.set(now as f64 / 1e9);
+                    m.last_commit.set(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64()),
+                    );
                     m.count_records(&report.counts);
                     info!(
                         commit = seq,
@@ -270,76 +354,68 @@ impl Service {
                     for r in &report.rejects {
                         warn!(at = %r.location(), reason = %r.reason, "record rejected");
                     }
+                    if let Some(log) = &tick.log {
+                        self.note_late_events(log);
+                    }
                 }
-                let Ok(log) = self.store.log() else {
-                    return;
-                };
-                if report.commit.is_some() {
-                    self.note_late_events(&log);
-                }
-                self.measure_behind(&log, &found.files);
             }
-            Err(e) => {
-                shared.metrics.error("ingest");
+            Some(Err(e)) => {
+                m.error("ingest");
                 error!(error = %e, "ingest failed; retried at the next interval");
-                shared.health().ingest_failed(e, Instant::now());
+                self.shared.health().ingest_failed(e, Instant::now());
             }
         }
     }
 
-    /// Events the newest commit stored for hours already judged: they count in later
-    /// baselines, but their hour is not judged again (`[serve] detect_delay` too short for
-    /// the source, or a backfill of old logs).
-    fn note_late_events(&self, log: &crate::store::CommitLog) {
+    /// Events the newest commit stored for hours already judged (a source that delivers later
+    /// than `[serve] detect_delay`, an input that was unreadable, a backfill of old logs): those
+    /// hours are judged again, back to `detect_backfill` at most. The findings history knows
+    /// what it already holds, so nothing is recorded or sent twice.
+    fn note_late_events(&mut self, log: &crate::store::CommitLog) {
         let (Some(cursor), Some(head)) = (self.cursor, log.head()) else {
             return;
         };
-        let late: Vec<&crate::store::commit::DataFile> = head
+        let Some(oldest) = head
             .commit
             .files
             .iter()
-            .filter(|f| crate::timerange::parse_instant(&f.min_time).is_ok_and(|t| t < cursor))
-            .collect();
-        if let Some(oldest) = late.iter().map(|f| f.min_time.as_str()).min() {
-            self.shared.metrics.late_commits.inc();
-            warn!(
-                commit = head.commit.seq,
-                oldest = %oldest,
-                judged_through = %rfc3339(cursor),
-                "the commit stored events for hours already judged; they count in later baselines, their hours are not judged again (raise [serve] detect_delay if the source delivers this late)"
-            );
-        }
-    }
-
-    /// Bytes of each plain input past its checkpoint.
-    fn measure_behind(
-        &self,
-        log: &crate::store::CommitLog,
-        files: &[crate::ingest::inputs::InputFile],
-    ) {
-        let checkpoints = crate::ingest::checkpoints::Checkpoints::from_log(log);
-        for f in files {
-            if f.path.extension().is_some_and(|e| e == "gz") {
-                continue;
-            }
-            let Ok(id) = crate::ingest::inputs::identify(&f.path) else {
-                continue;
-            };
-            let behind = match checkpoints.start(&f.path, &id) {
-                Ok(crate::ingest::checkpoints::Start::Done { .. }) => 0,
-                Ok(crate::ingest::checkpoints::Start::Resume { checkpoint, .. }) => {
-                    id.size.saturating_sub(checkpoint.offset)
+            .filter_map(|f| crate::timerange::parse_instant(&f.min_time).ok())
+            .min()
+            .filter(|t| *t < cursor)
+        else {
+            return;
+        };
+        self.shared.metrics.late_commits.inc();
+        let Ok(now) = crate::clock::now_nanos() else {
+            return;
+        };
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let back = detection::rewind(
+            cursor,
+            oldest,
+            now,
+            nanos(self.settings.detect_delay),
+            nanos(self.settings.detect_backfill),
+        );
+        match back {
+            Some(to) => {
+                warn!(
+                    commit = head.commit.seq,
+                    oldest = %rfc3339(oldest),
+                    judged_through = %rfc3339(cursor),
+                    judged_again_from = %rfc3339(to),
+                    "the commit stored events for hours already judged: those hours are judged again (raise [serve] detect_delay if the source delivers this late)"
+                );
+                self.cursor = Some(to);
+                if let Err(e) = detection::save(&self.store, to) {
+                    error!(error = %e, "could not record the hours to judge again");
                 }
-                Ok(crate::ingest::checkpoints::Start::Fresh) => id.size,
-                Err(_) => continue,
-            };
-            self.shared
-                .metrics
-                .bytes_behind
-                .get_or_create(&InputLabels {
-                    input: f.display.clone(),
-                })
-                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+            }
+            None => warn!(
+                commit = head.commit.seq,
+                oldest = %rfc3339(oldest),
+                "the commit stored events older than [serve] detect_backfill: they count in later baselines, their hours are not judged"
+            ),
         }
     }
 
@@ -462,9 +538,20 @@ impl Service {
                 schedule::Due::No => continue,
                 schedule::Due::Mark(slot) => slot,
                 schedule::Due::Run(slot) => {
+                    if self
+                        .retry_at
+                        .get(&s.name)
+                        .is_some_and(|at| Instant::now() < *at)
+                    {
+                        continue;
+                    }
                     ran = true;
                     let result = tasks::run(&self.store, &self.config, &s, slot).await;
-                    let outcome = if result.is_ok() { "ok" } else { "failed" };
+                    let outcome = match &result {
+                        Ok(r) if r.flagged => "flagged",
+                        Ok(_) => "ok",
+                        Err(_) => "failed",
+                    };
                     self.shared
                         .metrics
                         .schedule_runs
@@ -474,11 +561,21 @@ impl Service {
                         })
                         .inc();
                     match result {
-                        Ok(what) => {
-                            info!(schedule = %s.name, slot = %rfc3339(slot), result = %what, "scheduled task ran")
+                        Ok(r) => {
+                            self.retry_at.remove(&s.name);
+                            if r.flagged {
+                                warn!(schedule = %s.name, slot = %rfc3339(slot), result = %r.text, "scheduled task found a problem");
+                            } else {
+                                info!(schedule = %s.name, slot = %rfc3339(slot), result = %r.text, "scheduled task ran");
+                            }
                         }
                         Err(e) => {
-                            error!(schedule = %s.name, slot = %rfc3339(slot), error = %e, "scheduled task failed")
+                            // Not recorded: the slot is tried again a while later (and once
+                            // at the next start), until a later slot replaces it.
+                            self.retry_at
+                                .insert(s.name.clone(), Instant::now() + SCHEDULE_RETRY);
+                            error!(schedule = %s.name, slot = %rfc3339(slot), error = %e, retry_in_s = SCHEDULE_RETRY.as_secs(), "scheduled task failed");
+                            continue;
                         }
                     }
                     slot

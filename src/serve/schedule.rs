@@ -91,7 +91,27 @@ pub fn parse(i: usize, raw: RawSchedule) -> Result<Schedule, String> {
         .seconds(Seconds::Optional)
         .build()
         .parse(&raw.cron)
-        .map_err(|e| format!("{}: '{}': {e}", key("cron"), raw.cron))?;
+        .map_err(|e| {
+            format!(
+                "{}: '{}': {e} (the fields: [second] minute hour day-of-month month day-of-week)",
+                key("cron"),
+                raw.cron
+            )
+        })?;
+    // A pattern that never matches (February 30) would make every look search for years.
+    if cron
+        .find_next_occurrence(
+            &DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default(),
+            false,
+        )
+        .is_err()
+    {
+        return Err(format!(
+            "{}: '{}' never matches a date",
+            key("cron"),
+            raw.cron
+        ));
+    }
     let timezone = raw
         .timezone
         .map(|t| crate::calendar::parse_tz(&t).map_err(|e| format!("{}: {e}", key("timezone"))))
@@ -354,6 +374,8 @@ mod tests {
     fn errors_name_the_key() {
         let e = schedule("name = \"x\"\ncron = \"61 * * * *\"\ntask = \"verify\"").unwrap_err();
         assert!(e.starts_with("serve.schedule[0].cron: '61 * * * *'"), "{e}");
+        let e = schedule("name = \"x\"\ncron = \"0 0 30 2 *\"\ntask = \"verify\"").unwrap_err();
+        assert!(e.ends_with("never matches a date"), "{e}");
         let e = schedule("name = \"x\"\ncron = \"0 7 * * 1\"\nreport = [\"nope\"]\nemail_to = [\"a@example.com\"]").unwrap_err();
         assert!(e.starts_with("serve.schedule[0].report:"), "{e}");
         let e = schedule("name = \"x\"\ncron = \"0 7 * * 1\"\nreport = [\"denied-access\"]")

@@ -15,13 +15,23 @@ use super::schedule::{Schedule, Task};
 /// `vigil compact`'s default).
 const COMPACT_GRACE: i64 = 3_600_000_000_000;
 
-/// Runs `s` for `slot` (nanoseconds); returns what it did, in a few words.
-pub async fn run(
-    store: &Store,
-    config: &Config,
-    s: &Schedule,
-    slot: i64,
-) -> Result<String, String> {
+/// What a task did, in a few words; `flagged` when it found a problem (and mailed it).
+pub struct Ran {
+    pub text: String,
+    pub flagged: bool,
+}
+
+impl From<String> for Ran {
+    fn from(text: String) -> Ran {
+        Ran {
+            text,
+            flagged: false,
+        }
+    }
+}
+
+/// Runs `s` for `slot` (nanoseconds). An error means the task could not run (tried again).
+pub async fn run(store: &Store, config: &Config, s: &Schedule, slot: i64) -> Result<Ran, String> {
     match &s.task {
         Task::Report {
             names,
@@ -32,7 +42,7 @@ pub async fn run(
             let id = format!("report-{}-{}", s.name, rfc3339(slot));
             let outbox = config.outbox(store.root());
             if mail::alert_ids(&outbox).contains(&id) {
-                return Ok("already queued".into());
+                return Ok(Ran::from("already queued".to_owned()));
             }
             let all = catalog::shipped()?;
             let since = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
@@ -59,11 +69,11 @@ pub async fn run(
                 report::mail::message(&runs, s.email_to.clone(), &rfc3339(slot), *format, Some(id))
                     .map_err(|e| e.to_string())?;
             queue(store, config, &message)?;
-            Ok(format!(
+            Ok(Ran::from(format!(
                 "{} report(s), {rows} row(s), queued for {}",
                 runs.len(),
                 s.email_to.join(", ")
-            ))
+            )))
         }
         Task::Compact => {
             let store = store.clone();
@@ -81,13 +91,13 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            Ok(match r.commit {
+            Ok(Ran::from(match r.commit {
                 Some(seq) => format!(
                     "commit {seq}: {} file(s) merged into {}",
                     r.files_before, r.files_after
                 ),
                 None => "nothing to compact".into(),
-            })
+            }))
         }
         Task::Verify => {
             let root = store.clone();
@@ -96,10 +106,10 @@ pub async fn run(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             if v.problems.is_empty() {
-                return Ok(format!(
+                return Ok(Ran::from(format!(
                     "valid: {} commit(s), {} file(s)",
                     v.commits, v.files
-                ));
+                )));
             }
             let to = if s.email_to.is_empty() {
                 config.alerts.email_to.clone()
@@ -126,7 +136,10 @@ pub async fn run(
                 attachments: Vec::new(),
             };
             queue(store, config, &message)?;
-            Err(format!("{} problem(s) found, mailed", v.problems.len()))
+            Ok(Ran {
+                text: format!("INVALID: {} problem(s) found, mailed", v.problems.len()),
+                flagged: true,
+            })
         }
     }
 }

@@ -48,7 +48,7 @@ pub enum StoreError {
     },
     #[error("writing parquet file {path}: {message}")]
     Parquet { path: PathBuf, message: String },
-    #[error("the store {0} is locked by another vigil process; wait for it to finish")]
+    #[error("the store {0} is locked by another vigil process; wait for it to finish (a `vigil serve` holds the lock for as long as it runs: let it do the ingesting)")]
     Locked(PathBuf),
     #[error("the store is damaged ({0}); run vigil verify")]
     Damaged(String),
