@@ -214,8 +214,11 @@ pub fn default_compaction() -> Schedule {
 /// The latest slot of `s` at or before `now` (nanoseconds), in `tz` unless it has its own.
 pub fn latest_slot(s: &Schedule, tz: Tz, now: i64) -> Option<i64> {
     let zone = s.timezone.unwrap_or(tz);
+    // Slots are whole seconds: croner keeps the fraction of the time it searches from, and a
+    // slot must not move with the moment it is looked at.
+    let whole = now.div_euclid(1_000_000_000) * 1_000_000_000;
     let at: DateTime<Tz> =
-        zone.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(now).naive_utc());
+        zone.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(whole).naive_utc());
     let slot = s.cron.find_previous_occurrence(&at, true).ok()?;
     slot.with_timezone(&Utc).timestamp_nanos_opt()
 }
@@ -336,6 +339,9 @@ mod tests {
             due(&s, utc, Some(slot - 10_000_000_000), now),
             Due::Run(slot)
         );
+        // Looked at again a fraction of a second later: the same slot, not a new one.
+        assert_eq!(due(&s, utc, Some(slot), now + 999_999_999), Due::No);
+        assert_eq!(latest_slot(&s, utc, now + 123_456_789), Some(slot));
         // Stopped from 10:05 to 12:30: one run for the 12:00 slot, or none with skip.
         let mut h = schedule("name = \"h\"\ncron = \"0 * * * *\"\ntask = \"verify\"").unwrap();
         let (last, now) = (t("2026-03-23T10:00:00Z"), t("2026-03-23T12:30:00Z"));
