@@ -60,8 +60,9 @@ impl Service {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
         let asked = Instant::now();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+        // The shell's own kill: no procps needed on a bare machine.
+        assert!(Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
             .status()
             .unwrap()
             .success());
