@@ -434,7 +434,23 @@ fn a_planted_canary_read_appended_while_serving_is_mailed_once() {
     wait_for(Duration::from_secs(120), "the alert mailed", || {
         server.messages().len() > earlier
     });
+    // A late event: another principal's canary read at 00:50 arrives after its hour was
+    // judged. The hour is judged again: her read is mailed, bob's is not mailed twice.
+    let late = plant
+        .replace("oidc-bob", "oidc-carol")
+        .replace("plant-1", "plant-2")
+        .replace("00:30:00", "00:50:00");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("audit.log"))
+        .unwrap()
+        .write_all(late.as_bytes())
+        .unwrap();
+    wait_for(Duration::from_secs(120), "the late read mailed", || {
+        server.messages().len() > earlier + 1
+    });
     assert_eq!(service.stop().0, 0);
+    assert!(service.log().contains("judged again"), "{}", service.log());
     // Run 3, an hour later: nothing is judged or sent twice.
     let mut service = Service::start(&store, &cfg, Some("2026-03-23T02:10:00Z"), port, &serve_log);
     wait_for(Duration::from_secs(120), "the next hour judged", || {
@@ -443,7 +459,7 @@ fn a_planted_canary_read_appended_while_serving_is_mailed_once() {
     });
     assert_eq!(service.stop().0, 0);
     let messages = server.messages();
-    assert_eq!(messages.len(), earlier + 1, "{messages:?}");
+    assert_eq!(messages.len(), earlier + 2, "{messages:?}");
     let findings = attached_findings(&messages[earlier]);
     assert!(
         findings
@@ -451,13 +467,23 @@ fn a_planted_canary_read_appended_while_serving_is_mailed_once() {
             .any(|f| f["code"] == "VG013" && f["resources"].to_string().contains("prod/canary/x")),
         "{findings:?}"
     );
+    let late_findings = attached_findings(&messages[earlier + 1]);
+    assert!(
+        late_findings
+            .iter()
+            .all(|f| !f["actor_id"].to_string().contains("oidc-bob"))
+            && late_findings.iter().any(|f| {
+                f["code"] == "VG013" && f["actor_id"].to_string().contains("oidc-carol")
+            }),
+        "{late_findings:?}"
+    );
     let log = std::fs::read_to_string(&serve_log).unwrap();
     assert!(!log.contains(PASSWORD), "the SMTP password reached the log");
     let alerted = count(
         &store,
         "SELECT count(*) FROM findings WHERE status = 'alerted' AND window_start >= to_timestamp('2026-03-23T00:00:00Z')",
     );
-    assert_eq!(alerted as usize, findings.len());
+    assert_eq!(alerted as usize, findings.len() + late_findings.len());
 }
 
 /// The `report-<schedule>-<slot>` ids of the report messages in the outbox (queued or sent).
@@ -591,7 +617,7 @@ fn the_service_finds_over_a_replayed_day_what_backtest_step_1h_finds() {
         dir.path(),
         port,
         &data.join("vault-audit.log"),
-        &format!("detect_backfill = \"24h\"\ndetect_every = \"1h\"\n"),
+        "detect_backfill = \"24h\"\ndetect_every = \"1h\"\n",
     );
     let text = std::fs::read_to_string(&cfg)
         .unwrap()

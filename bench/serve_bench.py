@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""`vigil serve` under steady appends: CPU, peak memory, and the delay from append to queryable.
+
+Usage: python3 bench/serve_bench.py [--rates 1000,5000,10000] [--seconds 300] [--dir /tmp/vigil-serve-bench]
+
+For each rate (events per second; an event is a Vault request line and its response line, about
+430 bytes each), a writer appends to `audit.log` in batches every 50 ms while `vigil serve`
+(release build, `commit_interval = "10s"`, keep_raw = false) tails it. Afterwards the script
+reads, for every 100th event, the time its batch was appended and the time the commit that stored
+it became visible (the commit file's mtime; its `ingest_time` names the commit), and reports
+p50/p99 append -> queryable, the service's CPU (user + system over the run, % of one core), its
+peak RSS (VmHWM), and whether it kept up (nothing left behind 15 s after the writer stopped).
+
+The reference in the same run is `vigil ingest` of the same file afterwards: the issue's target is
+that the service keeps up with at least 80 % of what one ingest does.
+
+Alerts reach the outbox when the hour of the events has closed (plus `detect_delay`): that delay is
+the design's, not a cost, and is not measured here.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "vigil-target"))
+VIGIL = os.path.join(TARGET, "release", "vigil")
+TICKS = int(os.sysconf("SC_CLK_TCK"))
+
+REQUEST = ('{{"time":"{t}","type":"request","auth":{{"client_token":"hmac-sha256:8f2a","accessor":"hmac-sha256:11bc",'
+           '"display_name":"kubernetes-payments-api","entity_id":"ent-{w}","policies":["default","payments-read"],'
+           '"token_type":"service"}},"request":{{"id":"{id}","operation":"read","mount_type":"kv","mount_point":"secret/",'
+           '"client_token":"hmac-sha256:8f2a","path":"secret/data/prod/payments/db-{w}","remote_address":"10.20.{a}.{b}",'
+           '"namespace":{{"id":"root"}}}}}}\n')
+RESPONSE = ('{{"time":"{t}","type":"response","auth":{{"client_token":"hmac-sha256:8f2a","accessor":"hmac-sha256:11bc",'
+            '"display_name":"kubernetes-payments-api","entity_id":"ent-{w}","policies":["default","payments-read"],'
+            '"token_type":"service"}},"request":{{"id":"{id}","operation":"read","mount_type":"kv","mount_point":"secret/",'
+            '"client_token":"hmac-sha256:8f2a","path":"secret/data/prod/payments/db-{w}","remote_address":"10.20.{a}.{b}",'
+            '"namespace":{{"id":"root"}}}},"response":{{"data":{{"data":{{"password":"hmac-sha256:00"}}}}}}}}\n')
+
+
+def proc_stat(pid):
+    """(user+system seconds, VmHWM MiB) of pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS
+    hwm = 0.0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024.0
+    return cpu, hwm
+
+
+def write_log(path, rate, seconds, batches):
+    """Appends `rate` events/s for `seconds`; records (first event number, count, append time)."""
+    per_batch = max(1, rate // 20)
+    n = 0
+    start = time.monotonic()
+    with open(path, "a", buffering=1 << 20) as out:
+        while time.monotonic() - start < seconds:
+            t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+            chunk = []
+            for i in range(n, n + per_batch):
+                kw = dict(t=t, id=f"ev-{i:09d}", w=i % 50, a=(i // 250) % 250, b=i % 250)
+                chunk.append(REQUEST.format(**kw))
+                chunk.append(RESPONSE.format(**kw))
+            out.write("".join(chunk))
+            out.flush()
+            batches.append((n, per_batch, time.time()))
+            n += per_batch
+            due = start + 0.05 * len(batches)
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    return n
+
+
+def nanos(text):
+    """An RFC 3339 UTC time (as vigil writes them) in nanoseconds."""
+    import calendar
+    whole, _, frac = text.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def sql(store, query):
+    r = subprocess.run([VIGIL, "--store", store, "sql", "--format", "json", query],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def run_rate(base, rate, seconds):
+    work = os.path.join(base, f"rate-{rate}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.join(work, "logs"))
+    store = os.path.join(work, "store")
+    log = os.path.join(work, "logs", "audit.log")
+    cfg = os.path.join(work, "vigil.toml")
+    with open(cfg, "w") as f:
+        f.write('[store]\nkeep_raw = false\n[serve]\nlisten = "127.0.0.1:19499"\ncommit_interval = "10s"\n'
+                f'[[serve.inputs]]\npath = "{log}"\nsource = "vault"\n')
+    open(log, "w").close()
+    env = dict(os.environ)
+    env.pop("VIGIL_NOW", None)
+    service = subprocess.Popen([VIGIL, "--config", cfg, "--store", store, "-q", "serve"],
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "serve.log"), "w"), env=env)
+    time.sleep(2)
+    cpu0, _ = proc_stat(service.pid)
+    wall0 = time.monotonic()
+    batches = []
+    events = write_log(log, rate, seconds, batches)
+    # Caught up: every event stored within 15 s of the writer stopping.
+    deadline = time.monotonic() + 15
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = sql(store, "SELECT count(*) AS n FROM events")[0]["n"] if os.path.isdir(os.path.join(store, "_commits")) else 0
+        if stored >= events:
+            break
+        time.sleep(1)
+    cpu1, hwm = proc_stat(service.pid)
+    wall = time.monotonic() - wall0
+    service.terminate()
+    service.wait(timeout=60)
+    # When each commit became visible: its file's mtime, found by its `created` (= the
+    # `ingest_time` of the rows it stored).
+    visible = {}
+    commits = os.path.join(store, "_commits")
+    for name in os.listdir(commits):
+        if name.endswith(".json"):
+            with open(os.path.join(commits, name)) as f:
+                c = json.load(f)
+            visible[nanos(c["created"])] = os.stat(os.path.join(commits, name)).st_mtime
+    rows = sql(store, "SELECT request_id, CAST(ingest_time AS BIGINT) AS it FROM events "
+                      "WHERE CAST(substr(request_id, 4) AS BIGINT) % 100 = 0")
+    by_id = {r["request_id"]: r["it"] for r in rows}
+    delays = []
+    for first, count, appended in batches:
+        for i in range(first, first + count):
+            if i % 100:
+                continue
+            it = by_id.get(f"ev-{i:09d}")
+            if it is not None and it in visible:
+                delays.append(visible[it] - appended)
+    delays.sort()
+    pct = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))] if delays else float("nan")
+    # The reference: one `vigil ingest` of the same file into a fresh store.
+    ref_store = os.path.join(work, "ref-store")
+    t0 = time.perf_counter()
+    subprocess.run([VIGIL, "--config", cfg, "--store", ref_store, "-q", "ingest", "--source", "vault", log],
+                   check=False, stdout=subprocess.DEVNULL)
+    ingest_s = time.perf_counter() - t0
+    return {
+        "rate": rate, "seconds": seconds, "events": events, "stored": stored,
+        "kept_up": stored >= events, "cpu_pct": 100.0 * (cpu1 - cpu0) / wall, "peak_rss_mib": hwm,
+        "p50_s": pct(0.50), "p99_s": pct(0.99), "samples": len(delays),
+        "ingest_events_per_s": events / ingest_s,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rates", default="1000,5000,10000")
+    ap.add_argument("--seconds", type=int, default=300)
+    ap.add_argument("--dir", default="/tmp/vigil-serve-bench")
+    args = ap.parse_args()
+    if not os.path.exists(VIGIL):
+        sys.exit(f"no release build at {VIGIL}: cargo build --release")
+    os.makedirs(args.dir, exist_ok=True)
+    results = [run_rate(args.dir, int(r), args.seconds) for r in args.rates.split(",")]
+    print("| events/s | seconds | kept up | CPU % of a core | peak RSS MiB | append -> queryable p50 s | p99 s | `vigil ingest` events/s (same file) | rate / ingest |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['rate']:,} | {r['seconds']} | {'yes' if r['kept_up'] else 'NO'} ({r['stored']:,}/{r['events']:,}) | "
+              f"{r['cpu_pct']:.1f} | {r['peak_rss_mib']:.0f} | {r['p50_s']:.1f} | {r['p99_s']:.1f} | "
+              f"{r['ingest_events_per_s']:,.0f} | {100.0 * r['rate'] / r['ingest_events_per_s']:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
