@@ -246,14 +246,19 @@ fn wait_stored(store: &Path, n: usize) {
     );
 }
 
+/// A service setup that tails `logs/audit.log*`: (logs, store, port, config).
+fn tailed(dir: &Path) -> (PathBuf, PathBuf, u16, PathBuf) {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let port = free_port();
+    let cfg = serve_config(dir, port, &logs.join("audit.log*"), "");
+    (logs, dir.join("store"), port, cfg)
+}
+
 #[test]
 fn tails_a_rotated_log_and_stops_on_sigterm_with_every_request_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let store = dir.path().join("store");
-    let port = free_port();
-    let cfg = serve_config(dir.path(), port, &logs.join("audit.log*"), "");
+    let (logs, store, port, cfg) = tailed(dir.path());
     let mut service = Service::start(&store, &cfg, None, port, &dir.path().join("serve.log"));
     let written = write_vault_log(&logs, 2_000, 30, "tail");
     wait_stored(&store, written.len());
@@ -281,11 +286,7 @@ fn tails_a_rotated_log_and_stops_on_sigterm_with_every_request_stored_once() {
 #[test]
 fn kill_9_at_five_moments_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let store = dir.path().join("store");
-    let port = free_port();
-    let cfg = serve_config(dir.path(), port, &logs.join("audit.log*"), "");
+    let (logs, store, port, cfg) = tailed(dir.path());
     let serve_log = dir.path().join("serve.log");
     let writer = {
         let logs = logs.clone();
@@ -681,4 +682,55 @@ fn the_service_finds_over_a_replayed_day_what_backtest_step_1h_finds() {
     replayed.sort();
     assert!(replayed.len() >= 3, "a day worth comparing: {replayed:?}");
     assert_eq!(served, replayed);
+}
+
+/// SMTP down: the alert waits in the outbox (and /healthz says so); stopped and started again
+/// once the server is up, the service sends it, once.
+#[test]
+fn an_alert_that_could_not_be_sent_waits_in_the_outbox_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
+    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+    let mut l = crate::detect::history();
+    l.read(
+        crate::detect::day(21) + 30 * 60,
+        "oidc-bob",
+        "prod/canary/x",
+        "192.168.10.6",
+        "vault-cli/1.15",
+    );
+    write(&logs.join("audit.log"), &l.text);
+    let port = free_port();
+    let cfg = serve_config(
+        dir.path(),
+        port,
+        &logs.join("audit.log"),
+        &format!("detect_backfill = \"1h\"\n{smtp}"),
+    );
+    let serve_log = dir.path().join("serve.log");
+    // 01:10 on the canary's day: its hour [00:00, 01:00) is judged at once; nothing listens on
+    // the SMTP port.
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "503 for the outbox", || {
+        get(port, "/healthz").is_some_and(|(s, body)| s == 503 && body.contains("outbox backlog"))
+    });
+    assert_eq!(service.stop().0, 0);
+    let pending = walk(&store.join("state/outbox/pending")).len();
+    assert!(pending >= 2, "the message and its envelope wait");
+    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:20:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the waiting alert sent", || {
+        !server.messages().is_empty()
+    });
+    wait_for(Duration::from_secs(30), "healthy again", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(service.stop().0, 0);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(attached_findings(&messages[0])
+        .iter()
+        .any(|f| f["code"] == "VG013"));
 }
