@@ -58,6 +58,11 @@ pub enum Command {
     /// Run unattended: read what the [[serve.inputs]] of vigil.toml append and commit it, run
     /// the detectors over every hour once it has closed and send the alerts, answer /healthz
     /// and /metrics; stops on SIGTERM or SIGINT, reloads vigil.toml on SIGHUP
+    #[command(after_help = "The least vigil.toml it runs with:\n\n  \
+        [[serve.inputs]]\n  \
+        path = \"/var/log/vault/audit.log*\"   # a file, a directory or a file-name pattern\n\n\
+        /healthz and /metrics answer on 127.0.0.1:9464 ([serve] listen). Every key: README, \
+        \"Running vigil as a service\".")]
     Serve(ServeArgs),
     /// Ingest the bundled sample data into a fresh demo store (./vigil-demo unless --store or
     /// VIGIL_STORE names one) and show what vigil sees
