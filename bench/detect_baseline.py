@@ -68,21 +68,25 @@ def main():
     ap.add_argument("--principals", default="250,1000")
     ap.add_argument("--sources", default="vault,cloudtrail")
     ap.add_argument("--dir", default="/tmp/vigil-baseline")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "detect_baseline.md"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "detect_peers.md"))
+    ap.add_argument("--title", default="Detection on the ordinary estate of `vigil generate`, novelty judged against peers")
     args = ap.parse_args()
     if not os.path.exists(VIGIL):
         sys.exit(f"no release binary at {VIGIL}: cargo build --release first")
     os.makedirs(args.dir, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [
-        "# Detection baseline on the ordinary estate of `vigil generate`",
+        f"# {args.title}",
         "",
         f"`python3 bench/detect_baseline.py --seeds {args.seeds} --principals {args.principals} "
         f"--sources {args.sources}`: daily `vigil detect` (backtest `--step 1d`) over the last "
         f"{DAYS} days of 31 ({FROM} to {TO}), {CALLS_PER_PRINCIPAL} calls per principal, "
         "default detector settings, the generated `vigil.toml` (people's time zones). Per "
         "detector: findings per day, and medium+ findings per day that match no label "
-        "(mean over seeds; worst seed in brackets). `missed` lists the labels no detector found.",
+        "(mean over seeds; worst seed in brackets), the same per million events, precision (findings "
+        "that match a label, at medium or above, over all findings), and recall (labels found by "
+        "their own detector with a medium+ finding: an alert). `missed by all` lists the labels "
+        "no detector alerted on.",
         "",
     ]
     for source in args.sources.split(","):
@@ -91,13 +95,17 @@ def main():
             for seed in seeds:
                 print(f"{source} {principals} principals seed {seed}", file=sys.stderr, flush=True)
                 runs.append(one(args.dir, source, principals, seed))
-            per = defaultdict(lambda: {"findings": [], "unmatched_mp": [], "labels": 0, "found": 0})
+            per = defaultdict(lambda: {"findings": [], "unmatched_mp": [], "labels": 0, "found": 0,
+                                       "precision": [], "per_m": []})
             for s in runs:
                 for d in s["detectors"]:
                     key = f"{d['code']} {d['detector']}"
                     per[key]["findings"].append(d["findings"] / DAYS)
                     per[key]["unmatched_mp"].append(d.get("unmatched_medium_plus", 0) / DAYS)
                     per[key]["labels"] += d.get("labels", 0)
+                    if d.get("precision") is not None:
+                        per[key]["precision"].append(d["precision"])
+                    per[key]["per_m"].append(d.get("unmatched_medium_plus", 0) / s["events"] * 1e6)
                     per[key]["found"] += d.get("labels_found", 0)
             events = sum(s["events"] for s in runs) / len(runs)
             total_mp = [sum(d.get("unmatched_medium_plus", 0) for d in s["detectors"]) / DAYS for s in runs]
@@ -108,8 +116,8 @@ def main():
                 f"Unmatched medium+ findings per day, all detectors: **{sum(total_mp) / len(total_mp):.1f}** "
                 f"(worst seed {max(total_mp):.1f}); alerts per day after suppression {sum(alerts) / len(alerts):.1f}.",
                 "",
-                "| detector | findings / day | unmatched medium+ / day | labels found |",
-                "|---|---:|---:|---:|",
+                "| detector | findings / day | unmatched medium+ / day | false alerts / M events | precision | labels found (recall) |",
+                "|---|---:|---:|---:|---:|---:|",
             ]
             for key in sorted(per):
                 p = per[key]
@@ -117,8 +125,10 @@ def main():
                 u_mean = sum(p["unmatched_mp"]) / len(p["unmatched_mp"])
                 if f_mean == 0 and p["labels"] == 0:
                     continue
-                found = f"{p['found']} of {p['labels']}" if p["labels"] else "-"
-                lines.append(f"| {key} | {f_mean:.1f} | {u_mean:.1f} ({max(p['unmatched_mp']):.1f}) | {found} |")
+                found = f"{p['found']} of {p['labels']} ({p['found'] / p['labels']:.2f})" if p["labels"] else "-"
+                prec = f"{sum(p['precision']) / len(p['precision']):.2f}" if p["precision"] else "-"
+                per_m = sum(p["per_m"]) / len(p["per_m"])
+                lines.append(f"| {key} | {f_mean:.1f} | {u_mean:.1f} ({max(p['unmatched_mp']):.1f}) | {per_m:.1f} | {prec} | {found} |")
             # Per planted anomaly: the seeds where its own detector found it, and who else did.
             lines += ["", "| planted | its detector found it | found by others only | missed by all |", "|---|---|---|---|"]
             plants = {}

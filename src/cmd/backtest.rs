@@ -157,6 +157,10 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             );
         }
     }
+    // A label counts as found only by a finding a team is told of (`[alerts] min_severity`):
+    // an info finding that happens to match it was reported, not alerted.
+    let min = g.config.alerts.min_severity;
+    let alerted = |f: &Finding| f.severity >= min;
     let codes: BTreeMap<&str, &str> = detect::all()
         .iter()
         .map(|d| (d.name(), d.code()))
@@ -186,11 +190,11 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             let meant: Vec<&Label> = l.anomalies.iter().filter(|a| a.kind == *name).collect();
             let tp = mine
                 .iter()
-                .filter(|f| meant.iter().any(|a| matches(f, a)))
+                .filter(|f| alerted(f) && meant.iter().any(|a| matches(f, a)))
                 .count();
             let found = meant
                 .iter()
-                .filter(|a| mine.iter().any(|f| matches(f, a)))
+                .filter(|a| mine.iter().any(|f| alerted(f) && matches(f, a)))
                 .count();
             row["labels"] = meant.len().into();
             row["labels_found"] = found.into();
@@ -214,13 +218,15 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         l.anomalies
             .iter()
             .map(|a| {
-                let by: BTreeSet<&str> = findings
-                    .iter()
-                    .filter(|f| matches(f, a))
-                    .map(|f| f.detector)
-                    .collect();
+                let by = |alert: bool| -> BTreeSet<&str> {
+                    findings
+                        .iter()
+                        .filter(|f| alerted(f) == alert && matches(f, a))
+                        .map(|f| f.detector)
+                        .collect()
+                };
                 serde_json::json!({"kind": a.kind, "actor_id": a.actor_id, "start": a.start,
-                    "note": a.note, "found_by": by})
+                    "note": a.note, "found_by": by(true), "below_alert_by": by(false)})
             })
             .collect()
     });
@@ -228,7 +234,7 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         "from": rfc3339(from), "to": rfc3339(to), "windows": done, "findings": findings.len(),
         "alerts": total_alerts, "alerts_per_day": total_alerts as f64 / days,
         "alerts_by_day": alerts_per_day, "detectors": rows,
-        "labels_found_by_any": labels.as_ref().map(|l| l.anomalies.iter().filter(|a| findings.iter().any(|f| matches(f, a))).count()),
+        "labels_found_by_any": labels.as_ref().map(|l| l.anomalies.iter().filter(|a| findings.iter().any(|f| alerted(f) && matches(f, a))).count()),
         "labels": labels.as_ref().map(|l| l.anomalies.len()),
         "label_results": label_results,
     });

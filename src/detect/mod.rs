@@ -6,6 +6,7 @@ pub mod allowlist;
 pub mod detectors;
 pub mod finding;
 pub mod params;
+pub mod peers;
 pub mod rows;
 
 use std::collections::BTreeMap;

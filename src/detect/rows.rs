@@ -64,3 +64,65 @@ pub fn list(row: &Row, key: &str) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// Typed columns of a query result, for detectors that read many rows: a missing column or one
+/// of another type is an error naming it, never a silent zero.
+pub mod typed {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::error::DataFusionError;
+
+    use crate::query::QueryError;
+
+    fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef, QueryError> {
+        let col = batch.column_by_name(name).ok_or_else(|| {
+            QueryError::DataFusion(DataFusionError::Internal(format!(
+                "detector query has no column {name}"
+            )))
+        })?;
+        cast(col, to).map_err(|e| QueryError::DataFusion(DataFusionError::from(e)))
+    }
+
+    /// Column `name` as strings (`None` for nulls).
+    pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, QueryError> {
+        let a = column(batch, name, &DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        Ok((0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i).to_owned()))
+            .collect())
+    }
+
+    /// Column `name` as UTC nanoseconds (`None` for nulls).
+    pub fn nanos(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, QueryError> {
+        let a = column(
+            batch,
+            name,
+            &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        )?;
+        let a = a.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+        Ok((0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect())
+    }
+
+    /// Column `name` as integers (`None` for nulls).
+    pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, QueryError> {
+        let a = column(batch, name, &DataType::Int64)?;
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        Ok((0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect())
+    }
+}
+
+/// Runs `sql` with named parameters bound and returns its record batches.
+pub async fn batches(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<(&str, ScalarValue)>,
+    limits: Limits,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>, QueryError> {
+    let df = query::plan(ctx, sql, Some(ParamValues::from(params))).await?;
+    query::collect(df, limits).await
+}

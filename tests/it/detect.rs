@@ -141,6 +141,38 @@ pub fn history() -> Log {
                 }
             }
         }
+        if weekday {
+            // carol reads the team token through the day from her own office network; dave
+            // reads it every evening from the VPN. Both are alice's peers (the same secret).
+            for h in 10..17 {
+                l.read(
+                    day(d) + h * H + 30 * M,
+                    "oidc-carol",
+                    "dev/app/token",
+                    "192.168.20.7",
+                    "vault-cli/1.15",
+                );
+            }
+            l.read(
+                day(d) + 18 * H + 10 * M,
+                "oidc-dave",
+                "dev/app/token",
+                "192.168.10.8",
+                "vault-cli/1.15",
+            );
+        }
+        if d == 15 {
+            // dave deletes an old token: deleting is something alice's peers do.
+            l.call(
+                day(d) + 18 * H + 20 * M,
+                "oidc-dave",
+                "delete",
+                "dev/app/old-token",
+                "192.168.10.8",
+                "vault-cli/1.15",
+                false,
+            );
+        }
         if weekday && d < 14 {
             // bob reads at 08:00 in his normal week; ten denied reads a day are his usual noise.
             l.read(
@@ -288,7 +320,28 @@ pub fn window(l: &mut Log) {
         "10.0.2.5",
         "vault-go/1.0",
     );
-    // VG017: alice deletes a secret; she never deleted anything before.
+    // Near misses of VG001 and VG003: carol reads alice's secret for the first time (her peer
+    // reads it daily: info), from the VPN's /24, new to her but used by alice, bob and dave
+    // (the estate's own network: info).
+    l.read(
+        w + 11 * H + 5 * M,
+        "oidc-carol",
+        "prod/app/api-key",
+        "192.168.10.9",
+        "vault-cli/1.15",
+    );
+    // VG017: the staging service deletes its secret; neither it nor any peer ever deleted.
+    l.call(
+        w + 12 * H + 30 * M,
+        "kubernetes-staging-api",
+        "delete",
+        "staging/app/db",
+        "10.0.2.5",
+        "vault-go/1.0",
+        false,
+    );
+    // Near miss of VG017: alice deletes a secret; she never deleted anything before, but her
+    // peer dave did (info).
     l.call(
         w + 12 * H,
         "oidc-alice",
@@ -377,6 +430,31 @@ fn every_detector_on_its_fixture() {
     assert!(!all
         .iter()
         .any(|f| f["code"] == "VG003" && f["observed"]["src_ip"] == "192.168.10.5"));
+    // Novelty against peers: the near misses are reported as info, the real cases alert.
+    let one = |code: &str, actor: &str| -> &Value {
+        all.iter()
+            .find(|f| f["code"] == code && f["actor_name"] == actor)
+            .unwrap_or_else(|| panic!("no {code} for {actor}: {all:#?}"))
+    };
+    let carol = one("VG001", "oidc-carol");
+    assert_eq!(carol["severity"], "info", "{carol}");
+    assert_eq!(carol["baseline"]["peer_callers"], 1, "{carol}");
+    assert!(
+        carol["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("1 of its 3 peers"),
+        "{carol}"
+    );
+    assert_eq!(one("VG001", "kubernetes-prod-api")["severity"], "high");
+    let carol = one("VG003", "oidc-carol");
+    assert_eq!(carol["severity"], "info", "{carol}");
+    assert_eq!(carol["baseline"]["network_principals"], 3, "{carol}");
+    assert_eq!(one("VG003", "oidc-alice")["severity"], "medium");
+    let alice = one("VG017", "oidc-alice");
+    assert_eq!(alice["severity"], "info", "{alice}");
+    assert_eq!(alice["baseline"]["peers_making_such_changes"], 1, "{alice}");
+    assert_eq!(one("VG017", "kubernetes-staging-api")["severity"], "high");
     // The sweep of 25 secrets in working hours is also a burst for a service reading once an hour.
     assert!(all
         .iter()
@@ -436,18 +514,19 @@ fn every_detector_on_its_fixture() {
     insta::assert_json_snapshot!("findings_on_the_fixture", by_code);
 }
 
-/// VG005 on three people over the fixture's 21 days (calendar: UTC, 08:00-19:00, Mon-Fri):
-/// carol works 10:00-11:00 only; dan is on call (two reads at 22:00 every night) and so is erin.
-/// In the window carol reads once at 23:30 (fires: never off-hours before), dan reads twice at
-/// 23:15, an hour he never used (quiet: reading off-hours is his habit), erin reads 15 times
-/// between 21:00 and 23:34 (fires on the 10 outside her usual 22:00 hour: many more than her
-/// two a night).
+/// VG005 on four people over the fixture's 21 days (calendar: UTC, 08:00-19:00, Mon-Fri):
+/// carol and fay work 10:00-11:00 only; dan is on call (two reads at 22:00 every night) and so
+/// is erin. In the window carol reads once at 23:30 (fires: never off-hours before, and no one
+/// reads at 23:00), dan reads twice at 23:15, an hour he never used (quiet: reading off-hours is
+/// his habit), erin reads 15 times between 21:00 and 23:34 (fires on the 10 outside her usual
+/// 22:00 hour: many more than her two a night), fay reads once at 22:30 (quiet: she never did,
+/// but half of the estate's people's reading days have reads at 22:00).
 #[test]
 fn off_hours_reads_fire_unless_they_are_the_persons_habit() {
     let mut l = Log::new();
     let vpn = "192.168.10.7";
     for d in 0..21 {
-        for who in ["oidc-carol", "oidc-dan", "oidc-erin"] {
+        for who in ["oidc-carol", "oidc-dan", "oidc-erin", "oidc-fay"] {
             if d % 7 < 5 {
                 l.read(day(d) + 10 * H, who, "dev/app/token", vpn, "vault-cli/1.15");
             }
@@ -487,6 +566,13 @@ fn off_hours_reads_fire_unless_they_are_the_persons_habit() {
     l.read(
         w + 23 * H + 16 * M,
         "oidc-dan",
+        "prod/app/db",
+        vpn,
+        "vault-cli/1.15",
+    );
+    l.read(
+        w + 22 * H + 30 * M,
+        "oidc-fay",
         "prod/app/db",
         vpn,
         "vault-cli/1.15",

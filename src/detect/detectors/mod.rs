@@ -33,7 +33,8 @@ use std::collections::BTreeMap;
 use datafusion::common::ScalarValue;
 use serde_json::Value;
 
-use super::rows::{self, Row};
+use super::peers::ReadPairs;
+use super::rows::{self, typed, Row};
 use super::{DetectContext, Detector, Finding, Param, Severity};
 use crate::query::QueryError;
 use crate::timerange::rfc3339;
@@ -177,6 +178,45 @@ pub struct Cache {
     profiles: tokio::sync::Mutex<BTreeMap<i64, std::sync::Arc<unusual_hour::Profiles>>>,
     /// Names of the registered client-history tables, per lookback.
     clients: tokio::sync::Mutex<BTreeMap<i64, String>>,
+    /// Who read which secret, per lookback (VG001, VG017: peers).
+    read_pairs: tokio::sync::Mutex<BTreeMap<i64, std::sync::Arc<ReadPairs>>>,
+}
+
+/// The lookback's (principal, secret) read pairs, from the hourly rollups (its groups, not its
+/// events): one row per pair, a few thousand on an estate of a thousand principals.
+const PAIRS: &str = "
+SELECT resource_id, actor_id, max(actor_type) AS actor_type, min(first_time) AS first_seen
+FROM event_counts
+WHERE is_secret_read AND outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
+  AND last_time >= $hist_from AND first_time < $from
+GROUP BY resource_id, actor_id";
+
+/// The lookback's read pairs (principal, secret, first read), read once per run and lookback.
+async fn read_pairs(
+    d: &DetectContext<'_>,
+    lookback: i64,
+) -> Result<std::sync::Arc<ReadPairs>, QueryError> {
+    let mut cache = d.cache.read_pairs.lock().await;
+    if let Some(p) = cache.get(&lookback) {
+        return Ok(p.clone());
+    }
+    let mut out = ReadPairs::default();
+    for batch in rows::batches(d.ctx, PAIRS, bounds(d, lookback), d.limits).await? {
+        let actors = typed::strings(&batch, "actor_id")?;
+        let types = typed::strings(&batch, "actor_type")?;
+        let resources = typed::strings(&batch, "resource_id")?;
+        let firsts = typed::nanos(&batch, "first_seen")?;
+        for (((actor, ty), resource), first) in
+            actors.into_iter().zip(types).zip(resources).zip(firsts)
+        {
+            if let (Some(actor), Some(resource), Some(first)) = (actor, resource, first) {
+                out.insert(actor, ty, resource, first);
+            }
+        }
+    }
+    let out = std::sync::Arc::new(out);
+    cache.insert(lookback, out.clone());
+    Ok(out)
 }
 
 /// Calls of the window's secret readers in the lookback, per source address and user agent:
@@ -199,22 +239,39 @@ async fn client_history(d: &DetectContext<'_>, lookback: i64) -> Result<String, 
     if let Some(name) = cache.get(&lookback) {
         return Ok(name.clone());
     }
+    let name = materialize(
+        d,
+        &format!("vigil_client_history_{}", cache.len()),
+        CLIENT_HISTORY,
+        bounds(d, lookback),
+    )
+    .await?;
+    cache.insert(lookback, name.clone());
+    Ok(name)
+}
+
+/// Runs `sql` once and registers its result in the session as table `name` (returned), for a
+/// detector whose query reads one intermediate result several times: DataFusion inlines a CTE
+/// at each use, so each would scan the store again. A backtest runs window after window on one
+/// session: each run's table replaces the last of the same name.
+async fn materialize(
+    d: &DetectContext<'_>,
+    name: &str,
+    sql: &str,
+    params: Vec<(&'static str, ScalarValue)>,
+) -> Result<String, QueryError> {
     let df = crate::query::plan(
         d.ctx,
-        CLIENT_HISTORY,
-        Some(datafusion::common::ParamValues::from(bounds(d, lookback))),
+        sql,
+        Some(datafusion::common::ParamValues::from(params)),
     )
     .await?;
     let schema = df.schema().inner().clone();
     let batches = crate::query::collect(df, d.limits).await?;
     let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-    // A backtest runs window after window on one session: each run's table replaces the last.
-    let name = format!("vigil_client_history_{}", cache.len());
-    d.ctx.deregister_table(name.as_str())?;
-    d.ctx
-        .register_table(name.as_str(), std::sync::Arc::new(table))?;
-    cache.insert(lookback, name.clone());
-    Ok(name)
+    d.ctx.deregister_table(name)?;
+    d.ctx.register_table(name, std::sync::Arc::new(table))?;
+    Ok(name.to_owned())
 }
 
 /// Days of history the store holds before the window (0 when none).

@@ -1,54 +1,47 @@
 use super::*;
 use crate::detect::finding::{numbers, round};
+use crate::detect::peers::Peers;
+use crate::detect::rows::typed;
 use crate::detect::{DetectorSettings, Param};
 
 /// VG001 new-caller-for-secret.
 pub struct NewCaller;
 
 const DOC: &str = "\
-What: a principal successfully reads a secret it has not read in the lookback (default 30 days).
+What: a principal successfully reads a secret it has not read in the lookback (default 30 days)
+and that none of its peers read either.
 Why: stolen credentials and over-broad policies show up as a known identity touching a secret it
 never needed; the Elastic \"First Time Seen GetSecretValue\" rule and Microsoft's new-entity model
-are the anchors.
-Example: role analytics-etl reads prod/payments/db for the first time at 03:10.
-Scoring: novelty is weighed by how stable the secret's set of callers is: lambda = callers that
-appeared during the history per day; score = exp(-lambda). Only secrets with score >= min_score
-(0.9: fewer than one new caller per ten days) are reported; 0.97 and above is high. A secret with
-more than max_callers callers is noisy and gives low.
+are the anchors. A person's first read of a secret their teammates read every day is not one of
+those: novelty is judged against the principal's peers, as UEBA products do.
+Peers: principals that read at least min_shared_secrets of the same secrets as it in the lookback
+(its co-readers, from the store; a workload's peers are workloads, so a service reading what only
+people read is not explained by them). A first read of a secret that min_peer_callers or more
+peers read is info (reported, not alerted) and names them.
+Example: role analytics-etl reads prod/payments/db for the first time at 03:10; none of its 6 peers
+ever read it.
+Scoring (no peer read it): how often the secret gains callers from outside the principal's peers:
+lambda = such new callers per day of its history; score = P(no such caller in a day) =
+Poisson(lambda) at 0 (statrs). score >= 0.97 is high, >= min_score (0.9) medium, below low. A
+secret with more than max_callers callers is noisy and gives low.
 Cold start: quiet (and says so) while the store holds less than min_history_days before the
 window; a secret first read less than min_history_days ago is new itself and its callers are not
-reported.
-Tuning: lookback_days, min_history_days, max_callers; allowlist deploy roles by actor.
-False positives: new services, re-created roles with new ids, secrets rotated into a new name.";
+reported; a principal first seen less than min_principal_days ago has too little history of its
+own: its first reads are info.
+Tuning: lookback_days, min_history_days, max_callers, min_shared_secrets, min_peer_callers,
+min_principal_days; allowlist deploy roles by actor.
+False positives: re-created roles with new ids, secrets rotated into a new name, a team that
+reorganises (its people's new peers read nothing of theirs yet).";
 
-const SQL: &str = "
-WITH win AS (
-  SELECT actor_id, resource_id, max(actor_name) AS actor_name, min(event_time) AS first_read,
-         max(event_time) AS last_read, count(*) AS reads
-  FROM secret_reads
-  WHERE outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
-    AND event_time >= $from AND event_time < $to
-  GROUP BY actor_id, resource_id),
-hist AS (
-  -- from the hourly rollups: the lookback's (hour, principal, secret) groups, not its events
-  SELECT resource_id, actor_id, min(first_time) AS first_seen
-  FROM event_counts
-  WHERE is_secret_read AND outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
-    AND last_time >= $hist_from AND first_time < $from
-  GROUP BY resource_id, actor_id),
-secrets AS (
-  SELECT resource_id, min(first_seen) AS secret_first_seen, count(*) AS callers,
-         sum(CASE WHEN CAST(first_seen AS BIGINT) >= CAST(secret_min AS BIGINT) + $settle
-             THEN 1 ELSE 0 END) AS new_callers
-  FROM (SELECT resource_id, first_seen, min(first_seen) OVER (PARTITION BY resource_id) AS secret_min FROM hist)
-  GROUP BY resource_id)
-SELECT w.actor_id, w.resource_id, w.actor_name, w.first_read, w.last_read, w.reads,
-       s.secret_first_seen, s.callers, s.new_callers
-FROM win w
-LEFT JOIN hist h ON h.actor_id = w.actor_id AND h.resource_id = w.resource_id
-LEFT JOIN secrets s ON s.resource_id = w.resource_id
-WHERE h.actor_id IS NULL
-ORDER BY w.first_read, w.actor_id, w.resource_id";
+/// The window's (principal, secret) read pairs.
+const WINDOW: &str = "
+SELECT actor_id, resource_id, max(actor_name) AS actor_name, max(actor_type) AS actor_type,
+       min(event_time) AS first_read, max(event_time) AS last_read, count(*) AS reads
+FROM secret_reads
+WHERE outcome = 'success' AND actor_id IS NOT NULL AND resource_id IS NOT NULL
+  AND event_time >= $from AND event_time < $to
+GROUP BY actor_id, resource_id
+ORDER BY min(event_time), actor_id, resource_id";
 
 #[async_trait::async_trait]
 impl Detector for NewCaller {
@@ -59,7 +52,7 @@ impl Detector for NewCaller {
         "new-caller-for-secret"
     }
     fn summary(&self) -> &'static str {
-        "a principal reads a secret it never read in the lookback"
+        "a principal reads a secret that neither it nor its peers read in the lookback"
     }
     fn doc(&self) -> &'static str {
         DOC
@@ -87,7 +80,22 @@ impl Detector for NewCaller {
             Param {
                 name: "min_score",
                 default: 0.9,
-                doc: "report only secrets this stable: exp(-new callers per day)",
+                doc: "medium from this score (P of no new outside caller in a day), low below",
+            },
+            Param {
+                name: "min_shared_secrets",
+                default: 1.0,
+                doc: "secrets two principals both read in the lookback to be peers",
+            },
+            Param {
+                name: "min_peer_callers",
+                default: 1.0,
+                doc: "peers among the secret's callers that make a first read ordinary (info)",
+            },
+            Param {
+                name: "min_principal_days",
+                default: 7.0,
+                doc: "history a principal needs before its own novelty counts (info before)",
             },
         ]
     }
@@ -105,83 +113,137 @@ impl Detector for NewCaller {
             ));
             return Ok(Vec::new());
         }
-        let mut params = bounds(d, lookback);
+        let history = read_pairs(d, lookback).await?;
+        let window = rows::batches(d.ctx, WINDOW, bounds(d, lookback), d.limits).await?;
+        let min_shared = s.get("min_shared_secrets").max(1.0) as usize;
         // Callers first seen within a day of the secret itself were there from the start: not "new".
-        params.push(("settle", rows::int(DAY as f64)));
+        let settle = DAY;
         // The qualifying pairs, grouped by principal in order of their first new read: one
         // principal reading thirty secrets it never read is one story (and one alert), not
-        // thirty; an off-hours burst or an enumeration made thirty findings here before.
-        let mut groups: Vec<(String, Vec<NewPair>)> = Vec::new();
+        // thirty; an off-hours burst or an enumeration made thirty findings here before. Reads
+        // its peers explain are a second, info finding, so the alert lists only the unusual ones.
+        let mut groups: Vec<((String, bool), Vec<NewPair>)> = Vec::new();
         // The allowlist applies to each secret before grouping: an accepted pair must neither
         // appear in the alert nor set its severity.
         let allow = crate::detect::allowlist::Allowlist::from_config(d.config);
         let now = crate::clock::now_nanos().unwrap_or(i64::MAX);
-        for r in query(d, SQL, params).await? {
-            let days = history_days(d, rows::s(&r, "secret_first_seen"));
-            let callers = rows::n(&r, "callers");
-            let new_callers = rows::n(&r, "new_callers");
-            let lambda = if days > 0.0 {
-                new_callers / days.max(1.0)
-            } else {
-                0.0
-            };
-            let score = (-lambda).exp();
-            // A secret that keeps gaining callers makes a new one unremarkable.
-            if score < s.get("min_score") {
-                continue;
-            }
-            // A secret first read less than min_history_days ago is new itself: its first
-            // callers are expected, not news.
-            if days < s.get("min_history_days") {
-                continue;
-            }
-            let severity = if callers > s.get("max_callers") {
-                Severity::Low
-            } else if score >= 0.97 {
-                Severity::High
-            } else {
-                self.default_severity()
-            };
-            let actor = rows::text(&r, "actor_id");
-            let resource = rows::text(&r, "resource_id");
-            let first_read = rows::s(&r, "first_read").unwrap_or("");
-            let alone = finding(
-                self,
-                severity,
-                &actor,
-                rows::s(&r, "actor_name"),
-                vec![resource.clone()],
-                first_read,
-                rows::s(&r, "last_read").unwrap_or(""),
-                Some(&resource),
-            );
-            if allow.suppresses(&alone, now) {
-                continue;
-            }
-            let pair = NewPair {
-                resource,
-                who: who(&r),
-                actor_name: rows::s(&r, "actor_name").map(str::to_owned),
-                first_read: first_read.to_owned(),
-                last_read: rows::s(&r, "last_read").unwrap_or("").to_owned(),
-                reads: rows::n(&r, "reads"),
-                callers,
-                lambda,
-                days,
-                score,
-                severity,
-            };
-            match groups.iter_mut().find(|(a, _)| *a == actor) {
-                Some((_, pairs)) => pairs.push(pair),
-                None => groups.push((actor, vec![pair])),
+        let mut peers_of: std::collections::HashMap<String, Peers> = Default::default();
+        for batch in &window {
+            let actors = typed::strings(batch, "actor_id")?;
+            let resources = typed::strings(batch, "resource_id")?;
+            let names = typed::strings(batch, "actor_name")?;
+            let types = typed::strings(batch, "actor_type")?;
+            let firsts = typed::nanos(batch, "first_read")?;
+            let lasts = typed::nanos(batch, "last_read")?;
+            let reads = typed::ints(batch, "reads")?;
+            for i in 0..batch.num_rows() {
+                let (Some(actor), Some(resource)) = (&actors[i], &resources[i]) else {
+                    continue;
+                };
+                if history.has_read(actor, resource) {
+                    continue;
+                }
+                let peers = peers_of
+                    .entry(actor.clone())
+                    .or_insert_with(|| history.peers(actor, types[i].as_deref(), min_shared));
+                let Some(seen) = history.callers_of(resource, peers, settle) else {
+                    // Nobody read it in the lookback: a new secret, whose first callers are
+                    // expected (or one dormant for the whole lookback: VG014's case).
+                    continue;
+                };
+                let days = (d.window.from - seen.first_seen) as f64 / DAY as f64;
+                // A secret first read less than min_history_days ago is new itself: its first
+                // callers are expected, not news.
+                if days < s.get("min_history_days") {
+                    continue;
+                }
+                let callers = seen.callers as f64;
+                let peer_callers = seen.peer_callers as f64;
+                let lambda = seen.outside_new_callers as f64 / days.max(1.0);
+                let score = no_new_caller_probability(lambda);
+                let actor_days = history
+                    .first_seen(actor)
+                    .map(|t| (d.window.from - t) as f64 / DAY as f64)
+                    .unwrap_or(0.0);
+                let why = if actor_days < s.get("min_principal_days") {
+                    Why::YoungPrincipal(actor_days)
+                } else if peer_callers >= s.get("min_peer_callers").max(1.0) {
+                    Why::PeersRead
+                } else {
+                    Why::NoPeer
+                };
+                let severity = match why {
+                    Why::YoungPrincipal(_) | Why::PeersRead => Severity::Info,
+                    Why::NoPeer if callers > s.get("max_callers") => Severity::Low,
+                    Why::NoPeer if score >= 0.97 => Severity::High,
+                    Why::NoPeer if score >= s.get("min_score") => self.default_severity(),
+                    Why::NoPeer => Severity::Low,
+                };
+                let first_read = firsts[i].map(rfc3339).unwrap_or_default();
+                let last_read = lasts[i].map(rfc3339).unwrap_or_default();
+                let alone = finding(
+                    self,
+                    severity,
+                    actor,
+                    names[i].as_deref(),
+                    vec![resource.clone()],
+                    &first_read,
+                    &last_read,
+                    Some(resource),
+                );
+                if allow.suppresses(&alone, now) {
+                    continue;
+                }
+                let pair = NewPair {
+                    resource: resource.clone(),
+                    who: crate::detect::display_name(actor, names[i].as_deref()),
+                    actor_name: names[i].clone(),
+                    first_read,
+                    last_read,
+                    reads: reads[i].unwrap_or(0) as f64,
+                    callers,
+                    peers: peers.len() as f64,
+                    peer_callers,
+                    why,
+                    lambda,
+                    days,
+                    score,
+                    severity,
+                };
+                let key = (actor.clone(), severity == Severity::Info);
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, pairs)) => pairs.push(pair),
+                    None => groups.push((key, vec![pair])),
+                }
             }
         }
         let lookback_days = s.get("lookback_days");
         Ok(groups
             .into_iter()
-            .map(|(actor, pairs)| self.grouped(&actor, &pairs, lookback_days))
+            .map(|((actor, _), pairs)| self.grouped(&actor, &pairs, lookback_days))
             .collect())
     }
+}
+
+/// P(no caller from outside the principal's peers in a day) when the secret gains such callers
+/// at `lambda` a day (a Poisson process): 1 for a secret that never does.
+fn no_new_caller_probability(lambda: f64) -> f64 {
+    use statrs::distribution::{Discrete, Poisson};
+    if lambda <= 0.0 {
+        return 1.0;
+    }
+    Poisson::new(lambda).map(|p| p.pmf(0)).unwrap_or(0.0)
+}
+
+/// Why a first read has the severity it has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Why {
+    /// No peer read the secret: novelty, scored by the secret's stability.
+    NoPeer,
+    /// Peers read it: ordinary for the principal's group.
+    PeersRead,
+    /// The principal was first seen this many days ago: too little history of its own.
+    YoungPrincipal(f64),
 }
 
 /// A principal's first read of one secret in the window, with the secret's caller history.
@@ -193,6 +255,10 @@ struct NewPair {
     last_read: String,
     reads: f64,
     callers: f64,
+    /// Peers of the principal, and those among the secret's callers.
+    peers: f64,
+    peer_callers: f64,
+    why: Why,
     lambda: f64,
     days: f64,
     score: f64,
@@ -256,32 +322,61 @@ impl NewCaller {
         };
         f.baseline = numbers([
             ("secret_callers", int(best.callers)),
-            ("new_callers_per_day", round(best.lambda, 3)),
+            ("peers", int(best.peers)),
+            ("peer_callers", int(best.peer_callers)),
+            ("outside_new_callers_per_day", round(best.lambda, 3)),
             ("history_days", round(best.days, 1)),
         ]);
         let days = best.days.min(lookback_days);
         let plural = |n: f64, one: &str| {
             if n == 1.0 {
-                one.to_owned()
+                format!("{n} {one}")
             } else {
-                format!("{one}s")
+                format!("{n} {one}s")
             }
         };
-        f.explanation = if pairs.len() == 1 {
-            format!(
-                "{} read {} for the first time in {days:.0} days; the secret had {} {} and gains {:.2} new ones per day.",
-                first.who, first.resource, best.callers, plural(best.callers, "caller"), best.lambda
-            )
+        // What was read: one secret, or how many with the first and the one the numbers are of.
+        let what = if pairs.len() == 1 {
+            first.resource.clone()
         } else if best.resource == first.resource {
-            format!(
-                "{} read {} secrets for the first time in {days:.0} days, {} the first and the most settled of them: it had {} {} and gains {:.2} new ones per day.",
-                first.who, pairs.len(), first.resource, best.callers, plural(best.callers, "caller"), best.lambda
-            )
+            format!("{} secrets ({} first)", pairs.len(), first.resource)
         } else {
             format!(
-                "{} read {} secrets for the first time in {days:.0} days, {} the first; the most settled of them, {}, had {} {} and gains {:.2} new ones per day.",
-                first.who, pairs.len(), first.resource, best.resource, best.callers, plural(best.callers, "caller"), best.lambda
+                "{} secrets ({} first; figures for {})",
+                pairs.len(),
+                first.resource,
+                best.resource
             )
+        };
+        let peers = if best.peers == 0.0 {
+            "peers (no principal read any of the same secrets)".to_owned()
+        } else {
+            format!(
+                "{} (principals reading the same secrets)",
+                plural(best.peers, "peer")
+            )
+        };
+        f.explanation = match best.why {
+            Why::NoPeer if best.peers == 0.0 => format!(
+                "{} read {what} for the first time in {days:.0} days, and it has no {peers}; the secret had {} and gains {:.2} new callers per day.",
+                first.who, plural(best.callers, "caller"), best.lambda
+            ),
+            Why::NoPeer => format!(
+                "{} read {what} for the first time in {days:.0} days, and none of its {peers} read it; the secret had {} and gains {:.2} callers from outside those peers per day.",
+                first.who, plural(best.callers, "caller"), best.lambda
+            ),
+            Why::PeersRead => format!(
+                "{} read {what} for the first time in {days:.0} days; {} of its {peers} read it too, of {}: ordinary for its group.",
+                first.who, best.peer_callers, plural(best.callers, "caller")
+            ),
+            Why::YoungPrincipal(age) if age <= 0.0 => format!(
+                "{} read {what}, but it read no secret in the {lookback_days:.0} days before: nothing of its own to compare with (VG002 judges new principals).",
+                first.who
+            ),
+            Why::YoungPrincipal(age) => format!(
+                "{} read {what} for the first time; it was first seen {age:.1} days ago, too little history of its own to call its reads new ({} of its {peers} read it).",
+                first.who, best.peer_callers
+            ),
         };
         f
     }

@@ -6,15 +6,21 @@ use crate::detect::{DetectorSettings, Param};
 pub struct NewNetwork;
 
 const DOC: &str = "\
-What: a principal calls from a network (IPv4 /24, IPv6 /48) it did not use in the lookback.
+What: a principal calls from a network (IPv4 /24, IPv6 /48) it did not use in the lookback, and
+that fewer than min_network_principals other principals of the estate used either.
 Why: credentials used from somewhere new are the classic sign of theft (GuardDuty's
 InstanceCredentialExfiltration, Elastic's access-key-from-new-IP). A workload that always came
 from private addresses and now comes from a public one is the strongest case (severity high).
-Example: role payments-api-task, always 10.20.x.x, reads a secret from 198.51.100.23.
+A network that many other principals call from is the estate's own (a pod subnet a deploy
+moved to, a VPN pool, an office NAT): new to the principal, not to its peers, so info.
+Example: role payments-api-task, always 10.20.x.x, reads a secret from 198.51.100.23, which no
+other principal ever used.
 Cold start: a principal with fewer than min_events calls with an address in the lookback stays
 quiet (there is nothing to compare with).
-Tuning: lookback_days, min_events; allowlist CI runners by actor and network.
-False positives: VPN exit changes, new subnets, laptops on the road. No ASN data offline.";
+Tuning: lookback_days, min_events, min_network_principals; allowlist CI runners by actor and
+network.
+False positives: a new office or VPN pool before others use it, laptops on the road. No ASN
+data offline.";
 
 const SQL: &str = "
 WITH win_ips AS (
@@ -36,15 +42,24 @@ hist_ips AS (
 hist AS (
   SELECT actor_id, vigil_network(src_ip) AS network, sum(n) AS n FROM hist_ips
   GROUP BY actor_id, vigil_network(src_ip)),
+-- who else called from each network: the estate's own networks are not news
+net_ips AS (
+  SELECT DISTINCT actor_id, src_ip FROM client_counts
+  WHERE src_ip IS NOT NULL AND actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $from),
+net_users AS (
+  SELECT vigil_network(src_ip) AS network, count(DISTINCT arrow_cast(actor_id, 'Utf8')) AS users
+  FROM net_ips GROUP BY vigil_network(src_ip)),
 actors AS (
   SELECT actor_id, sum(n) AS events, count(*) AS networks,
          bool_and(vigil_is_private(network)) AS all_private
   FROM hist GROUP BY actor_id)
 SELECT w.actor_id, w.network, w.actor_name, w.actor_type, w.first_seen, w.last_seen, w.events,
-       w.src_ip, w.resources, a.events AS hist_events, a.networks AS hist_networks, a.all_private
+       w.src_ip, w.resources, a.events AS hist_events, a.networks AS hist_networks, a.all_private,
+       coalesce(u.users, 0) AS network_principals
 FROM win w
 JOIN actors a ON a.actor_id = w.actor_id
 LEFT JOIN hist h ON h.actor_id = w.actor_id AND h.network = w.network
+LEFT JOIN net_users u ON u.network = w.network
 WHERE h.actor_id IS NULL AND a.events >= $min_events
 ORDER BY w.first_seen, w.actor_id, w.network";
 
@@ -66,7 +81,15 @@ impl Detector for NewNetwork {
         Severity::Medium
     }
     fn params(&self) -> &'static [Param] {
-        &FIRST_SEEN_PARAMS
+        &[
+            FIRST_SEEN_PARAMS[0],
+            FIRST_SEEN_PARAMS[1],
+            Param {
+                name: "min_network_principals",
+                default: 3.0,
+                doc: "other principals whose use of a network in the lookback makes it the estate's (info)",
+            },
+        ]
     }
     async fn detect(
         &self,
@@ -87,7 +110,11 @@ impl Detector for NewNetwork {
             let workload = rows::s(&r, "actor_type") == Some("workload");
             let escalate =
                 public && workload && r.get("all_private").and_then(|v| v.as_bool()) == Some(true);
-            let severity = if escalate {
+            let others = rows::n(&r, "network_principals");
+            let shared = others >= s.get("min_network_principals").max(1.0);
+            let severity = if shared {
+                Severity::Info
+            } else if escalate {
                 Severity::High
             } else {
                 self.default_severity()
@@ -103,7 +130,13 @@ impl Detector for NewNetwork {
                 rows::s(&r, "last_seen").unwrap_or(""),
                 Some(&network),
             );
-            f.score = if escalate { 0.9 } else { 0.7 };
+            f.score = if shared {
+                0.2
+            } else if escalate {
+                0.9
+            } else {
+                0.7
+            };
             f.observed = numbers([
                 ("network", network.clone().into()),
                 ("src_ip", ip.clone().into()),
@@ -112,13 +145,28 @@ impl Detector for NewNetwork {
             f.baseline = numbers([
                 ("known_networks", int(rows::n(&r, "hist_networks"))),
                 ("events", int(rows::n(&r, "hist_events"))),
+                ("network_principals", int(others)),
             ]);
-            f.explanation = format!(
-                "{} read secrets from {ip} ({network}), a network not seen for it in {:.0} days ({} known network{}{}).",
-                who(&r), days, rows::n(&r, "hist_networks"),
-                if rows::n(&r, "hist_networks") == 1.0 { "" } else { "s" },
-                if escalate { ", all private until now" } else { "" }
-            );
+            let known = rows::n(&r, "hist_networks");
+            let plural = if known == 1.0 { "" } else { "s" };
+            let private = if escalate {
+                ", all private until now"
+            } else {
+                ""
+            };
+            f.explanation = if shared {
+                format!(
+                    "{} read secrets from {ip} ({network}), a network not seen for it in {days:.0} days ({known} known network{plural}{private}), but {others} other principals called from it in that time: the estate's own network.",
+                    who(&r)
+                )
+            } else {
+                format!(
+                    "{} read secrets from {ip} ({network}), a network not seen for it in {days:.0} days ({known} known network{plural}{private}) and used by {} other principal{} in that time.",
+                    who(&r),
+                    others,
+                    if others == 1.0 { "" } else { "s" }
+                )
+            };
             out.push(f);
         }
         Ok(out)

@@ -18,12 +18,28 @@ history and the local day's off-hours reads so far are not many more than on the
 (workdays and days off apart; Poisson tail at least p_value: an on-call engineer; a burst still
 fires). A thief who keeps to a
 quarter of the nights for weeks becomes usual here: VG006 and VG007 still see the hours and counts.
+Peers: an off-hours hour is also judged against the estate's people. Of the person's reading
+days (workdays and days off apart), the share with reads in that local hour is estimated with
+prior_days of all people's reading days weighed in: (own days with the hour + prior_days x
+people's share) / (own days + prior_days). Only a day whose rarest off-hours hour has at most
+max_hour_probability fires, so an evening read in an estate whose people read in the evening is
+quiet, a read at 03:00 that nobody makes is not (and a habitual reader's burst still fires).
 One finding per person and local day.
 Why: people's credentials used at 03:00 on a Sunday are a common sign of theft; the users of every
 SIEM ask for business-hours rules that respect time zones and holidays.
 Example: oidc-bob reads secret/prod/payments/db at 02:37 UTC from an address outside the VPN.
-Tuning: [calendar] in vigil.toml (principal_timezones above all), max_share_pct, lookback_days.
+Tuning: [calendar] in vigil.toml (principal_timezones above all), max_share_pct, lookback_days,
+max_hour_probability, prior_days.
 False positives: travel, on-call weeks before the history shows them.";
+
+/// People's reading hours in the lookback (one row per person and UTC hour with reads): the
+/// estate's people are each person's peers for when secrets are read.
+const PEOPLE_HOURS: &str = "
+SELECT actor_id, max(actor_name) AS actor_name, hour
+FROM event_counts
+WHERE actor_type IN ('human', 'root') AND is_secret_read AND actor_id IS NOT NULL
+  AND last_time >= $hist_from AND first_time < $from
+GROUP BY actor_id, hour";
 
 const SQL: &str = "
 SELECT actor_id, max(actor_name) AS actor_name, date_trunc('hour', event_time) AS hour,
@@ -79,6 +95,16 @@ impl Detector for OffHoursHuman {
                 default: 1e-3,
                 doc: "a day's off-hours reads this unlikely for someone who usually works off-hours still fire",
             },
+            Param {
+                name: "max_hour_probability",
+                default: 0.01,
+                doc: "fire only when a reading day has reads in that local hour with at most this probability",
+            },
+            Param {
+                name: "prior_days",
+                default: 10.0,
+                doc: "weight (in days) of the estate's people against the person's own days",
+            },
         ]
     }
     async fn detect(
@@ -91,6 +117,7 @@ impl Detector for OffHoursHuman {
             return Ok(Vec::new());
         }
         let profiles = profiles(d, s.days_nanos("lookback_days")).await?;
+        let hours_of = ReadingHours::of_people(d, s.days_nanos("lookback_days")).await?;
         // Group the off-hours hours of each person by local day.
         let mut days: BTreeMap<(String, String), Vec<(Row, usize)>> = BTreeMap::new();
         for r in hours {
@@ -144,6 +171,24 @@ impl Detector for OffHoursHuman {
                     continue;
                 }
             }
+            // How often a reading day of this person has reads in the rarest of today's
+            // off-hours local hours: their own days, weighed with the estate's people's.
+            let (rarest_hour, probability) = hs
+                .iter()
+                .map(|(_, how)| {
+                    let h = how % 24;
+                    (
+                        h,
+                        hours_of.probability(&actor, workday, h, s.get("prior_days")),
+                    )
+                })
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            // Far more off-hours reads than their usual such day still fire (an on-call
+            // engineer's burst); for someone with no off-hours habit that is VG007's question.
+            let burst = usual > 0.0 && p_value < s.get("p_value");
+            if probability > s.get("max_hour_probability") && !burst {
+                continue;
+            }
             let mut resources: Vec<String> = hs
                 .iter()
                 .flat_map(|(r, _)| rows::list(r, "resources"))
@@ -187,6 +232,12 @@ impl Detector for OffHoursHuman {
                 ),
                 ("off_hours_reads_today", int(day_reads)),
                 ("p_value", p_value.into()),
+                ("local_hour", int(rarest_hour as f64)),
+                ("reading_days_with_this_hour", round(probability, 4)),
+                (
+                    "people_reading_days_with_this_hour",
+                    round(hours_of.population(workday, rarest_hour), 4),
+                ),
             ]);
             let history = if h.days == 0 {
                 "they read no secret at all, at any hour, in the lookback before".to_owned()
@@ -221,6 +272,74 @@ impl Detector for OffHoursHuman {
             out.push(f);
         }
         Ok(out)
+    }
+}
+
+/// In which local hours of the day people read secrets, per reading day (a local day with at
+/// least one read), workdays and days off apart: for each person, and for all the estate's
+/// people together (the prior: a person with few days of history is judged by everyone's).
+#[derive(Debug, Default)]
+struct ReadingHours {
+    /// (person, workday) -> (reading days, reading days with reads in each local hour).
+    own: std::collections::HashMap<(String, bool), (f64, [f64; 24])>,
+    /// workday -> the same over all people.
+    all: [(f64, [f64; 24]); 2],
+}
+
+impl ReadingHours {
+    async fn of_people(d: &DetectContext<'_>, lookback: i64) -> Result<ReadingHours, QueryError> {
+        use chrono::Timelike;
+        let cal = &d.config.calendar;
+        // (person, local day) -> local hours with reads.
+        let mut days: BTreeMap<(String, chrono::NaiveDate), [bool; 24]> = BTreeMap::new();
+        for r in query(d, PEOPLE_HOURS, bounds(d, lookback)).await? {
+            let actor = rows::text(&r, "actor_id");
+            let Some(hour) =
+                rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
+            else {
+                continue;
+            };
+            // The middle of the hour: zones with half-hour offsets cut UTC hours.
+            let local = cal.local(
+                hour + 1_800_000_000_000,
+                Some(&actor),
+                rows::s(&r, "actor_name"),
+            );
+            days.entry((actor, local.date_naive()))
+                .or_insert([false; 24])[local.hour() as usize] = true;
+        }
+        let mut out = ReadingHours::default();
+        for ((actor, day), hours) in days {
+            let workday = cal.is_workday(day);
+            let own = out.own.entry((actor, workday)).or_insert((0.0, [0.0; 24]));
+            let all = &mut out.all[usize::from(workday)];
+            own.0 += 1.0;
+            all.0 += 1.0;
+            for (h, read) in hours.iter().enumerate() {
+                if *read {
+                    own.1[h] += 1.0;
+                    all.1[h] += 1.0;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Share of all people's reading days (of the kind) with reads in local hour `h`.
+    fn population(&self, workday: bool, h: usize) -> f64 {
+        let (days, hours) = &self.all[usize::from(workday)];
+        hours[h] / days.max(1.0)
+    }
+
+    /// The person's share of reading days (of the kind) with reads in local hour `h`, their own
+    /// days weighed with `prior_days` of the population's.
+    fn probability(&self, actor: &str, workday: bool, h: usize, prior_days: f64) -> f64 {
+        let (days, hours) = self
+            .own
+            .get(&(actor.to_owned(), workday))
+            .map(|(d, h)| (*d, *h))
+            .unwrap_or((0.0, [0.0; 24]));
+        (hours[h] + prior_days * self.population(workday, h)) / (days + prior_days).max(1e-9)
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::detect::finding::numbers;
+use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG017 sensitive-change.
@@ -8,32 +8,45 @@ pub struct SensitiveChange;
 const DOC: &str = "\
 What: a destructive or protective change (delete, purge, policy change, rotation cancelled, key
 disabled or scheduled for deletion) by a principal that made no such change on that store
-(tenant) in the lookback (default 14 days).
+(tenant) in the lookback (default 14 days), and none of whose peers did either.
+Peers: principals that read at least one of the same secrets in the lookback (a workload's:
+workloads), as VG001 defines them. When min_peer_changers of them made such changes in the
+lookback, the change is routine for its group: info, naming how many. When common_share_pct of
+the estate's principals of its type (people, workloads) made such changes in the lookback, a
+first one is common for its kind (when at least three did): low. Otherwise high.
 Why: deleting secrets and loosening policies is how attackers cover tracks and widen access;
 the change itself is routine for a few administrators, so novelty of the actor is what matters
 (Elastic \"Azure Key Vault Modified\" with new terms over 14 days, Sigma Key Vault and Kubernetes
 rules).
-Tuning: lookback_days; allowlist Terraform pipelines by actor.
+Tuning: lookback_days, min_peer_changers, common_share_pct; allowlist Terraform pipelines by actor.
 False positives: a new administrator, infrastructure re-deploys.";
+
+/// The change operations beside the `delete` and `policy` actions.
+const CHANGE: &str = "(action IN ('delete', 'policy')
+         OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',
+                          'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut'))";
+
+/// Everyone who made such a change in the lookback (peers' changes make one routine).
+const CHANGERS: &str = "
+SELECT actor_id, max(actor_type) AS actor_type FROM events
+WHERE actor_id IS NOT NULL AND outcome = 'success' AND event_time >= $hist_from AND event_time < $from
+  AND vigil_change
+GROUP BY actor_id";
 
 const SQL: &str = "
 WITH win AS (
-  SELECT actor_id, max(actor_name) AS actor_name, tenant, min(event_time) AS first_seen,
+  SELECT actor_id, max(actor_name) AS actor_name, max(actor_type) AS actor_type, tenant, min(event_time) AS first_seen,
          max(event_time) AS last_seen, count(*) AS changes,
          array_agg(DISTINCT operation) AS operations, array_agg(DISTINCT resource_id) AS resources
   FROM events
   WHERE actor_id IS NOT NULL AND outcome = 'success' AND event_time >= $from AND event_time < $to
-    AND (action IN ('delete', 'policy')
-         OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',
-                          'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut'))
+    AND vigil_change
   GROUP BY actor_id, tenant),
 prev AS (
   SELECT DISTINCT actor_id, tenant
   FROM (SELECT DISTINCT actor_id AS wanted FROM win) w JOIN events ON actor_id = w.wanted
   WHERE event_time >= $hist_from AND event_time < $from
-    AND (action IN ('delete', 'policy')
-         OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',
-                          'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut')))
+    AND vigil_change)
 SELECT w.* FROM win w
 LEFT JOIN prev p ON p.actor_id = w.actor_id AND p.tenant IS NOT DISTINCT FROM w.tenant
 WHERE p.actor_id IS NULL
@@ -57,11 +70,23 @@ impl Detector for SensitiveChange {
         Severity::High
     }
     fn params(&self) -> &'static [Param] {
-        &[Param {
-            name: "lookback_days",
-            default: 14.0,
-            doc: "history in which the principal made such changes",
-        }]
+        &[
+            Param {
+                name: "lookback_days",
+                default: 14.0,
+                doc: "history in which the principal made such changes",
+            },
+            Param {
+                name: "min_peer_changers",
+                default: 1.0,
+                doc: "peers making such changes in the lookback that make one routine (info)",
+            },
+            Param {
+                name: "common_share_pct",
+                default: 10.0,
+                doc: "share of principals of its type making such changes that makes one common (low)",
+            },
+        ]
     }
     async fn detect(
         &self,
@@ -76,10 +101,31 @@ impl Detector for SensitiveChange {
                 s.get("lookback_days")
             ));
         }
+        let lookback = s.days_nanos("lookback_days");
+        let changers: std::collections::HashMap<String, String> = query(
+            d,
+            &CHANGERS.replace("vigil_change", CHANGE),
+            bounds(d, lookback),
+        )
+        .await?
+        .iter()
+        .map(|r| (rows::text(r, "actor_id"), rows::text(r, "actor_type")))
+        .collect();
+        let pairs = read_pairs(d, lookback).await?;
         let mut out = Vec::new();
-        for r in query(d, SQL, bounds(d, s.days_nanos("lookback_days"))).await? {
+        for r in query(d, &SQL.replace("vigil_change", CHANGE), bounds(d, lookback)).await? {
             let actor = rows::text(&r, "actor_id");
             let tenant = rows::text(&r, "tenant");
+            let peers = pairs.peers(&actor, rows::s(&r, "actor_type"), 1);
+            let peer_changers = changers.keys().filter(|c| peers.contains(c)).count();
+            let routine = peer_changers as f64 >= s.get("min_peer_changers").max(1.0);
+            // How common such changes are among principals of its type across the estate.
+            let ty = rows::s(&r, "actor_type");
+            let type_changers = changers.values().filter(|t| Some(t.as_str()) == ty).count();
+            let of_type = pairs.of_type(ty).max(type_changers).max(1);
+            let type_share = 100.0 * type_changers as f64 / of_type as f64;
+            // A share of a handful is no evidence: at least three of its kind made such changes.
+            let common = !routine && type_changers >= 3 && type_share >= s.get("common_share_pct");
             let ops = rows::list(&r, "operations").join(", ");
             let resources = rows::list(&r, "resources");
             let mut f = finding(
@@ -96,16 +142,50 @@ impl Detector for SensitiveChange {
                 f.severity = Severity::Medium;
                 f.cold_start = true;
             }
-            f.score = if cold { 0.6 } else { 0.8 };
+            if routine {
+                f.severity = Severity::Info;
+            } else if common {
+                f.severity = Severity::Low;
+            }
+            f.score = if routine {
+                0.2
+            } else if common {
+                0.4
+            } else if cold {
+                0.6
+            } else {
+                0.8
+            };
             f.observed = numbers([
                 ("changes", int(rows::n(&r, "changes"))),
                 ("operations", ops.clone().into()),
             ]);
-            f.baseline = numbers([("such_changes_in_lookback", int(0.0))]);
-            f.explanation = format!(
-                "{} made {} sensitive change{} ({ops}) on {tenant}, and made none there in the previous {:.0} days.",
-                who(&r), rows::n(&r, "changes"), if rows::n(&r, "changes") == 1.0 { "" } else { "s" }, store_days.min(s.get("lookback_days"))
-            );
+            f.baseline = numbers([
+                ("such_changes_in_lookback", int(0.0)),
+                ("peers", int(peers.len() as f64)),
+                ("peers_making_such_changes", int(peer_changers as f64)),
+                ("same_type_share_pct", round(type_share, 1)),
+            ]);
+            let days = store_days.min(s.get("lookback_days"));
+            let n = rows::n(&r, "changes");
+            let plural = if n == 1.0 { "" } else { "s" };
+            f.explanation = if routine {
+                format!(
+                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}, none there in the previous {days:.0} days, but {peer_changers} of its {} peers (principals reading the same secrets) made such changes in that time: routine for its group.",
+                    who(&r), peers.len()
+                )
+            } else {
+                let peers = match peers.len() {
+                    0 => "it has no peers (principals reading the same secrets)".to_owned(),
+                    n => format!(
+                        "none of its {n} peers (principals reading the same secrets) made any"
+                    ),
+                };
+                format!(
+                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}; it made none there in the previous {days:.0} days, {peers}, and {type_changers} of {of_type} {} principals ({type_share:.0} %) made such changes in that time.",
+                    who(&r), ty.unwrap_or("unknown")
+                )
+            };
             out.push(f);
         }
         Ok(out)

@@ -1,0 +1,221 @@
+//! Peers from behaviour: who reads the same secrets as a principal. A first access is judged
+//! against the principal's peers, not only its own past: a person's first read of a secret
+//! their teammates read every day is ordinary, one no peer ever touched is not.
+//!
+//! The relation is computed from the store (the lookback's (principal, secret) read pairs, from
+//! the hourly rollups), never kept between runs: a restart or a replay sees the same peers. It
+//! needs no metadata, so it works on every source and on estates whose policies, roles and
+//! namespaces say nothing about teams (CloudTrail IAM users, most GCP service accounts).
+
+use std::collections::{HashMap, HashSet};
+
+/// A workload's peers are workloads: a service reading what only people read is not explained
+/// by those people (they read it by hand; the service never needed it).
+const WORKLOAD: &str = "workload";
+
+/// The lookback's read pairs, indexed both ways.
+#[derive(Debug, Default)]
+pub struct ReadPairs {
+    /// Secret -> (principal, first read in the lookback, UTC nanoseconds).
+    callers: HashMap<String, Vec<(String, i64)>>,
+    /// Principal -> its secrets.
+    secrets: HashMap<String, Vec<String>>,
+    /// Principal -> actor type and first read of any secret in the lookback.
+    principals: HashMap<String, (Option<String>, i64)>,
+}
+
+/// One principal's peers: each with the number of secrets both read.
+#[derive(Debug, Default)]
+pub struct Peers {
+    shared: HashMap<String, usize>,
+    /// The principal is a workload: only workloads are its peers, and only workloads joining a
+    /// secret's callers make a service's first read of it ordinary.
+    workload: bool,
+}
+
+impl Peers {
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_empty()
+    }
+
+    pub fn contains(&self, actor: &str) -> bool {
+        self.shared.contains_key(actor)
+    }
+}
+
+/// What the history says about a principal's first read of a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretCallers {
+    /// Principals that read the secret in the lookback.
+    pub callers: usize,
+    /// Those that are the principal's peers.
+    pub peer_callers: usize,
+    /// Callers from outside the peers that came more than `settle` after the secret's first
+    /// reader: how often the secret gains callers the principal's group cannot explain (for a
+    /// workload, other workloads: people starting to read a secret say nothing about services).
+    pub outside_new_callers: usize,
+    /// The secret's first read in the lookback (UTC nanoseconds).
+    pub first_seen: i64,
+}
+
+impl ReadPairs {
+    pub fn insert(
+        &mut self,
+        actor: String,
+        actor_type: Option<String>,
+        secret: String,
+        first: i64,
+    ) {
+        let p = self
+            .principals
+            .entry(actor.clone())
+            .or_insert((actor_type.clone(), first));
+        p.1 = p.1.min(first);
+        if p.0.is_none() {
+            p.0 = actor_type;
+        }
+        self.secrets
+            .entry(actor.clone())
+            .or_default()
+            .push(secret.clone());
+        self.callers.entry(secret).or_default().push((actor, first));
+    }
+
+    pub fn has_read(&self, actor: &str, secret: &str) -> bool {
+        self.secrets
+            .get(actor)
+            .is_some_and(|s| s.iter().any(|x| x == secret))
+    }
+
+    /// Principals of the lookback of actor type `actor_type`.
+    pub fn of_type(&self, actor_type: Option<&str>) -> usize {
+        self.principals
+            .values()
+            .filter(|p| p.0.as_deref() == actor_type)
+            .count()
+    }
+
+    /// When the principal first read any secret in the lookback.
+    pub fn first_seen(&self, actor: &str) -> Option<i64> {
+        self.principals.get(actor).map(|p| p.1)
+    }
+
+    fn is_workload(&self, actor: &str) -> bool {
+        self.principals
+            .get(actor)
+            .is_some_and(|p| p.0.as_deref() == Some(WORKLOAD))
+    }
+
+    /// The principals that read at least `min_shared` of the secrets `actor` read (a
+    /// workload's: workloads only). `actor_type` is the principal's type in the window, for a
+    /// principal with no history.
+    pub fn peers(&self, actor: &str, actor_type: Option<&str>, min_shared: usize) -> Peers {
+        let workload = actor_type == Some(WORKLOAD) || self.is_workload(actor);
+        let mut shared: HashMap<String, usize> = HashMap::new();
+        let mine: HashSet<&String> = self.secrets.get(actor).into_iter().flatten().collect();
+        for secret in mine {
+            for (other, _) in self.callers.get(secret).into_iter().flatten() {
+                if other == actor {
+                    continue;
+                }
+                if workload && !self.is_workload(other) {
+                    continue;
+                }
+                *shared.entry(other.clone()).or_default() += 1;
+            }
+        }
+        shared.retain(|_, n| *n >= min_shared.max(1));
+        Peers { shared, workload }
+    }
+
+    /// The secret's callers as seen from a principal with `peers`; `None` when nobody read it
+    /// in the lookback.
+    pub fn callers_of(&self, secret: &str, peers: &Peers, settle: i64) -> Option<SecretCallers> {
+        let callers = self.callers.get(secret)?;
+        let first_seen = callers.iter().map(|c| c.1).min()?;
+        let mut out = SecretCallers {
+            callers: 0,
+            peer_callers: 0,
+            outside_new_callers: 0,
+            first_seen,
+        };
+        let mut seen = HashSet::new();
+        for (actor, first) in callers {
+            if !seen.insert(actor) {
+                continue;
+            }
+            out.callers += 1;
+            if peers.contains(actor) {
+                out.peer_callers += 1;
+            } else if *first >= first_seen.saturating_add(settle)
+                && (!peers.workload || self.is_workload(actor))
+            {
+                out.outside_new_callers += 1;
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000_000;
+
+    fn pairs(rows: &[(&str, &str, &str, i64)]) -> ReadPairs {
+        let mut p = ReadPairs::default();
+        for (actor, ty, secret, day) in rows {
+            p.insert(
+                (*actor).into(),
+                Some((*ty).into()),
+                (*secret).into(),
+                day * DAY,
+            );
+        }
+        p
+    }
+
+    #[test]
+    fn peers_share_secrets_and_a_workload_has_only_workload_peers() {
+        let p = pairs(&[
+            ("alice", "human", "team/a", 0),
+            ("alice", "human", "team/b", 0),
+            ("bob", "human", "team/a", 1),
+            ("svc", "workload", "team/a", 0),
+            ("svc", "workload", "team/c", 0),
+            ("svc2", "workload", "team/c", 3),
+            ("svc2", "workload", "other/x", 3),
+            ("carol", "human", "other/x", 9),
+            ("svc3", "workload", "other/x", 8),
+        ]);
+        let alice = p.peers("alice", Some("human"), 1);
+        assert!(alice.contains("bob") && alice.contains("svc") && alice.len() == 2);
+        assert!(p.peers("alice", Some("human"), 2).is_empty());
+        // svc shares team/a with alice and bob, but people do not explain a service.
+        let svc = p.peers("svc", Some("workload"), 1);
+        assert!(svc.contains("svc2") && svc.len() == 1, "{svc:?}");
+        // other/x: its caller svc2 is svc's peer; svc3 and carol came later from outside, but
+        // only the service counts against a service.
+        let seen = p.callers_of("other/x", &svc, DAY).unwrap();
+        assert_eq!(
+            seen,
+            SecretCallers {
+                callers: 3,
+                peer_callers: 1,
+                outside_new_callers: 1,
+                first_seen: 3 * DAY
+            }
+        );
+        // From alice's side nobody who reads other/x is a peer, and both newcomers count.
+        let seen = p.callers_of("other/x", &alice, DAY).unwrap();
+        assert_eq!((seen.peer_callers, seen.outside_new_callers), (0, 2));
+        assert_eq!(p.callers_of("nobody/reads", &alice, DAY), None);
+        assert!(p.has_read("bob", "team/a") && !p.has_read("bob", "team/b"));
+        assert_eq!(p.first_seen("carol"), Some(9 * DAY));
+    }
+}
