@@ -161,6 +161,29 @@ pub fn history() -> Log {
                 "vault-cli/1.15",
             );
         }
+        if (8..13).contains(&d) {
+            // A job that ran every hour for five days, then stopped (dormant by its own measure
+            // in the window, nine days later: fewer than VG015's dormant_days here).
+            for h in 0..24 {
+                l.read(
+                    day(d) + h * H + 40 * M,
+                    "kubernetes-hourly-job",
+                    "prod/app/db",
+                    "10.0.1.11",
+                    "vault-go/1.0",
+                );
+            }
+        }
+        if [0, 7, 12].contains(&d) {
+            // A job that runs about weekly: back after nine days is its habit (near miss).
+            l.read(
+                day(d) + 10 * H,
+                "kubernetes-weekly-job",
+                "prod/app/db",
+                "10.0.1.12",
+                "vault-go/1.0",
+            );
+        }
         if d == 15 {
             // dave deletes an old token: deleting is something alice's peers do.
             l.call(
@@ -330,6 +353,10 @@ pub fn window(l: &mut Log) {
         "192.168.10.9",
         "vault-cli/1.15",
     );
+    // VG015 by the workload's own measure, and its near miss.
+    for who in ["kubernetes-hourly-job", "kubernetes-weekly-job"] {
+        l.read(w + 10 * H, who, "prod/app/db", "10.0.1.13", "vault-go/1.0");
+    }
     // VG017: the staging service deletes its secret; neither it nor any peer ever deleted.
     l.call(
         w + 12 * H + 30 * M,
@@ -455,6 +482,17 @@ fn every_detector_on_its_fixture() {
     assert_eq!(alice["severity"], "info", "{alice}");
     assert_eq!(alice["baseline"]["peers_making_such_changes"], 1, "{alice}");
     assert_eq!(one("VG017", "kubernetes-staging-api")["severity"], "high");
+    let job = one("VG015", "kubernetes-hourly-job");
+    assert!(
+        job["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("never silent for more than 0.04 days"),
+        "{job}"
+    );
+    assert!(!all
+        .iter()
+        .any(|f| f["code"] == "VG015" && f["actor_name"] == "kubernetes-weekly-job"));
     // The sweep of 25 secrets in working hours is also a burst for a service reading once an hour.
     assert!(all
         .iter()
