@@ -1051,3 +1051,51 @@ fn the_cold_start_burst_rule_spares_a_job_doing_what_it_always_does() {
         "{f}"
     );
 }
+
+/// VG007 past its cold start: a nightly job that started five days ago reads 40 secrets at
+/// 01:00 every night. The same hour of the week has never seen it (a seasonal baseline near
+/// zero), but it is its routine by the hour of the day: quiet. The same 40 reads at 13:00, an
+/// hour it never used, fire.
+#[test]
+fn a_nightly_jobs_routine_is_not_a_burst_but_the_same_count_at_noon_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = Log::new();
+    for d in 0..21 {
+        // A service that gives the store three weeks of history.
+        l.read(
+            day(d) + 10 * H,
+            "svc-steady",
+            "prod/app/db",
+            "10.0.8.8",
+            "vault-go/1.0",
+        );
+    }
+    let night = |l: &mut Log, d: i64, hour: i64| {
+        for i in 0..40 {
+            l.read(
+                day(d) + hour * H + i * 30,
+                "nightly-job",
+                &format!("prod/batch/s{}", i % 8),
+                "10.0.9.9",
+                "vault-go/1.0",
+            );
+        }
+    };
+    for d in 16..21 {
+        night(&mut l, d, 1);
+    }
+    // The window (day 21): the usual run at 01:00, and another at 13:00.
+    night(&mut l, 21, 1);
+    night(&mut l, 21, 13);
+    let log = write(&dir.path().join("audit.log"), &l.text);
+    let store = dir.path().join("store");
+    let (code, report) = ingest(&store, &[&log], &[]);
+    assert_eq!(code, 0, "{report}");
+    let cfg = config(dir.path(), "");
+    let found = detect(&store, &cfg, &["--only", "VG007"]);
+    let hours: Vec<&str> = found
+        .iter()
+        .map(|f| f["window_start"].as_str().unwrap())
+        .collect();
+    assert_eq!(hours, ["2026-03-23T13:00:00Z"], "{found:#?}");
+}

@@ -22,14 +22,14 @@ Peers: an off-hours hour is also judged against the estate's people. Of the pers
 days (workdays and days off apart), the share with reads in that local hour is estimated with
 prior_days of all people's reading days weighed in: (own days with the hour + prior_days x
 people's share) / (own days + prior_days). Only a day whose rarest off-hours hour has at most
-max_hour_probability fires, so an evening read in an estate whose people read in the evening is
+max_hour_probability (a single read: single_read_probability) fires, so an evening read in an estate whose people read in the evening is
 quiet, a read at 03:00 that nobody makes is not (and a habitual reader's burst still fires).
 One finding per person and local day.
 Why: people's credentials used at 03:00 on a Sunday are a common sign of theft; the users of every
 SIEM ask for business-hours rules that respect time zones and holidays.
 Example: oidc-bob reads secret/prod/payments/db at 02:37 UTC from an address outside the VPN.
 Tuning: [calendar] in vigil.toml (principal_timezones above all), max_share_pct, lookback_days,
-max_hour_probability, prior_days.
+max_hour_probability, single_read_probability, prior_days.
 False positives: travel, on-call weeks before the history shows them.";
 
 /// People's reading hours in the lookback (one row per person and UTC hour with reads): the
@@ -99,6 +99,11 @@ impl Detector for OffHoursHuman {
                 name: "max_hour_probability",
                 default: 0.01,
                 doc: "fire only when a reading day has reads in that local hour with at most this probability",
+            },
+            Param {
+                name: "single_read_probability",
+                default: 0.001,
+                doc: "the same for a day with a single off-hours read",
             },
             Param {
                 name: "prior_days",
@@ -186,7 +191,13 @@ impl Detector for OffHoursHuman {
             // Far more off-hours reads than their usual such day still fire (an on-call
             // engineer's burst); for someone with no off-hours habit that is VG007's question.
             let burst = usual > 0.0 && p_value < s.get("p_value");
-            if probability > s.get("max_hour_probability") && !burst {
+            // One read is weak evidence: it fires only in an hour nearly nobody reads in.
+            let limit = if reads < 2.0 {
+                s.get("single_read_probability")
+            } else {
+                s.get("max_hour_probability")
+            };
+            if probability > limit && !burst {
                 continue;
             }
             let mut resources: Vec<String> = hs

@@ -18,10 +18,13 @@ Method: lambda = the principal's mean reads in the same hour of the week over th
 (its own time zone), shrunk toward its overall hourly mean: (sum of same-hour counts + overall
 mean) / (weeks + 1). p = P(X >= observed | Poisson(lambda)) with statrs. Fires when p < p_value
 AND observed >= min_count AND observed >= ratio * lambda.
+Routine: an hour in which the principal read at least observed / ratio on routine_days (3) of
+the 7 days before, at the same hour of the day, is its routine (a nightly job), not a burst.
 Cold start: below min_history_days of history the principal gets a static rule instead: fires at
 static_count reads in an hour that are also ratio times its busiest hour in the history there is
 (a nightly job's usual 300 reads do not fire on day 9), marked cold_start.
-Tuning: p_value (1e-4), min_count (20), ratio (3), lookback_days (28), static_count (100).
+Tuning: p_value (1e-4), min_count (20), ratio (3), lookback_days (28), static_count (100),
+routine_days (3).
 False positives: deploy storms, cache flushes; allowlist the deployer.";
 
 const DOC_OFF: &str = "\
@@ -43,7 +46,7 @@ GROUP BY actor_id, date_trunc('hour', event_time)
 HAVING count(*) >= $floor
 ORDER BY hour, actor_id";
 
-const PARAMS: [Param; 10] = [
+const PARAMS: [Param; 11] = [
     Param {
         name: "lookback_days",
         default: 28.0,
@@ -63,6 +66,11 @@ const PARAMS: [Param; 10] = [
         name: "ratio",
         default: 3.0,
         doc: "times the baseline, at least",
+    },
+    Param {
+        name: "routine_days",
+        default: 3.0,
+        doc: "days of the last 7 with a third of the count at that hour that make it routine",
     },
     Param {
         name: "min_history_days",
@@ -136,6 +144,17 @@ fn test(
     let tail = Poisson::new(lambda)
         .map(|d| d.sf((x - 1.0) as u64))
         .unwrap_or(0.0);
+    // Its own routine by the hour of the day: a job that reads this much at this hour most
+    // nights is doing its work, even while the same hour of the week has seen it once or twice
+    // (a nightly job that started last week).
+    let routine_nights = (1..=7)
+        .filter(|k| {
+            p.hourly.get(&(hour - k * DAY)).copied().unwrap_or(0.0) >= x / s.get("ratio").max(1.0)
+        })
+        .count();
+    if routine_nights as f64 >= s.get("routine_days") {
+        return None;
+    }
     (tail < s.get("p_value") && x >= s.get("ratio") * lambda).then_some(Burst {
         lambda,
         p: Some(tail),
