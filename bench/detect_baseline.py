@@ -83,10 +83,11 @@ def main():
         f"{DAYS} days of 31 ({FROM} to {TO}), {CALLS_PER_PRINCIPAL} calls per principal, "
         "default detector settings, the generated `vigil.toml` (people's time zones). Per "
         "detector: findings per day, and medium+ findings per day that match no label "
-        "(mean over seeds; worst seed in brackets), the same per million events, precision (findings "
-        "that match a label, at medium or above, over all findings), and recall (labels found by "
-        "their own detector with a medium+ finding: an alert). `missed by all` lists the labels "
-        "no detector alerted on.",
+        "(mean over seeds; worst seed in brackets), the same per million events, precision (medium+ "
+        "findings that match one of the detector's own labels, over all its findings, info "
+        "included: what it reported, not what it alerted), and recall (labels found by their own "
+        "detector with a medium+ finding: an alert). `missed by all` lists the labels no "
+        "detector alerted on.",
         "",
     ]
     for source in args.sources.split(","):

@@ -122,8 +122,8 @@ impl Detector for SensitiveChange {
             // How common such changes are among principals of its type across the estate.
             let ty = rows::s(&r, "actor_type");
             let type_changers = changers.values().filter(|t| Some(t.as_str()) == ty).count();
-            let of_type = pairs.of_type(ty).max(type_changers).max(1);
-            let type_share = 100.0 * type_changers as f64 / of_type as f64;
+            let of_type = pairs.of_type(ty).max(type_changers);
+            let type_share = 100.0 * type_changers as f64 / of_type.max(1) as f64;
             // A share of a handful is no evidence: at least three of its kind made such changes.
             let common = !routine && type_changers >= 3 && type_share >= s.get("common_share_pct");
             let ops = rows::list(&r, "operations").join(", ");
@@ -181,9 +181,18 @@ impl Detector for SensitiveChange {
                         "none of its {n} peers (principals reading the same secrets) made any"
                     ),
                 };
+                // With no history there is no share to speak of.
+                let share = if of_type == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        ", and {type_changers} of {of_type} {} principals ({type_share:.0} %) made such changes in that time",
+                        ty.unwrap_or("unknown")
+                    )
+                };
                 format!(
-                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}; it made none there in the previous {days:.0} days, {peers}, and {type_changers} of {of_type} {} principals ({type_share:.0} %) made such changes in that time.",
-                    who(&r), ty.unwrap_or("unknown")
+                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}; it made none there in the previous {days:.0} days, {peers}{share}.",
+                    who(&r)
                 )
             };
             out.push(f);
