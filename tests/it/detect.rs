@@ -353,6 +353,16 @@ pub fn window(l: &mut Log) {
         "192.168.10.9",
         "vault-cli/1.15",
     );
+    // Near miss of VG017: dave deletes again; he made such a change on that tenant before.
+    l.call(
+        w + 12 * H + 40 * M,
+        "oidc-dave",
+        "delete",
+        "dev/app/old-token-2",
+        "192.168.10.8",
+        "vault-cli/1.15",
+        false,
+    );
     // VG015 by the workload's own measure, and its near miss.
     for who in ["kubernetes-hourly-job", "kubernetes-weekly-job"] {
         l.read(w + 10 * H, who, "prod/app/db", "10.0.1.13", "vault-go/1.0");
@@ -482,6 +492,9 @@ fn every_detector_on_its_fixture() {
     assert_eq!(alice["severity"], "info", "{alice}");
     assert_eq!(alice["baseline"]["peers_making_such_changes"], 1, "{alice}");
     assert_eq!(one("VG017", "kubernetes-staging-api")["severity"], "high");
+    assert!(!all
+        .iter()
+        .any(|f| f["code"] == "VG017" && f["actor_name"] == "oidc-dave"));
     let job = one("VG015", "kubernetes-hourly-job");
     assert!(
         job["explanation"]

@@ -26,12 +26,13 @@ const CHANGE: &str = "(action IN ('delete', 'policy')
          OR operation IN ('CancelRotateSecret', 'DisableKey', 'ScheduleKeyDeletion', 'SecretPurge',
                           'KeyPurge', 'DestroySecretVersion', 'SetIamPolicy', 'VaultPatch', 'VaultPut'))";
 
-/// Everyone who made such a change in the lookback (peers' changes make one routine).
+/// Everyone who made such a change in the lookback, per tenant: one scan answers both whether
+/// the principal itself made one there and whether its peers made any.
 const CHANGERS: &str = "
-SELECT actor_id, max(actor_type) AS actor_type FROM events
+SELECT actor_id, tenant, max(actor_type) AS actor_type FROM events
 WHERE actor_id IS NOT NULL AND outcome = 'success' AND event_time >= $hist_from AND event_time < $from
   AND vigil_change
-GROUP BY actor_id";
+GROUP BY actor_id, tenant";
 
 const SQL: &str = "
 WITH win AS (
@@ -41,16 +42,8 @@ WITH win AS (
   FROM events
   WHERE actor_id IS NOT NULL AND outcome = 'success' AND event_time >= $from AND event_time < $to
     AND vigil_change
-  GROUP BY actor_id, tenant),
-prev AS (
-  SELECT DISTINCT actor_id, tenant
-  FROM (SELECT DISTINCT actor_id AS wanted FROM win) w JOIN events ON actor_id = w.wanted
-  WHERE event_time >= $hist_from AND event_time < $from
-    AND vigil_change)
-SELECT w.* FROM win w
-LEFT JOIN prev p ON p.actor_id = w.actor_id AND p.tenant IS NOT DISTINCT FROM w.tenant
-WHERE p.actor_id IS NULL
-ORDER BY w.first_seen, w.actor_id";
+  GROUP BY actor_id, tenant)
+SELECT * FROM win ORDER BY first_seen, actor_id";
 
 #[async_trait::async_trait]
 impl Detector for SensitiveChange {
@@ -102,19 +95,28 @@ impl Detector for SensitiveChange {
             ));
         }
         let lookback = s.days_nanos("lookback_days");
-        let changers: std::collections::HashMap<String, String> = query(
+        let mut changers: std::collections::HashMap<String, String> = Default::default();
+        let mut changed_on: std::collections::HashSet<(String, Option<String>)> =
+            Default::default();
+        for r in query(
             d,
             &CHANGERS.replace("vigil_change", CHANGE),
             bounds(d, lookback),
         )
         .await?
-        .iter()
-        .map(|r| (rows::text(r, "actor_id"), rows::text(r, "actor_type")))
-        .collect();
+        {
+            let actor = rows::text(&r, "actor_id");
+            changed_on.insert((actor.clone(), rows::s(&r, "tenant").map(str::to_owned)));
+            changers.insert(actor, rows::text(&r, "actor_type"));
+        }
         let pairs = read_pairs(d, lookback).await?;
         let mut out = Vec::new();
         for r in query(d, &SQL.replace("vigil_change", CHANGE), bounds(d, lookback)).await? {
             let actor = rows::text(&r, "actor_id");
+            // Its own change on that tenant in the lookback: nothing new.
+            if changed_on.contains(&(actor.clone(), rows::s(&r, "tenant").map(str::to_owned))) {
+                continue;
+            }
             let tenant = rows::text(&r, "tenant");
             let peers = pairs.peers(&actor, rows::s(&r, "actor_type"), 1);
             let peer_changers = changers.keys().filter(|c| peers.contains(c)).count();
