@@ -1,7 +1,7 @@
 //! `vigil.toml`: parsed once at the edge into typed settings. Unknown keys are errors.
 //!
 //! Every section of the configuration (README, Configuration): `[store]`, `[ingest]`, `[sources]`, `[calendar]`,
-//! `[[environments]]`, `[canaries]`, `[query]`, `[smtp]`, `[alerts]`, `[detectors.CODE]`,
+//! `[[environments]]`, `[[peer_groups]]`, `[canaries]`, `[query]`, `[smtp]`, `[alerts]`, `[detectors.CODE]`,
 //! `[[allowlist]]`. Errors name the key.
 
 use std::collections::BTreeMap;
@@ -14,9 +14,10 @@ use thiserror::Error;
 use crate::calendar::{parse_hours, parse_tz, parse_weekday, Calendar};
 pub use crate::detect::allowlist::Entry as AllowEntry;
 use crate::detect::Severity;
-use crate::environments::{Environment, Environments, Rule};
+use crate::environments::{Environment, Environments, Facet, Rule};
 use crate::mail::settings::RawSmtp;
 use crate::mail::settings::SmtpSettings;
+use crate::peer_groups::{PeerGroup, PeerGroups};
 use crate::timerange::parse_duration;
 
 /// Default `--store`.
@@ -49,6 +50,8 @@ struct RawConfig {
     calendar: Option<RawCalendar>,
     #[serde(default)]
     environments: Vec<RawEnvironment>,
+    #[serde(default)]
+    peer_groups: Vec<RawEnvironment>,
     canaries: Option<RawCanaries>,
     #[serde(default)]
     query: RawQuery,
@@ -178,6 +181,8 @@ pub struct Config {
     pub k8s_cluster: String,
     pub calendar: Calendar,
     pub environments: Environments,
+    /// `[[peer_groups]]`: principals a team says belong together (besides those derived).
+    pub peer_groups: PeerGroups,
     /// `[canaries] resources`: wildcard patterns on `resource_id` / `resource_name`.
     pub canaries: Vec<String>,
     /// Memory one query may use before it spills and then fails.
@@ -205,6 +210,7 @@ impl Default for Config {
             k8s_cluster: "default".into(),
             calendar: Calendar::default(),
             environments: Environments::default(),
+            peer_groups: PeerGroups::default(),
             canaries: Vec::new(),
             query_memory_limit: 2 << 30,
             query_timeout: Duration::from_secs(120),
@@ -313,6 +319,7 @@ impl Config {
                 None => d.calendar,
             },
             environments: environments(raw.environments)?,
+            peer_groups: peer_groups(raw.peer_groups)?,
             canaries: raw.canaries.map(|c| c.resources).unwrap_or_default(),
             query_memory_limit,
             query_timeout,
@@ -409,21 +416,46 @@ fn calendar(raw: RawCalendar) -> Result<Calendar, String> {
 fn environments(raw: Vec<RawEnvironment>) -> Result<Environments, String> {
     let mut configured = Vec::new();
     for (i, e) in raw.into_iter().enumerate() {
-        if e.name.trim().is_empty() {
-            return Err(format!("environments[{i}].name is empty"));
+        let rules = named_rules("environments", i, &e)?;
+        if rules.iter().any(|r| r.facet == Facet::Group) {
+            return Err(format!(
+                "environments[{i}] ({}).match: group: rules apply to principals in [[peer_groups]], not to environments",
+                e.name
+            ));
         }
-        let rules = e
-            .rules
-            .iter()
-            .map(|r| Rule::parse(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| format!("environments[{i}] ({}).match: {m}", e.name))?;
         configured.push(Environment {
             name: e.name,
             rules,
         });
     }
     Ok(Environments { configured })
+}
+
+fn peer_groups(raw: Vec<RawEnvironment>) -> Result<PeerGroups, String> {
+    let mut configured = Vec::new();
+    for (i, g) in raw.into_iter().enumerate() {
+        let rules = named_rules("peer_groups", i, &g)?;
+        if rules.is_empty() {
+            return Err(format!("peer_groups[{i}] ({}).match is empty", g.name));
+        }
+        configured.push(PeerGroup {
+            name: g.name,
+            rules,
+        });
+    }
+    Ok(PeerGroups { configured })
+}
+
+/// The rules of a `name` + `match` table of array `key`, with errors naming the entry.
+fn named_rules(key: &str, i: usize, e: &RawEnvironment) -> Result<Vec<Rule>, String> {
+    if e.name.trim().is_empty() {
+        return Err(format!("{key}[{i}].name is empty"));
+    }
+    e.rules
+        .iter()
+        .map(|r| Rule::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| format!("{key}[{i}] ({}).match: {m}", e.name))
 }
 
 fn alerts(raw: RawAlerts) -> Result<AlertSettings, String> {
@@ -533,6 +565,7 @@ mod tests {
         let c = Config::parse(
             "[calendar]\ntimezone = \"Europe/Paris\"\nbusiness_hours = \"09:00-17:30\"\nworkdays = [\"mon\", \"tue\"]\nholidays = [\"2026-12-25\"]\nprincipal_timezones = { alice = \"America/New_York\" }\n\
              [[environments]]\nname = \"prod\"\nmatch = [\"path:*/prod/*\"]\n\
+             [[peer_groups]]\nname = \"payments\"\nmatch = [\"group:payments-*\", \"namespace:payments\"]\n\
              [query]\nmemory_limit = \"512MiB\"\ntimeout = \"30s\"\n\
              [smtp]\nhost = \"smtp.example.com\"\nfrom = \"vigil@example.com\"\nusername = \"v\"\npassword_env = \"P\"\n",
         )
@@ -540,6 +573,8 @@ mod tests {
         assert_eq!(c.calendar.timezone.name(), "Europe/Paris");
         assert!(c.calendar.workdays[1] && !c.calendar.workdays[2]);
         assert_eq!(c.environments.configured[0].name, "prod");
+        assert_eq!(c.peer_groups.configured[0].name, "payments");
+        assert_eq!(c.peer_groups.configured[0].rules.len(), 2);
         assert_eq!(c.query_memory_limit, 512 << 20);
         assert_eq!(c.query_timeout, Duration::from_secs(30));
         let smtp = c.smtp.unwrap();
@@ -559,6 +594,18 @@ mod tests {
             (
                 "[[environments]]\nname = \"p\"\nmatch = [\"host:x\"]\n",
                 "environments[0]",
+            ),
+            (
+                "[[environments]]\nname = \"p\"\nmatch = [\"group:x\"]\n",
+                "apply to principals in [[peer_groups]]",
+            ),
+            (
+                "[[peer_groups]]\nname = \"p\"\nmatch = []\n",
+                "peer_groups[0] (p).match is empty",
+            ),
+            (
+                "[[peer_groups]]\nname = \"p\"\nmatch = [\"team:x\"]\n",
+                "peer_groups[0] (p).match",
             ),
             ("[query]\ntimeout = \"soon\"\n", "query.timeout"),
             (

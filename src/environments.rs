@@ -4,7 +4,8 @@
 //! A rule is `kind:pattern` with shell wildcards: `path:` (resource id or name), `account:` (AWS
 //! account of an ARN), `project:` (GCP project), `namespace:` (Kubernetes namespace),
 //! `tenant:` (the event's tenant column: account, project, subscription, cluster), `actor:`
-//! (principal id, name or role). Resources and principals are matched with the facets they have:
+//! (principal id, name or role), and for `[[peer_groups]]` only `group:` (a Vault policy or a
+//! Kubernetes group of the principal). Resources and principals are matched with the facets they have:
 //! a role ARN has an account, a GCP service account a project, a Kubernetes service account a
 //! namespace. The first environment with a matching rule wins.
 
@@ -28,13 +29,14 @@ pub enum Facet {
     Namespace,
     Tenant,
     Actor,
+    Group,
 }
 
 impl Rule {
     pub fn parse(text: &str) -> Result<Rule, String> {
         let (kind, pattern) = text.split_once(':').ok_or_else(|| {
             format!(
-                "'{text}' is not kind:pattern (path, account, project, namespace, tenant, actor)"
+                "'{text}' is not kind:pattern (path, account, project, namespace, tenant, actor, group)"
             )
         })?;
         let facet = match kind {
@@ -44,9 +46,10 @@ impl Rule {
             "namespace" => Facet::Namespace,
             "tenant" => Facet::Tenant,
             "actor" => Facet::Actor,
+            "group" => Facet::Group,
             other => {
                 return Err(format!(
-                    "'{other}' in '{text}' is not a rule kind (path, account, project, namespace, tenant, actor)"
+                    "'{other}' in '{text}' is not a rule kind (path, account, project, namespace, tenant, actor, group)"
                 ))
             }
         };
@@ -62,17 +65,55 @@ impl Rule {
 
 /// What a rule can look at, for one resource or one principal.
 #[derive(Debug, Default)]
-struct Facets<'a> {
+pub(crate) struct Facets<'a> {
     paths: Vec<&'a str>,
     account: Option<&'a str>,
     project: Option<&'a str>,
     namespace: Option<&'a str>,
     tenant: Option<&'a str>,
     actors: Vec<&'a str>,
+    groups: Vec<&'a str>,
 }
 
-impl Facets<'_> {
-    fn matches(&self, rule: &Rule) -> bool {
+impl<'a> Facets<'a> {
+    /// A principal's facets: its id, name and role, the account of an ARN among them, the
+    /// project of a GCP service account, the namespace of a Kubernetes service account.
+    pub(crate) fn of_actor(
+        actor_id: Option<&'a str>,
+        actor_name: Option<&'a str>,
+        actor_role: Option<&'a str>,
+    ) -> Facets<'a> {
+        let fields: Vec<&str> = [actor_id, actor_name, actor_role]
+            .into_iter()
+            .flatten()
+            .collect();
+        Facets {
+            account: fields.iter().find_map(|s| arn_account(s)),
+            project: fields.iter().find_map(|s| {
+                s.split_once('@')
+                    .and_then(|(_, d)| d.strip_suffix(".iam.gserviceaccount.com"))
+            }),
+            namespace: fields.iter().find_map(|s| {
+                s.strip_prefix("system:serviceaccount:")
+                    .and_then(|r| r.split(':').next())
+            }),
+            actors: fields,
+            ..Facets::default()
+        }
+    }
+
+    /// With the tenant and groups of the principal's events (for `[[peer_groups]]`).
+    pub(crate) fn with_tenant_and_groups(
+        mut self,
+        tenant: Option<&'a str>,
+        groups: Vec<&'a str>,
+    ) -> Facets<'a> {
+        self.tenant = tenant;
+        self.groups = groups;
+        self
+    }
+
+    pub(crate) fn matches(&self, rule: &Rule) -> bool {
         let m = |v: &str| crate::glob::matches(&rule.pattern, v);
         match rule.facet {
             Facet::Path => self.paths.iter().any(|v| m(v)),
@@ -81,6 +122,7 @@ impl Facets<'_> {
             Facet::Namespace => self.namespace.is_some_and(m),
             Facet::Tenant => self.tenant.is_some_and(m),
             Facet::Actor => self.actors.iter().any(|v| m(v)),
+            Facet::Group => self.groups.iter().any(|v| m(v)),
         }
     }
 
@@ -95,7 +137,7 @@ impl Facets<'_> {
 }
 
 /// Account of an ARN (`arn:aws:iam::111122223333:role/x`).
-fn arn_account(s: &str) -> Option<&str> {
+pub(crate) fn arn_account(s: &str) -> Option<&str> {
     let mut parts = s.strip_prefix("arn:")?.split(':');
     let account = parts.nth(3)?;
     (!account.is_empty()).then_some(account)
@@ -138,7 +180,7 @@ impl Environments {
                 .and_then(|r| r.split('/').next()),
             namespace: id.strip_prefix("k8s:").and_then(|r| r.split('/').nth(1)),
             tenant,
-            actors: Vec::new(),
+            ..Facets::default()
         };
         self.resolve(&f)
     }
@@ -149,24 +191,7 @@ impl Environments {
         actor_name: Option<&str>,
         actor_role: Option<&str>,
     ) -> Option<String> {
-        let fields: Vec<&str> = [actor_id, actor_name, actor_role]
-            .into_iter()
-            .flatten()
-            .collect();
-        let f = Facets {
-            account: fields.iter().find_map(|s| arn_account(s)),
-            project: fields.iter().find_map(|s| {
-                s.split_once('@')
-                    .and_then(|(_, d)| d.strip_suffix(".iam.gserviceaccount.com"))
-            }),
-            namespace: fields.iter().find_map(|s| {
-                s.strip_prefix("system:serviceaccount:")
-                    .and_then(|r| r.split(':').next())
-            }),
-            actors: fields,
-            ..Facets::default()
-        };
-        self.resolve(&f)
+        self.resolve(&Facets::of_actor(actor_id, actor_name, actor_role))
     }
 
     fn resolve(&self, f: &Facets) -> Option<String> {

@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod mail;
 /// Networks: CIDR ranges and private address space.
 pub mod net;
+pub mod peer_groups;
 /// DataFusion session over the store; read-only user SQL.
 pub mod query;
 /// Output formats for query results (the only code that prints data).

@@ -6,6 +6,13 @@
 //! the hourly rollups), never kept between runs: a restart or a replay sees the same peers. It
 //! needs no metadata, so it works on every source and on estates whose policies, roles and
 //! namespaces say nothing about teams (CloudTrail IAM users, most GCP service accounts).
+//!
+//! Where the logs or `[[peer_groups]]` do say who belongs together (`crate::peer_groups`: Vault
+//! policies and auth roles, Kubernetes namespaces, IAM paths, ...), the members of a principal's
+//! groups are its peers too, from the principal rollups. A derived group holding more than
+//! `max(MIN_GROUP_SIZE, max_group_share x principals)` says little about who works together (a
+//! Vault OIDC role every person logs in with, a single AWS account) and is left out; a
+//! configured group is used whatever its size.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +20,10 @@ use std::collections::{HashMap, HashSet};
 /// by those people (they read it by hand; the service never needed it).
 const WORKLOAD: &str = "workload";
 
-/// The lookback's read pairs, indexed both ways.
+/// Derived groups this small are always specific enough to make peers.
+pub const MIN_GROUP_SIZE: usize = 5;
+
+/// The lookback's read pairs, indexed both ways, and the principals' declared groups.
 #[derive(Debug, Default)]
 pub struct ReadPairs {
     /// Secret -> (principal, first read in the lookback, UTC nanoseconds).
@@ -22,12 +32,18 @@ pub struct ReadPairs {
     secrets: HashMap<String, Vec<String>>,
     /// Principal -> actor type and first read of any secret in the lookback.
     principals: HashMap<String, (Option<String>, i64)>,
+    /// Principal -> actor type and declared groups (`crate::peer_groups`).
+    declared: HashMap<String, (Option<String>, Vec<String>)>,
+    /// Declared group -> its members, and whether `[[peer_groups]]` configured it.
+    members: HashMap<String, (Vec<String>, bool)>,
 }
 
 /// One principal's peers: each with the number of secrets both read.
 #[derive(Debug, Default)]
 pub struct Peers {
     shared: HashMap<String, usize>,
+    /// The principal's declared groups that made peers (specific enough, with other members).
+    pub groups: Vec<String>,
     /// The principal is a workload: only workloads are its peers, and only workloads joining a
     /// secret's callers make a service's first read of it ordinary.
     workload: bool,
@@ -85,6 +101,32 @@ impl ReadPairs {
         self.callers.entry(secret).or_default().push((actor, first));
     }
 
+    /// Records a principal's declared groups (`configured` tells which come from
+    /// `[[peer_groups]]`).
+    pub fn declare(
+        &mut self,
+        actor: &str,
+        actor_type: Option<String>,
+        groups: Vec<String>,
+        configured: impl Fn(&str) -> bool,
+    ) {
+        let entry = self
+            .declared
+            .entry(actor.to_owned())
+            .or_insert((actor_type, Vec::new()));
+        for g in groups {
+            if entry.1.contains(&g) {
+                continue;
+            }
+            let m = self
+                .members
+                .entry(g.clone())
+                .or_insert_with(|| (Vec::new(), configured(&g)));
+            m.0.push(actor.to_owned());
+            entry.1.push(g);
+        }
+    }
+
     pub fn has_read(&self, actor: &str, secret: &str) -> bool {
         self.secrets
             .get(actor)
@@ -105,15 +147,24 @@ impl ReadPairs {
     }
 
     fn is_workload(&self, actor: &str) -> bool {
-        self.principals
-            .get(actor)
-            .is_some_and(|p| p.0.as_deref() == Some(WORKLOAD))
+        let of = |t: &Option<String>| t.as_deref() == Some(WORKLOAD);
+        match self.principals.get(actor) {
+            Some(p) => of(&p.0),
+            None => self.declared.get(actor).is_some_and(|d| of(&d.0)),
+        }
     }
 
-    /// The principals that read at least `min_shared` of the secrets `actor` read (a
+    /// The principals that read at least `min_shared` of the secrets `actor` read, and the
+    /// members of its declared groups no larger than `max_group_share` of the principals (a
     /// workload's: workloads only). `actor_type` is the principal's type in the window, for a
     /// principal with no history.
-    pub fn peers(&self, actor: &str, actor_type: Option<&str>, min_shared: usize) -> Peers {
+    pub fn peers(
+        &self,
+        actor: &str,
+        actor_type: Option<&str>,
+        min_shared: usize,
+        max_group_share: f64,
+    ) -> Peers {
         let workload = actor_type == Some(WORKLOAD) || self.is_workload(actor);
         let mut shared: HashMap<String, usize> = HashMap::new();
         let mine: HashSet<&String> = self.secrets.get(actor).into_iter().flatten().collect();
@@ -129,7 +180,32 @@ impl ReadPairs {
             }
         }
         shared.retain(|_, n| *n >= min_shared.max(1));
-        Peers { shared, workload }
+        let largest = MIN_GROUP_SIZE.max((max_group_share * self.declared.len() as f64) as usize);
+        let mut groups = Vec::new();
+        for g in self.declared.get(actor).map(|d| &d.1).into_iter().flatten() {
+            let Some((members, configured)) = self.members.get(g) else {
+                continue;
+            };
+            if !configured && members.len() > largest {
+                continue;
+            }
+            let mut any = false;
+            for other in members {
+                if other == actor || (workload && !self.is_workload(other)) {
+                    continue;
+                }
+                shared.entry(other.clone()).or_insert(0);
+                any = true;
+            }
+            if any {
+                groups.push(g.clone());
+            }
+        }
+        Peers {
+            shared,
+            groups,
+            workload,
+        }
     }
 
     /// The secret's callers as seen from a principal with `peers`; `None` when nobody read it
@@ -193,11 +269,11 @@ mod tests {
             ("carol", "human", "other/x", 9),
             ("svc3", "workload", "other/x", 8),
         ]);
-        let alice = p.peers("alice", Some("human"), 1);
+        let alice = p.peers("alice", Some("human"), 1, 0.25);
         assert!(alice.contains("bob") && alice.contains("svc") && alice.len() == 2);
-        assert!(p.peers("alice", Some("human"), 2).is_empty());
+        assert!(p.peers("alice", Some("human"), 2, 0.25).is_empty());
         // svc shares team/a with alice and bob, but people do not explain a service.
-        let svc = p.peers("svc", Some("workload"), 1);
+        let svc = p.peers("svc", Some("workload"), 1, 0.25);
         assert!(svc.contains("svc2") && svc.len() == 1, "{svc:?}");
         // other/x: its caller svc2 is svc's peer; svc3 and carol came later from outside, but
         // only the service counts against a service.
@@ -217,5 +293,62 @@ mod tests {
         assert_eq!(p.callers_of("nobody/reads", &alice, DAY), None);
         assert!(p.has_read("bob", "team/a") && !p.has_read("bob", "team/b"));
         assert_eq!(p.first_seen("carol"), Some(9 * DAY));
+    }
+
+    #[test]
+    fn members_of_a_specific_declared_group_are_peers_and_a_broad_one_is_left_out() {
+        let mut p = pairs(&[
+            ("alice", "human", "team/a", 0),
+            ("dan", "human", "team/d", 0),
+            ("svc", "workload", "team/s", 0),
+        ]);
+        let no = |_: &str| false;
+        p.declare(
+            "alice",
+            Some("human".into()),
+            vec!["policy:pay".into(), "role:all".into()],
+            no,
+        );
+        p.declare(
+            "dan",
+            Some("human".into()),
+            vec!["policy:pay".into(), "role:all".into()],
+            no,
+        );
+        p.declare(
+            "svc",
+            Some("workload".into()),
+            vec!["policy:pay".into()],
+            no,
+        );
+        // Eight more people log in with the same role: it holds 10 of 11 principals.
+        for i in 0..8 {
+            p.declare(
+                &format!("p{i}"),
+                Some("human".into()),
+                vec!["role:all".into()],
+                no,
+            );
+        }
+        let alice = p.peers("alice", Some("human"), 1, 0.25);
+        // dan shares no secret with alice but her policy; svc is in it too. The role is too broad.
+        assert!(
+            alice.contains("dan") && alice.contains("svc") && alice.len() == 2,
+            "{alice:?}"
+        );
+        assert_eq!(alice.groups, ["policy:pay"]);
+        // A service's group peers are services: none here.
+        let svc = p.peers("svc", Some("workload"), 1, 0.25);
+        assert!(svc.is_empty() && svc.groups.is_empty(), "{svc:?}");
+        // Configured, the same broad group counts.
+        p.declare("q", Some("human".into()), vec!["team:all".into()], |_| true);
+        p.declare(
+            "alice",
+            Some("human".into()),
+            vec!["team:all".into()],
+            |_| true,
+        );
+        let alice = p.peers("alice", Some("human"), 1, 0.25);
+        assert!(alice.contains("q") && alice.groups.contains(&"team:all".to_owned()));
     }
 }

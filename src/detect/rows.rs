@@ -106,6 +106,26 @@ pub mod typed {
             .collect())
     }
 
+    /// Column `name` as lists of strings (a null list is empty, null items are left out).
+    pub fn string_lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<String>>, QueryError> {
+        let item = datafusion::arrow::datatypes::Field::new("item", DataType::Utf8, true);
+        let a = column(batch, name, &DataType::List(std::sync::Arc::new(item)))?;
+        let a = a.as_list::<i32>();
+        Ok((0..a.len())
+            .map(|i| {
+                if a.is_null(i) {
+                    return Vec::new();
+                }
+                let v = a.value(i);
+                let v = v.as_string::<i32>();
+                (0..v.len())
+                    .filter(|j| v.is_valid(*j))
+                    .map(|j| v.value(j).to_owned())
+                    .collect()
+            })
+            .collect())
+    }
+
     /// Column `name` as integers (`None` for nulls).
     pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, QueryError> {
         let a = column(batch, name, &DataType::Int64)?;

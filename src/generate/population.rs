@@ -209,7 +209,7 @@ pub struct Population {
     pub rotation: usize,
 }
 
-fn team_name(i: usize) -> String {
+pub fn team_name(i: usize) -> String {
     let word = TEAM_WORDS[i % TEAM_WORDS.len()];
     match i / TEAM_WORDS.len() {
         0 => word.to_owned(),

@@ -226,8 +226,12 @@ impl Renderer {
                 ),
             ),
         };
+        // A person's policy is their team's at the time of the call (people move teams).
         let policy = match p.kind {
-            Kind::Human => format!("{team}-engineer"),
+            Kind::Human => format!(
+                "{}-engineer",
+                super::population::team_name(p.set_at(call.time).team)
+            ),
             Kind::Workload => format!("{}-read", p.name),
         };
         let dir = format!("{}/{}/{}", s.env(), s.team_name, s.scope);

@@ -43,11 +43,22 @@ pub enum QueryError {
 
 /// Views registered beside `events`, for people and for interop. `ocsf_api_activity` shapes each
 /// row as an OCSF 1.1 API Activity event (class 6003): nested `actor`, `api`, `src_endpoint`,
-/// `resources` as OCSF names them.
-const VIEWS: [(&str, &str); 2] = [
+/// `resources` as OCSF names them. `principals` is every principal with what the logs say it is
+/// and its peer groups.
+const VIEWS: [(&str, &str); 3] = [
     ("secret_reads", "SELECT * FROM events WHERE is_secret_read"),
     ("ocsf_api_activity", OCSF_VIEW),
+    ("principals", PRINCIPALS_VIEW),
 ];
+
+/// One row per principal and set of attributes (a principal whose policies changed has a row
+/// for each set), from the principal rollups.
+const PRINCIPALS_VIEW: &str = "SELECT
+  source, actor_id, max(actor_name) AS actor_name, actor_type, tenant, actor_role, actor_groups,
+  vigil_peer_groups(source, actor_id, max(actor_name), actor_role, tenant, actor_groups) AS peer_groups,
+  sum(events) AS events, min(first_time) AS first_seen, max(last_time) AS last_seen
+FROM principal_counts
+GROUP BY source, actor_id, actor_type, tenant, actor_role, actor_groups";
 
 const OCSF_VIEW: &str = "SELECT
   6003 AS class_uid, 6 AS category_uid,
@@ -82,7 +93,7 @@ const OCSF_VIEW: &str = "SELECT
 FROM events";
 
 /// Names of the tables and views a query can use.
-pub const TABLES: &str = "events, event_counts, client_counts, secret_reads, ocsf_api_activity, findings, finding_history";
+pub const TABLES: &str = "events, event_counts, client_counts, principal_counts, principals, secret_reads, ocsf_api_activity, findings, finding_history";
 
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
@@ -111,7 +122,11 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
     )?;
     ctx.register_table(
         "client_counts",
-        Arc::new(CountsTable::new(events, Kind::Clients)),
+        Arc::new(CountsTable::new(Arc::clone(&events), Kind::Clients)),
+    )?;
+    ctx.register_table(
+        "principal_counts",
+        Arc::new(CountsTable::new(events, Kind::Principals)),
     )?;
     for (name, sql) in VIEWS {
         let view = ctx.sql(sql).await?.into_view();

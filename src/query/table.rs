@@ -44,7 +44,7 @@ pub(super) struct ScanFile {
     pub(super) min_time: i64,
     pub(super) max_time: i64,
     /// The file's rollups (location, size) in the order of `Kind::ALL`, when its commit has them.
-    rollups: [Option<(ObjectPath, u64)>; 2],
+    rollups: [Option<(ObjectPath, u64)>; Kind::ALL.len()],
 }
 
 impl ScanFile {
@@ -136,7 +136,7 @@ impl EventsTable {
         };
         let mut files = Vec::new();
         for f in log.files() {
-            let mut rollups: [Option<(ObjectPath, u64)>; 2] = Default::default();
+            let mut rollups: [Option<(ObjectPath, u64)>; Kind::ALL.len()] = Default::default();
             for (slot, kind) in rollups.iter_mut().zip(Kind::ALL) {
                 if let Some(r) = f.rollup_of(kind) {
                     *slot = Some((object_path(&r.path)?, r.bytes));

@@ -9,12 +9,15 @@
 //! - `vigil_network(src_ip)` → `10.1.2.0/24` (IPv4 /24, IPv6 /48), NULL when not an address
 //! - `vigil_is_private(network)` → boolean: private, loopback or link-local
 //! - `vigil_ua_family(user_agent)` → the client product, lower case (`aws-cli`, `curl`)
+//! - `vigil_peer_groups(source, actor_id, actor_name, actor_role, tenant, actor_groups)` → the
+//!   principal's peer groups, derived and per `[[peer_groups]]` (`crate::peer_groups`)
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, StringBuilder, StringViewArray, TimestampNanosecondArray,
+    Array, ArrayRef, AsArray, BooleanBuilder, ListBuilder, StringBuilder, StringViewArray,
+    TimestampNanosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -104,6 +107,14 @@ fn strings(a: &ArrayRef) -> Result<&StringViewArray> {
 
 fn opt(a: &StringViewArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
+}
+
+fn string_list() -> DataType {
+    DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    )))
 }
 
 fn utc_nanos() -> DataType {
@@ -223,6 +234,47 @@ pub fn register_all(ctx: &SessionContext, config: &Config) {
             let mut out = BooleanBuilder::with_capacity(rows);
             for i in 0..rows {
                 out.append_option(opt(x, i).map(crate::net::is_private_network));
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        }),
+    );
+    let groups = config.peer_groups.clone();
+    register(
+        ctx,
+        "vigil_peer_groups",
+        vec![s(), s(), s(), s(), s(), string_list()],
+        string_list(),
+        Box::new(move |a: &[ArrayRef], rows: usize| {
+            let [source, id, name, role, tenant] = [&a[0], &a[1], &a[2], &a[3], &a[4]].map(strings);
+            let (source, id, name, role, tenant) = (source?, id?, name?, role?, tenant?);
+            let Some(lists) = a[5].as_list_opt::<i32>() else {
+                return exec_err!("expected a list of strings, got {}", a[5].data_type());
+            };
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for i in 0..rows {
+                let items: Vec<Option<String>> = if lists.is_valid(i) {
+                    let v = lists.value(i);
+                    let v = cast(&v, &DataType::Utf8)?;
+                    let v = v.as_string::<i32>();
+                    (0..v.len())
+                        .map(|j| v.is_valid(j).then(|| v.value(j).to_owned()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let items: Vec<Option<&str>> = items.iter().map(|x| x.as_deref()).collect();
+                let principal = crate::peer_groups::Principal {
+                    source: opt(source, i),
+                    actor_id: opt(id, i),
+                    actor_name: opt(name, i),
+                    actor_role: opt(role, i),
+                    tenant: opt(tenant, i),
+                    groups: &items,
+                };
+                for g in groups.of(&principal) {
+                    out.values().append_value(g);
+                }
+                out.append(true);
             }
             Ok(Arc::new(out.finish()) as ArrayRef)
         }),

@@ -41,6 +41,10 @@ pub struct DataFile {
     /// versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<RollupFile>,
+    /// The file's principal rollup (`store::rollup::Kind::Principals`); absent in commits of
+    /// older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<RollupFile>,
     /// Digest of the rows the file holds, whatever their order (`store::digest`): what lets
     /// verify check a compaction after the files it replaced are gone. Absent in commits of
     /// older versions.
@@ -54,6 +58,7 @@ impl DataFile {
         match kind {
             super::rollup::Kind::Hourly => self.rollup.as_ref(),
             super::rollup::Kind::Clients => self.clients.as_ref(),
+            super::rollup::Kind::Principals => self.principals.as_ref(),
         }
     }
 
@@ -61,6 +66,7 @@ impl DataFile {
         match kind {
             super::rollup::Kind::Hourly => self.rollup = Some(file),
             super::rollup::Kind::Clients => self.clients = Some(file),
+            super::rollup::Kind::Principals => self.principals = Some(file),
         }
     }
 

@@ -478,8 +478,8 @@ struct OpenFile {
     /// merged whenever they grow past [`ROLLUP_PARTS_ROWS`] rows and twice the last merge (so a
     /// file with many groups, say attacker-chosen user agents, is not merged again at every
     /// chunk: memory stays within twice the final rollup, merges are logarithmic in number).
-    rollups: [Vec<RecordBatch>; 2],
-    merged_rows: [usize; 2],
+    rollups: [Vec<RecordBatch>; rollup::Kind::ALL.len()],
+    merged_rows: [usize; rollup::Kind::ALL.len()],
     content: ContentDigest,
 }
 
@@ -557,7 +557,7 @@ impl PartitionOutput {
             rows: 0,
             min: 0,
             rollups: Default::default(),
-            merged_rows: [0; 2],
+            merged_rows: [0; rollup::Kind::ALL.len()],
             content: ContentDigest::default(),
         })
     }
@@ -579,6 +579,7 @@ impl PartitionOutput {
             max_time: rfc3339(self.last_time),
             rollup: None,
             clients: None,
+            principals: None,
             content: Some(f.content.to_string()),
         };
         // Listed before the rollup is written, so an error from here on deletes the data too.

@@ -273,6 +273,7 @@ mod tests {
             max_time: String::new(),
             rollup: None,
             clients: None,
+            principals: None,
             content: None,
         }
     }

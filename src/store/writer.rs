@@ -336,6 +336,7 @@ fn write_parquet(
         max_time: rfc3339(max),
         rollup: None,
         clients: None,
+        principals: None,
         content: Some(content.to_string()),
     };
     for kind in rollup::Kind::ALL {

@@ -201,9 +201,9 @@ fn compaction_keeps_every_row_in_fewer_sorted_files_with_exact_rollups() {
         .env("VIGIL_NOW", "2026-03-10T01:00:00Z")
         .args(["compact", "--format", "json"]));
     let r: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(r["deleted"], 27, "{r}");
+    assert_eq!(r["deleted"], 36, "{r}");
     assert_eq!(parquet_files(&store.join("events")), 3);
-    assert_eq!(parquet_files(&store.join("rollups")), 6);
+    assert_eq!(parquet_files(&store.join("rollups")), 9);
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     assert_eq!(sql(&store, ROWS), rows_before);
@@ -508,7 +508,7 @@ fn replaced_files_stay_for_the_grace_period_the_compaction_was_given() {
         .args(["compact", "--format", "json"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(report["deleted"], 18, "{report}");
+    assert_eq!(report["deleted"], 24, "{report}");
     assert_eq!(parquet_files(&store.join("events")), 3 + 1);
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);

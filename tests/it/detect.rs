@@ -14,6 +14,8 @@ pub const WINDOW: [&str; 4] = ["--from", "2026-03-23", "--to", "2026-03-24"];
 pub struct Log {
     pub text: String,
     n: u32,
+    /// Vault policies of a principal besides `default` (none unless set).
+    policies: std::collections::HashMap<&'static str, &'static str>,
 }
 
 impl Log {
@@ -21,6 +23,7 @@ impl Log {
         Log {
             text: String::new(),
             n: 0,
+            policies: Default::default(),
         }
     }
 
@@ -37,12 +40,14 @@ impl Log {
         denied: bool,
     ) {
         self.n += 1;
+        let mut policies = vec!["default"];
+        policies.extend(self.policies.get(who));
         let time = chrono::DateTime::from_timestamp(secs, 0)
             .unwrap()
             .format("%Y-%m-%dT%H:%M:%SZ");
         let mut entry = json!({
             "time": time.to_string(), "type": "response",
-            "auth": {"display_name": who, "entity_id": format!("ent-{who}"), "policies": ["default"]},
+            "auth": {"display_name": who, "entity_id": format!("ent-{who}"), "policies": policies},
             "request": {"id": format!("req-{}", self.n), "operation": op, "path": format!("secret/data/{path}"),
                         "mount_point": "secret/", "mount_type": "kv", "remote_address": ip,
                         "headers": {"user-agent": [ua]}},
@@ -70,8 +75,27 @@ pub fn day(d: i64) -> i64 {
 /// The fixture: baseline days 0..21, the window is day 21 (2026-03-23, a Monday).
 pub fn history() -> Log {
     let mut l = Log::new();
+    // Two payments services share a Vault policy but no secret: peers by declaration only.
+    l.policies
+        .insert("kubernetes-payments-api", "payments-read");
+    l.policies
+        .insert("kubernetes-payments-worker", "payments-read");
     for d in 0..21 {
         let weekday = d % 7 < 5;
+        l.read(
+            day(d) + 6 * H,
+            "kubernetes-payments-api",
+            "prod/payments/db",
+            "10.0.4.5",
+            "vault-go/1.0",
+        );
+        l.read(
+            day(d) + 6 * H + 30 * M,
+            "kubernetes-payments-worker",
+            "prod/payments/queue",
+            "10.0.4.6",
+            "vault-go/1.0",
+        );
         for h in 0..24 {
             let t = day(d) + h * H;
             // A 24x7 service and a staging service, each in its own environment.
@@ -353,6 +377,15 @@ pub fn window(l: &mut Log) {
         "192.168.10.9",
         "vault-cli/1.15",
     );
+    // Near miss of VG001 by declared group: the payments worker reads the database secret its
+    // policy peer reads daily (they share no secret, so only the policy makes them peers).
+    l.read(
+        w + 6 * H + 40 * M,
+        "kubernetes-payments-worker",
+        "prod/payments/db",
+        "10.0.4.6",
+        "vault-go/1.0",
+    );
     // Near miss of VG017: dave deletes again; he made such a change on that tenant before.
     l.call(
         w + 12 * H + 40 * M,
@@ -484,6 +517,29 @@ fn every_detector_on_its_fixture() {
         "{carol}"
     );
     assert_eq!(one("VG001", "kubernetes-prod-api")["severity"], "high");
+    // The groups are in the store for analysts too: the policy, and the auth role none has.
+    let principal = sql(
+        &store,
+        "SELECT actor_groups, peer_groups, events FROM principals \
+         WHERE actor_name = 'kubernetes-payments-worker'",
+    );
+    assert_eq!(principal.len(), 1, "{principal:?}");
+    assert_eq!(
+        principal[0]["peer_groups"],
+        json!(["vault-policy:default/payments-read"]),
+        "{principal:?}"
+    );
+    assert_eq!(principal[0]["events"], 22, "{principal:?}");
+    let worker = one("VG001", "kubernetes-payments-worker");
+    assert_eq!(worker["severity"], "info", "{worker}");
+    assert_eq!(worker["baseline"]["peer_callers"], 1, "{worker}");
+    assert!(
+        worker["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("or in vault-policy:default/payments-read"),
+        "{worker}"
+    );
     let carol = one("VG003", "oidc-carol");
     assert_eq!(carol["severity"], "info", "{carol}");
     assert_eq!(carol["baseline"]["network_principals"], 3, "{carol}");

@@ -143,6 +143,7 @@ fn compare_clients(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
 fn assert_exact(store: &Path) {
     assert_exact_in(store, compare(store));
     assert_exact_in(store, compare_clients(store));
+    assert_exact_in(store, compare_principals(store));
 }
 
 fn assert_exact_in(store: &Path, results: Vec<(i64, i64, i64, i64, i64)>) {
@@ -157,6 +158,46 @@ fn assert_exact_in(store: &Path, results: Vec<(i64, i64, i64, i64, i64)>) {
     // The whole history, every event once.
     let total = count(store, "SELECT count(*) FROM events");
     assert_eq!(results[8].2, total);
+}
+
+/// For each period: (groups, events) from `principal_counts` and from `events`, and how many
+/// (principal, tenant, type, role, groups, source) groups differ in count, times or name.
+fn compare_principals(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
+    const KEY: &str = "actor_id, tenant, actor_type, actor_role, \
+                       array_to_string(actor_groups, '|') AS groups, source";
+    PERIODS
+        .iter()
+        .map(|(events, counts)| {
+            let q = format!(
+                "WITH a AS (SELECT {KEY}, sum(events) AS n, \
+                   min(first_time) AS f, max(last_time) AS l, max(actor_name) AS an \
+                   FROM principal_counts WHERE {counts} GROUP BY 1, 2, 3, 4, 5, 6), \
+                 b AS (SELECT {KEY}, count(*) AS n, \
+                   min(event_time) AS f, max(event_time) AS l, max(actor_name) AS an \
+                   FROM events WHERE {events} GROUP BY 1, 2, 3, 4, 5, 6) \
+                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
+                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
+                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
+                   (SELECT count(*) FROM a FULL JOIN b \
+                      ON (a.actor_id IS NOT DISTINCT FROM b.actor_id) \
+                     AND (a.tenant IS NOT DISTINCT FROM b.tenant) \
+                     AND (a.actor_type IS NOT DISTINCT FROM b.actor_type) \
+                     AND (a.actor_role IS NOT DISTINCT FROM b.actor_role) \
+                     AND (a.groups IS NOT DISTINCT FROM b.groups) AND a.source = b.source \
+                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
+                       OR (a.l IS DISTINCT FROM b.l) OR (a.an IS DISTINCT FROM b.an)) AS differ"
+            );
+            let r = &sql(store, &q)[0];
+            let n = |k: &str| r[k].as_i64().unwrap();
+            (
+                n("a_groups"),
+                n("b_groups"),
+                n("a_events"),
+                n("b_events"),
+                n("differ"),
+            )
+        })
+        .collect()
 }
 
 fn rollup_files(store: &Path) -> Vec<PathBuf> {
@@ -183,8 +224,8 @@ fn event_counts_are_exact_for_any_period_and_rollups_are_verified() {
     let rollups = rollup_files(&store);
     let data = count(&store, "SELECT count(DISTINCT date) FROM events");
     assert!(
-        rollups.len() as i64 >= 2 * data,
-        "two rollups per data file: {rollups:?}"
+        rollups.len() as i64 >= 3 * data,
+        "three rollups per data file: {rollups:?}"
     );
     // Fewer rows than events (few at this size: 1,500 events over 3 days; at 5 M events over a
     // month, 228 k rows).
@@ -196,7 +237,7 @@ fn event_counts_are_exact_for_any_period_and_rollups_are_verified() {
     // Rollups are part of the commit: a changed byte in one of each kind is named by verify.
     let r = run(vigil(&store).arg("verify"));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let changed: Vec<&PathBuf> = ["clients", "hourly"]
+    let changed: Vec<&PathBuf> = ["clients", "hourly", "principals"]
         .iter()
         .map(|kind| {
             let dir = store.join("rollups").join(kind);
@@ -237,8 +278,10 @@ fn event_counts_without_rollups_count_the_events() {
     for f in commit["files"].as_array_mut().unwrap() {
         assert!(f["rollup"].is_object());
         assert!(f["clients"].is_object());
+        assert!(f["principals"].is_object());
         f.as_object_mut().unwrap().remove("rollup");
         f.as_object_mut().unwrap().remove("clients");
+        f.as_object_mut().unwrap().remove("principals");
     }
     std::fs::write(&commits[0], serde_json::to_vec(&commit).unwrap()).unwrap();
     std::fs::remove_dir_all(store.join("rollups")).unwrap();
@@ -246,7 +289,7 @@ fn event_counts_without_rollups_count_the_events() {
     // `vigil compact` rewrites each day's file, alone, with a rollup.
     let days = commit["files"].as_array().unwrap().len();
     upgrade_by_compaction(&store, days);
-    assert_eq!(rollup_files(&store).len(), 2 * days);
+    assert_eq!(rollup_files(&store).len(), 3 * days);
 }
 
 /// Files with and without rollups in the same partitions and hours (the newest commit's rollups
@@ -349,7 +392,7 @@ fn upgrade_by_compaction(store: &Path, days: usize) {
     .unwrap();
     let files = compacted["files"].as_array().unwrap();
     assert_eq!(files.len(), days);
-    for kind in ["rollup", "clients"] {
+    for kind in ["rollup", "clients", "principals"] {
         assert!(
             files.iter().all(|f| f[kind]["rows"].as_u64() > Some(0)),
             "{kind}"

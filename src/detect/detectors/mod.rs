@@ -191,7 +191,21 @@ WHERE is_secret_read AND outcome = 'success' AND actor_id IS NOT NULL AND resour
   AND last_time >= $hist_from AND first_time < $from
 GROUP BY resource_id, actor_id";
 
-/// The lookback's read pairs (principal, secret, first read), read once per run and lookback.
+/// The principals of the lookback and the window with their peer groups (`crate::peer_groups`),
+/// from the principal rollups: one row per principal and set of attributes.
+const DECLARED: &str = "
+WITH p AS (
+  SELECT source, actor_id, max(actor_type) AS actor_type, max(actor_name) AS actor_name,
+         actor_role, tenant, actor_groups
+  FROM principal_counts
+  WHERE actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $to
+  GROUP BY source, actor_id, actor_role, tenant, actor_groups)
+SELECT actor_id, actor_type,
+       vigil_peer_groups(source, actor_id, actor_name, actor_role, tenant, actor_groups) AS peer_groups
+FROM p";
+
+/// The lookback's read pairs (principal, secret, first read) and the principals' declared
+/// groups, read once per run and lookback.
 async fn read_pairs(
     d: &DetectContext<'_>,
     lookback: i64,
@@ -211,6 +225,18 @@ async fn read_pairs(
         {
             if let (Some(actor), Some(resource), Some(first)) = (actor, resource, first) {
                 out.insert(actor, ty, resource, first);
+            }
+        }
+    }
+    for batch in rows::batches(d.ctx, DECLARED, bounds(d, lookback), d.limits).await? {
+        let actors = typed::strings(&batch, "actor_id")?;
+        let types = typed::strings(&batch, "actor_type")?;
+        let groups = typed::string_lists(&batch, "peer_groups")?;
+        for ((actor, ty), groups) in actors.into_iter().zip(types).zip(groups) {
+            if let Some(actor) = actor {
+                out.declare(&actor, ty, groups, |g| {
+                    d.config.peer_groups.is_configured(g)
+                });
             }
         }
     }

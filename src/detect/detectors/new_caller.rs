@@ -15,9 +15,12 @@ never needed; the Elastic \"First Time Seen GetSecretValue\" rule and Microsoft'
 are the anchors. A person's first read of a secret their teammates read every day is not one of
 those: novelty is judged against the principal's peers, as UEBA products do.
 Peers: principals that read at least min_shared_secrets of the same secrets as it in the lookback
-(its co-readers, from the store; a workload's peers are workloads, so a service reading what only
-people read is not explained by them). A first read of a secret that min_peer_callers or more
-peers read is info (reported, not alerted) and names them.
+(its co-readers, from the store), and the members of its peer groups: those the logs declare
+(Vault policies and auth role, Kubernetes namespace and groups, IAM path and account, GCP project,
+Azure resource group; see the principals view) holding at most max_group_share_pct of the
+principals (or 5), and every [[peer_groups]] it matches. A workload's peers are workloads, so a
+service reading what only people read is not explained by them. A first read of a secret that
+min_peer_callers or more peers read is info (reported, not alerted) and names them.
 Example: role analytics-etl reads prod/payments/db for the first time at 03:10; none of its 6 peers
 ever read it.
 Scoring (no peer read it): how often the secret gains callers from outside the principal's peers:
@@ -97,6 +100,11 @@ impl Detector for NewCaller {
                 default: 7.0,
                 doc: "history a principal needs before its own novelty counts (info before)",
             },
+            Param {
+                name: "max_group_share_pct",
+                default: 25.0,
+                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
+            },
         ]
     }
     async fn detect(
@@ -116,6 +124,7 @@ impl Detector for NewCaller {
         let history = read_pairs(d, lookback).await?;
         let window = rows::batches(d.ctx, WINDOW, bounds(d, lookback), d.limits).await?;
         let min_shared = s.get("min_shared_secrets").max(1.0) as usize;
+        let max_group_share = s.get("max_group_share_pct") / 100.0;
         // Callers first seen within a day of the secret itself were there from the start: not "new".
         let settle = DAY;
         // The qualifying pairs, grouped by principal in order of their first new read: one
@@ -143,9 +152,9 @@ impl Detector for NewCaller {
                 if history.has_read(actor, resource) {
                     continue;
                 }
-                let peers = peers_of
-                    .entry(actor.clone())
-                    .or_insert_with(|| history.peers(actor, types[i].as_deref(), min_shared));
+                let peers = peers_of.entry(actor.clone()).or_insert_with(|| {
+                    history.peers(actor, types[i].as_deref(), min_shared, max_group_share)
+                });
                 let Some(seen) = history.callers_of(resource, peers, settle) else {
                     // Nobody read it in the lookback: a new secret, whose first callers are
                     // expected (or one dormant for the whole lookback: VG014's case).
@@ -203,6 +212,7 @@ impl Detector for NewCaller {
                     reads: reads[i].unwrap_or(0) as f64,
                     callers,
                     peers: peers.len() as f64,
+                    peer_groups: peers.groups.clone(),
                     peer_callers,
                     why,
                     lambda,
@@ -257,6 +267,8 @@ struct NewPair {
     callers: f64,
     /// Peers of the principal, and those among the secret's callers.
     peers: f64,
+    /// The declared groups its peers come from (besides co-readers).
+    peer_groups: Vec<String>,
     peer_callers: f64,
     why: Why,
     lambda: f64,
@@ -349,11 +361,17 @@ impl NewCaller {
             )
         };
         let peers = if best.peers == 0.0 {
-            "peers (no principal read any of the same secrets)".to_owned()
-        } else {
+            "peers (no principal read any of the same secrets or shares a peer group)".to_owned()
+        } else if best.peer_groups.is_empty() {
             format!(
                 "{} (principals reading the same secrets)",
                 plural(best.peers, "peer")
+            )
+        } else {
+            format!(
+                "{} (principals reading the same secrets or in {})",
+                plural(best.peers, "peer"),
+                best.peer_groups.join(", ")
             )
         };
         f.explanation = match best.why {

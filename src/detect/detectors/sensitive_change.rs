@@ -9,7 +9,8 @@ const DOC: &str = "\
 What: a destructive or protective change (delete, purge, policy change, rotation cancelled, key
 disabled or scheduled for deletion) by a principal that made no such change on that store
 (tenant) in the lookback (default 14 days), and none of whose peers did either.
-Peers: principals that read at least one of the same secrets in the lookback (a workload's:
+Peers: principals that read at least one of the same secrets in the lookback, and the members
+of its peer groups no larger than max_group_share_pct of the principals (a workload's:
 workloads), as VG001 defines them. When min_peer_changers of them made such changes in the
 lookback, the change is routine for its group: info, naming how many. When common_share_pct of
 the estate's principals of its type (people, workloads) made such changes in the lookback, a
@@ -79,6 +80,11 @@ impl Detector for SensitiveChange {
                 default: 10.0,
                 doc: "share of principals of its type making such changes that makes one common (low)",
             },
+            Param {
+                name: "max_group_share_pct",
+                default: 25.0,
+                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
+            },
         ]
     }
     async fn detect(
@@ -118,7 +124,12 @@ impl Detector for SensitiveChange {
                 continue;
             }
             let tenant = rows::text(&r, "tenant");
-            let peers = pairs.peers(&actor, rows::s(&r, "actor_type"), 1);
+            let peers = pairs.peers(
+                &actor,
+                rows::s(&r, "actor_type"),
+                1,
+                s.get("max_group_share_pct") / 100.0,
+            );
             let peer_changers = changers.keys().filter(|c| peers.contains(c)).count();
             let routine = peer_changers as f64 >= s.get("min_peer_changers").max(1.0);
             // How common such changes are among principals of its type across the estate.
@@ -173,8 +184,8 @@ impl Detector for SensitiveChange {
             let plural = if n == 1.0 { "" } else { "s" };
             f.explanation = if routine {
                 format!(
-                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}, none there in the previous {days:.0} days, but {peer_changers} of its {} peers (principals reading the same secrets) made such changes in that time: routine for its group.",
-                    who(&r), peers.len()
+                    "{} made {n} sensitive change{plural} ({ops}) on {tenant}, none there in the previous {days:.0} days, but {peer_changers} of its {} peers (principals reading the same secrets{}) made such changes in that time: routine for its group.",
+                    who(&r), peers.len(), PeerNames(&peers.groups)
                 )
             } else {
                 let peers = match peers.len() {
@@ -200,5 +211,18 @@ impl Detector for SensitiveChange {
             out.push(f);
         }
         Ok(out)
+    }
+}
+
+/// `" or in <groups>"` when declared groups gave the principal peers.
+struct PeerNames<'a>(&'a [String]);
+
+impl std::fmt::Display for PeerNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " or in {}", self.0.join(", "))
+        }
     }
 }

@@ -14,9 +14,12 @@
 //!   a secret read; table `event_counts`.
 //! - [`Kind::Clients`] (`clients`): per hour, principal, source address and user agent; table
 //!   `client_counts`, the history of the first-seen network and user-agent detectors.
+//! - [`Kind::Principals`] (`principals`): per hour and principal, with its tenant, type, auth
+//!   role and groups; table `principal_counts`, what peer groups are derived from.
 
 mod clients;
 mod hourly;
+mod principals;
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::array::{PrimitiveArray, TimestampNanosecondBuilder};
@@ -33,16 +36,18 @@ pub use crate::timerange::NANOS_PER_HOUR;
 pub enum Kind {
     Hourly,
     Clients,
+    Principals,
 }
 
 impl Kind {
     /// Every kind, in the order a data file's rollups are written.
-    pub const ALL: [Kind; 2] = [Kind::Hourly, Kind::Clients];
+    pub const ALL: [Kind; 3] = [Kind::Hourly, Kind::Clients, Kind::Principals];
 
     fn dir(self) -> &'static str {
         match self {
             Kind::Hourly => "rollups/hourly",
             Kind::Clients => "rollups/clients",
+            Kind::Principals => "rollups/principals",
         }
     }
 
@@ -61,6 +66,7 @@ impl Kind {
         match self {
             Kind::Hourly => hourly::file_schema(),
             Kind::Clients => clients::file_schema(),
+            Kind::Principals => principals::file_schema(),
         }
     }
 
@@ -69,6 +75,7 @@ impl Kind {
         match self {
             Kind::Hourly => &hourly::KEY_COLUMNS,
             Kind::Clients => &clients::KEY_COLUMNS,
+            Kind::Principals => &principals::KEY_COLUMNS,
         }
     }
 
@@ -77,6 +84,7 @@ impl Kind {
         match self {
             Kind::Hourly => &["actor_name", "resource_name"],
             Kind::Clients => &[],
+            Kind::Principals => &["actor_name"],
         }
     }
 
@@ -86,6 +94,7 @@ impl Kind {
         match self {
             Kind::Hourly => hourly::of_batch(batch),
             Kind::Clients => clients::of_batch(batch),
+            Kind::Principals => principals::of_batch(batch),
         }
     }
 
@@ -96,6 +105,7 @@ impl Kind {
         match self {
             Kind::Hourly => hourly::merge(parts),
             Kind::Clients => clients::merge(parts),
+            Kind::Principals => principals::merge(parts),
         }
     }
 }
