@@ -24,9 +24,9 @@ WITH win AS (
   WHERE actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
   GROUP BY actor_id),
 prev AS (
-  -- from the hourly rollups: the lookback's hours, not its events
+  -- from the principal rollups: the lookback's hours per principal, not its events
   SELECT e.actor_id, max(e.last_time) AS last_before, sum(e.events) AS events_before
-  FROM (SELECT actor_id AS wanted FROM win) w JOIN event_counts e ON e.actor_id = w.wanted
+  FROM (SELECT actor_id AS wanted FROM win) w JOIN principal_counts e ON e.actor_id = w.wanted
   WHERE e.last_time >= $hist_from AND e.first_time < $from
   GROUP BY e.actor_id),
 quiet AS (
@@ -36,7 +36,7 @@ quiet AS (
 -- the quiet principals' active hours before, for their longest earlier silence
 hours AS (
   SELECT DISTINCT e.actor_id, e.hour
-  FROM (SELECT actor_id AS wanted FROM quiet) q JOIN event_counts e ON e.actor_id = q.wanted
+  FROM (SELECT actor_id AS wanted FROM quiet) q JOIN principal_counts e ON e.actor_id = q.wanted
   WHERE e.last_time >= $hist_from AND e.first_time < $from),
 gaps AS (
   SELECT actor_id, max(gap) AS longest_gap

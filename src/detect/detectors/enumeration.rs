@@ -11,7 +11,10 @@ more than twice its own busiest such window in the lookback.
 Why: an attacker with a foothold lists and reads everything reachable; Elastic (cardinality 20 in
 6 minutes), Panther (15 in 30 minutes) and Sigma value_count rules look for this breadth.
 Method: distinct secrets per principal in windows of window_minutes, evaluated at two offsets
-(half a window apart) so that a sweep across a boundary is still counted whole.
+(half a window apart) so that a sweep across a boundary is still counted whole. The lookback is
+read from the hourly rollups first (distinct secrets per hour bound every window inside the
+hour); only the hours that could hold half the sweep are counted from events, so the finding
+names the busiest window exactly when it can and otherwise the bound it proved.
 Tuning: min_secrets, window_minutes, lookback_days; allowlist deployers that read a whole
 environment on each release.
 False positives: deploy pipelines, secret-sync operators (External Secrets, CSI drivers).";
@@ -30,15 +33,48 @@ GROUP BY actor_id, bucket
 HAVING count(DISTINCT resource_id) >= $min_secrets
 ORDER BY actor_id, first_read";
 
-const HISTORY: &str = "
+/// Distinct secrets per hour of each swept principal in the lookback, from the hourly rollups:
+/// a window inside an hour cannot hold more, so only the hours that reach half a sweep need
+/// their events counted (the history of a busy estate is 10 M events, its rollups a few hundred
+/// thousand rows).
+const HOURS: &str = "
+SELECT actor_id, hour, count(DISTINCT resource_id) AS secrets
+FROM event_counts
+WHERE is_secret_read AND resource_id IS NOT NULL AND actor_id IN (vigil_swept)
+  AND last_time >= $hist_from AND first_time < $from
+GROUP BY actor_id, hour";
+
+/// The busiest window of each principal within the given time ranges (`vigil_ranges` is
+/// replaced by their condition).
+const WINDOWS: &str = "
 WITH bucketed AS (
   SELECT actor_id, resource_id, CAST(event_time AS BIGINT) / $width AS bucket
-  FROM (SELECT DISTINCT actor_id AS wanted FROM secret_reads WHERE event_time >= $from AND event_time < $to) w
-  JOIN secret_reads ON actor_id = w.wanted
-  WHERE true
-    AND resource_id IS NOT NULL AND event_time >= $hist_from AND event_time < $from),
+  FROM secret_reads
+  WHERE resource_id IS NOT NULL AND event_time >= $lo AND event_time < $hi AND (vigil_ranges)),
 per AS (SELECT actor_id, bucket, count(DISTINCT resource_id) AS secrets FROM bucketed GROUP BY actor_id, bucket)
 SELECT actor_id, max(secrets) AS max_secrets FROM per GROUP BY actor_id";
+
+/// Above this many hours to count for one principal, its whole lookback is counted instead (one
+/// range instead of a long OR).
+const MAX_RANGES: usize = 200;
+
+/// Busiest hours of a principal counted from events even when they cannot reach half a sweep.
+const BUSIEST_HOURS: usize = 3;
+
+/// What the lookback says about one swept principal.
+#[derive(Debug, Clone, Default)]
+struct History {
+    /// Its busiest hour's distinct secrets (0: no reads in the lookback).
+    max_per_hour: i64,
+    /// Its busiest window among the hours that could reach `threshold`.
+    max_counted: i64,
+    /// Windows below this many distinct secrets were not all counted.
+    threshold: i64,
+    /// The most distinct secrets of an hour whose events were not counted.
+    uncounted_per_hour: i64,
+    /// No hour left out could beat `max_counted`: it is the busiest window.
+    exact: bool,
+}
 
 #[async_trait::async_trait]
 impl Detector for Enumeration {
@@ -94,13 +130,6 @@ impl Detector for Enumeration {
             return Ok(Vec::new());
         }
         let days = store_history_days(d).await?.min(s.get("lookback_days"));
-        let mut params = bounds(d, s.days_nanos("lookback_days"));
-        params.push(("width", rows::int(width as f64)));
-        let hist: std::collections::BTreeMap<String, f64> = query(d, HISTORY, params)
-            .await?
-            .into_iter()
-            .map(|r| (rows::text(&r, "actor_id"), rows::n(&r, "max_secrets")))
-            .collect();
         // Per principal, keep the widest sweep among overlapping windows.
         hits.sort_by(|a, b| {
             (
@@ -125,12 +154,22 @@ impl Detector for Enumeration {
                 kept.push(h);
             }
         }
+        // A sweep of n fires when no earlier window reached n/2: per principal, the smallest
+        // kept sweep says which hours can matter.
+        let mut thresholds: std::collections::BTreeMap<String, i64> = Default::default();
+        for r in &kept {
+            let half = (rows::n(r, "secrets") as i64 + 1) / 2;
+            let t = thresholds.entry(rows::text(r, "actor_id")).or_insert(half);
+            *t = (*t).min(half);
+        }
+        let hist = history(d, s, width, &thresholds).await?;
         let mut out = Vec::new();
         for r in kept {
             let actor = rows::text(&r, "actor_id");
             let n = rows::n(&r, "secrets");
-            let usual = hist.get(&actor).copied().unwrap_or(0.0);
-            if n <= 2.0 * usual {
+            let h = hist.get(&actor).cloned().unwrap_or_default();
+            // Every window that could reach n/2 was counted: none did, or this is no sweep.
+            if n <= 2.0 * h.max_counted as f64 {
                 continue;
             }
             let resources = rows::list(&r, "resources");
@@ -144,22 +183,182 @@ impl Detector for Enumeration {
                 rows::s(&r, "last_read").unwrap_or(""),
                 None,
             );
-            f.cold_start = !hist.contains_key(&actor);
+            f.cold_start = h.max_per_hour == 0;
             f.score = (1.0 - s.get("min_secrets") / (2.0 * n)).clamp(0.5, 1.0);
             f.observed = numbers([
                 ("distinct_secrets", int(n)),
                 ("reads", int(rows::n(&r, "reads"))),
             ]);
-            f.baseline = numbers([
-                ("max_distinct_secrets_per_window", int(usual)),
-                ("window_minutes", int(s.get("window_minutes"))),
-            ]);
+            let minutes = s.get("window_minutes");
+            let mut baseline = vec![
+                ("max_distinct_secrets_per_hour", int(h.max_per_hour as f64)),
+                ("window_minutes", int(minutes)),
+            ];
+            let busiest = if h.exact {
+                baseline.push(("max_distinct_secrets_per_window", int(h.max_counted as f64)));
+                format!(
+                    "its busiest {minutes:.0}-minute window in the last {days:.0} days had {}",
+                    h.max_counted
+                )
+            } else {
+                format!(
+                    "none of its {minutes:.0}-minute windows in the last {days:.0} days had {} or more (its busiest hour had {})",
+                    h.threshold, h.max_per_hour
+                )
+            };
+            f.baseline = baseline
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
             f.explanation = format!(
-                "{} read {n} distinct secrets within {:.0} minutes; its busiest {:.0}-minute window in the last {:.0} days had {usual}.",
-                who(&r), s.get("window_minutes"), s.get("window_minutes"), days
+                "{} read {n} distinct secrets within {minutes:.0} minutes; {busiest}.",
+                who(&r)
             );
             out.push(f);
         }
         Ok(out)
     }
+}
+
+/// The lookback of each swept principal (`thresholds`: principal -> half its smallest sweep):
+/// distinct secrets per hour from the rollups, then the busiest window counted from events only
+/// in the hours that could reach the threshold.
+async fn history(
+    d: &DetectContext<'_>,
+    s: &DetectorSettings,
+    width: i64,
+    thresholds: &std::collections::BTreeMap<String, i64>,
+) -> Result<std::collections::BTreeMap<String, History>, QueryError> {
+    use crate::detect::finding::sql_str;
+    let lookback = s.days_nanos("lookback_days");
+    let (lo, hi) = (d.window.from.saturating_sub(lookback), d.window.from);
+    let swept: Vec<String> = thresholds.keys().map(|a| sql_str(a)).collect();
+    let mut per_hour: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    let sql = HOURS.replace("vigil_swept", &swept.join(", "));
+    for batch in rows::batches(d.ctx, &sql, bounds(d, lookback), d.limits).await? {
+        let actors = typed::strings(&batch, "actor_id")?;
+        let hours = typed::nanos(&batch, "hour")?;
+        let secrets = typed::ints(&batch, "secrets")?;
+        for ((a, h), n) in actors.into_iter().zip(hours).zip(secrets) {
+            if let (Some(a), Some(h), Some(n)) = (a, h, n) {
+                per_hour.entry(a).or_default().push((h, n));
+            }
+        }
+    }
+    // A window that divides the hour lies inside one; a longer or uneven one spans `reach`
+    // hours on either side, and the sum of their counts bounds it.
+    let reach = if HOUR % width == 0 {
+        0
+    } else {
+        (width + HOUR - 1) / HOUR
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let mut conditions = Vec::new();
+    for (actor, threshold) in thresholds {
+        let mut hours = per_hour.remove(actor).unwrap_or_default();
+        hours.sort_unstable();
+        let bound = |h: i64| -> i64 {
+            hours
+                .iter()
+                .filter(|(k, _)| (k - h).abs() <= reach * HOUR)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let mut candidates: Vec<i64> = hours
+            .iter()
+            .map(|(h, _)| *h)
+            .filter(|h| bound(*h) >= *threshold)
+            .collect();
+        // The latest few of its busiest hours too: when a window there holds all of its hour,
+        // that is the busiest window, named exactly for the price of a few hours of events.
+        let max_per_hour = hours.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let busiest = hours.iter().rev().filter(|(_, n)| *n == max_per_hour);
+        for (h, _) in busiest.take(BUSIEST_HOURS) {
+            if !candidates.contains(h) {
+                candidates.push(*h);
+            }
+        }
+        candidates.sort_unstable();
+        let uncounted_per_hour = hours
+            .iter()
+            .filter(|(h, _)| !candidates.contains(h))
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        out.insert(
+            actor.clone(),
+            History {
+                max_per_hour,
+                max_counted: 0,
+                threshold: *threshold,
+                uncounted_per_hour,
+                exact: false,
+            },
+        );
+        if candidates.is_empty() {
+            continue;
+        }
+        let ranges: Vec<(i64, i64)> = if candidates.len() > MAX_RANGES {
+            vec![(lo, hi)]
+        } else {
+            merge_ranges(
+                candidates
+                    .iter()
+                    .map(|h| (h - reach * HOUR, h + (reach + 1) * HOUR)),
+            )
+        };
+        let ranges: Vec<String> = ranges
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "(event_time >= TIMESTAMP {} AND event_time < TIMESTAMP {})",
+                    sql_str(&rfc3339((*a).max(lo))),
+                    sql_str(&rfc3339((*b).min(hi)))
+                )
+            })
+            .collect();
+        conditions.push(format!(
+            "(actor_id = {} AND ({}))",
+            sql_str(actor),
+            ranges.join(" OR ")
+        ));
+    }
+    if conditions.is_empty() {
+        return Ok(out);
+    }
+    let sql = WINDOWS.replace("vigil_ranges", &conditions.join(" OR "));
+    let params = vec![
+        ("width", rows::int(width as f64)),
+        ("lo", rows::ts(lo)),
+        ("hi", rows::ts(hi)),
+    ];
+    for batch in rows::batches(d.ctx, &sql, params, d.limits).await? {
+        let actors = typed::strings(&batch, "actor_id")?;
+        let max = typed::ints(&batch, "max_secrets")?;
+        for (a, m) in actors.into_iter().zip(max) {
+            if let (Some(h), Some(m)) = (a.and_then(|a| out.get_mut(&a)), m) {
+                h.max_counted = m;
+            }
+        }
+    }
+    // The counted maximum is the busiest window when no hour left out could beat it: each
+    // window left out holds fewer than `threshold` secrets (and, inside an hour, no more than
+    // its hour).
+    for h in out.values_mut() {
+        h.exact =
+            h.max_counted >= h.threshold || (reach == 0 && h.max_counted >= h.uncounted_per_hour);
+    }
+    Ok(out)
+}
+
+/// Sorted, overlapping or touching ranges merged.
+fn merge_ranges(ranges: impl Iterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }

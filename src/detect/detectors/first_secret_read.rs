@@ -25,11 +25,11 @@ WITH win AS (
   WHERE outcome = 'success' AND actor_id IS NOT NULL AND event_time >= $from AND event_time < $to
   GROUP BY actor_id),
 readers AS (
-  -- both from the hourly rollups: the lookback's hours, not its events
+  -- from the rollups: the lookback's hours, not its events
   SELECT DISTINCT actor_id FROM event_counts
   WHERE is_secret_read AND actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $from),
 seen AS (
-  SELECT actor_id, min(first_time) AS first_seen, sum(events) AS events FROM event_counts
+  SELECT actor_id, min(first_time) AS first_seen, sum(events) AS events FROM principal_counts
   WHERE actor_id IS NOT NULL AND last_time >= $hist_from AND first_time < $from
   GROUP BY actor_id)
 SELECT w.*, s.first_seen, s.events
