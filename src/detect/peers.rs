@@ -10,7 +10,7 @@
 //! Where the logs or `[[peer_groups]]` do say who belongs together (`crate::peer_groups`: Vault
 //! policies and auth roles, Kubernetes namespaces, IAM paths, ...), the members of a principal's
 //! groups are its peers too, from the principal rollups. A derived group holding more than
-//! `max(MIN_GROUP_SIZE, max_group_share x principals)` says little about who works together (a
+//! `max(MIN_GROUP_SIZE, max_group_share x principals)` (for a workload: workloads) says little about who works together (a
 //! Vault OIDC role every person logs in with, a single AWS account) and is left out; a
 //! configured group is used whatever its size.
 
@@ -180,18 +180,23 @@ impl ReadPairs {
             }
         }
         shared.retain(|_, n| *n >= min_shared.max(1));
-        let largest = MIN_GROUP_SIZE.max((max_group_share * self.declared.len() as f64) as usize);
+        // A service's group is judged among services: a resource group holding a third of
+        // them says as little as a role every engineer has.
+        let counts = |a: &String| !workload || self.is_workload(a);
+        let population = self.declared.keys().filter(|a| counts(a)).count();
+        let largest = MIN_GROUP_SIZE.max((max_group_share * population as f64) as usize);
         let mut groups = Vec::new();
         for g in self.declared.get(actor).map(|d| &d.1).into_iter().flatten() {
             let Some((members, configured)) = self.members.get(g) else {
                 continue;
             };
+            let members: Vec<&String> = members.iter().filter(|a| counts(a)).collect();
             if !configured && members.len() > largest {
                 continue;
             }
             let mut any = false;
             for other in members {
-                if other == actor || (workload && !self.is_workload(other)) {
+                if other == actor {
                     continue;
                 }
                 shared.entry(other.clone()).or_insert(0);
@@ -340,6 +345,21 @@ mod tests {
         // A service's group peers are services: none here.
         let svc = p.peers("svc", Some("workload"), 1, 0.25);
         assert!(svc.is_empty() && svc.groups.is_empty(), "{svc:?}");
+        // A service's group is measured among services: six of eight services in one resource
+        // group is broad, however many people the estate has.
+        let mut q = ReadPairs::default();
+        for i in 0..8 {
+            let g = if i < 6 {
+                vec!["rg:prod".to_owned()]
+            } else {
+                vec![]
+            };
+            q.declare(&format!("w{i}"), Some("workload".into()), g, no);
+        }
+        for i in 0..30 {
+            q.declare(&format!("h{i}"), Some("human".into()), vec![], no);
+        }
+        assert!(q.peers("w0", Some("workload"), 1, 0.25).is_empty());
         // Configured, the same broad group counts.
         p.declare("q", Some("human".into()), vec!["team:all".into()], |_| true);
         p.declare(
