@@ -68,82 +68,95 @@ const PERIODS: [(&str, &str); 9] = [
     ("true", "true"),
 ];
 
-/// For each period: (groups, events) from `event_counts` and from `events`, and how many
-/// (principal, secret, outcome, source) groups differ in count, first or last time, or name.
+/// For each period: (groups, events) from rollup table `table` and from `events`, and how many
+/// groups of `keys` (SQL expression, alias) and `source` differ in count, first or last time, or
+/// (with `named`) largest actor name.
+fn compare_table(
+    store: &Path,
+    table: &str,
+    keys: &[(&str, &str)],
+    named: bool,
+) -> Vec<(i64, i64, i64, i64, i64)> {
+    let select: Vec<String> = keys.iter().map(|(e, a)| format!("{e} AS {a}")).collect();
+    let select = select.join(", ");
+    let group: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
+    let group = group.join(", ");
+    let join: Vec<String> = keys
+        .iter()
+        .map(|(_, a)| format!("(a.{a} IS NOT DISTINCT FROM b.{a})"))
+        .collect();
+    let join = join.join(" AND ");
+    let (name, name_differs) = if named {
+        (
+            ", max(actor_name) AS an",
+            " OR (a.an IS DISTINCT FROM b.an)",
+        )
+    } else {
+        ("", "")
+    };
+    PERIODS
+        .iter()
+        .map(|(events, counts)| {
+            let q = format!(
+                "WITH a AS (SELECT {select}, source, sum(events) AS n, \
+                   min(first_time) AS f, max(last_time) AS l{name} \
+                   FROM {table} WHERE {counts} GROUP BY {group}), \
+                 b AS (SELECT {select}, source, count(*) AS n, \
+                   min(event_time) AS f, max(event_time) AS l{name} \
+                   FROM events WHERE {events} GROUP BY {group}) \
+                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
+                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
+                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
+                   (SELECT count(*) FROM a FULL JOIN b ON {join} AND a.source = b.source \
+                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
+                       OR (a.l IS DISTINCT FROM b.l){name_differs}) AS differ"
+            );
+            let r = &sql(store, &q)[0];
+            let n = |k: &str| r[k].as_i64().unwrap();
+            (
+                n("a_groups"),
+                n("b_groups"),
+                n("a_events"),
+                n("b_events"),
+                n("differ"),
+            )
+        })
+        .collect()
+}
+
+/// `event_counts` per (principal, secret, outcome, source).
 fn compare(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
-    PERIODS
-        .iter()
-        .map(|(events, counts)| {
-            let q = format!(
-                "WITH a AS (SELECT actor_id, resource_id, outcome, source, sum(events) AS n, \
-                   min(first_time) AS f, max(last_time) AS l, max(actor_name) AS an \
-                   FROM event_counts WHERE {counts} GROUP BY 1, 2, 3, 4), \
-                 b AS (SELECT actor_id, resource_id, outcome, source, count(*) AS n, \
-                   min(event_time) AS f, max(event_time) AS l, max(actor_name) AS an \
-                   FROM events WHERE {events} GROUP BY 1, 2, 3, 4) \
-                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
-                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
-                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
-                   (SELECT count(*) FROM a FULL JOIN b \
-                      ON (a.actor_id IS NOT DISTINCT FROM b.actor_id) \
-                     AND (a.resource_id IS NOT DISTINCT FROM b.resource_id) \
-                     AND a.outcome = b.outcome AND a.source = b.source \
-                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
-                       OR (a.l IS DISTINCT FROM b.l) OR (a.an IS DISTINCT FROM b.an)) AS differ"
-            );
-            let r = &sql(store, &q)[0];
-            let n = |k: &str| r[k].as_i64().unwrap();
-            (
-                n("a_groups"),
-                n("b_groups"),
-                n("a_events"),
-                n("b_events"),
-                n("differ"),
-            )
-        })
-        .collect()
+    let keys = [
+        ("actor_id", "actor_id"),
+        ("resource_id", "resource_id"),
+        ("outcome", "outcome"),
+    ];
+    compare_table(store, "event_counts", &keys, true)
 }
 
-/// For each period: (groups, events) from `client_counts` and from `events`, and how many
-/// (principal, address, user agent, source) groups differ in count, first or last time.
-fn compare_clients(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
-    PERIODS
-        .iter()
-        .map(|(events, counts)| {
-            let q = format!(
-                "WITH a AS (SELECT actor_id, src_ip, user_agent, source, sum(events) AS n, \
-                   min(first_time) AS f, max(last_time) AS l \
-                   FROM client_counts WHERE {counts} GROUP BY 1, 2, 3, 4), \
-                 b AS (SELECT actor_id, src_ip, user_agent, source, count(*) AS n, \
-                   min(event_time) AS f, max(event_time) AS l \
-                   FROM events WHERE {events} GROUP BY 1, 2, 3, 4) \
-                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
-                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
-                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
-                   (SELECT count(*) FROM a FULL JOIN b \
-                      ON (a.actor_id IS NOT DISTINCT FROM b.actor_id) \
-                     AND (a.src_ip IS NOT DISTINCT FROM b.src_ip) \
-                     AND (a.user_agent IS NOT DISTINCT FROM b.user_agent) AND a.source = b.source \
-                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
-                       OR (a.l IS DISTINCT FROM b.l)) AS differ"
-            );
-            let r = &sql(store, &q)[0];
-            let n = |k: &str| r[k].as_i64().unwrap();
-            (
-                n("a_groups"),
-                n("b_groups"),
-                n("a_events"),
-                n("b_events"),
-                n("differ"),
-            )
-        })
-        .collect()
-}
-
+/// Every kind of rollup counts exactly the events of every period.
 fn assert_exact(store: &Path) {
+    let clients = [
+        ("actor_id", "actor_id"),
+        ("src_ip", "src_ip"),
+        ("user_agent", "user_agent"),
+    ];
+    let principals = [
+        ("actor_id", "actor_id"),
+        ("tenant", "tenant"),
+        ("actor_type", "actor_type"),
+        ("actor_role", "actor_role"),
+        ("array_to_string(actor_groups, '|')", "groups"),
+    ];
     assert_exact_in(store, compare(store));
-    assert_exact_in(store, compare_clients(store));
-    assert_exact_in(store, compare_principals(store));
+    assert_exact_in(
+        store,
+        compare_table(store, "client_counts", &clients, false),
+    );
+    assert_exact_in(
+        store,
+        compare_table(store, "principal_counts", &principals, true),
+    );
 }
 
 fn assert_exact_in(store: &Path, results: Vec<(i64, i64, i64, i64, i64)>) {
@@ -158,46 +171,6 @@ fn assert_exact_in(store: &Path, results: Vec<(i64, i64, i64, i64, i64)>) {
     // The whole history, every event once.
     let total = count(store, "SELECT count(*) FROM events");
     assert_eq!(results[8].2, total);
-}
-
-/// For each period: (groups, events) from `principal_counts` and from `events`, and how many
-/// (principal, tenant, type, role, groups, source) groups differ in count, times or name.
-fn compare_principals(store: &Path) -> Vec<(i64, i64, i64, i64, i64)> {
-    const KEY: &str = "actor_id, tenant, actor_type, actor_role, \
-                       array_to_string(actor_groups, '|') AS groups, source";
-    PERIODS
-        .iter()
-        .map(|(events, counts)| {
-            let q = format!(
-                "WITH a AS (SELECT {KEY}, sum(events) AS n, \
-                   min(first_time) AS f, max(last_time) AS l, max(actor_name) AS an \
-                   FROM principal_counts WHERE {counts} GROUP BY 1, 2, 3, 4, 5, 6), \
-                 b AS (SELECT {KEY}, count(*) AS n, \
-                   min(event_time) AS f, max(event_time) AS l, max(actor_name) AS an \
-                   FROM events WHERE {events} GROUP BY 1, 2, 3, 4, 5, 6) \
-                 SELECT (SELECT count(*) FROM a) AS a_groups, (SELECT count(*) FROM b) AS b_groups, \
-                   (SELECT coalesce(sum(n), 0) FROM a) AS a_events, \
-                   (SELECT coalesce(sum(n), 0) FROM b) AS b_events, \
-                   (SELECT count(*) FROM a FULL JOIN b \
-                      ON (a.actor_id IS NOT DISTINCT FROM b.actor_id) \
-                     AND (a.tenant IS NOT DISTINCT FROM b.tenant) \
-                     AND (a.actor_type IS NOT DISTINCT FROM b.actor_type) \
-                     AND (a.actor_role IS NOT DISTINCT FROM b.actor_role) \
-                     AND (a.groups IS NOT DISTINCT FROM b.groups) AND a.source = b.source \
-                    WHERE (a.n IS DISTINCT FROM b.n) OR (a.f IS DISTINCT FROM b.f) \
-                       OR (a.l IS DISTINCT FROM b.l) OR (a.an IS DISTINCT FROM b.an)) AS differ"
-            );
-            let r = &sql(store, &q)[0];
-            let n = |k: &str| r[k].as_i64().unwrap();
-            (
-                n("a_groups"),
-                n("b_groups"),
-                n("a_events"),
-                n("b_events"),
-                n("differ"),
-            )
-        })
-        .collect()
 }
 
 fn rollup_files(store: &Path) -> Vec<PathBuf> {

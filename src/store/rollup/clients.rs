@@ -155,9 +155,10 @@ impl Builders {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::batch;
     use super::super::{Kind, NANOS_PER_HOUR};
     use super::*;
-    use crate::event::{Event, EventBatchBuilder, SourceKind};
+    use crate::event::{Event, SourceKind};
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Int64Type, TimestampNanosecondType};
 
@@ -167,14 +168,6 @@ mod tests {
         e.src_ip = ip.map(str::to_owned);
         e.user_agent = agent.map(str::to_owned);
         e
-    }
-
-    fn batch(events: &[Event]) -> RecordBatch {
-        let mut b = EventBatchBuilder::new(0);
-        for e in events {
-            b.push(e);
-        }
-        b.finish().unwrap()
     }
 
     #[test]

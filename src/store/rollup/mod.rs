@@ -197,3 +197,18 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
 fn finish_utc(b: &mut TimestampNanosecondBuilder) -> datafusion::arrow::array::ArrayRef {
     std::sync::Arc::new(b.finish().with_timezone("UTC"))
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::event::{Event, EventBatchBuilder};
+    use datafusion::arrow::array::RecordBatch;
+
+    /// `events` as one batch in the data file schema.
+    pub fn batch(events: &[Event]) -> RecordBatch {
+        let mut b = EventBatchBuilder::new(0);
+        for e in events {
+            b.push(e);
+        }
+        b.finish().unwrap()
+    }
+}

@@ -276,9 +276,10 @@ impl Builders {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::batch;
     use super::super::{Kind, NANOS_PER_HOUR};
     use super::*;
-    use crate::event::{Event, EventBatchBuilder, SourceKind};
+    use crate::event::{Event, SourceKind};
     use datafusion::arrow::datatypes::Int64Type;
 
     fn call(t: i64, actor: &str, groups: &[&str], role: Option<&str>) -> Event {
@@ -289,14 +290,6 @@ mod tests {
         e.actor_groups = groups.iter().map(|g| (*g).to_owned()).collect();
         e.actor_role = role.map(str::to_owned);
         e
-    }
-
-    fn batch(events: &[Event]) -> RecordBatch {
-        let mut b = EventBatchBuilder::new(0);
-        for e in events {
-            b.push(e);
-        }
-        b.finish().unwrap()
     }
 
     #[test]
