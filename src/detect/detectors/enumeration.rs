@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::detect::finding::numbers;
 use crate::detect::{DetectorSettings, Param};
@@ -60,6 +62,10 @@ const MAX_RANGES: usize = 200;
 
 /// Busiest hours of a principal counted from events even when they cannot reach half a sweep.
 const BUSIEST_HOURS: usize = 3;
+
+/// Hours of a principal counted first (its latest that could hold half a sweep): a principal
+/// that swept as widely before is usually settled by them, reading a few days' files.
+const FIRST_ROUND_HOURS: usize = 8;
 
 /// What the lookback says about one swept principal.
 #[derive(Debug, Clone, Default)]
@@ -155,14 +161,15 @@ impl Detector for Enumeration {
             }
         }
         // A sweep of n fires when no earlier window reached n/2: per principal, the smallest
-        // kept sweep says which hours can matter.
-        let mut thresholds: std::collections::BTreeMap<String, i64> = Default::default();
+        // kept sweep says which hours can matter, the largest whether any still alerts.
+        let mut sweeps: BTreeMap<String, (i64, i64)> = Default::default();
         for r in &kept {
-            let half = (rows::n(r, "secrets") as i64 + 1) / 2;
-            let t = thresholds.entry(rows::text(r, "actor_id")).or_insert(half);
-            *t = (*t).min(half);
+            let n = rows::n(r, "secrets") as i64;
+            let half = (n + 1) / 2;
+            let t = sweeps.entry(rows::text(r, "actor_id")).or_insert((half, n));
+            *t = (t.0.min(half), t.1.max(n));
         }
-        let hist = history(d, s, width, &thresholds).await?;
+        let hist = history(d, s, width, &sweeps).await?;
         let mut out = Vec::new();
         for r in kept {
             let actor = rows::text(&r, "actor_id");
@@ -220,20 +227,22 @@ impl Detector for Enumeration {
     }
 }
 
-/// The lookback of each swept principal (`thresholds`: principal -> half its smallest sweep):
-/// distinct secrets per hour from the rollups, then the busiest window counted from events only
-/// in the hours that could reach the threshold.
+/// The lookback of each swept principal (`sweeps`: principal -> half its smallest sweep, its
+/// largest sweep): distinct secrets per hour from the rollups, then windows counted from events
+/// only in the hours that could reach half a sweep, latest first: the first
+/// [`FIRST_ROUND_HOURS`] of each principal, and the rest only for a principal that one of its
+/// sweeps would still alert on.
 async fn history(
     d: &DetectContext<'_>,
     s: &DetectorSettings,
     width: i64,
-    thresholds: &std::collections::BTreeMap<String, i64>,
-) -> Result<std::collections::BTreeMap<String, History>, QueryError> {
+    sweeps: &BTreeMap<String, (i64, i64)>,
+) -> Result<BTreeMap<String, History>, QueryError> {
     use crate::detect::finding::sql_str;
     let lookback = s.days_nanos("lookback_days");
     let (lo, hi) = (d.window.from.saturating_sub(lookback), d.window.from);
-    let swept: Vec<String> = thresholds.keys().map(|a| sql_str(a)).collect();
-    let mut per_hour: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    let swept: Vec<String> = sweeps.keys().map(|a| sql_str(a)).collect();
+    let mut per_hour: BTreeMap<String, Vec<(i64, i64)>> = Default::default();
     let sql = HOURS.replace("vigil_swept", &swept.join(", "));
     for batch in rows::batches(d.ctx, &sql, bounds(d, lookback), d.limits).await? {
         let actors = typed::strings(&batch, "actor_id")?;
@@ -252,9 +261,10 @@ async fn history(
     } else {
         (width + HOUR - 1) / HOUR
     };
-    let mut out = std::collections::BTreeMap::new();
-    let mut conditions = Vec::new();
-    for (actor, threshold) in thresholds {
+    let mut out = BTreeMap::new();
+    // Per principal, the hours to count, busiest first.
+    let mut todo: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (actor, (threshold, _)) in sweeps {
         let mut hours = per_hour.remove(actor).unwrap_or_default();
         hours.sort_unstable();
         let bound = |h: i64| -> i64 {
@@ -264,91 +274,139 @@ async fn history(
                 .map(|(_, n)| n)
                 .sum()
         };
-        let mut candidates: Vec<i64> = hours
-            .iter()
-            .map(|(h, _)| *h)
-            .filter(|h| bound(*h) >= *threshold)
-            .collect();
-        // The latest few of its busiest hours too: when a window there holds all of its hour,
-        // that is the busiest window, named exactly for the price of a few hours of events.
         let max_per_hour = hours.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        // Hours that could hold half a sweep, and the latest few of its busiest hours: when a
+        // window there holds all of its hour, that is the busiest window, named exactly.
+        let mut candidates: Vec<(i64, i64)> = hours
+            .iter()
+            .filter(|(h, _)| bound(*h) >= *threshold)
+            .copied()
+            .collect();
         let busiest = hours.iter().rev().filter(|(_, n)| *n == max_per_hour);
-        for (h, _) in busiest.take(BUSIEST_HOURS) {
-            if !candidates.contains(h) {
-                candidates.push(*h);
+        for (h, n) in busiest.take(BUSIEST_HOURS) {
+            if !candidates.iter().any(|c| c.0 == *h) {
+                candidates.push((*h, *n));
             }
         }
-        candidates.sort_unstable();
-        let uncounted_per_hour = hours
-            .iter()
-            .filter(|(h, _)| !candidates.contains(h))
-            .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(0);
+        // Latest first: the first round then reads the last days' files only.
+        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
         out.insert(
             actor.clone(),
             History {
                 max_per_hour,
                 max_counted: 0,
                 threshold: *threshold,
-                uncounted_per_hour,
+                uncounted_per_hour: max_per_hour,
                 exact: false,
             },
         );
-        if candidates.is_empty() {
+        todo.insert(actor.clone(), candidates.into_iter().map(|c| c.0).collect());
+        per_hour.insert(actor.clone(), hours);
+    }
+    let mut counted: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for round in 0..2 {
+        let mut conditions = Vec::new();
+        // The span of this round's hours: the files outside it are not opened.
+        let (mut first, mut last) = (hi, lo);
+        for (actor, hours) in &mut todo {
+            let h = &out[actor];
+            // After the first round, only a principal one of whose sweeps still alerts.
+            if round > 0 && sweeps[actor].1 <= 2 * h.max_counted {
+                continue;
+            }
+            let take = if round == 0 {
+                FIRST_ROUND_HOURS.min(hours.len())
+            } else {
+                hours.len()
+            };
+            let now: Vec<i64> = hours.drain(..take).collect();
+            if now.is_empty() {
+                continue;
+            }
+            let whole = round > 0 && now.len() > MAX_RANGES;
+            if whole {
+                (first, last) = (lo, hi);
+            }
+            for h in &now {
+                first = first.min(h - reach * HOUR);
+                last = last.max(h + (reach + 1) * HOUR);
+            }
+            conditions.push(ranges_condition(actor, &now, reach, (lo, hi), whole));
+            counted.entry(actor.clone()).or_default().extend(now);
+        }
+        if conditions.is_empty() {
             continue;
         }
-        let ranges: Vec<(i64, i64)> = if candidates.len() > MAX_RANGES {
-            vec![(lo, hi)]
-        } else {
-            merge_ranges(
-                candidates
-                    .iter()
-                    .map(|h| (h - reach * HOUR, h + (reach + 1) * HOUR)),
-            )
-        };
-        let ranges: Vec<String> = ranges
-            .iter()
-            .map(|(a, b)| {
-                format!(
-                    "(event_time >= TIMESTAMP {} AND event_time < TIMESTAMP {})",
-                    sql_str(&rfc3339((*a).max(lo))),
-                    sql_str(&rfc3339((*b).min(hi)))
-                )
-            })
-            .collect();
-        conditions.push(format!(
-            "(actor_id = {} AND ({}))",
-            sql_str(actor),
-            ranges.join(" OR ")
-        ));
-    }
-    if conditions.is_empty() {
-        return Ok(out);
-    }
-    let sql = WINDOWS.replace("vigil_ranges", &conditions.join(" OR "));
-    let params = vec![
-        ("width", rows::int(width as f64)),
-        ("lo", rows::ts(lo)),
-        ("hi", rows::ts(hi)),
-    ];
-    for batch in rows::batches(d.ctx, &sql, params, d.limits).await? {
-        let actors = typed::strings(&batch, "actor_id")?;
-        let max = typed::ints(&batch, "max_secrets")?;
-        for (a, m) in actors.into_iter().zip(max) {
-            if let (Some(h), Some(m)) = (a.and_then(|a| out.get_mut(&a)), m) {
-                h.max_counted = m;
+        let sql = WINDOWS.replace("vigil_ranges", &conditions.join(" OR "));
+        let params = vec![
+            ("width", rows::int(width as f64)),
+            ("lo", rows::ts(first.max(lo))),
+            ("hi", rows::ts(last.min(hi))),
+        ];
+        for batch in rows::batches(d.ctx, &sql, params, d.limits).await? {
+            let actors = typed::strings(&batch, "actor_id")?;
+            let max = typed::ints(&batch, "max_secrets")?;
+            for (a, m) in actors.into_iter().zip(max) {
+                if let (Some(h), Some(m)) = (a.and_then(|a| out.get_mut(&a)), m) {
+                    h.max_counted = h.max_counted.max(m);
+                }
             }
         }
     }
-    // The counted maximum is the busiest window when no hour left out could beat it: each
-    // window left out holds fewer than `threshold` secrets (and, inside an hour, no more than
-    // its hour).
-    for h in out.values_mut() {
-        h.exact =
-            h.max_counted >= h.threshold || (reach == 0 && h.max_counted >= h.uncounted_per_hour);
+    // The counted maximum is the busiest window when no hour left out could beat it: once
+    // every candidate is counted, each window left out holds fewer than `threshold` secrets,
+    // and a window inside an hour no more than its hour.
+    for (actor, h) in &mut out {
+        let done = counted.get(actor).map(Vec::as_slice).unwrap_or(&[]);
+        h.uncounted_per_hour = per_hour[actor]
+            .iter()
+            .filter(|(k, _)| !done.contains(k))
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        let all_candidates = todo[actor].is_empty();
+        h.exact = (all_candidates && h.max_counted >= h.threshold)
+            || (reach == 0 && h.max_counted >= h.uncounted_per_hour);
     }
     Ok(out)
+}
+
+/// `actor_id = A AND (event_time in one of the hours, with `reach` hours either side)`, or
+/// its whole lookback when `whole`.
+fn ranges_condition(
+    actor: &str,
+    hours: &[i64],
+    reach: i64,
+    (lo, hi): (i64, i64),
+    whole: bool,
+) -> String {
+    use crate::detect::finding::sql_str;
+    let ranges: Vec<(i64, i64)> = if whole {
+        vec![(lo, hi)]
+    } else {
+        let mut sorted = hours.to_vec();
+        sorted.sort_unstable();
+        merge_ranges(
+            sorted
+                .iter()
+                .map(|h| (h - reach * HOUR, h + (reach + 1) * HOUR)),
+        )
+    };
+    let ranges: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| {
+            format!(
+                "(event_time >= TIMESTAMP {} AND event_time < TIMESTAMP {})",
+                sql_str(&rfc3339((*a).max(lo))),
+                sql_str(&rfc3339((*b).min(hi)))
+            )
+        })
+        .collect();
+    format!(
+        "(actor_id = {} AND ({}))",
+        sql_str(actor),
+        ranges.join(" OR ")
+    )
 }
 
 /// Sorted, overlapping or touching ranges merged.
