@@ -10,7 +10,7 @@
 //! Where the logs or `[[peer_groups]]` do say who belongs together (`crate::peer_groups`: Vault
 //! policies and auth roles, Kubernetes namespaces, IAM paths, ...), the members of a principal's
 //! groups are its peers too, from the principal rollups. A derived group holding more than
-//! `max(MIN_GROUP_SIZE, max_group_share x principals)` (for a workload: workloads) says little about who works together (a
+//! `max(MIN_GROUP_SIZE, max_group_share x principals)` of its kind (people or workloads) says little about who works together (a
 //! Vault OIDC role every person logs in with, a single AWS account) and is left out; a
 //! configured group is used whatever its size.
 
@@ -180,20 +180,22 @@ impl ReadPairs {
             }
         }
         shared.retain(|_, n| *n >= min_shared.max(1));
-        // A service's group is judged among services: a resource group holding a third of
-        // them says as little as a role every engineer has.
-        let counts = |a: &String| !workload || self.is_workload(a);
-        let population = self.declared.keys().filter(|a| counts(a)).count();
+        // A group is judged among principals of the principal's kind: a role every engineer
+        // logs in with says nothing about a person's team, however many services the estate
+        // has, and a resource group holding a third of the services nothing about a service's.
+        let kind = |a: &String| self.is_workload(a) == workload;
+        let population = self.declared.keys().filter(|a| kind(a)).count();
         let largest = MIN_GROUP_SIZE.max((max_group_share * population as f64) as usize);
         let mut groups = Vec::new();
         for g in self.declared.get(actor).map(|d| &d.1).into_iter().flatten() {
             let Some((members, configured)) = self.members.get(g) else {
                 continue;
             };
-            let members: Vec<&String> = members.iter().filter(|a| counts(a)).collect();
-            if !configured && members.len() > largest {
+            if !configured && members.iter().filter(|a| kind(a)).count() > largest {
                 continue;
             }
+            // A service's peers are services.
+            let members = members.iter().filter(|a| !workload || self.is_workload(a));
             let mut any = false;
             for other in members {
                 if other == actor {
@@ -326,7 +328,7 @@ mod tests {
             vec!["policy:pay".into()],
             no,
         );
-        // Eight more people log in with the same role: it holds 10 of 11 principals.
+        // Eight more people log in with the same role: it holds all 10 people.
         for i in 0..8 {
             p.declare(
                 &format!("p{i}"),
@@ -360,6 +362,15 @@ mod tests {
             q.declare(&format!("h{i}"), Some("human".into()), vec![], no);
         }
         assert!(q.peers("w0", Some("workload"), 1, 0.25).is_empty());
+        // A role all 12 people share is broad among people, however many services there are.
+        let mut r = ReadPairs::default();
+        for i in 0..12 {
+            r.declare(&format!("h{i}"), Some("human".into()), vec!["role:eng".into()], no);
+        }
+        for i in 0..60 {
+            r.declare(&format!("w{i}"), Some("workload".into()), vec![], no);
+        }
+        assert!(r.peers("h0", Some("human"), 1, 0.25).is_empty());
         // Configured, the same broad group counts.
         p.declare("q", Some("human".into()), vec!["team:all".into()], |_| true);
         p.declare(
