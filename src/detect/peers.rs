@@ -365,7 +365,12 @@ mod tests {
         // A role all 12 people share is broad among people, however many services there are.
         let mut r = ReadPairs::default();
         for i in 0..12 {
-            r.declare(&format!("h{i}"), Some("human".into()), vec!["role:eng".into()], no);
+            r.declare(
+                &format!("h{i}"),
+                Some("human".into()),
+                vec!["role:eng".into()],
+                no,
+            );
         }
         for i in 0..60 {
             r.declare(&format!("w{i}"), Some("workload".into()), vec![], no);
