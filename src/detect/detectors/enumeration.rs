@@ -289,7 +289,7 @@ async fn history(
             }
         }
         // Latest first: the first round then reads the last days' files only.
-        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         out.insert(
             actor.clone(),
             History {
