@@ -262,7 +262,7 @@ async fn history(
         (width + HOUR - 1) / HOUR
     };
     let mut out = BTreeMap::new();
-    // Per principal, the hours to count, busiest first.
+    // Per principal, the hours to count, latest first.
     let mut todo: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (actor, (threshold, _)) in sweeps {
         let mut hours = per_hour.remove(actor).unwrap_or_default();
