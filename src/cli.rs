@@ -30,9 +30,10 @@ pub enum Command {
     /// Read audit logs (files, directories, .gz, or - for stdin) into the store
     Ingest(IngestArgs),
     /// Run a read-only SQL query over tables `events`, `event_counts` (hourly counts),
-    /// `client_counts` (per address and user agent), `findings` (each recorded finding with its
-    /// latest status) and `finding_history` (every status) and views `secret_reads`,
-    /// `ocsf_api_activity`; without a query on a terminal, an interactive shell
+    /// `client_counts` (per address and user agent), `principal_counts` (per principal and its
+    /// attributes), `findings` (each recorded finding with its latest status) and
+    /// `finding_history` (every status) and views `secret_reads`, `principals` (with their peer
+    /// groups), `ocsf_api_activity`; without a query on a terminal, an interactive shell
     Sql(SqlArgs),
     /// List the compliance reports, or run them over a period (table, csv, json, markdown, html;
     /// to a file or by email)

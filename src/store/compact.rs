@@ -12,7 +12,7 @@
 //! launder a changed file), and `vigil verify` checks that each day's rows removed and added are
 //! equal. Files of an older vigil that lack a kind of
 //! rollup are rewritten with all of them (alone if need be), so compaction also brings an old
-//! store's `event_counts` and `client_counts` up to speed: after an upgrade that adds a kind,
+//! store's `event_counts`, `client_counts` and `principal_counts` up to speed: after an upgrade that adds a kind,
 //! the first compaction rewrites every file of the current schema once. Replaced files stay on disk for a grace
 //! period, so queries that listed them finish, and a later compact or ingest deletes them.
 
