@@ -189,9 +189,10 @@ impl Detector for SensitiveChange {
                 )
             } else {
                 let peers = match peers.len() {
-                    0 => "it has no peers (principals reading the same secrets)".to_owned(),
+                    0 => "it has no peers (principals reading the same secrets or sharing a peer group)".to_owned(),
                     n => format!(
-                        "none of its {n} peers (principals reading the same secrets) made any"
+                        "none of its {n} peers (principals reading the same secrets{}) made any",
+                        PeerNames(&peers.groups)
                     ),
                 };
                 // With no history there is no share to speak of.
