@@ -250,19 +250,21 @@ pub fn register_all(ctx: &SessionContext, config: &Config) {
             let Some(lists) = a[5].as_list_opt::<i32>() else {
                 return exec_err!("expected a list of strings, got {}", a[5].data_type());
             };
+            // The argument is coerced to a list of Utf8: its items are borrowed, not copied.
+            let Some(items) = lists.values().as_string_opt::<i32>() else {
+                return exec_err!("expected list items of Utf8, got {}", lists.value_type());
+            };
+            let offsets = lists.value_offsets();
             let mut out = ListBuilder::new(StringBuilder::new());
             for i in 0..rows {
-                let items: Vec<Option<String>> = if lists.is_valid(i) {
-                    let v = lists.value(i);
-                    let v = cast(&v, &DataType::Utf8)?;
-                    let v = v.as_string::<i32>();
-                    (0..v.len())
-                        .map(|j| v.is_valid(j).then(|| v.value(j).to_owned()))
-                        .collect()
+                let range = if lists.is_valid(i) {
+                    offsets[i] as usize..offsets[i + 1] as usize
                 } else {
-                    Vec::new()
+                    0..0
                 };
-                let items: Vec<Option<&str>> = items.iter().map(|x| x.as_deref()).collect();
+                let items: Vec<Option<&str>> = range
+                    .map(|j| items.is_valid(j).then(|| items.value(j)))
+                    .collect();
                 let principal = crate::peer_groups::Principal {
                     source: opt(source, i),
                     actor_id: opt(id, i),
