@@ -131,3 +131,48 @@ mod tests {
         );
     }
 }
+
+/// A JSON string in a typed parse: borrowed from the record's text, owned only when it holds
+/// escapes. Needed because `#[serde(borrow)]` borrows a field typed `Cow<str>` and nothing
+/// else: an `Option<Cow<str>>` or `Vec<Cow<str>>` is always deserialized as an owned `String`
+/// (an allocation and a copy per field, most of the Vault fast path's parse once measured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonStr<'a>(pub std::borrow::Cow<'a, str>);
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for JsonStr<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(JsonStr(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}

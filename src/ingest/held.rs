@@ -3,7 +3,10 @@
 //! released to be stored on its own, so a log that never completes its requests cannot exhaust
 //! memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use foldhash::HashMap;
 
 /// Held records at most, per source (a held Vault request keeps its text, about 2 KB).
 pub const MAX_HELD: usize = 50_000;
@@ -19,7 +22,7 @@ pub struct Held<T> {
 impl<T> Held<T> {
     pub fn new(cap: usize) -> Held<T> {
         Held {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             arrivals: 0,
             cap,
@@ -82,7 +85,9 @@ impl<T> Held<T> {
 /// Keys seen recently, at most `cap` of them (oldest forgotten first): enough to recognise a
 /// record that arrives shortly after the one that completed it, in bounded memory.
 pub struct Recent {
-    set: std::collections::HashSet<u64>,
+    set: foldhash::HashSet<u64>,
+    /// Seeded per process: ids cannot be chosen to collide.
+    state: foldhash::quality::RandomState,
     order: VecDeque<u64>,
     cap: usize,
 }
@@ -90,21 +95,19 @@ pub struct Recent {
 impl Recent {
     pub fn new(cap: usize) -> Recent {
         Recent {
-            set: std::collections::HashSet::new(),
+            set: foldhash::HashSet::default(),
+            state: foldhash::quality::RandomState::default(),
             order: VecDeque::new(),
             cap,
         }
     }
 
-    fn hash(key: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        h.finish()
+    fn hash(&self, key: &str) -> u64 {
+        self.state.hash_one(key)
     }
 
     pub fn insert(&mut self, key: &str) {
-        let h = Recent::hash(key);
+        let h = self.hash(key);
         if self.set.insert(h) {
             self.order.push_back(h);
             if self.order.len() > self.cap {
@@ -116,7 +119,7 @@ impl Recent {
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.set.contains(&Recent::hash(key))
+        self.set.contains(&self.hash(key))
     }
 }
 

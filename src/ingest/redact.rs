@@ -83,6 +83,68 @@ pub fn redact_unhashed_strings(v: &mut Value) -> usize {
     }
 }
 
+/// Whether JSON text holds a string value (keys aside) that [`redact_unhashed_strings`] would
+/// replace, read without building a `Value` (no allocation per key and value: it runs on every
+/// Vault response's `data` on the fast path). Text that is not JSON counts as holding one, so
+/// the caller takes the exact path.
+pub fn has_unhashed_string(json: &str) -> bool {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Unhashed;
+    impl<'de> DeserializeSeed<'de> for Unhashed {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Unhashed {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, s: &str) -> Result<bool, E> {
+            Ok(!s.starts_with(VAULT_HMAC_PREFIX) && s != REDACTED)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            let mut any = false;
+            while let Some(found) = seq.next_element_seed(Unhashed)? {
+                any |= found;
+            }
+            Ok(any)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut any = false;
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                any |= map.next_value_seed(Unhashed)?;
+            }
+            Ok(any)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    match Unhashed
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+    {
+        Ok(found) => found,
+        Err(_) => true,
+    }
+}
+
 /// Fields whose string values are kept in rejects: identifiers, names, times, codes. Every other
 /// string value is blanked, because a record that did not parse cannot be redacted by structure.
 const REJECT_SAFE_KEYS: &[&str] = &[
@@ -273,6 +335,32 @@ fn looks_like_credential(word: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unhashed_strings_are_found_as_redaction_would_find_them() {
+        for text in [
+            r#"{"data":{"password":"hmac-sha256:ab","n":3,"ok":true,"x":null}}"#,
+            r#"{"data":{"password":"hunter2"}}"#,
+            r#"{"metadata":{"version":2},"list":["hmac-sha256:1","<redacted>"]}"#,
+            r#"{"keys":["a","hmac-sha256:b"]}"#,
+            r#"{"hunter2":1}"#,
+            r#""plain""#,
+            r#"{"escaped":"hmac\u002dsha256:x"}"#,
+            r#"[]"#,
+        ] {
+            let mut v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                has_unhashed_string(text),
+                redact_unhashed_strings(&mut v) > 0,
+                "{text}"
+            );
+        }
+        assert!(
+            has_unhashed_string(r#"{"data":"#),
+            "not JSON: the exact path decides"
+        );
+        assert!(has_unhashed_string(r#"{"a":1} x"#));
+    }
 
     #[test]
     fn credential_fields_are_replaced_and_reported() {

@@ -694,7 +694,12 @@ impl<'a> Run<'a> {
     }
 
     fn tally(&mut self, kind: SourceKind) -> &mut Tally {
-        self.counts.entry(kind.as_str().to_owned()).or_default()
+        // Called for every record: no allocation once the source has its entry.
+        let name = kind.as_str();
+        if !self.counts.contains_key(name) {
+            self.counts.insert(name.to_owned(), Tally::default());
+        }
+        self.counts.get_mut(name).expect("inserted above")
     }
 
     fn reject(

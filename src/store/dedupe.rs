@@ -43,7 +43,7 @@ pub struct UidIndex {
 }
 
 struct Partition {
-    uids: HashSet<u128>,
+    uids: foldhash::HashSet<u128>,
     last_use: u64,
 }
 
@@ -125,8 +125,8 @@ fn load_partition(
     log: &CommitLog,
     source: &str,
     date: &str,
-) -> Result<HashSet<u128>, StoreError> {
-    let mut set = HashSet::new();
+) -> Result<foldhash::HashSet<u128>, StoreError> {
+    let mut set = foldhash::HashSet::default();
     for file in log.files().filter(|f| f.source == source && f.date == date) {
         read_uids(&store.absolute(&file.path), &mut set)?;
     }
@@ -134,7 +134,7 @@ fn load_partition(
 }
 
 /// Adds the uid hashes of one data file to `set`.
-fn read_uids(path: &Path, set: &mut HashSet<u128>) -> Result<(), StoreError> {
+fn read_uids(path: &Path, set: &mut foldhash::HashSet<u128>) -> Result<(), StoreError> {
     let err = |e: &dyn std::fmt::Display| StoreError::Parquet {
         path: path.to_owned(),
         message: e.to_string(),

@@ -14,8 +14,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
-use crate::ingest::fields::{at, optional_str, required_time, scalar_text, split_address, str_at};
-use crate::ingest::redact::{redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX};
+use crate::ingest::fields::{
+    at, optional_str, required_time, scalar_text, split_address, str_at, JsonStr,
+};
+use crate::ingest::redact::{
+    has_unhashed_string, redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX,
+};
 use crate::ingest::source::{ParseOptions, RecordMeta, Reject};
 use crate::ingest::timestamp::{parse_time, ParsedTime};
 
@@ -327,9 +331,9 @@ fn redact_token_fields(v: &mut Value) -> usize {
 #[derive(Deserialize)]
 struct TypedEntry<'a> {
     #[serde(borrow)]
-    time: Option<Cow<'a, str>>,
+    time: Option<JsonStr<'a>>,
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<JsonStr<'a>>,
     #[serde(borrow)]
     auth: Option<TypedAuth<'a>>,
     #[serde(borrow)]
@@ -337,42 +341,42 @@ struct TypedEntry<'a> {
     #[serde(borrow)]
     response: Option<TypedResponse<'a>>,
     #[serde(borrow)]
-    error: Option<Cow<'a, str>>,
+    error: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    forwarded_from: Option<Cow<'a, str>>,
+    forwarded_from: Option<JsonStr<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 struct TypedAuth<'a> {
     #[serde(borrow)]
-    client_token: Option<Cow<'a, str>>,
+    client_token: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    accessor: Option<Cow<'a, str>>,
+    accessor: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    display_name: Option<Cow<'a, str>>,
+    display_name: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    entity_id: Option<Cow<'a, str>>,
+    entity_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    policies: Option<Vec<Cow<'a, str>>>,
+    policies: Option<Vec<JsonStr<'a>>>,
     #[serde(borrow, default)]
-    token_policies: Option<Vec<Cow<'a, str>>>,
+    token_policies: Option<Vec<JsonStr<'a>>>,
     #[serde(borrow, default)]
-    identity_policies: Option<Vec<Cow<'a, str>>>,
+    identity_policies: Option<Vec<JsonStr<'a>>>,
     #[serde(borrow)]
     metadata: Option<TypedMetadata<'a>>,
     #[serde(borrow)]
-    token_type: Option<Cow<'a, str>>,
+    token_type: Option<JsonStr<'a>>,
     policy_results: Option<TypedPolicyResults>,
 }
 
 #[derive(Deserialize, Default)]
 struct TypedMetadata<'a> {
     #[serde(borrow)]
-    username: Option<Cow<'a, str>>,
+    username: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    role: Option<Cow<'a, str>>,
+    role: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    role_name: Option<Cow<'a, str>>,
+    role_name: Option<JsonStr<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -383,26 +387,26 @@ struct TypedPolicyResults {
 #[derive(Deserialize)]
 struct TypedRequest<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    client_id: Option<Cow<'a, str>>,
+    client_id: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    operation: Option<Cow<'a, str>>,
+    operation: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    path: Option<Cow<'a, str>>,
+    path: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    mount_point: Option<Cow<'a, str>>,
+    mount_point: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    mount_type: Option<Cow<'a, str>>,
+    mount_type: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    mount_accessor: Option<Cow<'a, str>>,
+    mount_accessor: Option<JsonStr<'a>>,
     #[serde(borrow)]
     namespace: Option<TypedNamespace<'a>>,
     #[serde(borrow)]
-    remote_address: Option<Cow<'a, str>>,
+    remote_address: Option<JsonStr<'a>>,
     remote_port: Option<u64>,
     #[serde(borrow)]
-    client_token: Option<Cow<'a, str>>,
+    client_token: Option<JsonStr<'a>>,
     #[serde(borrow)]
     headers: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -465,15 +469,15 @@ fn user_agents(headers: Option<&RawValue>) -> Result<Vec<Cow<'_, str>>, ()> {
 #[derive(Deserialize)]
 struct TypedNamespace<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    path: Option<Cow<'a, str>>,
+    path: Option<JsonStr<'a>>,
 }
 
 #[derive(Deserialize)]
 struct TypedResponse<'a> {
     #[serde(borrow)]
-    mount_type: Option<Cow<'a, str>>,
+    mount_type: Option<JsonStr<'a>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -495,7 +499,7 @@ struct VersionMeta {
 }
 
 fn auth_fields<'a>(a: &'a TypedAuth<'a>) -> AuthFields<'a> {
-    let list = |l: &'a Option<Vec<Cow<'a, str>>>| -> Vec<&'a str> {
+    let list = |l: &'a Option<Vec<JsonStr<'a>>>| -> Vec<&'a str> {
         l.iter().flatten().map(|s| s.as_ref()).collect()
     };
     let meta = a.metadata.as_ref();
@@ -515,13 +519,7 @@ fn auth_fields<'a>(a: &'a TypedAuth<'a>) -> AuthFields<'a> {
 /// True when JSON text holds a string value that Vault did not HMAC (a `log_raw` device).
 fn has_clear_string(raw: &RawValue) -> bool {
     let text = raw.get();
-    if !text.contains('"') {
-        return false;
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => redact_unhashed_strings(&mut v) > 0,
-        Err(_) => true,
-    }
+    text.contains('"') && has_unhashed_string(text)
 }
 
 fn version_of(raw: Option<&RawValue>) -> Option<String> {

@@ -7,7 +7,6 @@
 //! denial) and the uid suffix `:request`: at the end of the run, or, when its file is still
 //! being written and the request is recent, by a later run (the run carries it meanwhile).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -15,7 +14,7 @@ use serde_json::Value;
 
 mod entry;
 
-use super::fields::required_str;
+use super::fields::{required_str, JsonStr};
 use super::held::{Held, Recent, MAX_HELD};
 use super::source::{
     HeldOut, ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source,
@@ -119,7 +118,7 @@ impl VaultSource {
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<JsonStr<'a>>,
     #[serde(borrow)]
     request: Option<PeekRequest<'a>>,
 }
@@ -127,7 +126,7 @@ struct Peek<'a> {
 #[derive(Deserialize)]
 struct PeekRequest<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<JsonStr<'a>>,
 }
 
 /// A cheap look at an entry's text on a parsing thread: a response becomes its row in one
@@ -160,7 +159,7 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
     if !kind.ends_with("request") || id.is_empty() {
         return None;
     }
-    Some(Prepared::Keyed(id.into_owned()))
+    Some(Prepared::Keyed(id.0.into_owned()))
 }
 
 enum EntryType {

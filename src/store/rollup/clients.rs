@@ -6,7 +6,9 @@
 //! a day of 333 k events has 1,565 such groups, so that history costs what the principals cost,
 //! not what the events cost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -77,7 +79,7 @@ pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let times = times(batch, "event_time")?;
     let keys = KeyColumns::of(batch)?;
     let mut out = Builders::default();
-    let mut groups: HashMap<Key, Group> = HashMap::new();
+    let mut groups: HashMap<Key, Group> = HashMap::default();
     for (hour, rows) in hour_runs(times.values()) {
         for i in rows {
             let t = times.value(i);

@@ -1,7 +1,7 @@
 //! The hourly rollup of a data file: its events counted per hour, principal, secret, action and
 //! outcome (table `event_counts`), with the largest principal and secret name of each group.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -122,7 +122,7 @@ pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let resource_name = strings(batch, "resource_name")?;
 
     let mut out = Builders::default();
-    let mut groups: HashMap<Key, Group> = HashMap::new();
+    let mut groups: HashMap<Key, Group> = HashMap::default();
     for (hour, rows) in hour_runs(times.values()) {
         for i in rows {
             let t = times.value(i);

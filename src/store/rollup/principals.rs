@@ -8,7 +8,9 @@
 //! without scanning events.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -179,7 +181,7 @@ pub fn of_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let keys = KeyColumns::of(batch)?;
     let names = strings(batch, "actor_name")?;
     let mut out = Builders::default();
-    let mut groups: HashMap<Key, Group> = HashMap::new();
+    let mut groups: HashMap<Key, Group> = HashMap::default();
     for (hour, rows) in hour_runs(times.values()) {
         for i in rows {
             let t = times.value(i);
