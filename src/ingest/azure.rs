@@ -202,7 +202,7 @@ impl Source for AzureSource {
         if let Some(vault) = vault {
             e.attributes.insert("vault".into(), vault);
         }
-        e.raw_location = meta.location.clone();
+        e.raw_location = meta.location();
         if self.opts.keep_raw {
             e.raw_event = Some(record.to_string());
         }

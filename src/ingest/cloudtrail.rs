@@ -156,7 +156,7 @@ fn normalize(
     base.region = region.clone();
     base.service = service.clone();
     base.operation = event_name.to_owned();
-    base.raw_location = meta.location.clone();
+    base.raw_location = meta.location();
 
     let error_code =
         optional_str(v, "errorCode")?.or_else(|| str_at(v, "responseElements.errorCode"));

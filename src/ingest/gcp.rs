@@ -112,7 +112,7 @@ impl Source for GcpSource {
         e.action = action;
         e.is_secret_read = secret_read;
         set_target(&mut e, v, project_id.as_deref());
-        e.raw_location = meta.location.clone();
+        e.raw_location = meta.location();
         if self.opts.keep_raw {
             e.raw_event = Some(v.to_string());
         }

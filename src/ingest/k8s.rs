@@ -249,7 +249,7 @@ fn normalize_event(
     {
         e.attributes.insert("authz_reason".into(), r.to_owned());
     }
-    e.raw_location = meta.location.clone();
+    e.raw_location = meta.location();
     if opts.keep_raw {
         e.raw_event = Some(v.to_string());
     }
@@ -421,7 +421,7 @@ fn normalize_gke(mut v: Value, opts: &ParseOptions, meta: &RecordMeta) -> Result
         verb,
     );
     e.attributes.insert("method".into(), method.to_owned());
-    e.raw_location = meta.location.clone();
+    e.raw_location = meta.location();
     if opts.keep_raw {
         e.raw_event = Some(v.to_string());
     }

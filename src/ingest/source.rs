@@ -36,8 +36,10 @@ impl Default for ParseOptions {
 /// Where a record came from, for `raw_location` and rejects.
 #[derive(Debug, Clone)]
 pub struct RecordMeta {
-    /// `file#line` or `file#line[element]`.
-    pub location: String,
+    /// The record's line in its file (its first line, for a pretty-printed one).
+    pub line: u64,
+    /// Its index in the envelope's array, for an element of one.
+    pub element: Option<u64>,
     /// Text before the JSON on the record's line, if any.
     pub prefix: Option<String>,
     /// Where the record sat in its file (a top-level value, or an element of an envelope).
@@ -48,15 +50,21 @@ pub struct RecordMeta {
 
 impl RecordMeta {
     pub fn for_record(file: &Arc<str>, rec: &RawRecord) -> RecordMeta {
-        let location = match rec.element {
-            Some(e) => format!("{file}#{}[{e}]", rec.line),
-            None => format!("{file}#{}", rec.line),
-        };
         RecordMeta {
-            location,
+            line: rec.line,
+            element: rec.element,
             prefix: rec.prefix.clone(),
             container: rec.container,
             file: Arc::clone(file),
+        }
+    }
+
+    /// `file#line` or `file#line[element]`: made when a row needs it, not for every record
+    /// (most Vault requests are merged into their response's row and never need one).
+    pub fn location(&self) -> String {
+        match self.element {
+            Some(e) => format!("{}#{}[{e}]", self.file, self.line),
+            None => format!("{}#{}", self.file, self.line),
         }
     }
 }

@@ -129,6 +129,10 @@ struct PeekRequest<'a> {
     id: Option<JsonStr<'a>>,
 }
 
+/// How far into an entry its `type` is looked for before parsing (anything later is found by
+/// the parse).
+const TYPE_WITHIN: usize = 256;
+
 /// A cheap look at an entry's text on a parsing thread: a response becomes its row in one
 /// typed parse, a request only needs its id (it is held as text until its response arrives).
 /// `None` sends the entry to the exact path in [`VaultSource::parse`].
@@ -136,8 +140,12 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
     if record.problem.is_some() {
         return None;
     }
-    // Most entries say which they are in one place.
-    let says_response = memchr::memmem::find(&record.bytes, b"\"type\":\"response\"").is_some();
+    // Most entries say which they are near their start (Vault writes `time`, then `type`):
+    // look there only, with a searcher built once, rather than through the whole entry.
+    static RESPONSE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"type\":\"response\""));
+    let head = &record.bytes[..record.bytes.len().min(TYPE_WITHIN)];
+    let says_response = RESPONSE.find(head).is_some();
     if says_response {
         if let Some(event) = entry::from_text(&record.bytes, opts, meta, false) {
             if event
