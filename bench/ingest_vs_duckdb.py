@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Ingest throughput and peak memory: `vigil ingest` against DuckDB on the same Vault JSONL.
 
-Usage: python3 bench/ingest_vs_duckdb.py [--sizes 1000000,5000000] [--runs 3] [--dir /tmp/vigil-bench]
+Usage: python3 bench/ingest_vs_duckdb.py [--sources vault,cloudtrail,gcp,azure,k8s]
+                                         [--sizes 1000000,5000000] [--runs 3] [--dir /tmp/vigil-bench]
 
-Generates Vault audit logs with `vigil generate` (its ordinary estate: 1.8 KB per record,
-request and response entries, the production operation mix of docs/generator.md), then alternates, for each size and run: DuckDB converting the JSONL file to a zstd
-Parquet file with the fields vigil keys on flattened, and `vigil ingest` into a fresh store with
-keep_raw = false and keep_raw = true. Reports medians, records per second, the ratio to DuckDB,
+Generates audit logs with `vigil generate` (its ordinary estate; for Vault 1.8 KB per record,
+request and response entries, the production operation mix of docs/generator.md), then
+alternates, for each source, size and run: DuckDB converting the JSON lines to a zstd Parquet
+file with the fields vigil keys on flattened (PEER_QUERIES below, one per source), and
+`vigil ingest` into a fresh store with keep_raw = false and keep_raw = true. Reports medians, records per second, the ratio to DuckDB,
 and peak RSS of each process (from wait4, so it is the process's own maximum resident set).
 Needs a release build (`cargo build --release`) and `pip install duckdb`.
 """
@@ -22,12 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "vigil-target"))
 VIGIL = os.path.join(TARGET, "release", "vigil")
 
-DUCKDB_SCRIPT = r"""
-import duckdb, sys
-src, dst = sys.argv[1], sys.argv[2]
-con = duckdb.connect()
-con.execute(f'''
-COPY (
+# The peer's job per source: the fields vigil keys on, flattened from the same JSON lines into a
+# zstd Parquet file. These queries are the whole of DuckDB's side (shown in the README's notes).
+PEER_QUERIES = {
+    "vault": """
   SELECT time::TIMESTAMPTZ AS event_time, type, request.id AS request_id, request.operation AS operation,
          request.path AS path, request.mount_type AS mount_type, request.remote_address AS src_ip,
          auth.display_name AS actor_name, auth.entity_id AS actor_id, auth.policies AS policies,
@@ -35,9 +35,52 @@ COPY (
   FROM read_json('{src}', format = 'newline_delimited', columns = {{
       'time': 'VARCHAR', 'type': 'VARCHAR', 'error': 'VARCHAR',
       'auth': 'STRUCT(display_name VARCHAR, entity_id VARCHAR, policies VARCHAR[], accessor VARCHAR)',
-      'request': 'STRUCT(id VARCHAR, operation VARCHAR, path VARCHAR, mount_type VARCHAR, remote_address VARCHAR)'}})
-) TO '{dst}' (FORMAT parquet, COMPRESSION zstd)
-''')
+      'request': 'STRUCT(id VARCHAR, operation VARCHAR, path VARCHAR, mount_type VARCHAR, remote_address VARCHAR)'}})""",
+    "cloudtrail": """
+  SELECT eventTime::TIMESTAMPTZ AS event_time, eventID AS event_id, eventSource AS service, eventName AS operation,
+         userIdentity.arn AS actor_id, userIdentity.type AS actor_type, userIdentity.accountId AS account,
+         userIdentity.accessKeyId AS credential_id, sourceIPAddress AS src_ip, userAgent AS user_agent,
+         awsRegion AS region, errorCode AS error_code, requestParameters.secretId AS resource
+  FROM read_json('{src}', format = 'newline_delimited', columns = {{
+      'eventTime': 'VARCHAR', 'eventID': 'VARCHAR', 'eventSource': 'VARCHAR', 'eventName': 'VARCHAR',
+      'userIdentity': 'STRUCT(arn VARCHAR, type VARCHAR, accountId VARCHAR, accessKeyId VARCHAR)',
+      'sourceIPAddress': 'VARCHAR', 'userAgent': 'VARCHAR', 'awsRegion': 'VARCHAR', 'errorCode': 'VARCHAR',
+      'requestParameters': 'STRUCT(secretId VARCHAR)'}})""",
+    "gcp": """
+  SELECT "timestamp"::TIMESTAMPTZ AS event_time, insertId AS event_id, protoPayload.methodName AS operation,
+         protoPayload.serviceName AS service, protoPayload.resourceName AS resource,
+         protoPayload.authenticationInfo.principalEmail AS actor_id,
+         protoPayload.requestMetadata.callerIp AS src_ip,
+         protoPayload.requestMetadata.callerSuppliedUserAgent AS user_agent,
+         protoPayload.status.code AS status_code, logName AS log
+  FROM read_json('{src}', format = 'newline_delimited', columns = {{
+      'timestamp': 'VARCHAR', 'insertId': 'VARCHAR', 'logName': 'VARCHAR',
+      'protoPayload': 'STRUCT(methodName VARCHAR, serviceName VARCHAR, resourceName VARCHAR, authenticationInfo STRUCT(principalEmail VARCHAR), requestMetadata STRUCT(callerIp VARCHAR, callerSuppliedUserAgent VARCHAR), status STRUCT(code INTEGER))'}})""",
+    "azure": """
+  SELECT "time"::TIMESTAMPTZ AS event_time, correlationId AS event_id, operationName AS operation,
+         resourceId AS vault, resultType AS result, resultSignature AS status, callerIpAddress AS src_ip,
+         properties.id AS resource, identity AS identity
+  FROM read_json('{src}', format = 'newline_delimited', columns = {{
+      'time': 'VARCHAR', 'correlationId': 'VARCHAR', 'operationName': 'VARCHAR', 'resourceId': 'VARCHAR',
+      'resultType': 'VARCHAR', 'resultSignature': 'VARCHAR', 'callerIpAddress': 'VARCHAR',
+      'properties': 'STRUCT(id VARCHAR)', 'identity': 'JSON'}})""",
+    "k8s": """
+  SELECT requestReceivedTimestamp::TIMESTAMPTZ AS event_time, auditID AS event_id, stage, verb AS operation,
+         requestURI AS uri, "user".username AS actor_id, "user".groups AS groups, sourceIPs[1] AS src_ip,
+         userAgent AS user_agent, objectRef.namespace AS namespace, objectRef.name AS name,
+         responseStatus.code AS status_code
+  FROM read_json('{src}', format = 'newline_delimited', columns = {{
+      'requestReceivedTimestamp': 'VARCHAR', 'auditID': 'VARCHAR', 'stage': 'VARCHAR', 'verb': 'VARCHAR',
+      'requestURI': 'VARCHAR', 'user': 'STRUCT(username VARCHAR, groups VARCHAR[])', 'sourceIPs': 'VARCHAR[]',
+      'userAgent': 'VARCHAR', 'objectRef': 'STRUCT(namespace VARCHAR, name VARCHAR)',
+      'responseStatus': 'STRUCT(code INTEGER)'}})""",
+}
+
+DUCKDB_SCRIPT = r"""
+import duckdb, sys
+query, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+con = duckdb.connect()
+con.execute("COPY (" + query.format(src=src) + f") TO '{dst}' (FORMAT parquet, COMPRESSION zstd)")
 """
 
 
@@ -57,48 +100,52 @@ def timed(cmd, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000,5000000")
+    ap.add_argument("--sources", default="vault", help="comma-separated: vault,cloudtrail,gcp,azure,k8s")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/vigil-bench")
     args = ap.parse_args()
     if not os.path.exists(VIGIL):
         sys.exit(f"no release binary at {VIGIL}: run cargo build --release")
+    import duckdb
     os.makedirs(args.dir, exist_ok=True)
     for keep in ("false", "true"):
         with open(os.path.join(args.dir, f"keep-raw-{keep}.toml"), "w") as f:
             f.write(f"[store]\nkeep_raw = {keep}\n")
-    print(f"machine: {os.cpu_count()} cores; load before: {os.getloadavg()[0]:.2f}")
+    print(f"machine: {os.cpu_count()} cores; DuckDB {duckdb.__version__}; load before: {os.getloadavg()[0]:.2f}")
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        data = os.path.join(args.dir, f"vault-{size}")
-        log = os.path.join(data, "vault-audit.log")
-        if not os.path.exists(log):
-            subprocess.run([VIGIL, "generate", "--source", "vault", "--events", str(size), "--days", "30",
-                            "--seed", "1", "--out", data], check=True)
-        mb = os.path.getsize(log) / 1e6
-        results = {"duckdb": [], "vigil keep_raw=false": [], "vigil keep_raw=true": []}
-        for run in range(args.runs):
-            out = os.path.join(args.dir, "duck.parquet")
-            results["duckdb"].append(timed([sys.executable, "-c", DUCKDB_SCRIPT, log, out]))
-            os.remove(out)
-            for keep in ("false", "true"):
-                store = os.path.join(args.dir, "store")
-                shutil.rmtree(store, ignore_errors=True)
-                cfg = os.path.join(args.dir, f"keep-raw-{keep}.toml")
-                results[f"vigil keep_raw={keep}"].append(
-                    timed([VIGIL, "--store", store, "--config", cfg, "-q", "ingest", log]))
-                shutil.rmtree(store, ignore_errors=True)
-            print(f"size {size} run {run + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in results.items()),
-                  flush=True)
-        duck = statistics.median(t for t, _ in results["duckdb"])
-        for name, runs in results.items():
-            med = statistics.median(t for t, _ in runs)
-            rss = max(m for _, m in runs)
-            rows.append((size, f"{mb:,.0f}", name, med, size / med, duck / med, rss))
+    for source in args.sources.split(","):
+        query = PEER_QUERIES[source]
+        for size in [int(s) for s in args.sizes.split(",")]:
+            data = os.path.join(args.dir, f"{source}-{size}")
+            log = os.path.join(data, f"{source}-audit.log")
+            if not os.path.exists(log):
+                subprocess.run([VIGIL, "generate", "--source", source, "--events", str(size), "--days", "30",
+                                "--seed", "1", "--out", data], check=True, stdout=subprocess.DEVNULL)
+            mb = os.path.getsize(log) / 1e6
+            results = {"duckdb": [], "vigil keep_raw=false": [], "vigil keep_raw=true": []}
+            for run in range(args.runs):
+                out = os.path.join(args.dir, "duck.parquet")
+                results["duckdb"].append(timed([sys.executable, "-c", DUCKDB_SCRIPT, query, log, out]))
+                os.remove(out)
+                for keep in ("false", "true"):
+                    store = os.path.join(args.dir, "store")
+                    shutil.rmtree(store, ignore_errors=True)
+                    cfg = os.path.join(args.dir, f"keep-raw-{keep}.toml")
+                    results[f"vigil keep_raw={keep}"].append(
+                        timed([VIGIL, "--store", store, "--config", cfg, "-q", "ingest", log]))
+                    shutil.rmtree(store, ignore_errors=True)
+                print(f"{source} {size} run {run + 1}: "
+                      + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in results.items()), flush=True)
+            duck = statistics.median(t for t, _ in results["duckdb"])
+            for name, runs in results.items():
+                med = statistics.median(t for t, _ in runs)
+                rss = max(m for _, m in runs)
+                rows.append((source, size, f"{mb:,.0f}", name, med, size / med, duck / med, rss))
     print()
-    print("| records | input MB | tool | median s | records/s | speed vs DuckDB | peak RSS MiB |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
-    for size, mb, name, med, rate, ratio, rss in rows:
-        print(f"| {size:,} | {mb} | {name} | {med:.2f} | {rate:,.0f} | {ratio:.2f}x | {rss:,.0f} |")
+    print("| source | records | input MB | tool | median s | records/s | speed vs DuckDB | peak RSS MiB |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    for source, size, mb, name, med, rate, ratio, rss in rows:
+        print(f"| {source} | {size:,} | {mb} | {name} | {med:.2f} | {rate:,.0f} | {ratio:.2f}x | {rss:,.0f} |")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
 

@@ -11,7 +11,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::Scope;
 
-use super::source::{prepare, ParseOptions, Prepared, RecordMeta};
+use super::source::{
+    new_source, parses_alone, prepare, ParseOptions, Prepared, RecordMeta, Source,
+};
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::SourceKind;
 
@@ -124,12 +126,20 @@ fn parse_batches(
     opts: &ParseOptions,
     file: &Arc<str>,
 ) {
+    // This thread's parser of a source that keeps no state between records (made on first use).
+    let mut alone: Option<Box<dyn Source>> = None;
     for (records, error, end) in input {
         let items = records
             .into_iter()
             .map(|rec| {
                 let meta = RecordMeta::for_record(file, &rec);
-                let prepared = prepare(kind, opts, &rec, &meta);
+                let prepared = match prepare(kind, opts, &rec, &meta) {
+                    Prepared::Decoded(Ok(value)) if parses_alone(kind, &value) => {
+                        let parser = alone.get_or_insert_with(|| new_source(kind, opts));
+                        Prepared::Parsed(parser.parse(value, &meta))
+                    }
+                    other => other,
+                };
                 Prepped {
                     rec,
                     meta,

@@ -632,6 +632,14 @@ impl<'a> Run<'a> {
         } = item;
         let decoded = match prepared {
             Prepared::Decoded(decoded) => decoded,
+            // Parsed on a parsing thread (a source that keeps no state, so `kind` is its own).
+            Prepared::Parsed(parsed) => {
+                self.tally(kind).read += 1;
+                return match parsed {
+                    Ok(parsed) => self.settle_parsed(kind, parsed),
+                    Err(rej) => self.reject(kind, &meta.file, &rec, rej),
+                };
+            }
             ahead => {
                 self.tally(kind).read += 1;
                 let parsed = self.parser(kind).settle_prepared(ahead, rec, meta);

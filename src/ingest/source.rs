@@ -80,6 +80,21 @@ pub enum Prepared {
     /// A record its source settles by a key without parsing it (a Vault request, held as text
     /// under its id), for [`Source::settle_prepared`].
     Keyed(String),
+    /// A record of a source that keeps no state from one record to the next, parsed whole on
+    /// a parsing thread ([`parses_alone`]): the ingest thread only accounts for it.
+    Parsed(Result<Parsed, Reject>),
+}
+
+/// Whether `record`, of a file read as `kind`, is parsed without any state of the run, so on
+/// the parsing threads: CloudTrail, Azure and Secret Manager entries are (their parsers keep
+/// nothing between records); Vault and Kubernetes pair or merge records, and a GKE entry in a
+/// Cloud Logging export is routed to the Kubernetes parser ([`refine`]).
+pub fn parses_alone(kind: SourceKind, record: &Value) -> bool {
+    match kind {
+        SourceKind::CloudTrail | SourceKind::Azure => true,
+        SourceKind::Gcp => !gcp::is_gke(record),
+        SourceKind::Vault | SourceKind::K8s => false,
+    }
 }
 
 /// The stateless part of reading one record of a file of `kind`; runs on the parsing threads.

@@ -194,7 +194,9 @@ impl Source for VaultSource {
                 }
                 self.hold(id, HeldRequest::Text { record, meta })
             }
-            Prepared::Decoded(_) => unreachable!("a decoded Vault entry goes to parse"),
+            Prepared::Decoded(_) | Prepared::Parsed(_) => {
+                unreachable!("a decoded Vault entry goes to parse")
+            }
         }
     }
 
