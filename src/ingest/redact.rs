@@ -136,13 +136,10 @@ pub fn has_unhashed_string(json: &str) -> bool {
         }
     }
     let mut de = serde_json::Deserializer::from_str(json);
-    match Unhashed
+    Unhashed
         .deserialize(&mut de)
         .and_then(|found| de.end().map(|()| found))
-    {
-        Ok(found) => found,
-        Err(_) => true,
-    }
+        .unwrap_or(true)
 }
 
 /// Fields whose string values are kept in rejects: identifiers, names, times, codes. Every other
