@@ -103,7 +103,8 @@ pub enum SummaryFormat {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Files or directories to read; `-` reads stdin
+    /// Files or directories to read; `-` reads stdin; `s3://bucket/prefix` reads the objects
+    /// under a prefix (or one object), new or changed ones only on later runs
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
     /// Format of every input (default: recognized per file from its content)

@@ -61,6 +61,8 @@ struct RawConfig {
     #[serde(default)]
     allowlist: Vec<RawAllow>,
     serve: Option<crate::serve::settings::RawServe>,
+    #[serde(default)]
+    object_store: crate::object_storage::settings::RawObjectStore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +197,8 @@ pub struct Config {
     pub allowlist: Vec<AllowEntry>,
     /// `[serve]`, when the file has one (`vigil serve` needs its inputs).
     pub serve: Option<crate::serve::settings::ServeSettings>,
+    /// `[object_store]`: the endpoint, region and plain-HTTP rule for `s3://` paths.
+    pub object_store: crate::object_storage::ObjectStoreSettings,
 }
 
 impl Default for Config {
@@ -219,6 +223,7 @@ impl Default for Config {
             detectors: BTreeMap::new(),
             allowlist: Vec::new(),
             serve: None,
+            object_store: Default::default(),
         }
     }
 }
@@ -252,6 +257,7 @@ impl Config {
             dedupe_budget: crate::store::dedupe::DEFAULT_BUDGET,
             hold_for: i64::try_from(self.hold_for.as_nanos()).unwrap_or(i64::MAX),
             discard_held: false,
+            object_store: self.object_store.clone(),
         }
     }
 
@@ -336,6 +342,7 @@ impl Config {
                 .map(|(i, a)| allow(i, a))
                 .collect::<Result<_, _>>()?,
             serve: raw.serve.map(crate::serve::settings::parse).transpose()?,
+            object_store: crate::object_storage::settings::parse(raw.object_store)?,
             max_line_bytes,
             hold_for,
             vault_cluster: name(

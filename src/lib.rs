@@ -34,6 +34,8 @@ pub mod ingest;
 pub mod mail;
 /// Networks: CIDR ranges and private address space.
 pub mod net;
+/// S3 and S3-compatible object storage: buckets, credentials, error sentences.
+pub mod object_storage;
 pub mod peer_groups;
 /// DataFusion session over the store; read-only user SQL.
 pub mod query;

@@ -9,19 +9,22 @@ use super::{exit, Globals};
 use crate::cli::{IngestArgs, SourceArg, SummaryFormat};
 use crate::event::SourceKind;
 use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec};
+use crate::object_storage::ObjectUrl;
 
 pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
     let specs: Vec<InputSpec> = args
         .paths
         .iter()
         .map(|p| {
-            if p == "-" {
+            Ok(if p == "-" {
                 InputSpec::Stdin
+            } else if let Some(url) = ObjectUrl::parse(p).map_err(anyhow::Error::msg)? {
+                InputSpec::Object(url)
             } else {
                 InputSpec::Path(PathBuf::from(p))
-            }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut opts = options(g, args.source, args.strict)?;
     opts.discard_held = args.discard_held;
     let report = ingest(&g.store, &specs, &opts)

@@ -57,6 +57,18 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<(Vec<InputFile>, Vec<Skipped>)> {
     Ok((files, skipped))
 }
 
+/// Why a file found beside the logs is not one, by its (lower-cased) name: documentation, or
+/// configuration (the vigil.toml that `vigil generate` writes beside its logs).
+pub fn not_a_log(name: &str) -> Option<&'static str> {
+    if name.ends_with(".md") || name.starts_with("readme") || name.starts_with("license") {
+        Some("documentation, not a log (by name)")
+    } else if name.ends_with(".toml") {
+        Some("configuration, not a log (by name)")
+    } else {
+        None
+    }
+}
+
 fn walk(
     dir: &Path,
     seen: &mut HashSet<PathBuf>,
@@ -79,19 +91,11 @@ fn walk(
         if name.starts_with('.') {
             continue;
         }
-        // Documentation beside the logs is not a log; a file named on the command line still is read.
-        if name.ends_with(".md") || name.starts_with("readme") || name.starts_with("license") {
+        // A file named on the command line is read whatever its name.
+        if let Some(why) = not_a_log(&name) {
             skipped.push(Skipped {
                 path: path.display().to_string(),
-                why: "documentation, not a log (by name)".into(),
-            });
-            continue;
-        }
-        // So is configuration (the vigil.toml that vigil generate writes beside its logs).
-        if name.ends_with(".toml") {
-            skipped.push(Skipped {
-                path: path.display().to_string(),
-                why: "configuration, not a log (by name)".into(),
+                why: why.into(),
             });
             continue;
         }
@@ -133,7 +137,7 @@ pub fn whole_file_fingerprints(path: &Path, sha256: bool) -> io::Result<(String,
     ))
 }
 
-fn classify_gzip_error(e: &io::Error) -> (String, String) {
+pub(super) fn classify_gzip_error(e: &io::Error) -> (String, String) {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         (
             "gzip_truncated".into(),

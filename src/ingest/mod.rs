@@ -8,6 +8,7 @@ pub mod gcp;
 pub mod held;
 pub mod inputs;
 pub mod k8s;
+pub mod objects;
 pub mod parallel;
 pub mod redact;
 pub mod rejects;

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use super::checkpoints::{Checkpoints, Start};
 use super::inputs::{self, InputFile, Skipped};
+use super::objects::{self, ConsumedObjects, ObjectInput};
 use super::parallel::{self, End, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
@@ -27,14 +28,52 @@ use super::source::{
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
+use crate::object_storage::ObjectUrl;
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
 use crate::store::held::Carried;
-use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint};
+use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint, ObjectCheckpoint};
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::writer::PartitionWriter;
 use crate::store::{CommitLog, Store, StoreError, Tally};
 use crate::timerange::rfc3339;
+
+/// One input ready for its records to be read: a file (perhaps resumed) or an object.
+struct Reading<'r> {
+    /// How it is named in rows, rejects and summaries.
+    display: &'r str,
+    reader: Box<dyn io::BufRead + Send>,
+    /// Where `reader` is in the content.
+    at: Position,
+    /// The source the input, or `--source`, forces.
+    forced: Option<SourceKind>,
+    /// The source its checkpoint names, for a resumed file.
+    resumed_source: Option<SourceKind>,
+    gzip_problem: Option<&'r (String, String)>,
+    /// Still being written: its last line may not be whole yet.
+    live: bool,
+    /// The progress bar's position before this input.
+    start_pos: u64,
+    /// Bytes on disk (or in the bucket): what the progress bar counts for it.
+    size: u64,
+    /// Whether record offsets are bytes on disk too (not decompressed gzip).
+    offsets_on_disk: bool,
+}
+
+/// What reading an input came to.
+enum Outcome {
+    /// Not an input of events (labels, a digest, empty): why.
+    Skipped(String),
+    /// Nothing to checkpoint: rejected whole, or only an unfinished last line.
+    Nothing,
+    Read {
+        kind: SourceKind,
+        records: u64,
+        end: End,
+        /// Some record was not rejected.
+        accepted: bool,
+    },
+}
 
 /// Records looked at to recognize a file's format before giving up.
 const DETECT_RECORDS: usize = 16;
@@ -49,6 +88,8 @@ pub enum IngestError {
     Input { path: String, error: io::Error },
     #[error("no input files found in {0}")]
     NoInputs(String),
+    #[error(transparent)]
+    Object(#[from] crate::object_storage::ObjectError),
 }
 
 /// What to ingest.
@@ -56,6 +97,8 @@ pub enum IngestError {
 pub enum InputSpec {
     Path(PathBuf),
     Stdin,
+    /// Every object under `s3://bucket/prefix` (or the one object it names).
+    Object(crate::object_storage::ObjectUrl),
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +120,8 @@ pub struct IngestOptions {
     /// Drop the records the previous ingest held instead of reading them (`--discard-held`,
     /// for a damaged held-state file).
     pub discard_held: bool,
+    /// `[object_store]`: how `s3://` inputs are reached.
+    pub object_store: crate::object_storage::ObjectStoreSettings,
 }
 
 /// `[ingest] hold_for` unless configured.
@@ -168,41 +213,56 @@ pub fn ingest(
         spooled = Some(path);
     }
     files.extend(found);
-    if files.is_empty() && skipped.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let urls: Vec<ObjectUrl> = specs
+        .iter()
+        .filter_map(|s| match s {
+            InputSpec::Object(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    let (found_objects, objects_skipped) = objects::expand(&urls, &opts.object_store)?;
+    skipped.extend(objects_skipped.into_iter().map(SkippedInput::from));
+    if files.is_empty() && found_objects.is_empty() && skipped.is_empty() {
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .chain(urls.iter().map(ObjectUrl::to_string))
+            .collect();
         return Err(IngestError::NoInputs(names.join(", ")));
     }
-    let result = ingest_into(&mut tx, warnings, &files, skipped, opts);
+    let result = ingest_into(&mut tx, warnings, &files, &found_objects, skipped, opts);
     if let Some(p) = spooled {
         let _ = std::fs::remove_file(p);
     }
     result
 }
 
-/// Runs one ingest of `files` (already found; `skipped` what finding them passed over) into
-/// `store`: for a caller that finds its inputs itself (`vigil serve`).
+/// Runs one ingest of `files` and `objects` (already found; `skipped` what finding them passed
+/// over) into `store`: for a caller that finds its inputs itself (`vigil serve`).
 pub fn ingest_found(
     store: &Store,
     files: &[InputFile],
+    objects: &[ObjectInput],
     skipped: Vec<SkippedInput>,
     opts: &IngestOptions,
 ) -> Result<IngestReport, IngestError> {
     let mut tx = Transaction::begin_soon(store, opts.now)?;
     let warnings = tx.take_warnings();
-    ingest_into(&mut tx, warnings, files, skipped, opts)
+    ingest_into(&mut tx, warnings, files, objects, skipped, opts)
 }
 
 fn ingest_into(
     tx: &mut Transaction<'_>,
     warnings: Vec<String>,
     files: &[InputFile],
+    objects: &[ObjectInput],
     mut skipped: Vec<SkippedInput>,
     opts: &IngestOptions,
 ) -> Result<IngestReport, IngestError> {
     let store = tx.store();
     let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
     run.restore_held()?;
-    run.ingest_files(files, &mut skipped)?;
+    run.ingest_files(files, objects, &mut skipped)?;
     let (changes, mut report) = run.finish(skipped, warnings)?;
     if let Some(changes) = changes {
         let done = tx.commit(changes, opts.now)?;
@@ -237,6 +297,7 @@ struct Run<'a> {
     writer: PartitionWriter,
     consumed: Vec<InputCheckpoint>,
     checkpoints: Checkpoints,
+    consumed_objects: ConsumedObjects,
     waiting: Vec<WaitingInput>,
     /// Held records left for the next run.
     carried: Vec<Carried>,
@@ -285,6 +346,7 @@ impl<'a> Run<'a> {
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
             checkpoints: Checkpoints::from_log(log),
+            consumed_objects: ConsumedObjects::from_log(log),
             waiting: Vec::new(),
             carried: Vec::new(),
             held_discarded: 0,
@@ -301,12 +363,14 @@ impl<'a> Run<'a> {
     fn ingest_files(
         &mut self,
         files: &[InputFile],
+        objects: &[ObjectInput],
         skipped: &mut Vec<SkippedInput>,
     ) -> Result<(), IngestError> {
         let total: u64 = files
             .iter()
             .filter_map(|f| std::fs::metadata(&f.path).ok())
             .map(|m| m.len())
+            .chain(objects.iter().map(|o| o.info.size))
             .sum();
         self.progress.set_length(total);
         for file in files {
@@ -314,6 +378,15 @@ impl<'a> Run<'a> {
             if let Some(why) = self.ingest_file(file)? {
                 skipped.push(SkippedInput {
                     path: file.display.clone(),
+                    why,
+                });
+            }
+        }
+        for object in objects {
+            self.progress.set_message(object.url.clone());
+            if let Some(why) = self.ingest_object(object)? {
+                skipped.push(SkippedInput {
+                    path: object.url.clone(),
                     why,
                 });
             }
@@ -450,118 +523,36 @@ impl<'a> Run<'a> {
         if !id.gzip {
             self.progress.inc(at.offset);
         }
-        let mut records = Splitter::resuming(reader, self.opts.max_record_bytes, at);
         // A file written to lately is still being written: its last line may not be whole yet.
         // Gzip files and streams are complete by nature.
         let live = !file.stream && inputs::is_live(id.gzip, id.mtime, self.opts.hold_for);
-        self.still_written
-            .insert(Arc::from(file.display.as_str()), live);
-        if live {
-            records = records.wait_for_tail();
-        }
-
-        // Recognize the format from the first records that parse (a resumed file keeps the
-        // source its checkpoint names).
-        let mut lookahead: Vec<RawRecord> = Vec::new();
-        self.forced = file.source.or(self.opts.source);
-        let mut detected = self
-            .forced
-            .or_else(|| resumed.as_ref().and_then(|c| SourceKind::parse(&c.source)))
-            .map(Detected::Source);
-        while detected.is_none() && lookahead.len() < DETECT_RECORDS {
-            match records.next() {
-                None => break,
-                Some(Err(_)) if id.gzip_problem.is_some() => break,
-                Some(Err(e)) => return Err(input_err(e)),
-                Some(Ok(rec)) => {
-                    if let Ok(v) = decode(&rec) {
-                        detected = detect(&v);
-                    }
-                    lookahead.push(rec);
-                }
-            }
-        }
-        let kind = match detected {
-            Some(Detected::Labels) => {
-                self.progress.set_position(start_pos + id.size);
-                return Ok(Some(
-                    "vigil generate labels (ground truth, not events)".into(),
-                ));
-            }
-            Some(Detected::CloudTrailDigest) => {
-                self.progress.set_position(start_pos + id.size);
-                return Ok(Some("CloudTrail digest file (hashes, not events)".into()));
-            }
-            Some(Detected::Source(k)) => Some(k),
-            None => None,
-        };
-        let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
-        if let Some((reason, detail)) = &id.gzip_problem {
-            // Nothing from a damaged gzip file is stored; it counts as one rejected record.
-            self.reject_file(file, tally_name, reason, detail.clone())?;
-            return Ok(None);
-        }
-        let Some(kind) = kind else {
-            if lookahead.is_empty() {
-                if records.waiting() > 0 {
-                    self.note_waiting(file, records.end(), records.waiting());
+        let outcome = self.read_input(Reading {
+            display: &file.display,
+            reader,
+            at,
+            forced: file.source.or(self.opts.source),
+            resumed_source: resumed.as_ref().and_then(|c| SourceKind::parse(&c.source)),
+            gzip_problem: id.gzip_problem.as_ref(),
+            live,
+            start_pos,
+            size: id.size,
+            offsets_on_disk: !id.gzip,
+        })?;
+        let (kind, n, end) = match outcome {
+            Outcome::Skipped(why) => return Ok(Some(why)),
+            Outcome::Nothing => return Ok(None),
+            Outcome::Read {
+                kind,
+                records,
+                end,
+                accepted,
+            } => {
+                if file.stream || records == 0 || !(accepted || resumed.is_some()) {
                     return Ok(None);
                 }
-                return Ok(Some("empty file".into()));
+                (kind, records, end)
             }
-            let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
-            self.reject_file(file, UNKNOWN_SOURCE, "unknown_format", detail)?;
-            return Ok(None);
         };
-        let rejected_before = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected);
-        let file_name: Arc<str> = Arc::from(file.display.as_str());
-        let parse_opts: &'a ParseOptions = &self.opts.parse;
-        let mut n = 0u64;
-        for rec in lookahead {
-            n += 1;
-            let meta = RecordMeta::for_record(&file_name, &rec);
-            let prepared = prepare(kind, parse_opts, &rec, &meta);
-            self.handle_record(
-                kind,
-                Prepped {
-                    rec,
-                    meta,
-                    prepared,
-                },
-            )?;
-        }
-        let end = std::thread::scope(|scope| -> Result<Option<End>, IngestError> {
-            let batches = parallel::spawn(scope, records, kind, parse_opts, Arc::clone(&file_name));
-            let mut end = None;
-            for batch in batches {
-                for item in batch.items {
-                    n += 1;
-                    if n.is_multiple_of(4096) && !id.gzip {
-                        self.progress.set_position(start_pos + item.rec.offset);
-                    }
-                    self.handle_record(kind, item)?;
-                }
-                if let Some(e) = batch.error {
-                    return Err(input_err(e));
-                }
-                end = end.or(batch.end);
-            }
-            Ok(end)
-        })?;
-        self.progress.set_position(start_pos + id.size);
-        let end =
-            end.ok_or_else(|| input_err(io::Error::other("a parsing thread stopped early")))?;
-        if end.waiting > 0 {
-            self.note_waiting(file, end.at, end.waiting);
-        }
-        // A file counts as read up to its end only if some of it was accepted: a file
-        // rejected whole, say parsed as the wrong source, can be ingested again. (What a
-        // resumed file rejects was after records that were accepted.)
-        let rejected = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected) - rejected_before;
-        let accepted = n > rejected;
-        if file.stream || n == 0 || !(accepted || resumed.is_some()) {
-            return Ok(None);
-        }
         let tail = match &id.end_tail {
             Some(t) if end.at.offset == id.content_len => t.clone(),
             _ => inputs::tail_hash(&file.path, id.gzip, end.at.offset).map_err(input_err)?,
@@ -587,9 +578,192 @@ impl<'a> Run<'a> {
         Ok(None)
     }
 
-    fn note_waiting(&mut self, file: &InputFile, at: Position, bytes: u64) {
+    /// Reads one object whole, unless this version of it was read before; returns why it was
+    /// skipped, if it was.
+    fn ingest_object(&mut self, object: &ObjectInput) -> Result<Option<String>, IngestError> {
+        let start_pos = self.progress.position();
+        if let Some(seq) = self.consumed_objects.read_by(object) {
+            self.progress.inc(object.info.size);
+            return Ok(Some(if seq == self.seq {
+                "same object as another input of this run".into()
+            } else {
+                format!("already ingested (commit {seq})")
+            }));
+        }
+        let opened = objects::open(object).map_err(|e| match e {
+            objects::OpenError::Store(e) => IngestError::Object(e),
+            objects::OpenError::Read(error) => IngestError::Input {
+                path: object.url.clone(),
+                error,
+            },
+        })?;
+        self.files_read += 1;
+        let outcome = self.read_input(Reading {
+            display: &object.url,
+            reader: opened.reader,
+            at: Position::START,
+            forced: object.source.or(self.opts.source),
+            resumed_source: None,
+            gzip_problem: opened.gzip_problem.as_ref(),
+            live: false,
+            start_pos,
+            size: object.info.size,
+            offsets_on_disk: !opened.gzip,
+        })?;
+        let (records, why) = match outcome {
+            // A digest, labels or an empty object: an object never changes, so it is
+            // remembered too, and not fetched again by every run (CloudTrail writes a digest
+            // an hour per region).
+            Outcome::Skipped(why) => (0, Some(why)),
+            Outcome::Nothing => return Ok(None),
+            Outcome::Read {
+                records, accepted, ..
+            } if records > 0 && accepted => (records, None),
+            Outcome::Read { .. } => return Ok(None),
+        };
+        let checkpoint = ObjectCheckpoint {
+            key: object.url.clone(),
+            etag: object.info.etag.clone(),
+            size: object.info.size,
+            records,
+        };
+        self.consumed_objects.record(&checkpoint, self.seq);
+        self.consumed.push(InputCheckpoint::Object(checkpoint));
+        Ok(why)
+    }
+
+    /// Recognizes the format of one input (file or object) and reads its records.
+    fn read_input(&mut self, input: Reading<'_>) -> Result<Outcome, IngestError> {
+        let Reading {
+            display,
+            reader,
+            at,
+            forced,
+            resumed_source,
+            gzip_problem,
+            live,
+            start_pos,
+            size,
+            offsets_on_disk,
+        } = input;
+        let input_err = |e: io::Error| IngestError::Input {
+            path: display.to_owned(),
+            error: e,
+        };
+        let mut records = Splitter::resuming(reader, self.opts.max_record_bytes, at);
+        self.still_written.insert(Arc::from(display), live);
+        if live {
+            records = records.wait_for_tail();
+        }
+
+        // Recognize the format from the first records that parse (a resumed file keeps the
+        // source its checkpoint names).
+        let mut lookahead: Vec<RawRecord> = Vec::new();
+        self.forced = forced;
+        let mut detected = forced.or(resumed_source).map(Detected::Source);
+        while detected.is_none() && lookahead.len() < DETECT_RECORDS {
+            match records.next() {
+                None => break,
+                Some(Err(_)) if gzip_problem.is_some() => break,
+                Some(Err(e)) => return Err(input_err(e)),
+                Some(Ok(rec)) => {
+                    if let Ok(v) = decode(&rec) {
+                        detected = detect(&v);
+                    }
+                    lookahead.push(rec);
+                }
+            }
+        }
+        let kind = match detected {
+            Some(Detected::Labels) => {
+                self.progress.set_position(start_pos + size);
+                return Ok(Outcome::Skipped(
+                    "vigil generate labels (ground truth, not events)".into(),
+                ));
+            }
+            Some(Detected::CloudTrailDigest) => {
+                self.progress.set_position(start_pos + size);
+                return Ok(Outcome::Skipped(
+                    "CloudTrail digest file (hashes, not events)".into(),
+                ));
+            }
+            Some(Detected::Source(k)) => Some(k),
+            None => None,
+        };
+        let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
+        if let Some((reason, detail)) = gzip_problem {
+            // Nothing from a damaged gzip input is stored; it counts as one rejected record.
+            self.reject_file(display, tally_name, reason, detail.clone())?;
+            return Ok(Outcome::Nothing);
+        }
+        let Some(kind) = kind else {
+            if lookahead.is_empty() {
+                if records.waiting() > 0 {
+                    self.note_waiting(display, records.end(), records.waiting());
+                    return Ok(Outcome::Nothing);
+                }
+                return Ok(Outcome::Skipped("empty file".into()));
+            }
+            let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
+            self.reject_file(display, UNKNOWN_SOURCE, "unknown_format", detail)?;
+            return Ok(Outcome::Nothing);
+        };
+        let rejected_before = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected);
+        let file_name: Arc<str> = Arc::from(display);
+        let parse_opts: &'a ParseOptions = &self.opts.parse;
+        let mut n = 0u64;
+        for rec in lookahead {
+            n += 1;
+            let meta = RecordMeta::for_record(&file_name, &rec);
+            let prepared = prepare(kind, parse_opts, &rec, &meta);
+            self.handle_record(
+                kind,
+                Prepped {
+                    rec,
+                    meta,
+                    prepared,
+                },
+            )?;
+        }
+        let end = std::thread::scope(|scope| -> Result<Option<End>, IngestError> {
+            let batches = parallel::spawn(scope, records, kind, parse_opts, Arc::clone(&file_name));
+            let mut end = None;
+            for batch in batches {
+                for item in batch.items {
+                    n += 1;
+                    if n.is_multiple_of(4096) && offsets_on_disk {
+                        self.progress.set_position(start_pos + item.rec.offset);
+                    }
+                    self.handle_record(kind, item)?;
+                }
+                if let Some(e) = batch.error {
+                    return Err(input_err(e));
+                }
+                end = end.or(batch.end);
+            }
+            Ok(end)
+        })?;
+        self.progress.set_position(start_pos + size);
+        let end =
+            end.ok_or_else(|| input_err(io::Error::other("a parsing thread stopped early")))?;
+        if end.waiting > 0 {
+            self.note_waiting(display, end.at, end.waiting);
+        }
+        // An input counts as read up to its end only if some of it was accepted: one
+        // rejected whole, say parsed as the wrong source, can be ingested again. (What a
+        // resumed file rejects was after records that were accepted.)
+        let rejected = self.counts.get(kind.as_str()).map_or(0, |t| t.rejected) - rejected_before;
+        Ok(Outcome::Read {
+            kind,
+            records: n,
+            end,
+            accepted: n > rejected,
+        })
+    }
+
+    fn note_waiting(&mut self, display: &str, at: Position, bytes: u64) {
         self.waiting.push(WaitingInput {
-            path: file.display.clone(),
+            path: display.to_owned(),
             line: at.line,
             bytes,
         });
@@ -597,7 +771,7 @@ impl<'a> Run<'a> {
 
     fn reject_file(
         &mut self,
-        file: &InputFile,
+        display: &str,
         tally: &str,
         reason: &str,
         detail: String,
@@ -606,13 +780,8 @@ impl<'a> Run<'a> {
         t.read += 1;
         t.rejected += 1;
         let source = (tally != UNKNOWN_SOURCE).then_some(tally);
-        self.rejects.push(RejectEntry::for_file(
-            &file.display,
-            source,
-            reason,
-            detail,
-            1,
-        ))?;
+        self.rejects
+            .push(RejectEntry::for_file(display, source, reason, detail, 1))?;
         // Not marked consumed: a file rejected whole is read again by the next run.
         Ok(())
     }

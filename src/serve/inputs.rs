@@ -1,27 +1,49 @@
-//! The files `[[serve.inputs]]` name at this moment: found anew before every commit, so a file
-//! that appears (a rotation, a new day's log) is read from the next commit on. An input that
-//! cannot be read is reported and never stops the others.
+//! The files and objects `[[serve.inputs]]` name at this moment: found anew before every commit
+//! (an object prefix every `poll_every`), so a file that appears (a rotation, a new day's log)
+//! or an object delivered is read from the next commit on. An input that cannot be read (a
+//! bucket unreachable or denied) is reported and never stops the others.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::settings::ServeInput;
 use crate::ingest::inputs::{self, InputFile};
+use crate::ingest::objects::{self, ObjectInput};
 use crate::ingest::run::SkippedInput;
+use crate::object_storage::ObjectStoreSettings;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Found {
     pub files: Vec<InputFile>,
+    pub objects: Vec<ObjectInput>,
     pub skipped: Vec<SkippedInput>,
     /// Inputs that cannot be read: "path: why".
     pub unreadable: Vec<String>,
 }
 
-/// The files of every input, each once; an input that cannot be read as "path: why".
-pub fn find(configured: &[ServeInput]) -> Found {
+/// The files and objects of every input, each once; an input that cannot be read as
+/// "path: why".
+pub fn find(configured: &[&ServeInput], object_store: &ObjectStoreSettings) -> Found {
     let mut out = Found::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut seen_objects: HashSet<String> = HashSet::new();
     for input in configured {
+        if let Some(url) = &input.object {
+            match objects::expand(std::slice::from_ref(url), object_store) {
+                Ok((found, skipped)) => {
+                    out.skipped
+                        .extend(skipped.into_iter().map(SkippedInput::from));
+                    for mut o in found {
+                        if seen_objects.insert(o.url.clone()) {
+                            o.source = input.source;
+                            out.objects.push(o);
+                        }
+                    }
+                }
+                Err(e) => out.unreadable.push(format!("{url}: {e}")),
+            }
+            continue;
+        }
         let files = match of_input(&input.path) {
             Ok((files, skipped)) => {
                 out.skipped
@@ -95,13 +117,19 @@ mod tests {
         }
         let input = |p: PathBuf| ServeInput {
             path: p,
+            object: None,
             source: Some(crate::event::SourceKind::Vault),
+            poll_every: None,
         };
-        let found = find(&[
+        let configured = [
             input(dir.path().join("audit.log*")),
             input(dir.path().join("audit.log")),
             input(dir.path().join("missing.log")),
-        ]);
+        ];
+        let found = find(
+            &configured.iter().collect::<Vec<_>>(),
+            &ObjectStoreSettings::default(),
+        );
         let names: Vec<String> = found
             .files
             .iter()

@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use self::detection::Spans;
 use self::health::Health;
 use self::metrics::{FindingLabels, InputLabels, Metrics};
-use self::settings::ServeSettings;
+use self::settings::{ServeInput, ServeSettings};
 use crate::alert::deliver;
 use crate::config::Config;
 use crate::detect::{self, DetectContext};
@@ -106,6 +106,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         stop: Arc::new(AtomicBool::new(false)),
         slots: schedule::Slots::load(&store_for_slots).map_err(ServeError::Io)?,
         retry_at: Default::default(),
+        polled: Default::default(),
     };
     service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -179,6 +180,8 @@ struct Service {
     slots: schedule::Slots,
     /// Schedules whose last run failed, and when to try again.
     retry_at: std::collections::HashMap<String, Instant>,
+    /// When each input (by name) was last looked at, for `poll_every`.
+    polled: std::collections::HashMap<String, Instant>,
 }
 
 /// How often the loop looks at the stop flag while it waits.
@@ -273,14 +276,29 @@ impl Service {
 
     /// Reads what the inputs hold beyond the last commit and commits it.
     async fn ingest(&mut self) {
-        let configured = self.settings.inputs.clone();
+        let started = Instant::now();
+        // The inputs due for a look (a bucket is listed every `poll_every`, not every commit).
+        let configured: Vec<ServeInput> = self
+            .settings
+            .inputs
+            .iter()
+            .filter(|i| {
+                self.polled
+                    .get(&i.name())
+                    .is_none_or(|at| started.duration_since(*at) >= i.poll_every())
+            })
+            .cloned()
+            .collect();
+        for i in &configured {
+            self.polled.insert(i.name(), started);
+        }
         let store = self.store.clone();
         let config = self.config.clone();
-        let started = Instant::now();
-        // Listing, reading, committing and measuring touch the disk: off the async threads.
+        // Listing, reading, committing and measuring touch the disk and the network: off the
+        // async threads.
         let tick = tokio::task::spawn_blocking(move || -> Result<Tick, String> {
-            let found = inputs::find(&configured);
-            if found.files.is_empty() {
+            let found = inputs::find(&configured.iter().collect::<Vec<_>>(), &config.object_store);
+            if found.files.is_empty() && found.objects.is_empty() {
                 return Ok(Tick {
                     unreadable: found.unreadable,
                     report: None,
@@ -290,8 +308,8 @@ impl Service {
             }
             let now = crate::clock::now_nanos()?;
             let opts = config.ingest_options(None, false, now);
-            let report =
-                ingest_found(&store, &found.files, found.skipped, &opts).map_err(|e| e.to_string());
+            let report = ingest_found(&store, &found.files, &found.objects, found.skipped, &opts)
+                .map_err(|e| e.to_string());
             let log = store.log().ok();
             let behind = log
                 .as_ref()

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::schedule::{self, Schedule, Task};
 use crate::event::SourceKind;
+use crate::object_storage::ObjectUrl;
 use crate::timerange::parse_duration;
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +31,7 @@ pub struct RawServe {
 struct RawInput {
     path: String,
     source: Option<String>,
+    poll_every: Option<String>,
 }
 
 /// Validated `[serve]`.
@@ -57,8 +59,35 @@ pub struct ServeSettings {
 pub struct ServeInput {
     /// A file, a directory (read recursively), or a file-name pattern (`*`, `?`) in a directory.
     pub path: PathBuf,
+    /// An object-store prefix instead of a local path (`path = "s3://bucket/prefix/"`).
+    pub object: Option<ObjectUrl>,
     /// Read as this source whatever the content looks like.
     pub source: Option<SourceKind>,
+    /// How often the input is looked at: listing a bucket costs requests, so object inputs
+    /// are polled every [`DEFAULT_OBJECT_POLL`] by default; files at every commit interval.
+    pub poll_every: Option<Duration>,
+}
+
+/// `poll_every` of an object input unless set.
+pub const DEFAULT_OBJECT_POLL: Duration = Duration::from_secs(60);
+
+impl ServeInput {
+    /// How the input is named in logs, health and metrics.
+    pub fn name(&self) -> String {
+        match &self.object {
+            Some(u) => u.to_string(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The least time between two looks at it.
+    pub fn poll_every(&self) -> Duration {
+        match (self.poll_every, &self.object) {
+            (Some(d), _) => d,
+            (None, Some(_)) => DEFAULT_OBJECT_POLL,
+            (None, None) => Duration::ZERO,
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -106,6 +135,18 @@ pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
             if r.path.trim().is_empty() {
                 return Err(format!("serve.inputs[{i}].path is empty"));
             }
+            let poll_every = r
+                .poll_every
+                .map(|t| match parse_duration(&t) {
+                    Ok(d) if d.is_zero() => {
+                        Err(format!("serve.inputs[{i}].poll_every must be more than 0s"))
+                    }
+                    Ok(d) => Ok(d),
+                    Err(e) => Err(format!("serve.inputs[{i}].poll_every: {e}")),
+                })
+                .transpose()?;
+            let object =
+                ObjectUrl::parse(&r.path).map_err(|e| format!("serve.inputs[{i}].path: {e}"))?;
             let source = r
                 .source
                 .map(|s| {
@@ -124,14 +165,20 @@ pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
             let path = PathBuf::from(&r.path);
             let parent_has_pattern = path
                 .parent()
-                .is_some_and(|p| p.to_string_lossy().contains(['*', '?']));
+                .is_some_and(|p| p.to_string_lossy().contains(['*', '?']))
+                || (object.is_some() && r.path.contains(['*', '?']));
             if parent_has_pattern {
                 return Err(format!(
                     "serve.inputs[{i}].path: '{}': only the file name may hold * or ?",
                     r.path
                 ));
             }
-            Ok(ServeInput { path, source })
+            Ok(ServeInput {
+                path,
+                object,
+                source,
+                poll_every,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut schedules = raw
@@ -205,6 +252,17 @@ path = "/var/log/k8s"
         assert_eq!(e, "serve.commit_interval must be more than 0s");
         let e = parse_toml("listen = \"localhost\"").unwrap_err();
         assert!(e.starts_with("serve.listen:"), "{e}");
+        let s = parse_toml("[[inputs]]\npath = \"s3://trail/AWSLogs/\"\n[[inputs]]\npath = \"/var/log/a.log\"\npoll_every = \"30s\"").unwrap();
+        assert_eq!(s.inputs[0].object.as_ref().unwrap().prefix, "AWSLogs");
+        assert_eq!(s.inputs[0].poll_every(), DEFAULT_OBJECT_POLL);
+        assert_eq!(s.inputs[1].poll_every(), Duration::from_secs(30));
+        let e = parse_toml("[[inputs]]\npath = \"gs://trail/AWSLogs/\"").unwrap_err();
+        assert!(
+            e.contains("serve.inputs[0].path") && e.contains("not supported yet"),
+            "{e}"
+        );
+        let e = parse_toml("[[inputs]]\npath = \"/x\"\npoll_every = \"0s\"").unwrap_err();
+        assert!(e.contains("poll_every must be more than 0s"), "{e}");
         let e = parse_toml("[[inputs]]\npath = \"/var/*/audit.log\"").unwrap_err();
         assert!(e.contains("only the file name"), "{e}");
     }

@@ -227,7 +227,8 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// The Python packages the tests use (pip specs), installed together in one venv.
 /// DuckDB is pinned: it is also the peer of the ingest benchmark (bench/ingest_vs_duckdb.py).
-const TEST_PACKAGES: [&str; 2] = ["aiosmtpd==1.4.6", "duckdb==2.0.1"];
+/// moto is the S3-compatible server of the object storage tests.
+const TEST_PACKAGES: [&str; 3] = ["aiosmtpd==1.4.6", "duckdb==2.0.1", "moto[server]==5.2.6"];
 
 /// A Python that can import `module`: the system one when it can, else a venv made once under
 /// ~/.cache with every test package (pip from PyPI), so `cargo test` needs no manual setup.

@@ -26,6 +26,9 @@ mod golden;
 mod incremental;
 /// Report mail through a real SMTP server (aiosmtpd): STARTTLS + AUTH, refusals, outage.
 mod mail;
+/// Inputs from object storage (moto's S3 server): same rows as files, only new objects again,
+/// failures in one sentence without a credential.
+mod objects;
 /// `vigil report`: every shipped report, parameters, HTML, outbox.
 mod reports;
 /// Hourly rollups and table `event_counts`: exact for any period, verified, optional.

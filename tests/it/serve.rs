@@ -14,15 +14,28 @@ use crate::common::*;
 use crate::mail::{alert_setup, attached_findings, free_port, Server, PASSWORD};
 
 /// A running `vigil serve`, killed if a test fails before it stops it.
-struct Service {
+pub struct Service {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Service {
     /// Starts the service on `store` with `cfg`; `now` pins its clock (None: the real one).
-    fn start(store: &Path, cfg: &Path, now: Option<&str>, port: u16, log: &Path) -> Service {
+    pub fn start(store: &Path, cfg: &Path, now: Option<&str>, port: u16, log: &Path) -> Service {
+        Service::start_with(store, cfg, now, port, log, &[])
+    }
+
+    /// [`Service::start`] with more environment (`envs`).
+    pub fn start_with(
+        store: &Path,
+        cfg: &Path,
+        now: Option<&str>,
+        port: u16,
+        log: &Path,
+        envs: &[(String, String)],
+    ) -> Service {
         let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        c.envs(envs.iter().map(|(k, v)| (k, v)));
         c.current_dir(repo())
             .env_remove("VIGIL_STORE")
             .env_remove("VIGIL_NOW")
@@ -56,7 +69,7 @@ impl Service {
     }
 
     /// SIGTERM; returns the exit code and how long the service took to stop.
-    fn stop(&mut self) -> (i32, Duration) {
+    pub fn stop(&mut self) -> (i32, Duration) {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
         let asked = Instant::now();
@@ -76,7 +89,7 @@ impl Service {
         child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -91,7 +104,7 @@ impl Drop for Service {
 }
 
 /// `GET path` on the service: (status, body), or None if nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
@@ -106,7 +119,7 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < until, "gave up waiting for {what}");

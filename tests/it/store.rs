@@ -525,6 +525,7 @@ fn duplicates_are_found_after_their_partition_left_memory() {
         dedupe_budget: 50,
         hold_for: 0,
         discard_held: false,
+        object_store: Default::default(),
     };
     let report = ingest_lib(&store, &[InputSpec::Path(input)], &opts).unwrap();
     let t = &report.total;

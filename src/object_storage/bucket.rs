@@ -1,0 +1,303 @@
+//! One bucket of an S3-compatible object store, used from synchronous code.
+//!
+//! The HTTP client needs a tokio runtime, and ingest runs on plain threads (sometimes inside a
+//! caller's runtime, where blocking on another one would panic). So the bucket owns a small
+//! runtime, and every call blocks on it from a fresh thread; the connection pool lives on that
+//! one runtime for the bucket's whole life.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
+
+use super::error::{Context, ObjectError};
+use super::settings::{endpoint_host, http_allowed, ObjectStoreSettings};
+use super::url::ObjectUrl;
+
+/// Chunks of an object in flight between the runtime and the reader (each up to a few hundred
+/// KiB as the server sends them): the read side never holds more than this many.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// An object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Empty when the server gives none.
+    pub etag: String,
+}
+
+pub struct Bucket {
+    url: ObjectUrl,
+    store: Arc<AmazonS3>,
+    endpoint: String,
+    secrets: Arc<[String]>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Bucket {
+    /// Credentials and region from the environment (as the AWS tools read them) under
+    /// `settings`. Nothing is requested yet.
+    pub fn connect(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Bucket, ObjectError> {
+        // As `AmazonS3Builder::from_env`, but an empty variable counts as unset (an empty
+        // endpoint makes the client panic).
+        let mut builder = AmazonS3Builder::new();
+        for (key, value) in std::env::vars_os() {
+            let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+                continue;
+            };
+            if key.starts_with("AWS_") && !value.trim().is_empty() {
+                if let Ok(k) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    builder = builder.with_config(k, value);
+                }
+            }
+        }
+        builder = builder.with_bucket_name(&url.bucket);
+        if let Some(e) = &settings.endpoint {
+            builder = builder.with_endpoint(e);
+        }
+        if let Some(r) = &settings.region {
+            builder = builder.with_region(r);
+        }
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+        if let Some(e) = endpoint.as_deref().filter(|e| endpoint_host(e).is_none()) {
+            return Err(ObjectError::Config(format!(
+                "the object store endpoint '{e}' (AWS_ENDPOINT_URL or [object_store] endpoint) is not an http:// or https:// URL"
+            )));
+        }
+        let allow_http = match &endpoint {
+            Some(e) => http_allowed(e, settings.allow_http).map_err(ObjectError::Config)?,
+            None => false,
+        };
+        let builder_region = builder.get_config_value(&AmazonS3ConfigKey::Region);
+        let secrets: Arc<[String]> = [
+            AmazonS3ConfigKey::AccessKeyId,
+            AmazonS3ConfigKey::SecretAccessKey,
+            AmazonS3ConfigKey::Token,
+        ]
+        .iter()
+        .filter_map(|k| builder.get_config_value(k))
+        .collect();
+        let store = builder
+            // A wrong endpoint fails in seconds, not after S3's default of minutes of retries.
+            // (Set key by key: the client options the environment gave, a proxy say, stay.)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "60s")
+            .with_allow_http(allow_http)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+            })
+            .build()
+            .map_err(|e| {
+                ObjectError::Config(format!(
+                    "{url}: {}",
+                    super::error::scrub(&e.to_string(), &secrets)
+                ))
+            })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("vigil-objects")
+            .enable_all()
+            .build()
+            .map_err(|e| ObjectError::Config(format!("starting the object store client: {e}")))?;
+        Ok(Bucket {
+            url: url.clone(),
+            store: Arc::new(store),
+            endpoint: endpoint.unwrap_or_else(|| {
+                let region = builder_region.unwrap_or_else(|| "us-east-1".to_owned());
+                format!("AWS S3 ({region})")
+            }),
+            secrets,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn url(&self) -> &ObjectUrl {
+        &self.url
+    }
+
+    fn context<'a>(&'a self, url: &'a str) -> Context<'a> {
+        Context {
+            url,
+            bucket: &self.url.bucket,
+            endpoint: &self.endpoint,
+            secrets: &self.secrets,
+        }
+    }
+
+    /// Runs `f` on the bucket's runtime from a thread of its own (see the module doc).
+    fn block_on<T: Send>(&self, f: impl std::future::Future<Output = T> + Send) -> T {
+        let rt = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives as long as the bucket");
+        std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(f))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// The objects under the URL's prefix, in key order; the object itself when the URL names
+    /// one.
+    pub fn list(&self) -> Result<Vec<ObjectInfo>, ObjectError> {
+        let prefix =
+            (!self.url.prefix.is_empty()).then(|| ObjectPath::from(self.url.prefix.as_str()));
+        let store = Arc::clone(&self.store);
+        let listed = self.block_on(async move {
+            let mut found = Vec::new();
+            let mut stream = store.list(prefix.as_ref());
+            while let Some(meta) = stream.next().await {
+                found.push(meta?);
+            }
+            Ok::<_, object_store::Error>(found)
+        });
+        let url = self.url.to_string();
+        let mut objects: Vec<ObjectInfo> = listed
+            .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))?
+            .into_iter()
+            .map(|m| ObjectInfo {
+                key: m.location.to_string(),
+                size: m.size,
+                etag: m.e_tag.unwrap_or_default(),
+            })
+            .collect();
+        if objects.is_empty() && !self.url.prefix.is_empty() {
+            // Not a folder: perhaps one object.
+            let path = ObjectPath::from(self.url.prefix.as_str());
+            let store = Arc::clone(&self.store);
+            match self.block_on(async move {
+                store
+                    .get_opts(
+                        &path,
+                        GetOptions {
+                            head: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            }) {
+                Ok(r) => objects.push(ObjectInfo {
+                    key: r.meta.location.to_string(),
+                    size: r.meta.size,
+                    etag: r.meta.e_tag.unwrap_or_default(),
+                }),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(ObjectError::from_store(&e, &self.context(&url))),
+            }
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Streams the object as listed: a later version (another ETag) is an error, not a silent
+    /// mix of two versions.
+    pub fn reader(&self, object: &ObjectInfo) -> Result<ObjectReader, ObjectError> {
+        let url = self.url.object(&object.key);
+        let path = ObjectPath::from(object.key.as_str());
+        let options = GetOptions {
+            if_match: (!object.etag.is_empty()).then(|| object.etag.clone()),
+            ..Default::default()
+        };
+        let store = Arc::clone(&self.store);
+        let opened = self.block_on(async move { store.get_opts(&path, options).await });
+        let result = opened.map_err(|e| ObjectError::from_store(&e, &self.context(&url)))?;
+        let (tx, rx) = sync_channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+        let rt = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives as long as the bucket");
+        let handle = rt.handle().clone();
+        let (secrets, endpoint, bucket) = (
+            Arc::clone(&self.secrets),
+            self.endpoint.clone(),
+            self.url.bucket.clone(),
+        );
+        let chunk_url = url.clone();
+        // The stream is driven on the runtime; a reader that stops early drops the receiver,
+        // and the task ends at its next send.
+        handle.spawn(async move {
+            let mut stream = result.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    let cx = Context {
+                        url: &chunk_url,
+                        bucket: &bucket,
+                        endpoint: &endpoint,
+                        secrets: &secrets,
+                    };
+                    io::Error::other(ObjectError::from_store(&e, &cx).to_string())
+                });
+                let failed = chunk.is_err();
+                let tx = tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(chunk)).await;
+                if failed || !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        });
+        Ok(ObjectReader {
+            rx,
+            chunk: Bytes::new(),
+            read: 0,
+            size: object.size,
+        })
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside a caller's runtime; this does not.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// An object's bytes as they arrive; an object that ends short of its listed size is an error
+/// (a connection cut mid-object must not read as a complete object).
+pub struct ObjectReader {
+    rx: Receiver<io::Result<Bytes>>,
+    chunk: Bytes,
+    read: u64,
+    size: u64,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(chunk) => self.chunk = chunk?,
+                // The sender is gone: the stream ended.
+                Err(_) if self.read == self.size => return Ok(0),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the object ended after {} of its {} bytes",
+                            self.read, self.size
+                        ),
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        self.read += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,481 @@
+//! Inputs from object storage through a real S3-compatible server (moto's, started here on
+//! loopback): the same rows as from local files, only new objects read again, and one sentence
+//! with no credential for each way it can fail.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::mail::free_port;
+
+const KEY_ID: &str = "AKIAVIGILTESTKEY0001";
+/// A credential that must never be printed or stored.
+const SECRET_KEY: &str = "sentinel-s3-secret-2b9e7d41";
+const ACCOUNT: &str = "111122223333";
+
+/// moto's S3 server on a free loopback port.
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Server {
+    /// `authenticated`: every request must carry credentials moto knows (none do), so every
+    /// request is refused as S3 refuses an unknown access key.
+    fn start(dir: &Path, authenticated: bool) -> S3Server {
+        let py = python_with("moto.server");
+        let port = free_port();
+        let mut cmd = Command::new(py);
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("moto-{port}.log"))).unwrap());
+        if authenticated {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let server = S3Server {
+            child: cmd.spawn().expect("moto server starts"),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A PUT without a signature (moto accepts it unless it authenticates): a bucket, or an
+    /// object with its bytes.
+    fn put(&self, path: &str, body: &[u8]) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "PUT /{path}: {}",
+            response.lines().next().unwrap_or("")
+        );
+    }
+}
+
+/// `vigil` with S3 credentials and the endpoint in the environment only (no config file), and
+/// nothing of the host's own AWS settings.
+fn vigil_s3(store: &Path, endpoint: &str) -> Command {
+    let mut c = vigil(store);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(s3_env(endpoint));
+    c
+}
+
+fn s3_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec()
+}
+
+fn ingest_s3(store: &Path, endpoint: &str, urls: &[&str]) -> Ran {
+    let mut c = vigil_s3(store, endpoint);
+    c.args(["ingest", "--format", "json"]).args(urls);
+    run(&mut c)
+}
+
+fn report_of(r: &Ran) -> Value {
+    assert!(
+        r.code == 0 || r.code == 1,
+        "ingest failed ({}): {}",
+        r.code,
+        r.stderr
+    );
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// Every row but where it was read from (a path here, a URL there) and when.
+fn rows(store: &Path) -> Vec<Value> {
+    sql(
+        store,
+        "SELECT * EXCLUDE (ingest_time, raw_event, raw_location) FROM events ORDER BY event_uid",
+    )
+}
+
+/// The files under `dir`, relative, in name order.
+fn files_under(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                p,
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn trail_key(day: u32, name: &str) -> String {
+    format!("AWSLogs/{ACCOUNT}/CloudTrail/eu-west-1/2026/03/{day:02}/{name}")
+}
+
+#[test]
+fn objects_are_read_as_local_files_are_and_only_new_ones_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path(), false);
+    let endpoint = s3.endpoint();
+
+    // The whole sample estate, all five sources and its README, as objects of one bucket.
+    s3.put("estate", b"");
+    let sample = repo().join("sample-data");
+    for (rel, path) in files_under(&sample) {
+        s3.put(&format!("estate/logs/{rel}"), &std::fs::read(path).unwrap());
+    }
+    let local = dir.path().join("local");
+    // (The sample data holds a few bad records on purpose: both runs exit 1.)
+    let (code, local_report) = ingest(&local, &[&sample], &[]);
+    assert_eq!(code, 1, "{local_report}");
+    let remote = dir.path().join("remote");
+    let r = ingest_s3(&remote, &endpoint, &["s3://estate/logs/"]);
+    let report = report_of(&r);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        report["counts"], local_report["counts"],
+        "same accounting per source"
+    );
+    assert_eq!(report["files_read"], local_report["files_read"]);
+    let skipped = report["skipped"].to_string();
+    assert!(
+        skipped.contains("s3://estate/logs/README.md") && skipped.contains("documentation"),
+        "{skipped}"
+    );
+    assert_eq!(
+        rows(&remote),
+        rows(&local),
+        "the same rows from objects as from files"
+    );
+    let located = sql(
+        &remote,
+        "SELECT DISTINCT split_part(raw_location, ':', 1) || ':' || split_part(raw_location, ':', 2) AS input FROM events WHERE source = 'cloudtrail' ORDER BY input",
+    );
+    assert!(
+        located[0]["input"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://estate/logs/cloudtrail/"),
+        "rows name the object they came from: {located:?}"
+    );
+
+    // CloudTrail's own layout in another bucket: gzip objects, and a digest beside them.
+    s3.put("trail", b"");
+    let first = std::fs::read(sample.join(
+        "cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz",
+    ))
+    .unwrap();
+    s3.put(
+        &format!(
+            "trail/{}",
+            trail_key(
+                6,
+                "111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz"
+            )
+        ),
+        &first,
+    );
+    s3.put(
+        &format!(
+            "trail/AWSLogs/{ACCOUNT}/CloudTrail-Digest/eu-west-1/2026/03/06/{ACCOUNT}_CloudTrail-Digest_eu-west-1_x_20260306T1500Z.json.gz"
+        ),
+        &gzip(br#"{"awsAccountId":"111122223333","digestStartTime":"2026-03-06T14:00:00Z","digestEndTime":"2026-03-06T15:00:00Z","digestS3Bucket":"trail","logFiles":[]}"#),
+    );
+    let trail = dir.path().join("trail-store");
+    let prefix = format!("s3://trail/AWSLogs/{ACCOUNT}/");
+    let r1 = report_of(&ingest_s3(&trail, &endpoint, &[&prefix]));
+    assert_eq!(r1["files_read"], 2, "{r1}");
+    assert!(r1["skipped"].to_string().contains("digest"), "{r1}");
+    let stored_first = r1["counts"]["cloudtrail"]["stored"].as_u64().unwrap();
+    assert!(stored_first > 0, "{r1}");
+
+    // An object written after the first run: the second reads only it.
+    let later = std::fs::read(fixture("cloudtrail/golden.json")).unwrap();
+    let later_key = trail_key(
+        7,
+        "111122223333_CloudTrail_eu-west-1_20260307T0900Z_later.json.gz",
+    );
+    s3.put(&format!("trail/{later_key}"), &gzip(&later));
+    let r2 = report_of(&ingest_s3(&trail, &endpoint, &[&prefix]));
+    assert_eq!(r2["files_read"], 1, "only the new object is read: {r2}");
+    let skipped: Vec<String> = r2["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s["path"], s["why"]))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .all(|s| s.contains("already ingested (commit 1)")),
+        "the first object and the digest are not fetched again: {skipped:?}"
+    );
+    let read_now = r2["counts"]["cloudtrail"]["read"].as_u64().unwrap();
+    assert!(read_now > 0, "{r2}");
+    let commit_inputs = sql(
+        &trail,
+        "SELECT count(*) AS n FROM events WHERE raw_location LIKE 's3://trail/%20260307T0900Z_later.json.gz%'",
+    );
+    assert!(commit_inputs[0]["n"].as_i64().unwrap() > 0);
+
+    // Nothing new: nothing read, nothing committed.
+    let r3 = ingest_s3(&trail, &endpoint, &[&prefix]);
+    let report3 = report_of(&r3);
+    assert_eq!(report3["files_read"], 0, "{report3}");
+    assert!(report3["commit"].is_null(), "{report3}");
+    assert_eq!(
+        count(&trail, "SELECT count(*) FROM events"),
+        (r1["counts"]["cloudtrail"]["rows"].as_u64().unwrap()
+            + r2["counts"]["cloudtrail"]["rows"].as_u64().unwrap()) as i64
+    );
+    for ran in [&r, &r3] {
+        assert!(!ran.stdout.contains(SECRET_KEY) && !ran.stderr.contains(SECRET_KEY));
+    }
+    assert_verified(&trail);
+    assert_no_credential_under(&remote);
+    assert_no_credential_under(&trail);
+}
+
+#[test]
+fn damaged_objects_are_rejected_and_the_rest_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path(), false);
+    s3.put("trail", b"");
+    let good = gzip(&std::fs::read(fixture("cloudtrail/golden.json")).unwrap());
+    s3.put(&format!("trail/{}", trail_key(1, "a-good.json.gz")), &good);
+    // Cut short: the gzip stream has no end.
+    s3.put(
+        &format!("trail/{}", trail_key(1, "b-truncated.json.gz")),
+        &good[..good.len() / 2],
+    );
+    // Named gzip, but plain text that is no audit log.
+    s3.put(
+        &format!("trail/{}", trail_key(1, "c-not-gzip.json.gz")),
+        b"this is not an audit log\n",
+    );
+    let store = dir.path().join("store");
+    let r = ingest_s3(&store, &s3.endpoint(), &["s3://trail/AWSLogs/"]);
+    let report = report_of(&r);
+    assert_eq!(r.code, 1, "rejects flag the run: {}", r.stderr);
+    let reasons = reject_reasons(&store, &report);
+    assert!(
+        reasons.contains(&"gzip_truncated".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"unknown_format".to_owned()),
+        "{reasons:?}"
+    );
+    let rejects = report["rejects"].to_string();
+    assert!(
+        rejects.contains("b-truncated.json.gz") && rejects.contains("c-not-gzip.json.gz"),
+        "rejects name the objects: {rejects}"
+    );
+    // Everything of the good object, nothing of the truncated one (its first half is whole
+    // records, but a damaged stream stores nothing).
+    let (_, local) = ingest(
+        &dir.path().join("local"),
+        &[&fixture("cloudtrail/golden.json")],
+        &[],
+    );
+    assert_eq!(
+        report["counts"]["cloudtrail"]["stored"],
+        local["counts"]["cloudtrail"]["stored"]
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM events WHERE raw_location LIKE '%b-truncated%'"
+        ),
+        0
+    );
+    // The rejected objects are read again next time (they may be repaired); the good one not.
+    let again = report_of(&ingest_s3(&store, &s3.endpoint(), &["s3://trail/AWSLogs/"]));
+    assert_eq!(again["files_read"], 2, "{again}");
+}
+
+#[test]
+fn object_store_failures_are_one_sentence_without_a_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let check = |r: &Ran, expect: &str| {
+        assert_eq!(r.code, 2, "{expect}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(expect), "{expect}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains(SECRET_KEY)
+                && !r.stderr.contains(KEY_ID)
+                && !r.stdout.contains(SECRET_KEY),
+            "a credential was printed: {}",
+            r.stderr
+        );
+        assert!(r.stderr.lines().count() <= 3, "one sentence: {}", r.stderr);
+    };
+
+    // Nothing listens there.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let r = ingest_s3(&store, &closed, &["s3://trail/AWSLogs/"]);
+    check(&r, &format!("cannot reach the object store at {closed}"));
+
+    // Plain HTTP to another host would send the logs and the signature in clear.
+    let r = ingest_s3(&store, "http://s3.example.com", &["s3://trail/AWSLogs/"]);
+    check(&r, "allowed only to a loopback address");
+
+    let s3 = S3Server::start(dir.path(), false);
+    let r = ingest_s3(&store, &s3.endpoint(), &["s3://no-such-bucket/AWSLogs/"]);
+    check(&r, "bucket 'no-such-bucket' does not exist");
+
+    // An empty prefix is no input, said as for an empty directory.
+    s3.put("empty", b"");
+    let r = ingest_s3(&store, &s3.endpoint(), &["s3://empty/AWSLogs/"]);
+    check(&r, "no input files found in s3://empty/AWSLogs");
+
+    let r = ingest_s3(&store, &s3.endpoint(), &["gs://bucket/logs/"]);
+    check(&r, "gs:// is not supported yet");
+
+    // A server that knows no such access key.
+    let strict = S3Server::start(dir.path(), true);
+    let r = ingest_s3(&store, &strict.endpoint(), &["s3://trail/AWSLogs/"]);
+    check(&r, "access denied");
+    assert!(r.stderr.contains("InvalidAccessKeyId"), "{}", r.stderr);
+
+    // Nothing was committed by any of them.
+    let commits = store.join("_commits");
+    assert!(!commits.exists() || walk(&commits).is_empty());
+    assert_no_credential_under(dir.path());
+}
+
+fn assert_verified(store: &Path) {
+    let r = run(vigil(store).arg("verify"));
+    assert_eq!(r.code, 0, "verify: {} {}", r.stdout, r.stderr);
+}
+
+/// No file under `dir` (store, rejects, state, logs) holds the secret key.
+fn assert_no_credential_under(dir: &Path) {
+    for p in walk(dir) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !bytes
+                .windows(SECRET_KEY.len())
+                .any(|w| w == SECRET_KEY.as_bytes()),
+            "{} holds the secret key",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn the_service_polls_a_bucket_reads_each_new_object_once_and_says_when_it_cannot() {
+    use crate::serve::{get, wait_for, Service};
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path(), false);
+    s3.put("trail", b"");
+    let first = repo().join(
+        "sample-data/cloudtrail/111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz",
+    );
+    s3.put(
+        &format!("trail/{}", trail_key(6, "first.json.gz")),
+        &std::fs::read(&first).unwrap(),
+    );
+    let later = fixture("cloudtrail/golden.json");
+    // What the two objects hold, ingested from files.
+    let local = dir.path().join("local");
+    ingest(&local, &[&first], &[]);
+    let rows_first = count(&local, "SELECT count(*) FROM events");
+    ingest(&local, &[&later], &[]);
+    let rows_both = count(&local, "SELECT count(*) FROM events");
+
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"1s\"\ndetect_every = \"1s\"\n[[serve.inputs]]\npath = \"s3://trail/AWSLogs/\"\npoll_every = \"1s\"\n"
+        ),
+    );
+    let store = dir.path().join("store");
+    let mut service = Service::start_with(
+        &store,
+        &cfg,
+        Some(NOW),
+        port,
+        &dir.path().join("serve.log"),
+        &s3_env(&s3.endpoint()),
+    );
+    let stored = |n: i64| {
+        store.join("_commits").is_dir() && count(&store, "SELECT count(*) FROM events") == n
+    };
+    wait_for(Duration::from_secs(120), "the first object", || {
+        stored(rows_first)
+    });
+    s3.put(
+        &format!("trail/{}", trail_key(7, "later.json.gz")),
+        &gzip(&std::fs::read(&later).unwrap()),
+    );
+    wait_for(
+        Duration::from_secs(120),
+        "the object delivered later",
+        || stored(rows_both),
+    );
+    // Polled again and again: nothing is read twice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), rows_both);
+    assert_eq!(get(port, "/healthz"), Some((200, "ok\n".into())));
+    // The bucket's server goes away: unhealthy, naming the input, and the service goes on.
+    drop(s3);
+    wait_for(Duration::from_secs(60), "503", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 503)
+    });
+    let (_, why) = get(port, "/healthz").unwrap();
+    assert!(why.contains("s3://trail/AWSLogs"), "{why}");
+    let (code, _) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert!(!service.log().contains(SECRET_KEY));
+    assert_verified(&store);
+}
