@@ -9,7 +9,9 @@ use flate2::read::MultiGzDecoder;
 
 use super::inputs::{classify_gzip_error, not_a_log, Skipped};
 use crate::event::SourceKind;
-use crate::object_storage::{Bucket, ObjectError, ObjectInfo, ObjectStoreSettings, ObjectUrl};
+use crate::object_storage::{
+    Bucket, ObjectError, ObjectInfo, ObjectReader, ObjectStoreSettings, ObjectUrl,
+};
 use crate::store::inputs::{InputCheckpoint, ObjectCheckpoint};
 use crate::store::CommitLog;
 
@@ -104,10 +106,11 @@ pub struct Opened {
     pub gzip_problem: Option<(String, String)>,
 }
 
-/// Opens an object, decompressing gzip. A gzip object is proved whole before any record is
-/// read, as a file is: a damaged one stores nothing.
-pub fn open(input: &ObjectInput) -> Result<Opened, OpenError> {
-    let mut first = BufReader::with_capacity(READ_BUFFER, input.bucket.reader(&input.info)?);
+/// Opens an object from `first` (its request, perhaps started ahead), decompressing gzip. A
+/// gzip object is proved whole before any record is read, as a file is: a damaged one stores
+/// nothing.
+pub fn open(input: &ObjectInput, first: ObjectReader) -> Result<Opened, OpenError> {
+    let mut first = BufReader::with_capacity(READ_BUFFER, first);
     let gzip = first.fill_buf()?.starts_with(&GZIP_MAGIC);
     if !gzip {
         return Ok(Opened {
@@ -130,7 +133,7 @@ pub fn open(input: &ObjectInput) -> Result<Opened, OpenError> {
         });
     }
     let problem = prove(first);
-    let again = input.bucket.reader(&input.info)?;
+    let again = input.bucket.reader(&input.info);
     Ok(Opened {
         reader: Box::new(BufReader::with_capacity(
             READ_BUFFER,
@@ -154,7 +157,21 @@ fn prove(compressed: impl Read) -> Option<(String, String)> {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
-    Store(#[from] ObjectError),
+    Store(ObjectError),
     #[error(transparent)]
-    Read(#[from] io::Error),
+    Read(io::Error),
 }
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        match ObjectError::from_io(&e) {
+            Some(o) => OpenError::Store(o.clone()),
+            None => OpenError::Read(e),
+        }
+    }
+}
+
+/// How many objects are requested ahead of the one being read. S3 answers a GET after tens of
+/// milliseconds; CloudTrail writes objects of kilobytes, so one at a time would mostly wait.
+/// Each holds at most a few chunks until it is read.
+pub const PREFETCH: usize = 16;

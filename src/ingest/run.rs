@@ -7,7 +7,7 @@
 //! Nothing is visible until the commit, with the new checkpoints and held state, is written at
 //! the end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use super::source::{
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
-use crate::object_storage::ObjectUrl;
+use crate::object_storage::{ObjectError, ObjectReader, ObjectUrl};
 use crate::store::dedupe::UidIndex;
 use crate::store::fsutil::create_dir_all_durable;
 use crate::store::held::Carried;
@@ -382,9 +382,24 @@ impl<'a> Run<'a> {
                 });
             }
         }
-        for object in objects {
+        // The objects to fetch are requested up to PREFETCH ahead of the one being read.
+        let wanted: Vec<usize> = (0..objects.len())
+            .filter(|&i| self.consumed_objects.read_by(&objects[i]).is_none())
+            .collect();
+        let mut ahead: VecDeque<(usize, ObjectReader)> = VecDeque::new();
+        let mut next = 0;
+        for (i, object) in objects.iter().enumerate() {
+            while ahead.len() < objects::PREFETCH && next < wanted.len() {
+                let o = &objects[wanted[next]];
+                ahead.push_back((wanted[next], o.bucket.reader(&o.info)));
+                next += 1;
+            }
+            let prefetched = match ahead.front() {
+                Some((j, _)) if *j == i => ahead.pop_front().map(|(_, r)| r),
+                _ => None,
+            };
             self.progress.set_message(object.url.clone());
-            if let Some(why) = self.ingest_object(object)? {
+            if let Some(why) = self.ingest_object(object, prefetched)? {
                 skipped.push(SkippedInput {
                     path: object.url.clone(),
                     why,
@@ -580,7 +595,11 @@ impl<'a> Run<'a> {
 
     /// Reads one object whole, unless this version of it was read before; returns why it was
     /// skipped, if it was.
-    fn ingest_object(&mut self, object: &ObjectInput) -> Result<Option<String>, IngestError> {
+    fn ingest_object(
+        &mut self,
+        object: &ObjectInput,
+        prefetched: Option<ObjectReader>,
+    ) -> Result<Option<String>, IngestError> {
         let start_pos = self.progress.position();
         if let Some(seq) = self.consumed_objects.read_by(object) {
             self.progress.inc(object.info.size);
@@ -590,7 +609,8 @@ impl<'a> Run<'a> {
                 format!("already ingested (commit {seq})")
             }));
         }
-        let opened = objects::open(object).map_err(|e| match e {
+        let first = prefetched.unwrap_or_else(|| object.bucket.reader(&object.info));
+        let opened = objects::open(object, first).map_err(|e| match e {
             objects::OpenError::Store(e) => IngestError::Object(e),
             objects::OpenError::Read(error) => IngestError::Input {
                 path: object.url.clone(),
@@ -646,9 +666,12 @@ impl<'a> Run<'a> {
             size,
             offsets_on_disk,
         } = input;
-        let input_err = |e: io::Error| IngestError::Input {
-            path: display.to_owned(),
-            error: e,
+        let input_err = |e: io::Error| match ObjectError::from_io(&e) {
+            Some(o) => IngestError::Object(o.clone()),
+            None => IngestError::Input {
+                path: display.to_owned(),
+                error: e,
+            },
         };
         let mut records = Splitter::resuming(reader, self.opts.max_record_bytes, at);
         self.still_written.insert(Arc::from(display), live);

@@ -6,7 +6,6 @@
 //! one runtime for the bucket's whole life.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,9 +202,11 @@ impl Bucket {
         Ok(objects)
     }
 
-    /// Streams the object as listed: a later version (another ETag) is an error, not a silent
-    /// mix of two versions.
-    pub fn reader(&self, object: &ObjectInfo) -> Result<ObjectReader, ObjectError> {
+    /// Starts streaming the object as listed, and returns at once: the request runs on the
+    /// bucket's runtime, so several objects can be in flight while an earlier one is read
+    /// (what hides S3's first-byte latency). A later version (another ETag) is an error, not
+    /// a silent mix of two versions; errors, typed, come out of the reader.
+    pub fn reader(&self, object: &ObjectInfo) -> ObjectReader {
         let url = self.url.object(&object.key);
         let path = ObjectPath::from(object.key.as_str());
         let options = GetOptions {
@@ -213,48 +214,45 @@ impl Bucket {
             ..Default::default()
         };
         let store = Arc::clone(&self.store);
-        let opened = self.block_on(async move { store.get_opts(&path, options).await });
-        let result = opened.map_err(|e| ObjectError::from_store(&e, &self.context(&url)))?;
-        let (tx, rx) = sync_channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
-        let rt = self
-            .runtime
-            .as_ref()
-            .expect("runtime lives as long as the bucket");
-        let handle = rt.handle().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ObjectError>>(CHUNKS_IN_FLIGHT);
         let (secrets, endpoint, bucket) = (
             Arc::clone(&self.secrets),
             self.endpoint.clone(),
             self.url.bucket.clone(),
         );
-        let chunk_url = url.clone();
-        // The stream is driven on the runtime; a reader that stops early drops the receiver,
-        // and the task ends at its next send.
-        handle.spawn(async move {
-            let mut stream = result.into_stream();
+        let rt = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives as long as the bucket");
+        // A reader dropped early closes the channel, and the task ends at its next send.
+        rt.spawn(async move {
+            let cx = Context {
+                url: &url,
+                bucket: &bucket,
+                endpoint: &endpoint,
+                secrets: &secrets,
+            };
+            let mut stream = match store.get_opts(&path, options).await {
+                Ok(r) => r.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(Err(ObjectError::from_store(&e, &cx))).await;
+                    return;
+                }
+            };
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    let cx = Context {
-                        url: &chunk_url,
-                        bucket: &bucket,
-                        endpoint: &endpoint,
-                        secrets: &secrets,
-                    };
-                    io::Error::other(ObjectError::from_store(&e, &cx).to_string())
-                });
+                let chunk = chunk.map_err(|e| ObjectError::from_store(&e, &cx));
                 let failed = chunk.is_err();
-                let tx = tx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(chunk)).await;
-                if failed || !matches!(sent, Ok(Ok(()))) {
+                if tx.send(chunk).await.is_err() || failed {
                     break;
                 }
             }
         });
-        Ok(ObjectReader {
+        ObjectReader {
             rx,
             chunk: Bytes::new(),
             read: 0,
             size: object.size,
-        })
+        }
     }
 }
 
@@ -268,9 +266,11 @@ impl Drop for Bucket {
 }
 
 /// An object's bytes as they arrive; an object that ends short of its listed size is an error
-/// (a connection cut mid-object must not read as a complete object).
+/// (a connection cut mid-object must not read as a complete object). Errors are
+/// [`ObjectError`]s inside the `io::Error` ([`ObjectError::from_io`] gets them back). Read from
+/// plain threads only (it blocks).
 pub struct ObjectReader {
-    rx: Receiver<io::Result<Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, ObjectError>>,
     chunk: Bytes,
     read: u64,
     size: u64,
@@ -279,11 +279,11 @@ pub struct ObjectReader {
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(chunk) => self.chunk = chunk?,
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk.map_err(io::Error::other)?,
                 // The sender is gone: the stream ended.
-                Err(_) if self.read == self.size => return Ok(0),
-                Err(_) => {
+                None if self.read == self.size => return Ok(0),
+                None => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!(

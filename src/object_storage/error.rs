@@ -32,6 +32,11 @@ pub struct Context<'a> {
 }
 
 impl ObjectError {
+    /// The object store error an `io::Error` of an [`super::ObjectReader`] carries, if any.
+    pub fn from_io(e: &std::io::Error) -> Option<&ObjectError> {
+        e.get_ref()?.downcast_ref::<ObjectError>()
+    }
+
     pub fn from_store(e: &object_store::Error, cx: &Context<'_>) -> ObjectError {
         let text = scrub(&chain(e), cx.secrets);
         let code = xml_field(&text, "Code");
