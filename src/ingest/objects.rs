@@ -170,8 +170,3 @@ impl From<io::Error> for OpenError {
         }
     }
 }
-
-/// How many objects are requested ahead of the one being read. S3 answers a GET after tens of
-/// milliseconds; CloudTrail writes objects of kilobytes, so one at a time would mostly wait.
-/// Each holds at most a few chunks until it is read.
-pub const PREFETCH: usize = 16;

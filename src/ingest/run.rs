@@ -382,14 +382,15 @@ impl<'a> Run<'a> {
                 });
             }
         }
-        // The objects to fetch are requested up to PREFETCH ahead of the one being read.
+        // The objects to fetch are requested up to `[object_store] max_in_flight` ahead of the
+        // one being read (each holds a few chunks at most until it is read).
         let wanted: Vec<usize> = (0..objects.len())
             .filter(|&i| self.consumed_objects.read_by(&objects[i]).is_none())
             .collect();
         let mut ahead: VecDeque<(usize, ObjectReader)> = VecDeque::new();
         let mut next = 0;
         for (i, object) in objects.iter().enumerate() {
-            while ahead.len() < objects::PREFETCH && next < wanted.len() {
+            while ahead.len() < self.opts.object_store.max_in_flight && next < wanted.len() {
                 let o = &objects[wanted[next]];
                 ahead.push_back((wanted[next], o.bucket.reader(&o.info)));
                 next += 1;

@@ -9,10 +9,11 @@ pub struct RawObjectStore {
     endpoint: Option<String>,
     region: Option<String>,
     allow_http: Option<bool>,
+    max_in_flight: Option<usize>,
 }
 
 /// Validated `[object_store]` settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectStoreSettings {
     /// An S3-compatible server (`https://minio.internal:9000`); else `AWS_ENDPOINT_URL`, else AWS.
     pub endpoint: Option<String>,
@@ -21,6 +22,23 @@ pub struct ObjectStoreSettings {
     /// `Some(false)` refuses plain HTTP everywhere; unset allows it to a loopback endpoint only
     /// (an S3 test server); `Some(true)` says so explicitly (and is refused for other hosts).
     pub allow_http: Option<bool>,
+    /// Objects requested ahead of the one being read (S3 answers a GET after tens of
+    /// milliseconds, and CloudTrail objects are kilobytes: one at a time would mostly wait).
+    pub max_in_flight: usize,
+}
+
+/// `max_in_flight` unless set.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
+impl Default for ObjectStoreSettings {
+    fn default() -> Self {
+        ObjectStoreSettings {
+            endpoint: None,
+            region: None,
+            allow_http: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
 }
 
 pub fn parse(raw: RawObjectStore) -> Result<ObjectStoreSettings, String> {
@@ -42,10 +60,17 @@ pub fn parse(raw: RawObjectStore) -> Result<ObjectStoreSettings, String> {
             return Err(format!("object_store.region: '{r}' is not a region name"));
         }
     }
+    let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if !(1..=256).contains(&max_in_flight) {
+        return Err(format!(
+            "object_store.max_in_flight: {max_in_flight} is not between 1 and 256"
+        ));
+    }
     Ok(ObjectStoreSettings {
         endpoint: raw.endpoint,
         region: raw.region,
         allow_http: raw.allow_http,
+        max_in_flight,
     })
 }
 
@@ -104,6 +129,7 @@ mod tests {
             endpoint: Some(e.into()),
             region: None,
             allow_http: h,
+            max_in_flight: None,
         };
         assert!(parse(raw("http://10.0.0.5:9000", Some(true)))
             .unwrap_err()
@@ -111,6 +137,16 @@ mod tests {
         assert!(parse(raw("minio:9000", None))
             .unwrap_err()
             .contains("not an http"));
-        assert!(parse(raw("http://127.0.0.1:9000", Some(true))).is_ok());
+        assert_eq!(
+            parse(raw("http://127.0.0.1:9000", Some(true)))
+                .unwrap()
+                .max_in_flight,
+            DEFAULT_MAX_IN_FLIGHT
+        );
+        let none = RawObjectStore {
+            max_in_flight: Some(0),
+            ..Default::default()
+        };
+        assert!(parse(none).unwrap_err().contains("max_in_flight"));
     }
 }
