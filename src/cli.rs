@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::event::SourceKind;
 use crate::report::Format;
 
 #[derive(Debug, Parser)]
@@ -83,14 +85,22 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SourceArg {
-    Auto,
-    Vault,
-    Cloudtrail,
-    Gcp,
-    Azure,
-    K8s,
+/// `--source` of ingest: a source, or `auto` (recognized per input from its content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceChoice(pub Option<SourceKind>);
+
+/// A source's name, from the one list of sources (`SourceKind::ALL`): what `--help` offers
+/// and what is accepted are the same names.
+fn source_kind() -> impl TypedValueParser<Value = SourceKind> {
+    PossibleValuesParser::new(SourceKind::ALL.map(SourceKind::as_str))
+        .map(|name| SourceKind::parse(&name).expect("every possible value is a source"))
+}
+
+fn source_or_auto() -> impl TypedValueParser<Value = SourceChoice> {
+    PossibleValuesParser::new(
+        std::iter::once("auto").chain(SourceKind::ALL.map(SourceKind::as_str)),
+    )
+    .map(|name| SourceChoice(SourceKind::parse(&name)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,8 +118,8 @@ pub struct IngestArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
     /// Format of every input (default: recognized per file from its content)
-    #[arg(long, value_enum, default_value = "auto")]
-    pub source: SourceArg,
+    #[arg(long, default_value = "auto", value_parser = source_or_auto())]
+    pub source: SourceChoice,
     /// Commit nothing if any record is rejected
     #[arg(long)]
     pub strict: bool,
@@ -165,9 +175,9 @@ pub struct ReportListArgs {
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// Only partitions of these sources (vault, cloudtrail, gcp, azure, k8s); default all
-    #[arg(long, value_delimiter = ',', value_name = "SOURCE")]
-    pub source: Vec<String>,
+    /// Only partitions of these sources; default all
+    #[arg(long, value_delimiter = ',', value_name = "SOURCE", value_parser = source_kind())]
+    pub source: Vec<SourceKind>,
     /// How long replaced files stay on disk for queries that already listed them (0s: delete
     /// them now); a later compact or ingest deletes them
     #[arg(long, default_value = "1h", value_name = "DURATION")]
@@ -179,9 +189,9 @@ pub struct CompactArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Format to write: vault, cloudtrail, gcp, azure or k8s
-    #[arg(long, default_value = "vault")]
-    pub source: String,
+    /// Format to write
+    #[arg(long, default_value = "vault", value_parser = source_kind())]
+    pub source: SourceKind,
     /// Input records to write (a Vault or Kubernetes call is two records; the planted
     /// anomalies are written in any case, about 170 calls)
     #[arg(long, default_value_t = 100_000)]

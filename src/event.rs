@@ -48,6 +48,11 @@ impl SourceKind {
     pub fn parse(name: &str) -> Option<SourceKind> {
         SourceKind::ALL.into_iter().find(|s| s.as_str() == name)
     }
+
+    /// Every source's name, for messages: "vault, cloudtrail, gcp, azure, k8s".
+    pub fn names() -> String {
+        SourceKind::ALL.map(SourceKind::as_str).join(", ")
+    }
 }
 
 /// Names written as text where events are kept outside Parquet (held records carried to the

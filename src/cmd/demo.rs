@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use super::{exit, Globals};
-use crate::cli::{DemoArgs, SourceArg};
+use crate::cli::DemoArgs;
 use crate::ingest::{ingest, InputSpec};
 use crate::query::{run_sql, session, Limits};
 use crate::report::{self, write_batches_fitted, Format};
@@ -69,7 +69,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|(rel, _)| InputSpec::Path(samples.join(rel)))
         .collect();
-    let mut opts = super::ingest::options(g, SourceArg::Auto, false)?;
+    let mut opts = super::ingest::options(g, None, false)?;
     opts.progress = false;
     let report = ingest(&store, &inputs, &opts).context("ingesting the sample data")?;
     std::fs::write(

@@ -4,18 +4,10 @@ use anyhow::Context;
 
 use super::{exit, Globals};
 use crate::cli::GenerateArgs;
-use crate::event::SourceKind;
 use crate::generate::{generate, parse_start, GenerateOptions};
 
 pub fn run(g: &Globals, args: GenerateArgs) -> anyhow::Result<u8> {
-    let source = SourceKind::parse(&args.source).ok_or_else(|| {
-        let names: Vec<&str> = SourceKind::ALL.iter().map(|s| s.as_str()).collect();
-        anyhow::anyhow!(
-            "unknown source `{}`; use one of {}",
-            args.source,
-            names.join(", ")
-        )
-    })?;
+    let source = args.source;
     let opts = GenerateOptions {
         source,
         events: args.events,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::{exit, Globals};
-use crate::cli::{IngestArgs, SourceArg, SummaryFormat};
+use crate::cli::{IngestArgs, SummaryFormat};
 use crate::event::SourceKind;
 use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec};
 use crate::object_storage::ObjectUrl;
@@ -25,7 +25,7 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut opts = options(g, args.source, args.strict)?;
+    let mut opts = options(g, args.source.0, args.strict)?;
     opts.discard_held = args.discard_held;
     let report = ingest(&g.store, &specs, &opts)
         .with_context(|| format!("ingest into {}", g.store.root().display()))?;
@@ -48,15 +48,11 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
     })
 }
 
-pub fn options(g: &Globals, source: SourceArg, strict: bool) -> anyhow::Result<IngestOptions> {
-    let source = match source {
-        SourceArg::Auto => None,
-        SourceArg::Vault => Some(SourceKind::Vault),
-        SourceArg::Cloudtrail => Some(SourceKind::CloudTrail),
-        SourceArg::Gcp => Some(SourceKind::Gcp),
-        SourceArg::Azure => Some(SourceKind::Azure),
-        SourceArg::K8s => Some(SourceKind::K8s),
-    };
+pub fn options(
+    g: &Globals,
+    source: Option<SourceKind>,
+    strict: bool,
+) -> anyhow::Result<IngestOptions> {
     let now = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
     let mut opts = g.config.ingest_options(source, strict, now);
     opts.progress = g.stderr_is_terminal && !g.quiet;

@@ -23,7 +23,7 @@ use super::objects::{self, ConsumedObjects, ObjectInput};
 use super::parallel::{self, End, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
-    decode, detect, new_source, prepare, Detected, HeldOut, ParseOptions, Parsed, Prepared,
+    decode, new_source, prepare, recognize, HeldOut, ParseOptions, Parsed, Prepared, Recognized,
     RecordMeta, Reject, Released, Source,
 };
 use super::splitter::{Position, RawRecord, Splitter};
@@ -76,7 +76,7 @@ enum Outcome {
 }
 
 /// Records looked at to recognize a file's format before giving up.
-const DETECT_RECORDS: usize = 16;
+const RECOGNIZE_RECORDS: usize = 16;
 /// Tally name for files whose format was not recognized.
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
@@ -684,34 +684,34 @@ impl<'a> Run<'a> {
         // source its checkpoint names).
         let mut lookahead: Vec<RawRecord> = Vec::new();
         self.forced = forced;
-        let mut detected = forced.or(resumed_source).map(Detected::Source);
-        while detected.is_none() && lookahead.len() < DETECT_RECORDS {
+        let mut recognized = forced.or(resumed_source).map(Recognized::Source);
+        while recognized.is_none() && lookahead.len() < RECOGNIZE_RECORDS {
             match records.next() {
                 None => break,
                 Some(Err(_)) if gzip_problem.is_some() => break,
                 Some(Err(e)) => return Err(input_err(e)),
                 Some(Ok(rec)) => {
                     if let Ok(v) = decode(&rec) {
-                        detected = detect(&v);
+                        recognized = recognize(&v);
                     }
                     lookahead.push(rec);
                 }
             }
         }
-        let kind = match detected {
-            Some(Detected::Labels) => {
+        let kind = match recognized {
+            Some(Recognized::Labels) => {
                 self.progress.set_position(start_pos + size);
                 return Ok(Outcome::Skipped(
                     "vigil generate labels (ground truth, not events)".into(),
                 ));
             }
-            Some(Detected::CloudTrailDigest) => {
+            Some(Recognized::CloudTrailDigest) => {
                 self.progress.set_position(start_pos + size);
                 return Ok(Outcome::Skipped(
                     "CloudTrail digest file (hashes, not events)".into(),
                 ));
             }
-            Some(Detected::Source(k)) => Some(k),
+            Some(Recognized::Source(k)) => Some(k),
             None => None,
         };
         let tally_name = kind.map_or(UNKNOWN_SOURCE, SourceKind::as_str);
@@ -728,7 +728,10 @@ impl<'a> Run<'a> {
                 }
                 return Ok(Outcome::Skipped("empty file".into()));
             }
-            let detail = "no record looks like any supported source (vault, cloudtrail, gcp, azure, k8s); use --source to force one".to_owned();
+            let detail = format!(
+                "no record looks like any supported source ({}); use --source to force one",
+                SourceKind::names()
+            );
             self.reject_file(display, UNKNOWN_SOURCE, "unknown_format", detail)?;
             return Ok(Outcome::Nothing);
         };

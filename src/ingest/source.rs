@@ -1,7 +1,10 @@
 //! The contract every input format implements, and the registry of formats.
 //!
-//! Adding a source is one file implementing [`Source`] and one line in [`new_source`] and
-//! [`detect`].
+//! Adding a source takes: a parser module implementing [`Source`]; a `SourceKind` variant with
+//! its name (`event.rs`: the command line, the config and every message take their lists of
+//! sources from `SourceKind::ALL`); and its arm in [`new_source`], [`recognize`], [`prepare`]
+//! and [`parses_alone`], which the compiler asks for (the matches are exhaustive). Fixtures,
+//! goldens and a generator renderer come with it for tests and benchmarks.
 
 use std::sync::Arc;
 
@@ -261,9 +264,9 @@ pub struct HeldOut {
     pub released: Released,
 }
 
-/// What content-based detection found in a record.
+/// What a record's content says it is (format recognition; not anomaly detection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detected {
+pub enum Recognized {
     Source(SourceKind),
     /// A CloudTrail digest file: not events, skipped as a whole.
     CloudTrailDigest,
@@ -272,27 +275,27 @@ pub enum Detected {
 }
 
 /// Recognizes a record's format from its content.
-pub fn detect(record: &Value) -> Option<Detected> {
+pub fn recognize(record: &Value) -> Option<Recognized> {
     if cloudtrail::is_digest(record) {
-        return Some(Detected::CloudTrailDigest);
+        return Some(Recognized::CloudTrailDigest);
     }
     if record.get("anomalies").is_some_and(Value::is_array) && record.get("seed").is_some() {
-        return Some(Detected::Labels);
+        return Some(Recognized::Labels);
     }
     if vault::recognizes(record) {
-        return Some(Detected::Source(SourceKind::Vault));
+        return Some(Recognized::Source(SourceKind::Vault));
     }
     if cloudtrail::recognizes(record) {
-        return Some(Detected::Source(SourceKind::CloudTrail));
+        return Some(Recognized::Source(SourceKind::CloudTrail));
     }
     if k8s::recognizes(record) {
-        return Some(Detected::Source(SourceKind::K8s));
+        return Some(Recognized::Source(SourceKind::K8s));
     }
     if gcp::recognizes(record) {
-        return Some(Detected::Source(SourceKind::Gcp));
+        return Some(Recognized::Source(SourceKind::Gcp));
     }
     if azure::recognizes(record) {
-        return Some(Detected::Source(SourceKind::Azure));
+        return Some(Recognized::Source(SourceKind::Azure));
     }
     None
 }

@@ -153,11 +153,7 @@ pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
                     SourceKind::parse(&s).ok_or_else(|| {
                         format!(
                             "serve.inputs[{i}].source: '{s}' is not a source ({})",
-                            SourceKind::ALL
-                                .iter()
-                                .map(|k| k.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            SourceKind::names()
                         )
                     })
                 })
