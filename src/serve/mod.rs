@@ -107,6 +107,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         slots: schedule::Slots::load(&store_for_slots).map_err(ServeError::Io)?,
         retry_at: Default::default(),
         polled: Default::default(),
+        unreadable: Default::default(),
     };
     service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -182,6 +183,9 @@ struct Service {
     retry_at: std::collections::HashMap<String, Instant>,
     /// When each input (by name) was last looked at, for `poll_every`.
     polled: std::collections::HashMap<String, Instant>,
+    /// What the last look at each input found wrong ("name: why"): an input polled less often
+    /// than the service commits stays unhealthy between its looks.
+    unreadable: std::collections::HashMap<String, String>,
 }
 
 /// How often the loop looks at the stop flag while it waits.
@@ -289,8 +293,9 @@ impl Service {
             })
             .cloned()
             .collect();
-        for i in &configured {
-            self.polled.insert(i.name(), started);
+        let looked_at: Vec<String> = configured.iter().map(ServeInput::name).collect();
+        for name in &looked_at {
+            self.polled.insert(name.clone(), started);
         }
         let store = self.store.clone();
         let config = self.config.clone();
@@ -335,11 +340,27 @@ impl Service {
             }
         };
         let m = &self.shared.metrics;
-        m.inputs_unreadable.set(tick.unreadable.len() as i64);
         for u in &tick.unreadable {
             warn!(input = %u, "input unreadable");
         }
-        self.shared.health().unreadable = tick.unreadable;
+        // The inputs looked at now replace what their last look said; the others (a bucket
+        // polled every minute while commits come every ten seconds) keep it until their next.
+        self.unreadable.retain(|name, _| !looked_at.contains(name));
+        for u in &tick.unreadable {
+            if let Some(name) = looked_at.iter().find(|n| u.starts_with(&format!("{n}: "))) {
+                self.unreadable.insert(name.clone(), u.clone());
+            }
+        }
+        let mut unreadable = tick.unreadable;
+        unreadable.extend(
+            self.unreadable
+                .iter()
+                .filter(|(name, _)| !looked_at.contains(name))
+                .map(|(_, u)| u.clone()),
+        );
+        unreadable.sort();
+        m.inputs_unreadable.set(unreadable.len() as i64);
+        self.shared.health().unreadable = unreadable;
         for (input, behind) in tick.behind {
             m.bytes_behind
                 .get_or_create(&InputLabels { input })

@@ -436,7 +436,7 @@ fn the_service_polls_a_bucket_reads_each_new_object_once_and_says_when_it_cannot
     let cfg = config(
         dir.path(),
         &format!(
-            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"1s\"\ndetect_every = \"1s\"\n[[serve.inputs]]\npath = \"s3://trail/AWSLogs/\"\npoll_every = \"1s\"\n"
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"1s\"\ndetect_every = \"1s\"\n[[serve.inputs]]\npath = \"s3://trail/AWSLogs/\"\npoll_every = \"3s\"\n"
         ),
     );
     let store = dir.path().join("store");
@@ -474,6 +474,17 @@ fn the_service_polls_a_bucket_reads_each_new_object_once_and_says_when_it_cannot
     });
     let (_, why) = get(port, "/healthz").unwrap();
     assert!(why.contains("s3://trail/AWSLogs"), "{why}");
+    // Commits come every second, the bucket is looked at every three: it stays unhealthy
+    // between its looks.
+    for _ in 0..16 {
+        std::thread::sleep(Duration::from_millis(250));
+        let status = get(port, "/healthz").map(|(s, _)| s);
+        assert_eq!(
+            status,
+            Some(503),
+            "healthy again between two looks at a dead bucket"
+        );
+    }
     let (code, _) = service.stop();
     assert_eq!(code, 0, "{}", service.log());
     assert!(!service.log().contains(SECRET_KEY));
