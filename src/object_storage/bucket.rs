@@ -2,8 +2,9 @@
 //!
 //! The HTTP client needs a tokio runtime, and ingest runs on plain threads (sometimes inside a
 //! caller's runtime, where blocking on another one would panic). So the bucket owns a small
-//! runtime, and every call blocks on it from a fresh thread; the connection pool lives on that
-//! one runtime for the bucket's whole life.
+//! runtime: a listing blocks on it from a fresh thread, and an object's bytes are streamed by a
+//! task on it into a bounded channel that the reading thread drains; the connection pool lives
+//! on that one runtime for the bucket's whole life.
 
 use std::io::{self, Read};
 use std::sync::Arc;
