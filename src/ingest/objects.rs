@@ -1,7 +1,7 @@
 //! Inputs in object storage: the objects under `s3://bucket/prefix`, each read whole and known
 //! again by URL, ETag and size (an object does not grow; a new version has a new ETag).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::sync::Arc;
 
@@ -95,6 +95,50 @@ impl ConsumedObjects {
     pub fn read_by(&self, input: &ObjectInput) -> Option<u64> {
         let (etag, size, seq) = self.by_url.get(&input.url)?;
         (*etag == input.info.etag && *size == input.info.size && !etag.is_empty()).then_some(*seq)
+    }
+}
+
+/// The requests for the objects to read, kept up to `max_in_flight` ahead of the one being
+/// read (each holds a few chunks at most until it is read): S3 answers a GET after tens of
+/// milliseconds, and CloudTrail objects are kilobytes.
+pub struct Prefetch<'a> {
+    objects: &'a [ObjectInput],
+    /// Indexes of the objects to fetch (not read before), in order.
+    wanted: Vec<usize>,
+    next: usize,
+    ahead: VecDeque<(usize, ObjectReader)>,
+    max_in_flight: usize,
+}
+
+impl<'a> Prefetch<'a> {
+    pub fn new(
+        objects: &'a [ObjectInput],
+        wanted: impl Fn(&ObjectInput) -> bool,
+        max_in_flight: usize,
+    ) -> Prefetch<'a> {
+        Prefetch {
+            wanted: (0..objects.len())
+                .filter(|&i| wanted(&objects[i]))
+                .collect(),
+            objects,
+            next: 0,
+            ahead: VecDeque::new(),
+            max_in_flight,
+        }
+    }
+
+    /// The request for object `i`, if it is wanted, after topping the queue up.
+    pub fn take(&mut self, i: usize) -> Option<ObjectReader> {
+        while self.ahead.len() < self.max_in_flight && self.next < self.wanted.len() {
+            let j = self.wanted[self.next];
+            let o = &self.objects[j];
+            self.ahead.push_back((j, o.bucket.reader(&o.info)));
+            self.next += 1;
+        }
+        match self.ahead.front() {
+            Some((j, _)) if *j == i => self.ahead.pop_front().map(|(_, r)| r),
+            _ => None,
+        }
     }
 }
 

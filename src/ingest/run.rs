@@ -7,7 +7,7 @@
 //! Nothing is visible until the commit, with the new checkpoints and held state, is written at
 //! the end.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use super::checkpoints::{Checkpoints, Start};
 use super::inputs::{self, InputFile, Skipped};
-use super::objects::{self, ConsumedObjects, ObjectInput};
+use super::objects::{self, ConsumedObjects, ObjectInput, Prefetch};
 use super::parallel::{self, End, Prepped};
 use super::rejects::{RejectEntry, RejectSink};
 use super::source::{
@@ -382,23 +382,13 @@ impl<'a> Run<'a> {
                 });
             }
         }
-        // The objects to fetch are requested up to `[object_store] max_in_flight` ahead of the
-        // one being read (each holds a few chunks at most until it is read).
-        let wanted: Vec<usize> = (0..objects.len())
-            .filter(|&i| self.consumed_objects.read_by(&objects[i]).is_none())
-            .collect();
-        let mut ahead: VecDeque<(usize, ObjectReader)> = VecDeque::new();
-        let mut next = 0;
+        let mut ahead = Prefetch::new(
+            objects,
+            |o| self.consumed_objects.read_by(o).is_none(),
+            self.opts.object_store.max_in_flight,
+        );
         for (i, object) in objects.iter().enumerate() {
-            while ahead.len() < self.opts.object_store.max_in_flight && next < wanted.len() {
-                let o = &objects[wanted[next]];
-                ahead.push_back((wanted[next], o.bucket.reader(&o.info)));
-                next += 1;
-            }
-            let prefetched = match ahead.front() {
-                Some((j, _)) if *j == i => ahead.pop_front().map(|(_, r)| r),
-                _ => None,
-            };
+            let prefetched = ahead.take(i);
             self.progress.set_message(object.url.clone());
             if let Some(why) = self.ingest_object(object, prefetched)? {
                 skipped.push(SkippedInput {
