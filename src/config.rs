@@ -258,6 +258,7 @@ impl Config {
             hold_for: i64::try_from(self.hold_for.as_nanos()).unwrap_or(i64::MAX),
             discard_held: false,
             object_store: self.object_store.clone(),
+            max_records: None,
         }
     }
 

@@ -78,7 +78,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Ingest(args) => ingest::run(&globals, args),
         Command::Sql(args) => runtime.block_on(sql::run(&globals, args)),
-        Command::Serve(args) => runtime.block_on(serve::run(globals, args)),
+        Command::Serve(args) => {
+            let outcome = runtime.block_on(serve::run(globals, args));
+            // A send of alerts the stop did not wait for (a mail server that does not answer)
+            // must not keep the process: its message stays in the outbox.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            outcome
+        }
         Command::Demo(args) => runtime.block_on(demo::run(&globals, args)),
         Command::Detect(args) => runtime.block_on(detect::run(&globals, args)),
         Command::Detectors(args) => detect::detectors(args),

@@ -78,6 +78,11 @@ impl Checkpoints {
         found
     }
 
+    /// The newest checkpoint of the file identified as `id`, whether or not it still fits it.
+    pub fn of(&self, id: &Identity) -> Option<&FileCheckpoint> {
+        self.find(&id.head).map(|(cp, _)| cp)
+    }
+
     /// Where to start reading the file at `path`, identified as `id`.
     pub fn start(&self, path: &Path, id: &Identity) -> io::Result<Start> {
         if let Some((cp, seq)) = self.find(&id.head) {

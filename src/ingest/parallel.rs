@@ -44,6 +44,8 @@ pub struct Batch {
 pub struct End {
     pub at: Position,
     pub waiting: u64,
+    /// A record limit ended the file's reading before its end.
+    pub cut: bool,
 }
 
 /// What the reader thread deals out: records, and how the file ended after them.
@@ -105,6 +107,7 @@ fn read_batches<R: BufRead>(mut records: Splitter<R>, inputs: Vec<SyncSender<Dea
         let end = ended.then(|| End {
             at: records.end(),
             waiting: records.waiting(),
+            cut: records.cut(),
         });
         if (!batch.is_empty() || last)
             && inputs[turn % inputs.len()]

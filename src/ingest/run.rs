@@ -7,7 +7,7 @@
 //! Nothing is visible until the commit, with the new checkpoints and held state, is written at
 //! the end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,9 @@ struct Reading<'r> {
     size: u64,
     /// Whether record offsets are bytes on disk too (not decompressed gzip).
     offsets_on_disk: bool,
+    /// Its reading can stop between two records and resume there next run (a plain file:
+    /// not gzip, not a stream, not an object, whose checkpoints say only "read whole").
+    resumable: bool,
 }
 
 /// What reading an input came to.
@@ -122,6 +125,11 @@ pub struct IngestOptions {
     pub discard_held: bool,
     /// `[object_store]`: how `s3://` inputs are reached.
     pub object_store: crate::object_storage::ObjectStoreSettings,
+    /// Read about this many records at most (`[serve] commit_records`): a plain file is left
+    /// between two records, to be resumed there by the next run; a gzip file or an object is
+    /// read whole, and none is started once the budget is spent. `IngestReport::more` says
+    /// that inputs were left.
+    pub max_records: Option<u64>,
 }
 
 /// `[ingest] hold_for` unless configured.
@@ -151,6 +159,9 @@ pub struct IngestReport {
     /// Records the previous ingest held that `--discard-held` dropped.
     #[serde(skip_serializing_if = "crate::store::commit::is_zero")]
     pub held_discarded: u64,
+    /// `max_records` stopped the run with input left to read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,6 +325,12 @@ struct Run<'a> {
     files_read: u64,
     /// The source the file being read is forced to (its own, else `--source`).
     forced: Option<SourceKind>,
+    /// Records left to read under `max_records`.
+    left: Option<u64>,
+    /// Inputs left unread or read in part because of `max_records`.
+    more: bool,
+    /// Files whose reading `max_records` stopped: what they hold next is read by the next run.
+    cut: HashSet<Arc<str>>,
 }
 
 impl<'a> Run<'a> {
@@ -357,6 +374,9 @@ impl<'a> Run<'a> {
             progress,
             files_read: 0,
             forced: opts.source,
+            left: opts.max_records,
+            more: false,
+            cut: HashSet::new(),
         })
     }
 
@@ -374,6 +394,10 @@ impl<'a> Run<'a> {
             .sum();
         self.progress.set_length(total);
         for file in files {
+            if self.left == Some(0) {
+                self.more = true;
+                break;
+            }
             self.progress.set_message(file.display.clone());
             if let Some(why) = self.ingest_file(file)? {
                 skipped.push(SkippedInput {
@@ -388,6 +412,10 @@ impl<'a> Run<'a> {
             self.opts.object_store.max_in_flight,
         );
         for (i, object) in objects.iter().enumerate() {
+            if self.left == Some(0) {
+                self.more = true;
+                break;
+            }
             let prefetched = ahead.take(i);
             self.progress.set_message(object.url.clone());
             if let Some(why) = self.ingest_object(object, prefetched)? {
@@ -438,6 +466,10 @@ impl<'a> Run<'a> {
     /// response within moments of its request), and it is stored alone now: history read
     /// after the fact never waits.
     fn carries(&mut self, kind: SourceKind, file: &Arc<str>, time: i64) -> bool {
+        // The rest of a file left by `max_records` is read by the next run, at once.
+        if self.cut.contains(file) {
+            return true;
+        }
         let hold_for = self.opts.hold_for;
         let newest = self.newest.get(&kind).copied().unwrap_or(time);
         let since = newest
@@ -543,6 +575,7 @@ impl<'a> Run<'a> {
             start_pos,
             size: id.size,
             offsets_on_disk: !id.gzip,
+            resumable: !id.gzip && !file.stream,
         })?;
         let (kind, n, end) = match outcome {
             Outcome::Skipped(why) => return Ok(Some(why)),
@@ -620,6 +653,7 @@ impl<'a> Run<'a> {
             start_pos,
             size: object.info.size,
             offsets_on_disk: !opened.gzip,
+            resumable: false,
         })?;
         let (records, why) = match outcome {
             // A digest, labels or an empty object: an object never changes, so it is
@@ -656,6 +690,7 @@ impl<'a> Run<'a> {
             start_pos,
             size,
             offsets_on_disk,
+            resumable,
         } = input;
         let input_err = |e: io::Error| match ObjectError::from_io(&e) {
             Some(o) => IngestError::Object(o.clone()),
@@ -668,6 +703,9 @@ impl<'a> Run<'a> {
         self.still_written.insert(Arc::from(display), live);
         if live {
             records = records.wait_for_tail();
+        }
+        if let (Some(left), true) = (self.left, resumable) {
+            records = records.at_most(left.max(1));
         }
 
         // Recognize the format from the first records that parse (a resumed file keeps the
@@ -765,6 +803,11 @@ impl<'a> Run<'a> {
             end.ok_or_else(|| input_err(io::Error::other("a parsing thread stopped early")))?;
         if end.waiting > 0 {
             self.note_waiting(display, end.at, end.waiting);
+        }
+        self.left = self.left.map(|l| l.saturating_sub(n));
+        if end.cut {
+            self.more = true;
+            self.cut.insert(Arc::clone(&file_name));
         }
         // An input counts as read up to its end only if some of it was accepted: one
         // rejected whole, say parsed as the wrong source, can be ingested again. (What a
@@ -959,6 +1002,7 @@ impl<'a> Run<'a> {
             seq,
             held_discarded,
             held_warning,
+            more,
             ..
         } = self;
         warnings.extend(held_warning);
@@ -986,6 +1030,7 @@ impl<'a> Run<'a> {
             strict_aborted,
             warnings: Vec::new(),
             held_discarded,
+            more,
         };
         // Nothing read, and everything carried in carried on: the store stays as it is.
         if strict_aborted || (total.read == 0 && total.held == total.resumed && held_discarded == 0)

@@ -112,6 +112,11 @@ pub struct Splitter<R> {
     waiting: u64,
     /// Where a later read starts again when the stream ended inside something unfinished.
     resume_at: Option<Position>,
+    /// Stop at the first boundary between top-level records once this many were returned.
+    limit: Option<u64>,
+    returned: u64,
+    /// The limit stopped the splitter before the end of the stream.
+    cut: bool,
 }
 
 /// A place in a stream: what a reader resumes from.
@@ -153,7 +158,23 @@ impl<R: BufRead> Splitter<R> {
             wait_for_tail: false,
             waiting: 0,
             resume_at: None,
+            limit: None,
+            returned: 0,
+            cut: false,
         }
+    }
+
+    /// Returns about `records` records: stops at the first boundary between top-level records
+    /// at or after that many (never inside a top-level array or a wrapper document, which
+    /// could not be resumed from the middle), and [`Splitter::end`] is just after the last.
+    pub fn at_most(mut self, records: u64) -> Self {
+        self.limit = Some(records);
+        self
+    }
+
+    /// Whether [`Splitter::at_most`] stopped it before the end of the stream.
+    pub fn cut(&self) -> bool {
+        self.cut
     }
 
     /// A file still being written: a last record on a line without its newline yet (a JSON
@@ -677,6 +698,11 @@ impl Scanner {
         }
     }
 
+    /// Between two top-level records: nothing open, nothing held back.
+    fn between_records(&self) -> bool {
+        !self.active && !self.held_brace && self.unfinished().is_none()
+    }
+
     fn record_start(&self) -> Position {
         Position {
             offset: self.start_offset,
@@ -742,7 +768,7 @@ impl<R: BufRead> Iterator for Splitter<R> {
             }
             if let Some((used, rec)) = self.scan.whole_line(chunk) {
                 self.reader.consume(used);
-                return Some(Ok(rec));
+                return Some(Ok(self.returning(rec)));
             }
             let n = chunk.len();
             let mut found = None;
@@ -763,11 +789,27 @@ impl<R: BufRead> Iterator for Splitter<R> {
             match found {
                 Some((used, rec)) => {
                     self.reader.consume(used);
-                    return Some(Ok(rec));
+                    return Some(Ok(self.returning(rec)));
                 }
                 None => self.reader.consume(n),
             }
         }
+    }
+}
+
+impl<R: BufRead> Splitter<R> {
+    /// Counts a record returned, and ends the stream after it once the limit is reached at a
+    /// place a later read can start from.
+    fn returning(&mut self, rec: RawRecord) -> RawRecord {
+        self.returned += 1;
+        if self
+            .limit
+            .is_some_and(|l| self.returned >= l && self.scan.between_records())
+        {
+            self.done = true;
+            self.cut = true;
+        }
+        rec
     }
 }
 
@@ -1001,6 +1043,37 @@ mod tests {
         assert_eq!(s.waiting(), text.len() as u64 - 8);
         // Without waiting, an unfinished last line is returned cut (a file that is complete).
         assert_eq!(split("{\"a\":1}\n{\"b\"").len(), 2);
+    }
+
+    /// A limit ends the stream at a boundary a later read resumes from: the records of the two
+    /// reads are those of one read, at the same places; a wrapper document is never cut.
+    #[test]
+    fn a_limit_stops_between_records_and_the_rest_resumes_there() {
+        let text = "{\"a\":1}\n{\n \"b\": 2\n}\n{\"c\":3}\n{\"d\":4}\n";
+        let all: Vec<RawRecord> = Splitter::new(text.as_bytes(), 1 << 20)
+            .map(|r| r.unwrap())
+            .collect();
+        let mut s = Splitter::new(text.as_bytes(), 1 << 20).at_most(2);
+        let mut recs: Vec<RawRecord> = s.by_ref().map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert!(s.cut());
+        let end = s.end();
+        let rest = &text.as_bytes()[end.offset as usize..];
+        let mut s = Splitter::resuming(rest, 1 << 20, end).at_most(5);
+        recs.extend(s.by_ref().map(|r| r.unwrap()));
+        assert!(!s.cut(), "read to its end");
+        let places = |r: &[RawRecord]| -> Vec<(Vec<u8>, u64, u64, u64)> {
+            r.iter()
+                .map(|r| (r.bytes.clone(), r.line, r.offset, r.index))
+                .collect()
+        };
+        assert_eq!(places(&recs), places(&all));
+        // Inside a wrapper document the limit waits until a record after it.
+        let text = "{\"Records\":[{\"a\":1},{\"b\":2},{\"c\":3}]}\n{\"d\":4}\n{\"e\":5}\n";
+        let mut s = Splitter::new(text.as_bytes(), 1 << 20).at_most(1);
+        assert_eq!(s.by_ref().count(), 4);
+        assert!(s.cut());
+        assert_eq!(s.end().index, 4);
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub alert_messages_pending: Gauge,
     pub errors: Family<TaskLabels, Counter>,
     pub schedule_runs: Family<ScheduleLabels, Counter>,
+    pub heartbeat: FloatGauge,
 }
 
 impl Default for Metrics {
@@ -90,6 +91,7 @@ impl Metrics {
             alert_messages_pending: Gauge::default(),
             errors: Family::default(),
             schedule_runs: Family::default(),
+            heartbeat: FloatGauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,6 +100,11 @@ impl Metrics {
             m.records.clone(),
         );
         registry.register("commits", "Ingest commits written", m.commits.clone());
+        registry.register(
+            "heartbeat_timestamp_seconds",
+            "When the service's loop last came round between two steps (Unix time): stops moving while a step is stuck",
+            m.heartbeat.clone(),
+        );
         registry.register(
             "late_commits",
             "Ingest commits that stored events for hours detection had already judged",

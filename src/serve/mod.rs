@@ -55,6 +55,8 @@ pub struct Shared {
     pub health: Mutex<Health>,
     /// `[serve] commit_interval` in milliseconds (SIGHUP may change it).
     commit_interval_ms: std::sync::atomic::AtomicU64,
+    /// `[serve] stuck_after` in milliseconds.
+    stuck_after_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -65,7 +67,8 @@ impl Shared {
 
     pub fn reasons(&self) -> Vec<String> {
         let interval = Duration::from_millis(self.commit_interval_ms.load(Ordering::Relaxed));
-        self.health().reasons(interval, Instant::now())
+        let stuck = Duration::from_millis(self.stuck_after_ms.load(Ordering::Relaxed));
+        self.health().reasons(interval, stuck, Instant::now())
     }
 }
 
@@ -91,6 +94,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         metrics: Metrics::new(),
         health: Mutex::new(Health::default()),
         commit_interval_ms: std::sync::atomic::AtomicU64::new(millis(settings.commit_interval)),
+        stuck_after_ms: std::sync::atomic::AtomicU64::new(millis(settings.stuck_after)),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(http::serve(listener, Arc::clone(&shared), async {
@@ -108,6 +112,9 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         retry_at: Default::default(),
         polled: Default::default(),
         unreadable: Default::default(),
+        pending: Vec::new(),
+        sender: None,
+        send_wanted: false,
     };
     service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -122,6 +129,12 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
     signals?;
     info!("vigil serve stopped");
     Ok(())
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn millis(d: Duration) -> u64 {
@@ -142,15 +155,40 @@ struct Tick {
     report: Option<Result<crate::ingest::IngestReport, String>>,
     /// The log after the step.
     log: Option<crate::store::CommitLog>,
-    /// Bytes of each plain input past its checkpoint.
-    behind: Vec<(String, u64)>,
+    /// Where each plain input stands after the step.
+    pending: Vec<Pending>,
 }
 
-/// Bytes of each plain input past its checkpoint (gzip files are read whole or not at all).
-fn bytes_behind(
+/// How far a plain input file has been read, to tell how much it holds beyond that.
+#[derive(Debug, Clone)]
+struct Pending {
+    display: String,
+    path: PathBuf,
+    /// Bytes read and committed.
+    offset: u64,
+    /// Bytes per record so far (a guess for a file not read yet).
+    bytes_per_record: f64,
+}
+
+/// A record's size before a file has any read: Vault's request and response lines are 0.4 to
+/// 2 KB (a guess on the small side commits early rather than late).
+const GUESSED_RECORD_BYTES: f64 = 512.0;
+
+impl Pending {
+    /// Its bytes and records beyond what was read, now.
+    fn waiting(&self) -> (u64, f64) {
+        let size = std::fs::metadata(&self.path).map_or(self.offset, |m| m.len());
+        let bytes = size.saturating_sub(self.offset);
+        (bytes, bytes as f64 / self.bytes_per_record)
+    }
+}
+
+/// Where each plain input stands after a step (gzip files are read whole or not at all, and
+/// are not counted).
+fn pending_inputs(
     log: &crate::store::CommitLog,
     files: &[crate::ingest::inputs::InputFile],
-) -> Vec<(String, u64)> {
+) -> Vec<Pending> {
     use crate::ingest::checkpoints::{Checkpoints, Start};
     let checkpoints = Checkpoints::from_log(log);
     files
@@ -158,12 +196,21 @@ fn bytes_behind(
         .filter(|f| f.path.extension().is_none_or(|e| e != "gz"))
         .filter_map(|f| {
             let id = crate::ingest::inputs::identify(&f.path).ok()?;
-            let behind = match checkpoints.start(&f.path, &id).ok()? {
-                Start::Done { .. } => 0,
-                Start::Resume { checkpoint, .. } => id.size.saturating_sub(checkpoint.offset),
-                Start::Fresh => id.size,
+            let offset = match checkpoints.start(&f.path, &id).ok()? {
+                Start::Done { .. } => id.size,
+                Start::Resume { checkpoint, .. } => checkpoint.offset,
+                Start::Fresh => 0,
             };
-            Some((f.display.clone(), behind))
+            let bytes_per_record = checkpoints
+                .of(&id)
+                .filter(|c| c.index > 0)
+                .map_or(GUESSED_RECORD_BYTES, |c| c.offset as f64 / c.index as f64);
+            Some(Pending {
+                display: f.display.clone(),
+                path: f.path.clone(),
+                offset,
+                bytes_per_record: bytes_per_record.max(1.0),
+            })
         })
         .collect()
 }
@@ -186,6 +233,14 @@ struct Service {
     /// What the last look at each input found wrong ("name: why"): an input polled less often
     /// than the service commits stays unhealthy between its looks.
     unreadable: std::collections::HashMap<String, String>,
+    /// Where the plain input files stood after the last step: looked at between commits for
+    /// `commit_records`.
+    pending: Vec<Pending>,
+    /// Alerts being sent, beside the steps: a mail server that does not answer must not hold
+    /// up commits and detection.
+    sender: Option<tokio::task::JoinHandle<Result<crate::alert::Sent, String>>>,
+    /// Something was queued since the running send started: send again when it ends.
+    send_wanted: bool,
 }
 
 /// How often the loop looks at the stop flag while it waits.
@@ -194,6 +249,12 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 const SCHEDULE_CHECK: Duration = Duration::from_millis(500);
 /// How long a failed scheduled task waits before it is tried again.
 const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
+/// How often the inputs' sizes are looked at between commits, for `commit_records` (a stat
+/// per file).
+const PEEK_EVERY: Duration = Duration::from_secs(1);
+/// How long a stop waits for a send of alerts in progress: a message the server has not
+/// accepted stays in the outbox and is sent at the next start.
+const SEND_GRACE: Duration = Duration::from_secs(3);
 
 impl Service {
     async fn run(&mut self, source: &ConfigSource) -> Result<(), ServeError> {
@@ -221,34 +282,67 @@ impl Service {
             warn!("second signal: exiting now, without finishing the step in progress");
             std::process::exit(2);
         });
-        let mut next_commit = tokio::time::Instant::now();
-        let mut next_detect = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now;
+        let mut next_commit = now();
+        let mut next_detect = now();
+        let mut next_peek = now() + PEEK_EVERY;
         let mut tick = tokio::time::interval(STOP_CHECK);
-        let mut next_schedule = tokio::time::Instant::now();
+        let mut next_schedule = now();
         while !self.stopping() {
+            self.shared.metrics.heartbeat.set(unix_seconds());
+            // Schedules before commits: a backlog read in many commits must not delay the
+            // Monday report. Detection last: it waits for a backlog to be stored.
             tokio::select! {
                 biased;
-                _ = tick.tick() => {}
+                _ = tick.tick() => self.collect_sent().await,
                 _ = hup.recv() => self.reload(source),
-                _ = tokio::time::sleep_until(next_commit) => {
-                    self.ingest().await;
-                    next_commit = tokio::time::Instant::now() + self.settings.commit_interval;
-                }
                 _ = tokio::time::sleep_until(next_schedule) => {
+                    self.begin("a scheduled task");
                     if self.run_schedules().await {
                         self.send_alerts().await;
                     }
-                    next_schedule = tokio::time::Instant::now() + SCHEDULE_CHECK;
+                    self.end();
+                    next_schedule = now() + SCHEDULE_CHECK;
+                }
+                _ = tokio::time::sleep_until(next_commit) => {
+                    self.begin("a commit");
+                    let more = self.ingest().await;
+                    self.end();
+                    // What `commit_records` left is read right away, a commit at a time.
+                    next_commit = now() + if more { Duration::ZERO } else { self.settings.commit_interval };
+                    next_peek = now() + PEEK_EVERY;
+                }
+                _ = tokio::time::sleep_until(next_peek) => {
+                    if self.records_waiting() >= self.settings.commit_records as f64 {
+                        next_commit = now();
+                    }
+                    next_peek = now() + PEEK_EVERY;
                 }
                 _ = tokio::time::sleep_until(next_detect) => {
                     // A backlog of hours is judged a part at a time, so that commits go on.
+                    self.begin("detection");
                     let more = self.detect(next_commit.into_std()).await;
-                    next_detect = tokio::time::Instant::now()
+                    self.end();
+                    next_detect = now()
                         + if more { Duration::ZERO } else { self.settings.detect_every };
                 }
             }
         }
+        self.stop_sending().await;
         Ok(())
+    }
+
+    fn begin(&self, what: &'static str) {
+        self.shared.health().step = Some((what, Instant::now()));
+    }
+
+    fn end(&self) {
+        self.shared.health().step = None;
+    }
+
+    /// Records the plain inputs hold beyond what was committed, by their sizes now.
+    fn records_waiting(&self) -> f64 {
+        self.pending.iter().map(|p| p.waiting().1).sum()
     }
 
     fn stopping(&self) -> bool {
@@ -270,6 +364,9 @@ impl Service {
                 self.shared
                     .commit_interval_ms
                     .store(millis(settings.commit_interval), Ordering::Relaxed);
+                self.shared
+                    .stuck_after_ms
+                    .store(millis(settings.stuck_after), Ordering::Relaxed);
                 self.config = config;
                 self.settings = settings;
                 info!(config = %source.path.display(), "SIGHUP: configuration reloaded");
@@ -278,8 +375,9 @@ impl Service {
         }
     }
 
-    /// Reads what the inputs hold beyond the last commit and commits it.
-    async fn ingest(&mut self) {
+    /// Reads what the inputs hold beyond the last commit (`commit_records` at most) and commits
+    /// it; true if `commit_records` left input to read.
+    async fn ingest(&mut self) -> bool {
         let started = Instant::now();
         // The inputs due for a look (a bucket is listed every `poll_every`, not every commit).
         let configured: Vec<ServeInput> = self
@@ -299,6 +397,7 @@ impl Service {
         }
         let store = self.store.clone();
         let config = self.config.clone();
+        let max_records = self.settings.commit_records;
         // Listing, reading, committing and measuring touch the disk and the network: off the
         // async threads.
         let tick = tokio::task::spawn_blocking(move || -> Result<Tick, String> {
@@ -308,23 +407,24 @@ impl Service {
                     unreadable: found.unreadable,
                     report: None,
                     log: None,
-                    behind: Vec::new(),
+                    pending: Vec::new(),
                 });
             }
             let now = crate::clock::now_nanos()?;
-            let opts = config.ingest_options(None, false, now);
+            let mut opts = config.ingest_options(None, false, now);
+            opts.max_records = Some(max_records);
             let report = ingest_found(&store, &found.files, &found.objects, found.skipped, &opts)
                 .map_err(|e| e.to_string());
             let log = store.log().ok();
-            let behind = log
+            let pending = log
                 .as_ref()
-                .map(|l| bytes_behind(l, &found.files))
+                .map(|l| pending_inputs(l, &found.files))
                 .unwrap_or_default();
             Ok(Tick {
                 unreadable: found.unreadable,
                 report: Some(report),
                 log,
-                behind,
+                pending,
             })
         })
         .await
@@ -336,7 +436,7 @@ impl Service {
                 self.shared.metrics.error("ingest");
                 error!(error = %e, "ingest failed; retried at the next interval");
                 self.shared.health().ingest_failed(e, Instant::now());
-                return;
+                return false;
             }
         };
         let m = &self.shared.metrics;
@@ -361,15 +461,25 @@ impl Service {
         unreadable.sort();
         m.inputs_unreadable.set(unreadable.len() as i64);
         self.shared.health().unreadable = unreadable;
-        for (input, behind) in tick.behind {
+        for p in &tick.pending {
             m.bytes_behind
-                .get_or_create(&InputLabels { input })
-                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+                .get_or_create(&InputLabels {
+                    input: p.display.clone(),
+                })
+                .set(i64::try_from(p.waiting().0).unwrap_or(i64::MAX));
         }
+        self.pending = tick.pending;
         match tick.report {
-            None => self.shared.health().ingest_ok(),
+            None => {
+                self.shared.health().ingest_ok();
+                false
+            }
             Some(Ok(report)) => {
                 self.shared.health().ingest_ok();
+                if report.more {
+                    // The next step, right away, looks at every input again (a bucket too).
+                    self.polled.clear();
+                }
                 for w in &report.warnings {
                     warn!(warning = %w, "ingest");
                 }
@@ -397,11 +507,13 @@ impl Service {
                         self.note_late_events(log);
                     }
                 }
+                report.more
             }
             Some(Err(e)) => {
                 m.error("ingest");
                 error!(error = %e, "ingest failed; retried at the next interval");
                 self.shared.health().ingest_failed(e, Instant::now());
+                false
             }
         }
     }
@@ -627,14 +739,50 @@ impl Service {
         ran
     }
 
-    /// Sends what waits in the outbox (network I/O, off the async threads).
-    async fn send_alerts(&self) {
-        let config = self.config.clone();
-        let root = self.store.root().to_owned();
-        let sent = tokio::task::spawn_blocking(move || crate::alert::send(&config, &root))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+    /// Sends what waits in the outbox, beside the steps (network I/O, off the async threads);
+    /// a send already running is followed by another once it ends.
+    async fn send_alerts(&mut self) {
+        self.send_wanted = true;
+        self.collect_sent().await;
+    }
+
+    /// Takes the result of a send that has ended, and starts the next one if one is wanted.
+    async fn collect_sent(&mut self) {
+        if self.sender.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = self.sender.take() {
+                let sent = h.await.map_err(|e| e.to_string()).and_then(|r| r);
+                self.shared.health().sending_since = None;
+                self.sent(sent);
+            }
+        }
+        if self.sender.is_none() && self.send_wanted && !self.stopping() {
+            self.send_wanted = false;
+            let config = self.config.clone();
+            let root = self.store.root().to_owned();
+            self.shared.health().sending_since = Some(Instant::now());
+            self.sender = Some(tokio::task::spawn_blocking(move || {
+                crate::alert::send(&config, &root).map_err(|e| e.to_string())
+            }));
+        }
+    }
+
+    /// At a stop: waits a moment for a send in progress, and leaves it to the next start if it
+    /// does not end (the outbox keeps every message the server has not accepted).
+    async fn stop_sending(&mut self) {
+        let Some(h) = self.sender.take() else {
+            return;
+        };
+        match tokio::time::timeout(SEND_GRACE, h).await {
+            Ok(sent) => self.sent(sent.map_err(|e| e.to_string()).and_then(|r| r)),
+            Err(_) => warn!(
+                waited_s = SEND_GRACE.as_secs(),
+                "stopping while alerts are being sent: what the mail server has not accepted stays in the outbox for the next start"
+            ),
+        }
+    }
+
+    /// Counts what a send did, and says in `/healthz` if it failed.
+    fn sent(&self, sent: Result<crate::alert::Sent, String>) {
         let m = &self.shared.metrics;
         match sent {
             Ok(sent) => {

@@ -17,6 +17,8 @@ use crate::timerange::parse_duration;
 pub struct RawServe {
     listen: Option<String>,
     commit_interval: Option<String>,
+    commit_records: Option<i64>,
+    stuck_after: Option<String>,
     detect_every: Option<String>,
     detect_delay: Option<String>,
     detect_backfill: Option<String>,
@@ -41,6 +43,13 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// How often what arrived is committed (one commit per interval that read something).
     pub commit_interval: Duration,
+    /// A commit is made as soon as about this many records wait (estimated from the bytes
+    /// appended), and holds at most about this many: a backlog is read in several commits, one
+    /// right after the other, each step short enough for a stop request to be seen soon.
+    pub commit_records: u64,
+    /// A step (a commit, a detection, a scheduled task) or a send of alerts running longer than
+    /// this makes `/healthz` answer 503: the service is stuck, not just slow.
+    pub stuck_after: Duration,
     /// How often the service looks for closed hours to run the detectors over.
     pub detect_every: Duration,
     /// How long after an hour ends it is judged: events that arrive late (CloudTrail delivers
@@ -97,6 +106,8 @@ impl Default for ServeSettings {
         ServeSettings {
             listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
             commit_interval: Duration::from_secs(10),
+            commit_records: 100_000,
+            stuck_after: Duration::from_secs(15 * 60),
             detect_every: Duration::from_secs(5 * 60),
             detect_delay: Duration::from_secs(2 * 60),
             detect_backfill: Duration::from_secs(24 * 3600),
@@ -198,6 +209,12 @@ pub fn parse(raw: RawServe) -> Result<ServeSettings, String> {
         schedules,
         listen,
         commit_interval: duration(raw.commit_interval, "commit_interval", d.commit_interval)?,
+        commit_records: match raw.commit_records {
+            None => d.commit_records,
+            Some(n) if n >= 1 => n as u64,
+            Some(n) => return Err(format!("serve.commit_records must be at least 1, not {n}")),
+        },
+        stuck_after: duration(raw.stuck_after, "stuck_after", d.stuck_after)?,
         detect_every: duration(raw.detect_every, "detect_every", d.detect_every)?,
         detect_delay: match raw.detect_delay {
             None => d.detect_delay,
@@ -235,6 +252,8 @@ path = "/var/log/k8s"
         .unwrap();
         assert_eq!(s.commit_interval, Duration::from_secs(2));
         assert_eq!(s.detect_every, Duration::from_secs(300));
+        assert_eq!(s.commit_records, 100_000);
+        assert_eq!(s.stuck_after, Duration::from_secs(900));
         assert_eq!(s.listen.port(), 9464);
         assert_eq!(s.inputs[0].source, Some(SourceKind::Vault));
         assert_eq!(s.inputs[1].source, None);
@@ -244,6 +263,8 @@ path = "/var/log/k8s"
     fn errors_name_the_key() {
         let e = parse_toml("[[inputs]]\npath = \"/x\"\nsource = \"splunk\"").unwrap_err();
         assert!(e.starts_with("serve.inputs[0].source: 'splunk'"), "{e}");
+        let e = parse_toml("commit_records = 0").unwrap_err();
+        assert_eq!(e, "serve.commit_records must be at least 1, not 0");
         let e = parse_toml("commit_interval = \"0s\"").unwrap_err();
         assert_eq!(e, "serve.commit_interval must be more than 0s");
         let e = parse_toml("listen = \"localhost\"").unwrap_err();

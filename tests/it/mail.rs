@@ -58,7 +58,18 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(dir: &Path, port: u16, mode: &str, certs: &(PathBuf, PathBuf, PathBuf)) -> Server {
-        let out = dir.join(format!("received-{mode}-{port}"));
+        Server::start_with(dir, port, mode, certs, &[])
+    }
+
+    /// [`Server::start`] with more arguments to `smtp_server.py` (`--stall`).
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        mode: &str,
+        certs: &(PathBuf, PathBuf, PathBuf),
+        more: &[&str],
+    ) -> Server {
+        let out = dir.join(format!("received-{mode}-{port}-{}", more.join("")));
         std::fs::create_dir_all(&out).unwrap();
         let mut child = Command::new(python())
             .arg(repo().join("tests/support/smtp_server.py"))
@@ -78,6 +89,7 @@ impl Server {
             .arg(&certs.2)
             .arg("--out")
             .arg(&out)
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join(format!("smtp-{mode}-{port}.log"))).unwrap())
             .spawn()
@@ -88,6 +100,11 @@ impl Server {
             .unwrap();
         assert_eq!(line.trim(), "READY", "the SMTP server started");
         Server { child, out }
+    }
+
+    /// Whether a `--stall` server has begun to take a message's data (and hangs there).
+    pub fn stalled(&self) -> bool {
+        self.out.join("stalled").exists()
     }
 
     /// Delivered messages, oldest first, parsed by Python's email package.

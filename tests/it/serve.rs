@@ -143,49 +143,31 @@ fn vault_request(id: &str, time: &str) -> String {
     )
 }
 
-/// Appends request/response pairs to `dir/audit.log` at about `lines_per_sec` for `secs`,
-/// renaming the file to `audit.log.1` halfway (a rotation) and going on in a new one; returns
-/// the request ids written.
+/// Appends request/response pairs to `dir/audit.log` at about `lines_per_sec` for `secs` from
+/// another process (`tests/support/vault_writer.py`, buffered writes, so lines reach the file
+/// in pieces), renaming the file to `audit.log.1` halfway (a rotation) and going on in a new
+/// one; returns the request ids written.
 fn write_vault_log(dir: &Path, lines_per_sec: u64, secs: u64, tag: &str) -> BTreeSet<String> {
-    let path = dir.join("audit.log");
-    let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap()
-    };
-    let mut out = open();
-    let mut ids = BTreeSet::new();
-    let start = Instant::now();
-    let batch = lines_per_sec / 20; // a write every 50 ms
-    let mut rotated = false;
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_secs(secs) {
-        if !rotated && start.elapsed() >= Duration::from_secs(secs / 2) {
-            std::fs::rename(&path, dir.join("audit.log.1")).unwrap();
-            out = open();
-            rotated = true;
-        }
-        let time = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
-        let mut text = String::new();
-        for _ in 0..batch / 2 {
-            n += 1;
-            let id = format!("{tag}-{n:07}");
-            text.push_str(&vault_request(&id, &time));
-            text.push('\n');
-            text.push_str(&vault_response(&id, &time));
-            text.push('\n');
-            ids.insert(id);
-        }
-        out.write_all(text.as_bytes()).unwrap();
-        let due = start + Duration::from_millis(50 * (n / (batch / 2).max(1)));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-    }
-    assert!(rotated);
-    ids
+    let ids = dir.join(format!("{tag}.ids"));
+    let status = Command::new(python_with("json"))
+        .arg(repo().join("tests/support/vault_writer.py"))
+        .arg("--dir")
+        .arg(dir)
+        .args(["--rate", &lines_per_sec.to_string()])
+        .args(["--secs", &secs.to_string()])
+        .args(["--tag", tag])
+        .args(["--request", &vault_request("{id}", "{time}")])
+        .args(["--response", &vault_response("{id}", "{time}")])
+        .arg("--ids")
+        .arg(&ids)
+        .status()
+        .expect("python3 runs the writer");
+    assert!(status.success(), "the writer process failed");
+    std::fs::read_to_string(&ids)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every request id stored in `store`, with how often.
@@ -746,4 +728,160 @@ fn an_alert_that_could_not_be_sent_waits_in_the_outbox_across_a_restart() {
     assert!(attached_findings(&messages[0])
         .iter()
         .any(|f| f["code"] == "VG013"));
+}
+
+/// A mail server that hangs in the middle of a message: commits go on while the alert is being
+/// sent, `/healthz` says the send is stuck once `stuck_after` has passed, SIGTERM still stops
+/// the service within 10 s, and the message, never accepted, is sent once at the next start.
+#[test]
+fn a_mail_server_that_hangs_mid_message_neither_blocks_commits_nor_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
+    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+    let mut l = crate::detect::history();
+    l.read(
+        crate::detect::day(21) + 30 * 60,
+        "oidc-bob",
+        "prod/canary/x",
+        "192.168.10.6",
+        "vault-cli/1.15",
+    );
+    let log = write(&logs.join("audit.log"), &l.text);
+    let port = free_port();
+    let cfg = serve_config(
+        dir.path(),
+        port,
+        &log,
+        &format!("detect_backfill = \"1h\"\nstuck_after = \"2s\"\n{smtp}"),
+    );
+    let serve_log = dir.path().join("serve.log");
+    let hanging = Server::start_with(dir.path(), smtp_port, "starttls", &certs, &["--stall"]);
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the alert's data sent", || {
+        hanging.stalled()
+    });
+    wait_for(Duration::from_secs(30), "503 for the stuck send", || {
+        get(port, "/healthz")
+            .is_some_and(|(s, body)| s == 503 && body.contains("stuck: sending alerts"))
+    });
+    // Commits go on meanwhile (an event of the hour not closed yet: no alert of its own).
+    let before = count(&store, "SELECT count(*) FROM events");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(
+        f,
+        "{}",
+        vault_response("while-stuck", "2026-03-23T01:05:00Z")
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "a commit while the send hangs",
+        || count(&store, "SELECT count(*) FROM events") > before,
+    );
+    let (code, took) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert!(took < Duration::from_secs(10), "stopped after {took:?}");
+    assert!(
+        service
+            .log()
+            .contains("stopping while alerts are being sent"),
+        "{}",
+        service.log()
+    );
+    drop(hanging);
+    let pending = walk(&store.join("state/outbox/pending")).len();
+    assert!(pending >= 2, "the message and its envelope wait");
+    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:20:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the waiting alert sent", || {
+        !server.messages().is_empty()
+    });
+    wait_for(Duration::from_secs(30), "healthy again", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(service.stop().0, 0);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(attached_findings(&messages[0])
+        .iter()
+        .any(|f| f["code"] == "VG013"));
+}
+
+/// A backlog is read `commit_records` at a time, one commit right after the other, without
+/// breaking a request from its response; a burst of more than `commit_records` is committed
+/// long before `commit_interval`.
+#[test]
+fn commit_records_splits_a_backlog_and_commits_a_burst_before_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let time = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let pairs = |tag: &str, n: usize| -> (String, BTreeSet<String>) {
+        let mut text = String::new();
+        let mut ids = BTreeSet::new();
+        for i in 0..n {
+            let id = format!("{tag}-{i:06}");
+            text.push_str(&vault_request(&id, &time));
+            text.push('\n');
+            text.push_str(&vault_response(&id, &time));
+            text.push('\n');
+            ids.insert(id);
+        }
+        (text, ids)
+    };
+    let (text, mut written) = pairs("backlog", 2_000);
+    let log = write(&logs.join("audit.log"), &text);
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"10m\"\ncommit_records = 700\ndetect_every = \"1h\"\n[[serve.inputs]]\npath = \"{}\"\nsource = \"vault\"\n",
+            log.display()
+        ),
+    );
+    let mut service = Service::start(&store, &cfg, None, port, &dir.path().join("serve.log"));
+    wait_stored(&store, written.len());
+    let commits = || -> Vec<Value> {
+        let mut out: Vec<(u64, Value)> = walk(&store.join("_commits"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let c: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                (c["seq"].as_u64().unwrap(), c)
+            })
+            .collect();
+        out.sort_by_key(|(seq, _)| *seq);
+        out.into_iter().map(|(_, c)| c).collect()
+    };
+    let reads: Vec<u64> = commits()
+        .iter()
+        .map(|c| c["counts"]["vault"]["read"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(reads.len() >= 6, "4,000 lines in commits of 700: {reads:?}");
+    assert!(reads.iter().all(|r| *r <= 700), "{reads:?}");
+    assert_eq!(reads.iter().sum::<u64>(), 4_000, "{reads:?}");
+    // A burst of 1,600 lines with ten minutes to the next commit: committed within seconds.
+    let (burst, ids) = pairs("burst", 800);
+    written.extend(ids);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(burst.as_bytes()).unwrap();
+    drop(f);
+    wait_for(Duration::from_secs(60), "the burst committed", || {
+        count(&store, "SELECT count(*) FROM events") as usize >= written.len()
+    });
+    let (code, _) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert_stored_once(&store, &written);
+    assert_commits_balance(&store);
+    let unpaired = count(
+        &store,
+        "SELECT count(*) FROM events WHERE outcome = 'unknown'",
+    );
+    assert_eq!(unpaired, 0, "a request stored without its response");
+    let v = run(vigil(&store).arg("verify"));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }

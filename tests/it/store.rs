@@ -526,6 +526,7 @@ fn duplicates_are_found_after_their_partition_left_memory() {
         hold_for: 0,
         discard_held: false,
         object_store: Default::default(),
+        max_records: None,
     };
     let report = ingest_lib(&store, &[InputSpec::Path(input)], &opts).unwrap();
     let t = &report.total;

@@ -1,7 +1,9 @@
 """A real SMTP server for vigil's mail tests (aiosmtpd): STARTTLS, implicit TLS or plain, AUTH.
 
 Every accepted message is written to OUT/<n>.eml with its envelope in OUT/<n>.json; every AUTH
-attempt (user name only) is appended to OUT/auth.log. Prints "READY" once listening.
+attempt (user name only) is appended to OUT/auth.log. Prints "READY" once listening. With
+--stall, the server takes the message's data and never answers (OUT/stalled says it has begun):
+a mail server that hangs in the middle of a transaction.
 """
 import argparse
 import asyncio
@@ -20,12 +22,16 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, out, mode):
+    def __init__(self, out, mode, stall):
         self.out = out
         self.mode = mode
+        self.stall = stall
         self.n = 0
 
     async def handle_DATA(self, server, session, envelope):
+        if self.stall:
+            open(os.path.join(self.out, "stalled"), "w").close()
+            await asyncio.sleep(3600)
         self.n += 1
         base = os.path.join(self.out, f"{self.n:04d}")
         with open(base + ".eml.tmp", "wb") as f:
@@ -47,6 +53,7 @@ def main():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--out", required=True)
+    p.add_argument("--stall", action="store_true")
     a = p.parse_args()
 
     def authenticator(server, session, envelope, mechanism, auth_data):
@@ -77,7 +84,7 @@ def main():
         # Plain: no STARTTLS offered; AUTH is accepted in the clear so that a client that
         # wrongly sends credentials is caught in auth.log.
         kwargs.update(auth_require_tls=False, auth_required=False)
-    controller = Controller(Handler(a.out, a.mode), **kwargs)
+    controller = Controller(Handler(a.out, a.mode, a.stall), **kwargs)
     controller.start()
     print("READY", flush=True)
     try:
