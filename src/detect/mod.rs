@@ -120,6 +120,12 @@ pub trait Detector: Send + Sync {
     fn default_severity(&self) -> Severity;
     /// Tunable parameters with defaults (`[detectors.VGnnn]` in vigil.toml).
     fn params(&self) -> &'static [Param];
+    /// For a detector that counts in buckets shorter than an hour (or, like a canary, in none):
+    /// how often, in nanoseconds, `vigil serve` looks at the hour so far with it before the
+    /// hour closes, so that its alert does not wait for the hour's end. `None`: whole hours.
+    fn look_every(&self, _s: &DetectorSettings) -> Option<i64> {
+        None
+    }
     async fn detect(
         &self,
         d: &DetectContext<'_>,

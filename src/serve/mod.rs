@@ -106,7 +106,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         config,
         settings,
         shared,
-        cursor: None,
+        cursor: Default::default(),
         stop: Arc::new(AtomicBool::new(false)),
         slots: schedule::Slots::load(&store_for_slots).map_err(ServeError::Io)?,
         retry_at: Default::default(),
@@ -116,7 +116,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         sender: None,
         send_wanted: false,
     };
-    service.cursor = detection::load(&service.store).map_err(ServeError::Io)?;
+    service.cursor = detection::Cursor::load(&service.store).map_err(ServeError::Io)?;
     info!(
         store = %service.store.root().display(),
         listen = %service.settings.listen,
@@ -220,8 +220,8 @@ struct Service {
     config: Config,
     settings: ServeSettings,
     shared: Arc<Shared>,
-    /// The end of the last hour judged.
-    cursor: Option<i64>,
+    /// The end of the last hour judged, and of the last looks at the open hour.
+    cursor: detection::Cursor,
     /// Set by SIGTERM or SIGINT.
     stop: Arc<AtomicBool>,
     /// The last slot of each schedule.
@@ -523,7 +523,7 @@ impl Service {
     /// hours are judged again, back to `detect_backfill` at most. The findings history knows
     /// what it already holds, so nothing is recorded or sent twice.
     fn note_late_events(&mut self, log: &crate::store::CommitLog) {
-        let (Some(cursor), Some(head)) = (self.cursor, log.head()) else {
+        let (Some(cursor), Some(head)) = (self.cursor.through, log.head()) else {
             return;
         };
         let Some(oldest) = head
@@ -557,8 +557,8 @@ impl Service {
                     judged_again_from = %rfc3339(to),
                     "the commit stored events for hours already judged: those hours are judged again (raise [serve] detect_delay if the source delivers this late)"
                 );
-                self.cursor = Some(to);
-                if let Err(e) = detection::save(&self.store, to) {
+                self.cursor.through = Some(to);
+                if let Err(e) = self.cursor.save(&self.store) {
                     error!(error = %e, "could not record the hours to judge again");
                 }
             }
@@ -573,7 +573,11 @@ impl Service {
     /// Judges the hours that have closed since the last one judged, until `until` (the next
     /// commit) or a stop request, then sends what waits in the outbox; true if hours remain.
     async fn detect(&mut self, until: Instant) -> bool {
-        let more = match self.judge_closed_hours(until).await {
+        let judged = match self.judge_closed_hours(until).await {
+            Ok(false) => self.look_at_open_hour().await.map(|()| false),
+            more => more,
+        };
+        let more = match judged {
             Ok(more) => {
                 self.shared.health().detect_failing = None;
                 more
@@ -595,7 +599,7 @@ impl Service {
         let spans = Spans::of(&log);
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         let hours = detection::due(
-            self.cursor,
+            self.cursor.through,
             spans.earliest(),
             now,
             nanos(self.settings.detect_delay),
@@ -613,26 +617,78 @@ impl Service {
                 return Ok(true);
             }
             if spans.overlap(&window) {
-                self.judge(&ctx, window).await?;
+                self.judge(&ctx, window, None).await?;
             }
-            detection::save(&self.store, window.to)?;
-            self.cursor = Some(window.to);
+            self.cursor.through = Some(window.to);
+            self.cursor.save(&self.store)?;
             self.shared
                 .metrics
                 .detected_through
                 .set(window.to as f64 / 1e9);
         }
-        Ok(self.cursor != last)
+        Ok(self.cursor.through != last)
     }
 
+    /// Once every closed hour is judged: the open hour so far, with each detector whose
+    /// buckets are shorter than an hour, at the end of each of its buckets that has closed.
+    async fn look_at_open_hour(&mut self) -> Result<(), String> {
+        let now = crate::clock::now_nanos()?;
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let delay = nanos(self.settings.detect_delay);
+        let hour = detection::open_hour(now, delay);
+        if self.cursor.through != Some(hour) {
+            return Ok(());
+        }
+        // Detectors due at the same end are looked at together.
+        let mut due: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for det in detect::all() {
+            let s = detect::params::settings(&self.config, det.as_ref());
+            let Some(every) = det.look_every(&s).filter(|_| s.enabled) else {
+                continue;
+            };
+            let looked = self.cursor.looked.get(det.code()).copied();
+            if let Some(end) = detection::look_due(hour, now, delay, every, looked) {
+                due.entry(end).or_default().push(det.code().to_owned());
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let log = self.store.log().map_err(|e| e.to_string())?;
+        let spans = Spans::of(&log);
+        let ctx = crate::query::session(&self.store, &self.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (end, codes) in due {
+            if self.stopping() {
+                break;
+            }
+            let window = crate::timerange::TimeRange {
+                from: hour,
+                to: end,
+            };
+            if spans.overlap(&window) {
+                self.judge(&ctx, window, Some(&codes)).await?;
+            }
+            for code in codes {
+                self.cursor.looked.insert(code, end);
+            }
+            self.cursor.save(&self.store)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the detectors (all, or `only`) over `window`, records the findings and queues the
+    /// alerts.
     async fn judge(
         &self,
         ctx: &datafusion::prelude::SessionContext,
         window: crate::timerange::TimeRange,
+        only: Option<&[String]>,
     ) -> Result<(), String> {
         let started = Instant::now();
         let d = DetectContext::new(ctx, window, &self.config);
-        let findings = detect::run(&d, None).await.map_err(|e| e.to_string())?;
+        let findings = detect::run(&d, only).await.map_err(|e| e.to_string())?;
         let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
         let recorded = deliver::record_and_queue(
             &self.store,
@@ -664,6 +720,7 @@ impl Service {
         }
         info!(
             window = %period,
+            detectors = %only.map_or_else(|| "all".to_owned(), |o| o.join(",")),
             findings = findings.len(),
             recorded = plan.recorded,
             alert = plan.send.len(),

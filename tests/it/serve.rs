@@ -885,3 +885,99 @@ fn commit_records_splits_a_backlog_and_commits_a_burst_before_the_interval() {
     let v = run(vigil(&store).arg("verify"));
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }
+
+/// A canary read and a sweep of 25 secrets in the open hour are mailed before the hour closes
+/// (VG013 looks every minute, VG009 every 10); the hour's judgment finds them again, known,
+/// and mails neither twice.
+#[test]
+fn a_canary_and_a_sweep_are_mailed_before_their_hour_closes_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let store = dir.path().join("store");
+    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
+    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
+    let mut l = crate::detect::history();
+    let day = crate::detect::day(21);
+    for i in 0..25 {
+        l.read(
+            day + 10 * 60 + i * 5,
+            "oidc-mallory",
+            &format!("prod/sweep/s{i:02}"),
+            "10.9.9.9",
+            "curl/8.5",
+        );
+    }
+    l.read(
+        day + 30 * 60,
+        "oidc-bob",
+        "prod/canary/x",
+        "192.168.10.6",
+        "vault-cli/1.15",
+    );
+    write(&logs.join("audit.log"), &l.text);
+    let port = free_port();
+    let cfg = serve_config(
+        dir.path(),
+        port,
+        &logs.join("audit.log"),
+        &format!("detect_backfill = \"1h\"\n{smtp}"),
+    );
+    let serve_log = dir.path().join("serve.log");
+    let early_codes = |messages: &[Value]| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = messages
+            .iter()
+            .flat_map(attached_findings)
+            .filter(|f| f["code"] == "VG009" || f["code"] == "VG013")
+            .filter(|f| f["window_start"].as_str().unwrap() >= "2026-03-23T00:00:00Z")
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap().to_owned(),
+                    f["actor_name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let expected = vec![
+        ("VG009".to_owned(), "oidc-mallory".to_owned()),
+        ("VG013".to_owned(), "oidc-bob".to_owned()),
+    ];
+    // 00:45: the hour [00:00, 01:00) is open; its first 40 and 43 minutes are looked at.
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T00:45:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "both mailed early", || {
+        early_codes(&server.messages()) == expected
+    });
+    let state = std::fs::read_to_string(store.join("state/serve.json")).unwrap();
+    assert!(
+        state.contains("\"detected_through\": \"2026-03-23T00:00:00Z\""),
+        "the hour is not judged yet: {state}"
+    );
+    assert!(
+        state.contains("\"VG009\": \"2026-03-23T00:40:00Z\""),
+        "{state}"
+    );
+    assert!(
+        state.contains("\"VG013\": \"2026-03-23T00:43:00Z\""),
+        "{state}"
+    );
+    assert_eq!(service.stop().0, 0);
+    // 01:10: the hour is judged whole; what the looks found is known.
+    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    wait_for(Duration::from_secs(120), "the hour judged", || {
+        std::fs::read_to_string(store.join("state/serve.json"))
+            .is_ok_and(|s| s.contains("\"detected_through\": \"2026-03-23T01:00:00Z\""))
+    });
+    // Its other findings (off-hours reads, a new principal) are mailed as usual.
+    wait_for(Duration::from_secs(60), "the outbox empty", || {
+        walk(&store.join("state/outbox/pending")).is_empty()
+    });
+    assert_eq!(service.stop().0, 0);
+    assert_eq!(early_codes(&server.messages()), expected);
+    let rows = count(
+        &store,
+        "SELECT count(*) FROM findings WHERE code IN ('VG009', 'VG013') AND window_start >= to_timestamp('2026-03-23T00:00:00Z')",
+    );
+    assert_eq!(rows, 2, "one finding each in the history");
+}

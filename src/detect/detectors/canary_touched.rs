@@ -41,6 +41,10 @@ impl Detector for CanaryTouched {
     fn default_severity(&self) -> Severity {
         Severity::Critical
     }
+    /// A touched canary is news at once: every minute.
+    fn look_every(&self, _s: &DetectorSettings) -> Option<i64> {
+        Some(60_000_000_000)
+    }
     fn params(&self) -> &'static [Param] {
         &[]
     }

@@ -53,6 +53,9 @@ impl Detector for DeniedStorm {
     fn default_severity(&self) -> Severity {
         Severity::Medium
     }
+    fn look_every(&self, s: &DetectorSettings) -> Option<i64> {
+        Some(s.minutes_nanos("window_minutes").max(60_000_000_000))
+    }
     fn params(&self) -> &'static [Param] {
         &[
             Param {

@@ -99,6 +99,9 @@ impl Detector for Enumeration {
     fn default_severity(&self) -> Severity {
         Severity::High
     }
+    fn look_every(&self, s: &DetectorSettings) -> Option<i64> {
+        Some(s.minutes_nanos("window_minutes").max(60_000_000_000))
+    }
     fn params(&self) -> &'static [Param] {
         &[
             Param {
