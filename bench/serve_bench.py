@@ -57,6 +57,12 @@ def proc_stat(pid):
     return cpu, hwm
 
 
+# One event (request and response) as a %-template: about five times faster to fill than
+# str.format with keywords, so that the writer is not what limits the rate.
+# Placeholders in each line's order: time, entity, id, path's entity, address.
+PAIR = (REQUEST + RESPONSE).replace("%", "%%").format(t="%s", id="ev-%09d", w="%d", a="%d", b="%d")
+
+
 def write_log(path, rate, seconds, batches):
     """Appends `rate` events/s for `seconds`; records (first event number, count, append time)."""
     per_batch = max(1, rate // 20)
@@ -65,11 +71,9 @@ def write_log(path, rate, seconds, batches):
     with open(path, "a", buffering=1 << 20) as out:
         while time.monotonic() - start < seconds:
             t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-            chunk = []
-            for i in range(n, n + per_batch):
-                kw = dict(t=t, id=f"ev-{i:09d}", w=i % 50, a=(i // 250) % 250, b=i % 250)
-                chunk.append(REQUEST.format(**kw))
-                chunk.append(RESPONSE.format(**kw))
+            chunk = [PAIR % (t, i % 50, i, i % 50, (i // 250) % 250, i % 250,
+                             t, i % 50, i, i % 50, (i // 250) % 250, i % 250)
+                     for i in range(n, n + per_batch)]
             out.write("".join(chunk))
             out.flush()
             batches.append((n, per_batch, time.time()))
