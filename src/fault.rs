@@ -2,8 +2,9 @@
 //!
 //! `VIGIL_FAULT=<point>` makes the process fail at that point: `after_data_rename`,
 //! `before_commit` and `after_findings_commit` abort the process (a crash), `fsync_error` makes fsync fail with EIO, and
-//! `enospc` makes writes fail with "no space left on device". Without the feature every check
-//! compiles to nothing.
+//! `enospc` makes writes fail with "no space left on device". With `VIGIL_FAULT_WHILE=<path>`
+//! the fault holds only while that file exists: a disk that fills and then has room again.
+//! Without the feature every check compiles to nothing.
 
 use std::io;
 
@@ -37,6 +38,7 @@ pub fn write_result() -> io::Result<()> {
 #[cfg(feature = "fault-injection")]
 fn armed(point: &str) -> bool {
     std::env::var("VIGIL_FAULT").is_ok_and(|v| v == point)
+        && std::env::var_os("VIGIL_FAULT_WHILE").is_none_or(|p| std::path::Path::new(&p).exists())
 }
 
 #[cfg(not(feature = "fault-injection"))]

@@ -7,7 +7,7 @@
 //! Nothing is visible until the commit, with the new checkpoints and held state, is written at
 //! the end.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -327,10 +327,10 @@ struct Run<'a> {
     forced: Option<SourceKind>,
     /// Records left to read under `max_records`.
     left: Option<u64>,
-    /// Inputs left unread or read in part because of `max_records`.
+    /// Inputs left unread or read in part because of `max_records`: the next run follows at
+    /// once, and every record held at the end waits for it (its completion may be in what is
+    /// left, whatever its age).
     more: bool,
-    /// Files whose reading `max_records` stopped: what they hold next is read by the next run.
-    cut: HashSet<Arc<str>>,
 }
 
 impl<'a> Run<'a> {
@@ -376,7 +376,6 @@ impl<'a> Run<'a> {
             forced: opts.source,
             left: opts.max_records,
             more: false,
-            cut: HashSet::new(),
         })
     }
 
@@ -466,8 +465,8 @@ impl<'a> Run<'a> {
     /// response within moments of its request), and it is stored alone now: history read
     /// after the fact never waits.
     fn carries(&mut self, kind: SourceKind, file: &Arc<str>, time: i64) -> bool {
-        // The rest of a file left by `max_records` is read by the next run, at once.
-        if self.cut.contains(file) {
+        // What `max_records` left is read by the next run, at once.
+        if self.more {
             return true;
         }
         let hold_for = self.opts.hold_for;
@@ -587,8 +586,12 @@ impl<'a> Run<'a> {
                 accepted,
             } => {
                 if file.stream || records == 0 || !(accepted || resumed.is_some()) {
+                    // Read again next time from where it was: not progress, so it neither
+                    // spends `max_records` nor asks for a run right away (a file rejected
+                    // whole would otherwise be read in a loop, and hold up the inputs after it).
                     return Ok(None);
                 }
+                self.spend(records, end.cut);
                 (kind, records, end)
             }
         };
@@ -663,7 +666,10 @@ impl<'a> Run<'a> {
             Outcome::Nothing => return Ok(None),
             Outcome::Read {
                 records, accepted, ..
-            } if records > 0 && accepted => (records, None),
+            } if records > 0 && accepted => {
+                self.spend(records, false);
+                (records, None)
+            }
             Outcome::Read { .. } => return Ok(None),
         };
         let checkpoint = ObjectCheckpoint {
@@ -705,7 +711,8 @@ impl<'a> Run<'a> {
             records = records.wait_for_tail();
         }
         if let (Some(left), true) = (self.left, resumable) {
-            records = records.at_most(left.max(1));
+            // Never fewer than it takes to recognize the format.
+            records = records.at_most(left.max(RECOGNIZE_RECORDS as u64));
         }
 
         // Recognize the format from the first records that parse (a resumed file keeps the
@@ -804,11 +811,7 @@ impl<'a> Run<'a> {
         if end.waiting > 0 {
             self.note_waiting(display, end.at, end.waiting);
         }
-        self.left = self.left.map(|l| l.saturating_sub(n));
-        if end.cut {
-            self.more = true;
-            self.cut.insert(Arc::clone(&file_name));
-        }
+
         // An input counts as read up to its end only if some of it was accepted: one
         // rejected whole, say parsed as the wrong source, can be ingested again. (What a
         // resumed file rejects was after records that were accepted.)
@@ -819,6 +822,12 @@ impl<'a> Run<'a> {
             end,
             accepted: n > rejected,
         })
+    }
+
+    /// Counts the records of an input read (and checkpointed) against `max_records`.
+    fn spend(&mut self, records: u64, cut: bool) {
+        self.left = self.left.map(|l| l.saturating_sub(records));
+        self.more |= cut;
     }
 
     fn note_waiting(&mut self, display: &str, at: Position, bytes: u64) {

@@ -283,8 +283,15 @@ fn mark_sent(outbox: &Path, stem: &str) -> Result<(), MailError> {
     let pending = outbox.join("pending");
     let eml = pending.join(format!("{stem}.eml"));
     std::fs::rename(&eml, sent.join(format!("{stem}.eml"))).map_err(outbox_io(&eml))?;
+    mark_sent_envelope(outbox, stem)
+}
+
+/// The second half of [`mark_sent`]: the envelope follows its message to `sent/`.
+fn mark_sent_envelope(outbox: &Path, stem: &str) -> Result<(), MailError> {
+    let pending = outbox.join("pending");
     let json = pending.join(format!("{stem}.json"));
-    std::fs::rename(&json, sent.join(format!("{stem}.json"))).map_err(outbox_io(&json))?;
+    std::fs::rename(&json, outbox.join("sent").join(format!("{stem}.json")))
+        .map_err(outbox_io(&json))?;
     crate::store::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
 }
 
@@ -392,6 +399,12 @@ pub fn flush_pending(smtp: Option<&SmtpSettings>, outbox: &Path) -> Result<Flush
                 continue;
             }
         };
+        let sent_eml = outbox.join("sent").join(format!("{stem}.eml"));
+        if !eml_path.exists() && sent_eml.exists() {
+            // Sent, and stopped between moving the message and its envelope: finish the move.
+            mark_sent_envelope(outbox, stem)?;
+            continue;
+        }
         let bytes = std::fs::read(&eml_path).map_err(outbox_io(&eml_path))?;
         match send_raw(settings, &envelope.from, &envelope.to, &bytes) {
             Ok(()) => {

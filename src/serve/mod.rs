@@ -196,10 +196,12 @@ fn pending_inputs(
         .filter(|f| f.path.extension().is_none_or(|e| e != "gz"))
         .filter_map(|f| {
             let id = crate::ingest::inputs::identify(&f.path).ok()?;
+            // A file with no checkpoint after the step (a digest, one rejected whole) has no
+            // place the next commit would read from: it does not count.
             let offset = match checkpoints.start(&f.path, &id).ok()? {
                 Start::Done { .. } => id.size,
                 Start::Resume { checkpoint, .. } => checkpoint.offset,
-                Start::Fresh => 0,
+                Start::Fresh => return None,
             };
             let bytes_per_record = checkpoints
                 .of(&id)
@@ -808,7 +810,6 @@ impl Service {
         if self.sender.as_ref().is_some_and(|h| h.is_finished()) {
             if let Some(h) = self.sender.take() {
                 let sent = h.await.map_err(|e| e.to_string()).and_then(|r| r);
-                self.shared.health().sending_since = None;
                 self.sent(sent);
             }
         }
@@ -817,8 +818,12 @@ impl Service {
             let config = self.config.clone();
             let root = self.store.root().to_owned();
             self.shared.health().sending_since = Some(Instant::now());
+            // The send says when it ends itself: a long step may run before it is collected.
+            let shared = Arc::clone(&self.shared);
             self.sender = Some(tokio::task::spawn_blocking(move || {
-                crate::alert::send(&config, &root).map_err(|e| e.to_string())
+                let sent = crate::alert::send(&config, &root).map_err(|e| e.to_string());
+                shared.health().sending_since = None;
+                sent
             }));
         }
     }

@@ -330,6 +330,37 @@ fn implicit_tls_delivers() {
     assert_eq!(msgs[0]["envelope"]["auth"], true);
 }
 
+/// A stop between moving a sent message to `sent/` and moving its envelope: the next run
+/// finishes the move, sends nothing twice, and the messages after it go out.
+#[test]
+fn a_send_stopped_between_its_two_moves_is_finished_not_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let certs = certificates(dir.path());
+    let pw = write(&dir.path().join("smtp-password"), PASSWORD);
+    let port = free_port();
+    let cfg = smtp_config(dir.path(), port, "starttls", &certs.0, &pw);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let outbox = store.join("state/outbox");
+    let eml = walk(&outbox.join("pending"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .unwrap();
+    std::fs::create_dir_all(outbox.join("sent")).unwrap();
+    std::fs::rename(&eml, outbox.join("sent").join(eml.file_name().unwrap())).unwrap();
+    let server = Server::start(dir.path(), port, "starttls", &certs);
+    let r = mail_report(&store, &cfg, "secops@example.com");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.messages().len(), 1, "only this run's message");
+    assert!(walk(&outbox.join("pending")).is_empty());
+    assert_eq!(
+        walk(&outbox.join("sent")).len(),
+        4,
+        "two messages, two envelopes"
+    );
+}
+
 #[test]
 fn smtp_down_then_back_delivers_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
