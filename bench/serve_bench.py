@@ -155,10 +155,11 @@ def run_rate(base, rate, seconds):
         time.sleep(1)
     cpu1, hwm = proc_stat(service.pid)
     wall = time.monotonic() - wall0
-    # The last canaries' alerts: a look a minute after them, at most `detect_every` later.
+    # The last canaries' alerts: a look at the end of their minute, `detect_delay` (2 min)
+    # later, at most `detect_every` after that.
     alerted = {}
     local = os.path.join(store, "state", "outbox", "local")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         for name in os.listdir(local) if os.path.isdir(local) else []:
             path = os.path.join(local, name)

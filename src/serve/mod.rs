@@ -608,6 +608,15 @@ impl Service {
             nanos(self.settings.detect_backfill),
         );
         if hours.is_empty() {
+            // A first start whose events are all in the open hour (or a backfill of 0): there
+            // is nothing to judge before it, so judging starts with it, and looks can begin.
+            if self.cursor.through.is_none() && spans.earliest().is_some() {
+                self.cursor.through = Some(detection::open_hour(
+                    now,
+                    nanos(self.settings.detect_delay),
+                ));
+                self.cursor.save(&self.store)?;
+            }
             return Ok(false);
         }
         let ctx = crate::query::session(&self.store, &self.config)
