@@ -48,7 +48,8 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
 }
 
 /// Nanoseconds in an hour and in a day (UTC days: no leap seconds in Unix time).
-pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+pub const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+pub const NANOS_PER_HOUR: i64 = 60 * NANOS_PER_MINUTE;
 pub const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
 
 pub fn rfc3339(nanos: i64) -> String {

@@ -83,7 +83,7 @@ pub const PLANTS: [Plant; 11] = [
     ),
 ];
 
-const MINUTE: i64 = 60_000_000_000;
+const MINUTE: i64 = crate::timerange::NANOS_PER_MINUTE;
 
 struct Planter<'a> {
     pop: &'a mut Population,

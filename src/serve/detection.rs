@@ -196,8 +196,8 @@ mod tests {
 
     #[test]
     fn hours_are_due_once_closed_from_the_cursor_or_the_backfill() {
-        let now = 100 * H + 30 * 60_000_000_000; // 100:30
-        let delay = 2 * 60_000_000_000;
+        let now = 100 * H + 30 * M; // 100:30
+        let delay = 2 * M;
         // From the cursor to the last closed hour [99, 100).
         let d = due(Some(97 * H), None, now, delay, 24 * H);
         assert_eq!(
@@ -205,10 +205,7 @@ mod tests {
             [97, 98, 99]
         );
         // 100:01 is within the delay of 100:00: [99, 100) is not closed yet.
-        assert_eq!(
-            due(Some(99 * H), None, 100 * H + 60_000_000_000, delay, H).len(),
-            0
-        );
+        assert_eq!(due(Some(99 * H), None, 100 * H + M, delay, H).len(), 0);
         // A first start over old history goes back `backfill` at most.
         let d = due(None, Some(10 * H), now, delay, 3 * H);
         assert_eq!(d.first().map(|w| w.from / H), Some(97));
@@ -221,7 +218,7 @@ mod tests {
 
     #[test]
     fn late_events_send_the_cursor_back_within_the_backfill() {
-        let (now, delay) = (100 * H + 30 * 60_000_000_000, 2 * 60_000_000_000);
+        let (now, delay) = (100 * H + 30 * M, 2 * M);
         // Events of 97:40 arrive after [97, 100) was judged: from 97 again.
         assert_eq!(
             rewind(100 * H, 97 * H + 40, now, delay, 24 * H),
@@ -261,7 +258,7 @@ mod tests {
         assert_eq!(Cursor::load(&store).unwrap().through, Some(5 * H));
     }
 
-    const M: i64 = 60_000_000_000;
+    const M: i64 = crate::timerange::NANOS_PER_MINUTE;
 
     #[test]
     fn a_look_is_due_at_each_closed_bucket_of_the_open_hour_once() {

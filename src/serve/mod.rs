@@ -611,10 +611,8 @@ impl Service {
             // A first start whose events are all in the open hour (or a backfill of 0): there
             // is nothing to judge before it, so judging starts with it, and looks can begin.
             if self.cursor.through.is_none() && spans.earliest().is_some() {
-                self.cursor.through = Some(detection::open_hour(
-                    now,
-                    nanos(self.settings.detect_delay),
-                ));
+                self.cursor.through =
+                    Some(detection::open_hour(now, nanos(self.settings.detect_delay)));
                 self.cursor.save(&self.store)?;
             }
             return Ok(false);

@@ -80,7 +80,7 @@ impl PartialEq for Schedule {
 }
 
 /// A slot is on time when the service sees it within this long; later, it was missed.
-const ON_TIME: i64 = 60_000_000_000;
+const ON_TIME: i64 = crate::timerange::NANOS_PER_MINUTE;
 
 pub fn parse(i: usize, raw: RawSchedule) -> Result<Schedule, String> {
     let key = |k: &str| format!("serve.schedule[{i}].{k}");

@@ -13,7 +13,7 @@ use super::schedule::{Schedule, Task};
 
 /// How long files a scheduled compaction replaces stay for queries that listed them (as
 /// `vigil compact`'s default).
-const COMPACT_GRACE: i64 = 3_600_000_000_000;
+const COMPACT_GRACE: i64 = crate::timerange::NANOS_PER_HOUR;
 
 /// What a task did, in a few words; `flagged` when it found a problem (and mailed it).
 pub struct Ran {

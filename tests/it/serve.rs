@@ -1004,6 +1004,19 @@ fn a_canary_and_a_sweep_are_mailed_before_their_hour_closes_and_once() {
 /// and once there is room again everything is stored once and the store verifies.
 #[test]
 fn a_full_disk_stops_commits_until_there_is_room_and_loses_nothing() {
+    commits_fail_then_recover("enospc", "No space left");
+}
+
+/// The same with fsync failing (EIO): a write whose fsync failed is never trusted, the commit
+/// fails, and the next interval reads again from the last checkpoint.
+#[test]
+fn a_failing_fsync_stops_commits_until_it_works_and_loses_nothing() {
+    commits_fail_then_recover("fsync_error", "Input/output error");
+}
+
+/// Runs the service with `fault` (`VIGIL_FAULT`) armed until a file is removed: `/healthz` must
+/// name the failing commits (with `says`), and nothing may be lost or doubled after.
+fn commits_fail_then_recover(fault: &str, says: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (logs, store, port, cfg) = tailed(dir.path());
     let time = chrono::Utc::now()
@@ -1020,9 +1033,9 @@ fn a_full_disk_stops_commits_until_there_is_room_and_loses_nothing() {
         written.insert(id);
     }
     write(&logs.join("audit.log"), &text);
-    let full = write(&dir.path().join("disk-is-full"), "");
+    let full = write(&dir.path().join("fault-holds"), "");
     let envs = [
-        ("VIGIL_FAULT".to_owned(), "enospc".to_owned()),
+        ("VIGIL_FAULT".to_owned(), fault.to_owned()),
         ("VIGIL_FAULT_WHILE".to_owned(), full.display().to_string()),
     ];
     let mut service = Service::start_with(
@@ -1038,13 +1051,13 @@ fn a_full_disk_stops_commits_until_there_is_room_and_loses_nothing() {
         "503 for the failing commits",
         || {
             get(port, "/healthz").is_some_and(|(s, body)| {
-                s == 503 && body.contains("no commit for") && body.contains("No space left")
+                s == 503 && body.contains("no commit for") && body.contains(says)
             })
         },
     );
     assert!(
         !store.join("_commits").is_dir() || count(&store, "SELECT count(*) FROM events") == 0,
-        "nothing committed while the disk is full"
+        "nothing committed while {fault} holds"
     );
     std::fs::remove_file(&full).unwrap();
     wait_stored(&store, written.len());

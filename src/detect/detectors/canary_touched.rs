@@ -43,7 +43,7 @@ impl Detector for CanaryTouched {
     }
     /// A touched canary is news at once: every minute.
     fn look_every(&self, _s: &DetectorSettings) -> Option<i64> {
-        Some(60_000_000_000)
+        Some(crate::timerange::NANOS_PER_MINUTE)
     }
     fn params(&self) -> &'static [Param] {
         &[]

@@ -100,7 +100,10 @@ impl Detector for Enumeration {
         Severity::High
     }
     fn look_every(&self, s: &DetectorSettings) -> Option<i64> {
-        Some(s.minutes_nanos("window_minutes").max(60_000_000_000))
+        Some(
+            s.minutes_nanos("window_minutes")
+                .max(crate::timerange::NANOS_PER_MINUTE),
+        )
     }
     fn params(&self) -> &'static [Param] {
         &[
