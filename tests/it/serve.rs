@@ -687,55 +687,95 @@ fn the_service_finds_over_a_replayed_day_what_backtest_step_1h_finds() {
     assert_eq!(served, replayed);
 }
 
+/// A store whose history ends with bob reading a canary at 00:30 on 2026-03-23, tailed by a
+/// service configured to mail alerts (its SMTP server not started).
+struct Canary {
+    dir: PathBuf,
+    store: PathBuf,
+    log: PathBuf,
+    serve_log: PathBuf,
+    cfg: PathBuf,
+    port: u16,
+    smtp_port: u16,
+    certs: (PathBuf, PathBuf, PathBuf),
+}
+
+impl Canary {
+    /// `extra`: more `[serve]` keys.
+    fn setup(dir: &Path, extra: &str) -> Canary {
+        let (smtp_cfg, smtp_port, certs) = alert_setup(dir);
+        let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
+        let mut l = crate::detect::history();
+        l.read(
+            crate::detect::day(21) + 30 * 60,
+            "oidc-bob",
+            "prod/canary/x",
+            "192.168.10.6",
+            "vault-cli/1.15",
+        );
+        let log = write(&dir.join("logs/audit.log"), &l.text);
+        let port = free_port();
+        let cfg = serve_config(
+            dir,
+            port,
+            &log,
+            &format!("detect_backfill = \"1h\"\n{extra}{smtp}"),
+        );
+        Canary {
+            dir: dir.to_owned(),
+            store: dir.join("store"),
+            log,
+            serve_log: dir.join("serve.log"),
+            cfg,
+            port,
+            smtp_port,
+            certs,
+        }
+    }
+
+    /// After a stop that left the canary's alert in the outbox: with the SMTP server up, a new
+    /// start sends it, once, and is healthy.
+    fn restart_sends_the_waiting_alert_once(&self) {
+        let pending = walk(&self.store.join("state/outbox/pending")).len();
+        assert!(pending >= 2, "the message and its envelope wait");
+        let server = Server::start(&self.dir, self.smtp_port, "starttls", &self.certs);
+        let mut service = Service::start(
+            &self.store,
+            &self.cfg,
+            Some("2026-03-23T01:20:00Z"),
+            self.port,
+            &self.serve_log,
+        );
+        wait_for(Duration::from_secs(120), "the waiting alert sent", || {
+            !server.messages().is_empty()
+        });
+        wait_for(Duration::from_secs(30), "healthy again", || {
+            get(self.port, "/healthz").is_some_and(|(s, _)| s == 200)
+        });
+        assert_eq!(service.stop().0, 0);
+        let messages = server.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(attached_findings(&messages[0])
+            .iter()
+            .any(|f| f["code"] == "VG013"));
+    }
+}
+
 /// SMTP down: the alert waits in the outbox (and /healthz says so); stopped and started again
 /// once the server is up, the service sends it, once.
 #[test]
 fn an_alert_that_could_not_be_sent_waits_in_the_outbox_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    let store = dir.path().join("store");
-    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
-    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
-    let mut l = crate::detect::history();
-    l.read(
-        crate::detect::day(21) + 30 * 60,
-        "oidc-bob",
-        "prod/canary/x",
-        "192.168.10.6",
-        "vault-cli/1.15",
-    );
-    write(&logs.join("audit.log"), &l.text);
-    let port = free_port();
-    let cfg = serve_config(
-        dir.path(),
-        port,
-        &logs.join("audit.log"),
-        &format!("detect_backfill = \"1h\"\n{smtp}"),
-    );
-    let serve_log = dir.path().join("serve.log");
+    let c = Canary::setup(dir.path(), "");
+    let (store, port, serve_log) = (&c.store, c.port, &c.serve_log);
     // 01:10 on the canary's day: its hour [00:00, 01:00) is judged at once; nothing listens on
     // the SMTP port.
-    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    let mut service = Service::start(store, &c.cfg, Some("2026-03-23T01:10:00Z"), port, serve_log);
     wait_for(Duration::from_secs(120), "503 for the outbox", || {
         get(port, "/healthz").is_some_and(|(s, body)| s == 503 && body.contains("outbox backlog"))
     });
     assert_eq!(service.stop().0, 0);
-    let pending = walk(&store.join("state/outbox/pending")).len();
-    assert!(pending >= 2, "the message and its envelope wait");
-    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
-    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:20:00Z"), port, &serve_log);
-    wait_for(Duration::from_secs(120), "the waiting alert sent", || {
-        !server.messages().is_empty()
-    });
-    wait_for(Duration::from_secs(30), "healthy again", || {
-        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert_eq!(service.stop().0, 0);
-    let messages = server.messages();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(attached_findings(&messages[0])
-        .iter()
-        .any(|f| f["code"] == "VG013"));
+    c.restart_sends_the_waiting_alert_once();
 }
 
 /// A mail server that hangs in the middle of a message: commits go on while the alert is being
@@ -744,29 +784,10 @@ fn an_alert_that_could_not_be_sent_waits_in_the_outbox_across_a_restart() {
 #[test]
 fn a_mail_server_that_hangs_mid_message_neither_blocks_commits_nor_the_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    let store = dir.path().join("store");
-    let (smtp_cfg, smtp_port, certs) = alert_setup(dir.path());
-    let smtp = std::fs::read_to_string(&smtp_cfg).unwrap();
-    let mut l = crate::detect::history();
-    l.read(
-        crate::detect::day(21) + 30 * 60,
-        "oidc-bob",
-        "prod/canary/x",
-        "192.168.10.6",
-        "vault-cli/1.15",
-    );
-    let log = write(&logs.join("audit.log"), &l.text);
-    let port = free_port();
-    let cfg = serve_config(
-        dir.path(),
-        port,
-        &log,
-        &format!("detect_backfill = \"1h\"\nstuck_after = \"2s\"\n{smtp}"),
-    );
-    let serve_log = dir.path().join("serve.log");
-    let hanging = Server::start_with(dir.path(), smtp_port, "starttls", &certs, &["--stall"]);
-    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:10:00Z"), port, &serve_log);
+    let c = Canary::setup(dir.path(), "stuck_after = \"2s\"\n");
+    let (store, port, serve_log, log) = (&c.store, c.port, &c.serve_log, &c.log);
+    let hanging = Server::start_with(dir.path(), c.smtp_port, "starttls", &c.certs, &["--stall"]);
+    let mut service = Service::start(store, &c.cfg, Some("2026-03-23T01:10:00Z"), port, serve_log);
     wait_for(Duration::from_secs(120), "the alert's data sent", || {
         hanging.stalled()
     });
@@ -775,8 +796,8 @@ fn a_mail_server_that_hangs_mid_message_neither_blocks_commits_nor_the_stop() {
             .is_some_and(|(s, body)| s == 503 && body.contains("stuck: sending alerts"))
     });
     // Commits go on meanwhile (an event of the hour not closed yet: no alert of its own).
-    let before = count(&store, "SELECT count(*) FROM events");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let before = count(store, "SELECT count(*) FROM events");
+    let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     writeln!(
         f,
         "{}",
@@ -786,7 +807,7 @@ fn a_mail_server_that_hangs_mid_message_neither_blocks_commits_nor_the_stop() {
     wait_for(
         Duration::from_secs(30),
         "a commit while the send hangs",
-        || count(&store, "SELECT count(*) FROM events") > before,
+        || count(store, "SELECT count(*) FROM events") > before,
     );
     let (code, took) = service.stop();
     assert_eq!(code, 0, "{}", service.log());
@@ -799,22 +820,7 @@ fn a_mail_server_that_hangs_mid_message_neither_blocks_commits_nor_the_stop() {
         service.log()
     );
     drop(hanging);
-    let pending = walk(&store.join("state/outbox/pending")).len();
-    assert!(pending >= 2, "the message and its envelope wait");
-    let server = Server::start(dir.path(), smtp_port, "starttls", &certs);
-    let mut service = Service::start(&store, &cfg, Some("2026-03-23T01:20:00Z"), port, &serve_log);
-    wait_for(Duration::from_secs(120), "the waiting alert sent", || {
-        !server.messages().is_empty()
-    });
-    wait_for(Duration::from_secs(30), "healthy again", || {
-        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert_eq!(service.stop().0, 0);
-    let messages = server.messages();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert!(attached_findings(&messages[0])
-        .iter()
-        .any(|f| f["code"] == "VG013"));
+    c.restart_sends_the_waiting_alert_once();
 }
 
 /// A backlog is read `commit_records` at a time, one commit right after the other, without
