@@ -241,7 +241,15 @@ pub fn ingest(
             .collect();
         return Err(IngestError::NoInputs(names.join(", ")));
     }
-    let result = ingest_into(&mut tx, warnings, &files, &found_objects, skipped, opts);
+    let result = ingest_into(
+        &mut tx,
+        warnings,
+        &files,
+        &found_objects,
+        skipped,
+        opts,
+        &mut None,
+    );
     if let Some(p) = spooled {
         let _ = std::fs::remove_file(p);
     }
@@ -250,16 +258,23 @@ pub fn ingest(
 
 /// Runs one ingest of `files` and `objects` (already found; `skipped` what finding them passed
 /// over) into `store`: for a caller that finds its inputs itself (`vigil serve`).
+///
+/// `kept` is the dedupe index of the caller's previous run, for a process that holds the
+/// store's write lock across its runs: loading the uids of a day's files again at every commit
+/// costs more than the commit once the day is large. It is handed back after a run that
+/// committed (or that recorded no uid), and left `None` after any other, so that a uid of rows
+/// that were not committed never makes a later record a "duplicate".
 pub fn ingest_found(
     store: &Store,
     files: &[InputFile],
     objects: &[ObjectInput],
     skipped: Vec<SkippedInput>,
     opts: &IngestOptions,
+    kept: &mut Option<UidIndex>,
 ) -> Result<IngestReport, IngestError> {
     let mut tx = Transaction::begin_soon(store, opts.now)?;
     let warnings = tx.take_warnings();
-    ingest_into(&mut tx, warnings, files, objects, skipped, opts)
+    ingest_into(&mut tx, warnings, files, objects, skipped, opts, kept)
 }
 
 fn ingest_into(
@@ -269,17 +284,27 @@ fn ingest_into(
     objects: &[ObjectInput],
     mut skipped: Vec<SkippedInput>,
     opts: &IngestOptions,
+    kept: &mut Option<UidIndex>,
 ) -> Result<IngestReport, IngestError> {
     let store = tx.store();
-    let mut run = Run::new(store, tx.log(), tx.seq(), opts)?;
+    // Taken: an error anywhere below leaves none kept.
+    let uids = kept
+        .take()
+        .unwrap_or_else(|| UidIndex::new(opts.dedupe_budget));
+    let mut run = Run::new(store, tx.log(), tx.seq(), opts, uids)?;
     run.restore_held()?;
     run.ingest_files(files, objects, &mut skipped)?;
-    let (changes, mut report) = run.finish(skipped, warnings)?;
-    if let Some(changes) = changes {
-        let done = tx.commit(changes, opts.now)?;
-        report.commit = Some(done.seq);
-        report.head = Some(done.head);
-        report.warnings.extend(tx.take_warnings());
+    let (changes, mut report, uids) = run.finish(skipped, warnings)?;
+    match changes {
+        Some(changes) => {
+            let done = tx.commit(changes, opts.now)?;
+            report.commit = Some(done.seq);
+            report.head = Some(done.head);
+            report.warnings.extend(tx.take_warnings());
+            *kept = Some(uids.committed());
+        }
+        None if !uids.changed() => *kept = Some(uids),
+        None => {}
     }
     Ok(report)
 }
@@ -339,6 +364,7 @@ impl<'a> Run<'a> {
         log: &'a CommitLog,
         seq: u64,
         opts: &'a IngestOptions,
+        uids: UidIndex,
     ) -> Result<Self, IngestError> {
         let progress = if opts.progress {
             ProgressBar::new(0)
@@ -359,7 +385,7 @@ impl<'a> Run<'a> {
             sources: HashMap::new(),
             counts: BTreeMap::new(),
             pending: HashMap::new(),
-            uids: UidIndex::new(opts.dedupe_budget),
+            uids,
             writer: PartitionWriter::new(store.clone(), seq, opts.now),
             consumed: Vec::new(),
             checkpoints: Checkpoints::from_log(log),
@@ -996,7 +1022,7 @@ impl<'a> Run<'a> {
         self,
         skipped: Vec<SkippedInput>,
         mut warnings: Vec<String>,
-    ) -> Result<(Option<Changes>, IngestReport), IngestError> {
+    ) -> Result<(Option<Changes>, IngestReport, UidIndex), IngestError> {
         let Run {
             opts,
             counts,
@@ -1012,6 +1038,7 @@ impl<'a> Run<'a> {
             held_discarded,
             held_warning,
             more,
+            uids,
             ..
         } = self;
         warnings.extend(held_warning);
@@ -1047,7 +1074,7 @@ impl<'a> Run<'a> {
             writer.abandon();
             rejects.discard();
             report.warnings = warnings;
-            return Ok((None, report));
+            return Ok((None, report, uids));
         }
         let files = writer.finish()?;
         let rejects_file = rejects.publish()?;
@@ -1069,6 +1096,6 @@ impl<'a> Run<'a> {
             held_discarded,
             ..Default::default()
         };
-        Ok((Some(changes), report))
+        Ok((Some(changes), report, uids))
     }
 }

@@ -115,6 +115,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
         pending: Vec::new(),
         sender: None,
         send_wanted: false,
+        uids: None,
     };
     service.cursor = detection::Cursor::load(&service.store).map_err(ServeError::Io)?;
     info!(
@@ -157,6 +158,8 @@ struct Tick {
     log: Option<crate::store::CommitLog>,
     /// Where each plain input stands after the step.
     pending: Vec<Pending>,
+    /// The dedupe index, for the next step (`None` after a step that did not commit it).
+    uids: Option<crate::store::dedupe::UidIndex>,
 }
 
 /// How far a plain input file has been read, to tell how much it holds beyond that.
@@ -243,6 +246,9 @@ struct Service {
     sender: Option<tokio::task::JoinHandle<Result<crate::alert::Sent, String>>>,
     /// Something was queued since the running send started: send again when it ends.
     send_wanted: bool,
+    /// The dedupe index of the last commit: the service is the store's only writer while it
+    /// runs, so the uids of the day need not be read back from its files at every commit.
+    uids: Option<crate::store::dedupe::UidIndex>,
 }
 
 /// How often the loop looks at the stop flag while it waits.
@@ -400,6 +406,7 @@ impl Service {
         let store = self.store.clone();
         let config = self.config.clone();
         let max_records = self.settings.commit_records;
+        let mut uids = self.uids.take();
         // Listing, reading, committing and measuring touch the disk and the network: off the
         // async threads.
         let tick = tokio::task::spawn_blocking(move || -> Result<Tick, String> {
@@ -410,13 +417,21 @@ impl Service {
                     report: None,
                     log: None,
                     pending: Vec::new(),
+                    uids,
                 });
             }
             let now = crate::clock::now_nanos()?;
             let mut opts = config.ingest_options(None, false, now);
             opts.max_records = Some(max_records);
-            let report = ingest_found(&store, &found.files, &found.objects, found.skipped, &opts)
-                .map_err(|e| e.to_string());
+            let report = ingest_found(
+                &store,
+                &found.files,
+                &found.objects,
+                found.skipped,
+                &opts,
+                &mut uids,
+            )
+            .map_err(|e| e.to_string());
             let log = store.log().ok();
             let pending = log
                 .as_ref()
@@ -427,6 +442,7 @@ impl Service {
                 report: Some(report),
                 log,
                 pending,
+                uids,
             })
         })
         .await
@@ -471,6 +487,7 @@ impl Service {
                 .set(i64::try_from(p.waiting().0).unwrap_or(i64::MAX));
         }
         self.pending = tick.pending;
+        self.uids = tick.uids;
         match tick.report {
             None => {
                 self.shared.health().ingest_ok();

@@ -40,6 +40,8 @@ pub struct UidIndex {
     /// Uids in memory.
     held: usize,
     clock: u64,
+    /// A uid was added since it was built or last committed.
+    changed: bool,
 }
 
 struct Partition {
@@ -57,7 +59,21 @@ impl UidIndex {
             budget,
             held: 0,
             clock: 0,
+            changed: false,
         }
+    }
+
+    /// Whether a uid was added since it was built or since [`UidIndex::committed`].
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// The index after the run that added its new uids committed: it holds what the store
+    /// holds, and a partition dropped from memory reloads from committed files alone.
+    pub fn committed(mut self) -> UidIndex {
+        self.changed = false;
+        self.evicted.clear();
+        self
     }
 
     /// Records the event's uid in its (source, date) partition; false when it was already there
@@ -94,6 +110,7 @@ impl UidIndex {
         part.last_use = self.clock;
         let new = part.uids.insert(uid_hash(&e.event_uid));
         if new {
+            self.changed = true;
             self.held += 1;
             if self.held > self.budget {
                 self.evict(key);

@@ -897,6 +897,22 @@ fn commit_records_splits_a_backlog_and_commits_a_burst_before_the_interval() {
     wait_for(Duration::from_secs(60), "the burst committed", || {
         count(&store, "SELECT count(*) FROM events") as usize >= written.len()
     });
+    // The backlog's first 800 pairs again (a copy appended by mistake; more than
+    // `commit_records`, so committed early): duplicates of rows committed by earlier commits of
+    // this same process, which keeps its dedupe index between them.
+    let again: String = text.lines().take(1_600).map(|l| format!("{l}\n")).collect();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(again.as_bytes()).unwrap();
+    drop(f);
+    let lines_read = || -> u64 {
+        commits()
+            .iter()
+            .map(|c| c["counts"]["vault"]["read"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    wait_for(Duration::from_secs(60), "the copy read", || {
+        lines_read() >= 4_000 + 1_600 + 1_600
+    });
     let (code, _) = service.stop();
     assert_eq!(code, 0, "{}", service.log());
     assert_stored_once(&store, &written);
