@@ -170,6 +170,21 @@ fn write_vault_log(dir: &Path, lines_per_sec: u64, secs: u64, tag: &str) -> BTre
         .collect()
 }
 
+/// `n` Vault request/response pairs at `time`, ids `<tag>-000000` on: (lines, request ids).
+fn vault_pairs(tag: &str, n: usize, time: &str) -> (String, BTreeSet<String>) {
+    let mut text = String::new();
+    let mut ids = BTreeSet::new();
+    for i in 0..n {
+        let id = format!("{tag}-{i:06}");
+        text.push_str(&vault_request(&id, time));
+        text.push('\n');
+        text.push_str(&vault_response(&id, time));
+        text.push('\n');
+        ids.insert(id);
+    }
+    (text, ids)
+}
+
 /// Every request id stored in `store`, with how often.
 fn stored_ids(store: &Path) -> Vec<(String, i64)> {
     sql(
@@ -837,19 +852,7 @@ fn commit_records_splits_a_backlog_and_commits_a_burst_before_the_interval() {
     let time = (chrono::Utc::now() - chrono::Duration::hours(3))
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
-    let pairs = |tag: &str, n: usize| -> (String, BTreeSet<String>) {
-        let mut text = String::new();
-        let mut ids = BTreeSet::new();
-        for i in 0..n {
-            let id = format!("{tag}-{i:06}");
-            text.push_str(&vault_request(&id, &time));
-            text.push('\n');
-            text.push_str(&vault_response(&id, &time));
-            text.push('\n');
-            ids.insert(id);
-        }
-        (text, ids)
-    };
+    let pairs = |tag: &str, n: usize| vault_pairs(tag, n, &time);
     let (text, mut written) = pairs("backlog", 2_000);
     let log = write(&logs.join("audit.log"), &text);
     std::fs::File::options()
@@ -1044,16 +1047,7 @@ fn commits_fail_then_recover(fault: &str, says: &str) {
     let time = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();
-    let mut text = String::new();
-    let mut written = BTreeSet::new();
-    for i in 0..500 {
-        let id = format!("full-{i:04}");
-        text.push_str(&vault_request(&id, &time));
-        text.push('\n');
-        text.push_str(&vault_response(&id, &time));
-        text.push('\n');
-        written.insert(id);
-    }
+    let (text, written) = vault_pairs("full", 500, &time);
     write(&logs.join("audit.log"), &text);
     let full = write(&dir.path().join("fault-holds"), "");
     let envs = [
