@@ -13,11 +13,13 @@ use thiserror::Error;
 
 use crate::calendar::{parse_hours, parse_tz, parse_weekday, Calendar};
 pub use crate::detect::allowlist::Entry as AllowEntry;
+use crate::detect::DetectConfig;
 use crate::detect::Severity;
 use crate::environments::{Environment, Environments, Facet, Rule};
 use crate::mail::settings::RawSmtp;
 use crate::mail::settings::SmtpSettings;
 use crate::peer_groups::{PeerGroup, PeerGroups};
+use crate::query::QuerySettings;
 use crate::timerange::parse_duration;
 
 /// Default `--store`.
@@ -181,20 +183,12 @@ pub struct Config {
     pub hold_for: Duration,
     pub vault_cluster: String,
     pub k8s_cluster: String,
-    pub calendar: Calendar,
-    pub environments: Environments,
-    /// `[[peer_groups]]`: principals a team says belong together (besides those derived).
-    pub peer_groups: PeerGroups,
-    /// `[canaries] resources`: wildcard patterns on `resource_id` / `resource_name`.
-    pub canaries: Vec<String>,
-    /// Memory one query may use before it spills and then fails.
-    pub query_memory_limit: usize,
-    pub query_timeout: Duration,
+    /// `[query]`, `[calendar]`, `[[environments]]`, `[[peer_groups]]`, `[canaries]`.
+    pub query: QuerySettings,
     pub smtp: Option<SmtpSettings>,
     pub alerts: AlertSettings,
-    /// `[detectors.CODE]` tables, checked against the registry.
-    pub detectors: BTreeMap<String, toml::Table>,
-    pub allowlist: Vec<AllowEntry>,
+    /// `[detectors.CODE]`, `[[allowlist]]`.
+    pub detect: DetectConfig,
     /// `[serve]`, when the file has one (`vigil serve` needs its inputs).
     pub serve: Option<crate::serve::settings::ServeSettings>,
     /// `[object_store]`: the endpoint, region and plain-HTTP rule for `s3://` paths.
@@ -212,16 +206,10 @@ impl Default for Config {
             hold_for: crate::ingest::run::DEFAULT_HOLD_FOR,
             vault_cluster: "default".into(),
             k8s_cluster: "default".into(),
-            calendar: Calendar::default(),
-            environments: Environments::default(),
-            peer_groups: PeerGroups::default(),
-            canaries: Vec::new(),
-            query_memory_limit: 2 << 30,
-            query_timeout: Duration::from_secs(120),
+            query: QuerySettings::default(),
             smtp: None,
             alerts: AlertSettings::default(),
-            detectors: BTreeMap::new(),
-            allowlist: Vec::new(),
+            detect: DetectConfig::default(),
             serve: None,
             object_store: Default::default(),
         }
@@ -300,7 +288,7 @@ impl Config {
         };
         let query_memory_limit = match raw.query.memory_limit {
             Some(t) => parse_size(&t).map_err(|e| format!("query.memory_limit: {e}"))?,
-            None => d.query_memory_limit,
+            None => d.query.memory_limit,
         };
         if query_memory_limit < 16 << 20 {
             return Err("query.memory_limit must be at least 16MiB".into());
@@ -311,7 +299,7 @@ impl Config {
         };
         let query_timeout = match raw.query.timeout {
             Some(t) => parse_duration(&t).map_err(|e| format!("query.timeout: {e}"))?,
-            None => d.query_timeout,
+            None => d.query.timeout,
         };
         if query_timeout.is_zero() {
             return Err("query.timeout must be more than 0s".into());
@@ -321,27 +309,31 @@ impl Config {
             keep_raw: raw.store.keep_raw.unwrap_or(d.keep_raw),
             outbox_dir: raw.store.outbox_dir,
             checkpoint_every: raw.store.checkpoint_every.unwrap_or(d.checkpoint_every),
-            calendar: match raw.calendar {
-                Some(c) => calendar(c)?,
-                None => d.calendar,
+            query: QuerySettings {
+                memory_limit: query_memory_limit,
+                timeout: query_timeout,
+                calendar: match raw.calendar {
+                    Some(c) => calendar(c)?,
+                    None => d.query.calendar,
+                },
+                environments: environments(raw.environments)?,
+                peer_groups: peer_groups(raw.peer_groups)?,
+                canaries: raw.canaries.map(|c| c.resources).unwrap_or_default(),
             },
-            environments: environments(raw.environments)?,
-            peer_groups: peer_groups(raw.peer_groups)?,
-            canaries: raw.canaries.map(|c| c.resources).unwrap_or_default(),
-            query_memory_limit,
-            query_timeout,
             smtp: raw.smtp.map(crate::mail::settings::parse).transpose()?,
             alerts: raw.alerts.map(alerts).transpose()?.unwrap_or_default(),
-            detectors: match raw.detectors {
-                Some(t) => crate::detect::params::validate(&t)?,
-                None => BTreeMap::new(),
+            detect: DetectConfig {
+                detectors: match raw.detectors {
+                    Some(t) => crate::detect::params::validate(&t)?,
+                    None => BTreeMap::new(),
+                },
+                allowlist: raw
+                    .allowlist
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| allow(i, a))
+                    .collect::<Result<_, _>>()?,
             },
-            allowlist: raw
-                .allowlist
-                .into_iter()
-                .enumerate()
-                .map(|(i, a)| allow(i, a))
-                .collect::<Result<_, _>>()?,
             serve: raw.serve.map(crate::serve::settings::parse).transpose()?,
             object_store: crate::object_storage::settings::parse(raw.object_store)?,
             max_line_bytes,
@@ -578,13 +570,13 @@ mod tests {
              [smtp]\nhost = \"smtp.example.com\"\nfrom = \"vigil@example.com\"\nusername = \"v\"\npassword_env = \"P\"\n",
         )
         .unwrap();
-        assert_eq!(c.calendar.timezone.name(), "Europe/Paris");
-        assert!(c.calendar.workdays[1] && !c.calendar.workdays[2]);
-        assert_eq!(c.environments.configured[0].name, "prod");
-        assert_eq!(c.peer_groups.configured[0].name, "payments");
-        assert_eq!(c.peer_groups.configured[0].rules.len(), 2);
-        assert_eq!(c.query_memory_limit, 512 << 20);
-        assert_eq!(c.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.query.calendar.timezone.name(), "Europe/Paris");
+        assert!(c.query.calendar.workdays[1] && !c.query.calendar.workdays[2]);
+        assert_eq!(c.query.environments.configured[0].name, "prod");
+        assert_eq!(c.query.peer_groups.configured[0].name, "payments");
+        assert_eq!(c.query.peer_groups.configured[0].rules.len(), 2);
+        assert_eq!(c.query.memory_limit, 512 << 20);
+        assert_eq!(c.query.timeout, Duration::from_secs(30));
         let smtp = c.smtp.unwrap();
         assert_eq!(
             (smtp.port, smtp.tls),

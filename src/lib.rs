@@ -24,6 +24,8 @@ pub mod event;
 pub mod fault;
 /// The findings history: every finding recorded, its status, analysts' verdicts.
 pub mod findings;
+/// Durable local file writes (temp name, fsync, rename, fsync of the directory).
+pub mod fsutil;
 /// Synthetic audit logs with labelled anomalies (`vigil generate`).
 pub mod generate;
 /// Shell-style wildcards for config patterns.

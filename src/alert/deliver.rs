@@ -50,7 +50,13 @@ pub async fn record_and_queue(
     wait: Duration,
     waiting: impl FnOnce(),
 ) -> Result<Recorded, DeliverError> {
-    let mut r = Recorder::begin(store, config, wait, waiting)?;
+    let mut r = Recorder::begin(
+        store,
+        config.query.memory_limit,
+        &config.outbox(store.root()),
+        wait,
+        waiting,
+    )?;
     let warnings = r.take_warnings();
     let suppress_for = i64::try_from(config.alerts.suppress_for.as_nanos()).unwrap_or(i64::MAX);
     let alerting = notify.then_some(Alerting {

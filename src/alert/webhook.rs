@@ -140,7 +140,7 @@ pub fn queue(outbox: &Path, now: i64, id: &str, body: &[u8]) -> std::io::Result<
     let dir = pending_dir(outbox);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{now:020}-{id}.json"));
-    crate::store::fsutil::write_atomic(&path, body)?;
+    crate::fsutil::write_atomic(&path, body)?;
     Ok(path)
 }
 
@@ -194,7 +194,7 @@ pub fn flush(outbox: &Path, url: Result<String, String>) -> Option<Posted> {
                     .and_then(|()| {
                         std::fs::rename(&path, sent.join(path.file_name().unwrap_or_default()))
                     })
-                    .and_then(|()| crate::store::fsutil::sync_dir(&dir))
+                    .and_then(|()| crate::fsutil::sync_dir(&dir))
                     .map_err(|e| format!("{}: {e}", path.display()))
             });
         match result {

@@ -82,7 +82,7 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             g.store.root().display()
         );
     }
-    let ctx = session(&g.store, &g.config).await?;
+    let ctx = session(&g.store, &g.config.query).await?;
     let only = (!args.only.is_empty()).then_some(args.only.as_slice());
     let suppress = i64::try_from(g.config.alerts.suppress_for.as_nanos()).unwrap_or(i64::MAX);
     let mut findings: Vec<Finding> = Vec::new();
@@ -99,7 +99,7 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
             from: t,
             to: (t + step).min(to),
         };
-        let d = DetectContext::new(&ctx, window, &g.config);
+        let d = DetectContext::new(&ctx, window, &g.config.query, &g.config.detect);
         for f in detect::run(&d, only).await? {
             let day = rfc3339(window.from)[..10].to_owned();
             let send = last_alert

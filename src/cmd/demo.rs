@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use super::{exit, Globals};
 use crate::cli::DemoArgs;
 use crate::ingest::{ingest, InputSpec};
-use crate::query::{run_sql, session, Limits};
+use crate::query::{run_sql, session};
 use crate::report::{self, write_batches_fitted, Format};
 use crate::store::Store;
 use crate::timerange::{parse_instant, rfc3339, TimeRange};
@@ -89,8 +89,8 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
     super::ingest::print_summary(&report, &demo_globals)?;
     eprintln!("(the rejected records are the malformed samples planted in each file)");
 
-    let ctx = session(&store, &g.config).await?;
-    let limits = Limits::of(&g.config);
+    let ctx = session(&store, &g.config.query).await?;
+    let limits = g.config.query.limits();
     let mut out = std::io::stdout().lock();
     for (title, sql) in QUERIES {
         writeln!(
@@ -139,7 +139,7 @@ pub async fn run(g: &Globals, _args: DemoArgs) -> anyhow::Result<u8> {
         "\n== Findings: what is unusual from {DETECT_FROM} on, against the days before\n$ vigil --store {} detect --from {DETECT_FROM} --to {SAMPLE_TO}",
         root.display()
     )?;
-    let d = crate::detect::DetectContext::new(&ctx, window, &g.config);
+    let d = crate::detect::DetectContext::new(&ctx, window, &g.config.query, &g.config.detect);
     let findings = crate::detect::run(&d, None).await?;
     for f in &findings {
         writeln!(

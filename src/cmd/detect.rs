@@ -28,8 +28,8 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
             g.store.root().display()
         );
     }
-    let ctx = session(&g.store, &g.config).await?;
-    let d = DetectContext::new(&ctx, window, &g.config);
+    let ctx = session(&g.store, &g.config.query).await?;
+    let d = DetectContext::new(&ctx, window, &g.config.query, &g.config.detect);
     let only = (!args.only.is_empty()).then_some(args.only.as_slice());
     let mut findings = detect::run(&d, only).await?;
     if !g.quiet {
@@ -55,7 +55,8 @@ pub async fn run(g: &Globals, args: DetectArgs) -> anyhow::Result<u8> {
         let now = crate::clock::now_nanos().map_err(anyhow::Error::msg)?;
         let log = g.store.log()?;
         let history =
-            crate::findings::table::session(&g.store, &log, g.config.query_memory_limit).await?;
+            crate::query::findings_table::session(&g.store, &log, g.config.query.memory_limit)
+                .await?;
         let verdicts = triage::benign_verdicts(&history, now)
             .await
             .map_err(anyhow::Error::msg)?;

@@ -10,7 +10,7 @@ use crate::detect::finding::sql_str;
 use crate::findings::record::Recorder;
 use crate::findings::verdict::{self, Verdict};
 use crate::findings::{self, Status};
-use crate::query::{run_sql, Limits};
+use crate::query::run_sql;
 use crate::report::{write_batches_fitted, Format};
 use crate::timerange::{parse_duration, parse_instant, rfc3339};
 
@@ -75,8 +75,9 @@ async fn list(g: &Globals, args: FindingsListArgs) -> anyhow::Result<u8> {
         filters.join(" AND ")
     );
     let log = g.store.log()?;
-    let ctx = findings::table::session(&g.store, &log, g.config.query_memory_limit).await?;
-    let batches = run_sql(&ctx, &sql, Limits::of(&g.config)).await?;
+    let ctx =
+        crate::query::findings_table::session(&g.store, &log, g.config.query.memory_limit).await?;
+    let batches = run_sql(&ctx, &sql, g.config.query.limits()).await?;
     let mut out = std::io::stdout().lock();
     write_batches_fitted(&mut out, &batches, format, crate::report::terminal_width())?;
     out.flush()?;
@@ -151,7 +152,8 @@ const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn give(g: &Globals, key: &str, verdict: Verdict) -> anyhow::Result<u8> {
     let quiet = g.quiet;
-    let mut r = Recorder::begin(&g.store, &g.config, VERDICT_WAIT, || {
+    let outbox = g.config.outbox(g.store.root());
+    let mut r = Recorder::begin(&g.store, g.config.query.memory_limit, &outbox, VERDICT_WAIT, || {
         if !quiet {
             eprintln!(
                 "note: another vigil process is writing to the store; waiting up to {} s for it to finish",

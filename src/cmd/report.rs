@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use super::{exit, Globals};
 use crate::cli::{ListFormat, ReportCommand, ReportRunArgs, TimeArgs};
 use crate::mail::{self, Delivered};
-use crate::query::{session, Limits};
+use crate::query::session;
 use crate::report::{self, catalog, extension, Format, Report, ReportRun};
 use crate::timerange::{self, rfc3339, TimeRange};
 
@@ -109,8 +109,7 @@ fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             );
         }
     }
-    crate::store::fsutil::write_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    crate::fsutil::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `width`: the terminal's, when the result goes there (tables fit it).
@@ -147,8 +146,8 @@ async fn run_reports(g: &Globals, args: ReportRunArgs) -> anyhow::Result<u8> {
             g.store.root().display()
         );
     }
-    let ctx = session(&g.store, &g.config).await?;
-    let limits = Limits::of(&g.config);
+    let ctx = session(&g.store, &g.config.query).await?;
+    let limits = g.config.query.limits();
     let evidence = report::evidence(&g.store.log()?, range);
     let mut runs = Vec::new();
     for r in &selected {

@@ -8,7 +8,7 @@ use super::shell;
 
 use super::{exit, Globals};
 use crate::cli::SqlArgs;
-use crate::query::{run_sql, session, Limits};
+use crate::query::{run_sql, session};
 use crate::report::{write_batches_fitted, Format};
 
 pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
@@ -28,11 +28,11 @@ pub async fn run(g: &Globals, args: SqlArgs) -> anyhow::Result<u8> {
         (None, None) => return shell(g).await,
     };
     open_store_check(g)?;
-    let ctx = session(&g.store, &g.config).await?;
+    let ctx = session(&g.store, &g.config.query).await?;
     let batches = run_sql(
         &ctx,
         sql.trim().trim_end_matches(';'),
-        Limits::of(&g.config),
+        g.config.query.limits(),
     )
     .await?;
     let format = args
@@ -56,7 +56,7 @@ fn open_store_check(g: &Globals) -> anyhow::Result<()> {
 
 async fn shell(g: &Globals) -> anyhow::Result<u8> {
     open_store_check(g)?;
-    let ctx = session(&g.store, &g.config).await?;
-    shell::run(&ctx, Limits::of(&g.config)).await?;
+    let ctx = session(&g.store, &g.config.query).await?;
+    shell::run(&ctx, g.config.query.limits()).await?;
     Ok(exit::OK)
 }

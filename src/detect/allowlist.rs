@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use crate::net::in_network;
 
+use super::DetectConfig;
 use super::Finding;
-use crate::config::Config;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -25,7 +25,7 @@ pub struct Allowlist<'a> {
 }
 
 impl<'a> Allowlist<'a> {
-    pub fn from_config(config: &'a Config) -> Allowlist<'a> {
+    pub fn from_config(config: &'a DetectConfig) -> Allowlist<'a> {
         Allowlist {
             entries: &config.allowlist,
         }

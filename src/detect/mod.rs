@@ -43,8 +43,9 @@ pub fn display_name(actor_id: &str, actor_name: Option<&str>) -> String {
 
 pub use params::{DetectorSettings, Param};
 
-use crate::config::Config;
-use crate::query::{Limits, QueryError};
+use futures::FutureExt;
+
+use crate::query::{Limits, QueryError, QuerySettings};
 use crate::timerange::TimeRange;
 
 #[derive(Debug, Error)]
@@ -54,15 +55,31 @@ pub enum DetectError {
         code: &'static str,
         error: QueryError,
     },
+    /// A detector failed in a way that is a bug in vigil (a query result without a column it
+    /// reads): reported as the run's failure, never as "nothing found".
+    #[error("detector {code} failed (a bug in vigil, please report it): {message}")]
+    Bug { code: &'static str, message: String },
     #[error("{0}")]
     Usage(String),
+}
+
+/// What detection needs of the configuration beyond what queries need (assembled by
+/// `crate::config`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectConfig {
+    /// `[detectors.CODE]` tables, checked against the registry.
+    pub detectors: std::collections::BTreeMap<String, toml::Table>,
+    /// `[[allowlist]]`: findings teams have said are expected.
+    pub allowlist: Vec<allowlist::Entry>,
 }
 
 /// What a detector sees: the session over the store, the window, the settings.
 pub struct DetectContext<'a> {
     pub ctx: &'a SessionContext,
     pub window: TimeRange,
-    pub config: &'a Config,
+    /// The calendar, peer groups and canaries queries also use, and the limits.
+    pub query: &'a QuerySettings,
+    pub config: &'a DetectConfig,
     pub limits: Limits,
     /// What detectors say about themselves (cold start: quiet or on a static rule, and why).
     pub notes: std::sync::Mutex<Vec<String>>,
@@ -76,13 +93,15 @@ impl<'a> DetectContext<'a> {
     pub fn new(
         ctx: &'a SessionContext,
         window: TimeRange,
-        config: &'a Config,
+        query: &'a QuerySettings,
+        config: &'a DetectConfig,
     ) -> DetectContext<'a> {
         DetectContext {
             ctx,
             window,
+            query,
             config,
-            limits: Limits::of(config),
+            limits: query.limits(),
             notes: std::sync::Mutex::new(Vec::new()),
             cache: detectors::Cache::default(),
             timings: std::sync::Mutex::new(Vec::new()),
@@ -166,9 +185,15 @@ pub async fn run(
             continue;
         }
         let started = std::time::Instant::now();
-        let mut found = det
-            .detect(d, &settings)
+        // A panic (a column a detector reads that its query lacks) fails the run loudly
+        // instead of taking the process down without the detector's name.
+        let mut found = std::panic::AssertUnwindSafe(det.detect(d, &settings))
+            .catch_unwind()
             .await
+            .map_err(|panic| DetectError::Bug {
+                code: det.code(),
+                message: panic_message(panic.as_ref()),
+            })?
             .map_err(|source| DetectError::Query {
                 code: det.code(),
                 error: source,
@@ -187,6 +212,14 @@ pub async fn run(
     combine_off_hours_bursts(&mut findings);
     sort_findings(&mut findings);
     Ok(findings)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panicked".into())
 }
 
 /// The order findings are printed and sent in: window start, severity (highest first), code,

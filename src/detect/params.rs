@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::DetectConfig;
 use super::{Detector, Severity};
-use crate::config::Config;
 
 /// A tunable number with its default.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ impl DetectorSettings {
 
 /// Settings of one detector: its defaults overlaid with its `[detectors.CODE]` table, which
 /// `validate` has checked when the config was read.
-pub fn settings(config: &Config, det: &dyn Detector) -> DetectorSettings {
+pub fn settings(config: &DetectConfig, det: &dyn Detector) -> DetectorSettings {
     let mut values: BTreeMap<&'static str, f64> =
         det.params().iter().map(|p| (p.name, p.default)).collect();
     let mut enabled = true;

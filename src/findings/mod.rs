@@ -13,7 +13,6 @@ pub mod merge;
 pub mod migrate;
 pub mod record;
 pub mod row;
-pub mod table;
 pub mod triage;
 pub mod verdict;
 

@@ -10,9 +10,9 @@ use datafusion::prelude::SessionContext;
 use thiserror::Error;
 
 use super::triage::{self, Alerting, Plan};
-use super::{merge, migrate, query, stage, table, ts, FindingRow};
-use crate::config::Config;
+use super::{merge, migrate, query, stage, ts, FindingRow};
 use crate::detect::Finding;
+use crate::query::findings_table as table;
 use crate::store::transaction::{Changes, Transaction};
 use crate::store::{Store, StoreError};
 
@@ -46,9 +46,11 @@ impl<'s> Recorder<'s> {
     /// Takes the store's write lock, waiting up to `wait` for another writer (an ingest) to
     /// finish (`waiting` is called if it has to). A store that has never recorded findings
     /// first takes over the alert state the outbox kept (`migrate`), in a commit of its own.
+    /// `memory_limit` is `[query] memory_limit`; `outbox` the alert outbox's directory.
     pub fn begin(
         store: &'s Store,
-        config: &Config,
+        memory_limit: usize,
+        outbox: &std::path::Path,
         wait: Duration,
         waiting: impl FnOnce(),
     ) -> Result<Recorder<'s>, RecordError> {
@@ -59,11 +61,11 @@ impl<'s> Recorder<'s> {
             store,
             tx,
             now: clock()?,
-            memory_limit: config.query_memory_limit,
+            memory_limit,
             migrated: 0,
         };
         if r.tx.log().state.findings.is_empty() {
-            let rows = migrate::from_outbox(&config.outbox(store.root()));
+            let rows = migrate::from_outbox(outbox);
             r.migrated = rows.len();
             r.commit(rows)?;
         }

@@ -8,13 +8,13 @@ use datafusion::arrow::array::{
     StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Float64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::arrow::error::ArrowError;
 
 use super::Status;
 use crate::detect::{Finding, Severity};
+pub use crate::query::findings_table::schema;
+use crate::query::findings_table::{strings, utc};
 use crate::timerange::parse_instant;
 
 /// A finding with one of its statuses. A finding is identified by (`key`, `window_start`,
@@ -142,45 +142,6 @@ impl FindingRow {
             cold_start: self.cold_start,
         })
     }
-}
-
-fn utc() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
-}
-
-fn strings() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-}
-
-/// The columns of the findings files, in order.
-pub fn schema() -> SchemaRef {
-    let f = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
-    Arc::new(Schema::new(vec![
-        f("key", DataType::Utf8, false),
-        f("window_start", utc(), false),
-        f("window_end", utc(), false),
-        f("code", DataType::Utf8, false),
-        f("detector", DataType::Utf8, false),
-        f("severity", DataType::Utf8, true),
-        f("actor_id", DataType::Utf8, false),
-        f("actor_name", DataType::Utf8, true),
-        f("resources", strings(), false),
-        f("score", DataType::Float64, true),
-        f("observed", DataType::Utf8, true),
-        f("baseline", DataType::Utf8, true),
-        f("explanation", DataType::Utf8, false),
-        f("investigate_sql", DataType::Utf8, true),
-        f("cold_start", DataType::Boolean, false),
-        f("part_keys", strings(), false),
-        f("detected_at", utc(), false),
-        f("status", DataType::Utf8, false),
-        f("status_by", DataType::Utf8, true),
-        f("status_reason", DataType::Utf8, true),
-        f("status_at", utc(), false),
-        f("status_until", utc(), true),
-        f("alert_id", DataType::Utf8, true),
-        f("commit_seq", DataType::UInt64, false),
-    ]))
 }
 
 /// The rows as one batch of [`schema`].

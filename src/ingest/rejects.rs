@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::redact::scrub_reject_text;
 use super::splitter::RawRecord;
 use crate::event::utc_date;
+use crate::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use crate::store::commit::RejectsFile;
-use crate::store::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use crate::store::{Store, StoreError, REJECTS_DIR};
 
 /// Rejects kept in memory to print; all of them go to the rejects file.

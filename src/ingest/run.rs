@@ -28,9 +28,9 @@ use super::source::{
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
+use crate::fsutil::create_dir_all_durable;
 use crate::object_storage::{ObjectError, ObjectReader, ObjectUrl};
 use crate::store::dedupe::UidIndex;
-use crate::store::fsutil::create_dir_all_durable;
 use crate::store::held::Carried;
 use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint, ObjectCheckpoint};
 use crate::store::transaction::{Changes, Transaction};
@@ -260,8 +260,8 @@ pub fn ingest(
 /// over) into `store`: for a caller that finds its inputs itself (`vigil serve`).
 ///
 /// `kept` is the dedupe index of the caller's previous run, for a process that holds the
-/// store's write lock across its runs: loading the uids of a day's files again at every commit
-/// costs more than the commit once the day is large. It is handed back after a run that
+/// store's write lock across its runs: loading the uids of the slots in use again at every
+/// commit costs more than the commit at high rates. It is handed back after a run that
 /// committed (or that recorded no uid), and left `None` after any other, so that a uid of rows
 /// that were not committed never makes a later record a "duplicate".
 pub fn ingest_found(

@@ -18,7 +18,7 @@ use lettre::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::store::fsutil::write_atomic;
+use crate::fsutil::write_atomic;
 pub use settings::SmtpSettings;
 
 pub use smtp::send_raw;
@@ -292,7 +292,7 @@ fn mark_sent_envelope(outbox: &Path, stem: &str) -> Result<(), MailError> {
     let json = pending.join(format!("{stem}.json"));
     std::fs::rename(&json, outbox.join("sent").join(format!("{stem}.json")))
         .map_err(outbox_io(&json))?;
-    crate::store::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
+    crate::fsutil::sync_dir(&pending).map_err(outbox_io(&pending))
 }
 
 /// Every envelope in the outbox (local, pending and sent).

@@ -1,6 +1,7 @@
 //! The DataFusion session over the store, and read-only user SQL.
 
 pub mod counts_table;
+pub mod findings_table;
 pub mod table;
 pub mod udf;
 
@@ -19,7 +20,9 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::calendar::Calendar;
+use crate::environments::Environments;
+use crate::peer_groups::PeerGroups;
 use crate::store::rollup::Kind;
 use crate::store::{Store, StoreError};
 use counts_table::CountsTable;
@@ -97,7 +100,7 @@ pub const TABLES: &str = "events, event_counts, client_counts, principal_counts,
 
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
-pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, QueryError> {
+pub async fn session(store: &Store, config: &QuerySettings) -> Result<SessionContext, QueryError> {
     let log = store.log()?;
     // A torn newest commit (a crash) is read past with a warning; a log damaged before its end,
     // or a commit edited to stop chaining, would silently hide every later event from queries,
@@ -109,7 +112,7 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
         eprintln!("warning: {w}");
     }
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(config.query_memory_limit)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit)))
         .build_arc()?;
     let session_config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(session_config, runtime);
@@ -132,7 +135,7 @@ pub async fn session(store: &Store, config: &Config) -> Result<SessionContext, Q
         let view = ctx.sql(sql).await?.into_view();
         ctx.register_table(name, view)?;
     }
-    crate::findings::table::register(&ctx, store, &log).await?;
+    findings_table::register(&ctx, store, &log).await?;
     Ok(ctx)
 }
 
@@ -144,11 +147,39 @@ pub struct Limits {
     pub memory: usize,
 }
 
-impl Limits {
-    pub fn of(config: &Config) -> Limits {
+/// What queries need of the configuration (assembled by `crate::config`): `[query]`'s limits,
+/// and what the team says of its estate, which the `vigil_*` functions apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySettings {
+    /// Memory one query may use before it spills and then fails.
+    pub memory_limit: usize,
+    pub timeout: Duration,
+    pub calendar: Calendar,
+    pub environments: Environments,
+    /// `[[peer_groups]]`: principals a team says belong together (besides those derived).
+    pub peer_groups: PeerGroups,
+    /// `[canaries] resources`: wildcard patterns on `resource_id` / `resource_name`.
+    pub canaries: Vec<String>,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings {
+            memory_limit: 2 << 30,
+            timeout: Duration::from_secs(120),
+            calendar: Calendar::default(),
+            environments: Environments::default(),
+            peer_groups: PeerGroups::default(),
+            canaries: Vec::new(),
+        }
+    }
+}
+
+impl QuerySettings {
+    pub fn limits(&self) -> Limits {
         Limits {
-            timeout: config.query_timeout,
-            memory: config.query_memory_limit,
+            timeout: self.timeout,
+            memory: self.memory_limit,
         }
     }
 }

@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::config::Config;
+use super::QuerySettings;
 
 type Body = dyn Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync;
 
@@ -153,7 +153,7 @@ fn string_fn(
 }
 
 /// Registers the functions with the settings of `config`.
-pub fn register_all(ctx: &SessionContext, config: &Config) {
+pub fn register_all(ctx: &SessionContext, config: &QuerySettings) {
     // String arguments are taken as views, the type table `events` has: no copy for columns.
     let s = || DataType::Utf8View;
     let calendar = Arc::new(config.calendar.clone());

@@ -83,7 +83,7 @@ impl Cursor {
         };
         let p = path(store);
         if let Some(dir) = p.parent() {
-            crate::store::fsutil::create_dir_all_durable(dir)
+            crate::fsutil::create_dir_all_durable(dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let body = serde_json::to_vec_pretty(&Saved {
@@ -97,7 +97,7 @@ impl Cursor {
                 .collect(),
         })
         .unwrap_or_default();
-        crate::store::fsutil::write_atomic(&p, &body).map_err(|e| format!("{}: {e}", p.display()))
+        crate::fsutil::write_atomic(&p, &body).map_err(|e| format!("{}: {e}", p.display()))
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub errors: Family<TaskLabels, Counter>,
     pub schedule_runs: Family<ScheduleLabels, Counter>,
     pub heartbeat: FloatGauge,
+    pub dedupe_uids: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +93,7 @@ impl Metrics {
             errors: Family::default(),
             schedule_runs: Family::default(),
             heartbeat: FloatGauge::default(),
+            dedupe_uids: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -159,6 +161,11 @@ impl Metrics {
             "alert_messages_pending",
             "Alert emails waiting in the outbox after the last send",
             m.alert_messages_pending.clone(),
+        );
+        registry.register(
+            "dedupe_uids",
+            "Event uids the dedupe index holds in memory (about 30 bytes each): the minutes of event time being written, and older ones up to the budget",
+            m.dedupe_uids.clone(),
         );
         registry.register("errors", "Failed runs of a task", m.errors.clone());
         registry.register(

@@ -247,7 +247,7 @@ struct Service {
     /// Something was queued since the running send started: send again when it ends.
     send_wanted: bool,
     /// The dedupe index of the last commit: the service is the store's only writer while it
-    /// runs, so the uids of the day need not be read back from its files at every commit.
+    /// runs, so the uids of the slots it writes need not be read back at every commit.
     uids: Option<crate::store::dedupe::UidIndex>,
 }
 
@@ -487,6 +487,10 @@ impl Service {
                 .set(i64::try_from(p.waiting().0).unwrap_or(i64::MAX));
         }
         self.pending = tick.pending;
+        if let Some(uids) = &tick.uids {
+            m.dedupe_uids
+                .set(i64::try_from(uids.uids_in_memory()).unwrap_or(i64::MAX));
+        }
         self.uids = tick.uids;
         match tick.report {
             None => {
@@ -634,7 +638,7 @@ impl Service {
             }
             return Ok(false);
         }
-        let ctx = crate::query::session(&self.store, &self.config)
+        let ctx = crate::query::session(&self.store, &self.config.query)
             .await
             .map_err(|e| e.to_string())?;
         let last = hours.last().map(|w| w.to);
@@ -668,7 +672,7 @@ impl Service {
         // Detectors due at the same end are looked at together.
         let mut due: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
         for det in detect::all() {
-            let s = detect::params::settings(&self.config, det.as_ref());
+            let s = detect::params::settings(&self.config.detect, det.as_ref());
             let Some(every) = det.look_every(&s).filter(|_| s.enabled) else {
                 continue;
             };
@@ -682,7 +686,7 @@ impl Service {
         }
         let log = self.store.log().map_err(|e| e.to_string())?;
         let spans = Spans::of(&log);
-        let ctx = crate::query::session(&self.store, &self.config)
+        let ctx = crate::query::session(&self.store, &self.config.query)
             .await
             .map_err(|e| e.to_string())?;
         for (end, codes) in due {
@@ -713,7 +717,7 @@ impl Service {
         only: Option<&[String]>,
     ) -> Result<(), String> {
         let started = Instant::now();
-        let d = DetectContext::new(ctx, window, &self.config);
+        let d = DetectContext::new(ctx, window, &self.config.query, &self.config.detect);
         let findings = detect::run(&d, only).await.map_err(|e| e.to_string())?;
         let period = format!("{} to {}", rfc3339(window.from), rfc3339(window.to));
         let recorded = deliver::record_and_queue(
@@ -761,7 +765,7 @@ impl Service {
         let Ok(now) = crate::clock::now_nanos() else {
             return false;
         };
-        let tz = self.config.calendar.timezone;
+        let tz = self.config.query.calendar.timezone;
         let mut ran = false;
         for s in self.settings.schedules.clone() {
             if self.stopping() {

@@ -281,10 +281,10 @@ impl Slots {
         let saved: BTreeMap<&String, String> =
             self.last.iter().map(|(k, v)| (k, rfc3339(*v))).collect();
         if let Some(dir) = self.path.parent() {
-            crate::store::fsutil::create_dir_all_durable(dir)
+            crate::fsutil::create_dir_all_durable(dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        crate::store::fsutil::write_atomic(
+        crate::fsutil::write_atomic(
             &self.path,
             &serde_json::to_vec_pretty(&saved).unwrap_or_default(),
         )

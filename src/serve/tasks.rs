@@ -50,10 +50,10 @@ pub async fn run(store: &Store, config: &Config, s: &Schedule, slot: i64) -> Res
                 from: slot.saturating_sub(since),
                 to: slot,
             };
-            let ctx = crate::query::session(store, config)
+            let ctx = crate::query::session(store, &config.query)
                 .await
                 .map_err(|e| e.to_string())?;
-            let limits = crate::query::Limits::of(config);
+            let limits = config.query.limits();
             let evidence = report::evidence(&store.log().map_err(|e| e.to_string())?, range);
             let mut runs = Vec::new();
             for name in names {

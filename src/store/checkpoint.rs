@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::commit::{commit_file_name, Commit, LoggedCommit};
-use super::fsutil::{create_dir_all_durable, write_atomic};
 use super::state::State;
 use super::StoreError;
+use crate::fsutil::{create_dir_all_durable, write_atomic};
 
 pub const CHECKPOINTS_DIR: &str = "_checkpoints";
 

@@ -34,7 +34,7 @@ pub fn set_aside_orphans(
     }
     let mut set_aside = Vec::new();
     for path in removed {
-        if path.to_string_lossy().ends_with(super::fsutil::TEMP_SUFFIX) {
+        if path.to_string_lossy().ends_with(crate::fsutil::TEMP_SUFFIX) {
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             continue;
         }
@@ -57,7 +57,7 @@ fn set_aside_file(store: &Store, path: &Path) -> Result<PathBuf, StoreError> {
         target = PathBuf::from(name);
     }
     if let Some(parent) = target.parent() {
-        super::fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
+        crate::fsutil::create_dir_all_durable(parent).map_err(|e| StoreError::io(parent, e))?;
     }
     fs::rename(path, &target).map_err(|e| StoreError::io(path, e))?;
     Ok(path.to_owned())
@@ -138,7 +138,7 @@ pub fn tidy_checkpoints(
         let seq = name
             .strip_suffix(".json")
             .and_then(|s| s.parse::<u64>().ok());
-        if name.ends_with(super::fsutil::TEMP_SUFFIX) || seq == Some(log.next_seq()) {
+        if name.ends_with(crate::fsutil::TEMP_SUFFIX) || seq == Some(log.next_seq()) {
             fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             deleted += 1;
         } else if seq.is_some_and(|s| s > log.next_seq()) {

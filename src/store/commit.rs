@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{self, CheckpointRef};
-use super::fsutil::write_atomic;
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::state::State;
 use super::StoreError;
+use crate::fsutil::write_atomic;
 
 pub const COMMITS_DIR: &str = "_commits";
 
@@ -397,7 +397,7 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
 /// size.
 pub fn write_commit(root: &Path, commit: &Commit) -> Result<(String, u64), StoreError> {
     let dir = root.join(COMMITS_DIR);
-    super::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    crate::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
     let mut bytes = serde_json::to_vec_pretty(commit).expect("a commit serializes");
     bytes.push(b'\n');
     let path = dir.join(commit_file_name(commit.seq));

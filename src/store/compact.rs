@@ -223,7 +223,7 @@ fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
     let path = store.absolute(&f.path);
     let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
     let (sha256, bytes) =
-        super::fsutil::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
+        crate::fsutil::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
     if sha256 != f.sha256 || bytes != f.bytes {
         return Err(StoreError::Damaged(format!(
             "{} is not the file its commit recorded (changed since it was written); nothing was compacted",

@@ -13,9 +13,9 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fsutil::{create_dir_all_durable, write_atomic};
 use super::{CommitLog, Store, StoreError};
 use crate::event::{Event, SourceKind};
+use crate::fsutil::{create_dir_all_durable, write_atomic};
 
 pub const HELD_DIR: &str = "state/held";
 

@@ -15,7 +15,6 @@ pub mod commit;
 pub mod compact;
 pub mod dedupe;
 pub mod digest;
-pub mod fsutil;
 pub mod held;
 pub mod inputs;
 pub mod rollup;
@@ -132,7 +131,8 @@ impl Store {
                 _file: Arc::clone(file),
             });
         }
-        fsutil::create_dir_all_durable(&self.root).map_err(|e| StoreError::io(&self.root, e))?;
+        crate::fsutil::create_dir_all_durable(&self.root)
+            .map_err(|e| StoreError::io(&self.root, e))?;
         let path = self.root.join(".lock");
         let file = File::options()
             .create(true)

@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::checkpoint::CheckpointRef;
 use super::commit::{commit_file_name, Commit, DataFile, COMMITS_DIR};
-use super::fsutil::TEMP_SUFFIX;
 use super::state::State;
 use super::{Store, StoreError, EVENTS_DIR, REJECTS_DIR};
+use crate::fsutil::TEMP_SUFFIX;
 
 /// What verification found.
 #[derive(Debug, Default)]
@@ -668,7 +668,7 @@ fn check_file(
         }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
-    let (actual, n) = super::fsutil::sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
+    let (actual, n) = crate::fsutil::sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
     if actual != sha256 || n != bytes {
         problems.push(format!("{rel} hash mismatch (the file was changed)"));
         return Ok(false);

@@ -20,9 +20,9 @@ use datafusion::parquet::schema::types::ColumnPath;
 
 use super::commit::{DataFile, RollupFile};
 use super::digest::ContentDigest;
-use super::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use super::{rollup, Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
+use crate::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
 use crate::timerange::rfc3339;
 
 /// A partition's buffer is written out once it holds about this much.

@@ -110,6 +110,12 @@ pub fn reject_reasons(store: &Path, report: &Value) -> Vec<String> {
 }
 
 /// A Vault response entry (complete row on its own) with the given id and time.
+pub fn vault_request(id: &str, time: &str) -> String {
+    format!(
+        r#"{{"time":"{time}","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}}}}"#
+    )
+}
+
 pub fn vault_response(id: &str, time: &str) -> String {
     format!(
         r#"{{"time":"{time}","type":"response","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}},"response":{{"data":{{"data":{{"password":"hmac-sha256:00"}}}}}}}}"#

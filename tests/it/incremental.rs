@@ -166,12 +166,6 @@ fn from_now(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn vault_request(id: &str, time: &str) -> String {
-    format!(
-        r#"{{"time":"{time}","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}}}}"#
-    ) + "\n"
-}
-
 fn request_rows(store: &Path, id: &str) -> Vec<(String, String)> {
     sql(
         store,
@@ -201,7 +195,7 @@ fn a_request_and_its_response_in_two_runs_make_one_row() {
     let store = dir.path().join("store");
     let log = write(
         &dir.path().join("audit.log"),
-        vault_request("p-1", &from_now(-60)) + &vault_response("x-1", &from_now(-59)) + "\n",
+        vault_request("p-1", &from_now(-60)) + "\n" + &vault_response("x-1", &from_now(-59)) + "\n",
     );
     let (_, first) = ingest(&store, &[&log], &[]);
     assert_eq!(tally(&first, "vault"), [2, 1, 0, 0, 0, 1], "{first}");
@@ -247,7 +241,7 @@ fn a_damaged_held_state_stops_ingest_until_it_is_discarded() {
     let store = dir.path().join("store");
     let log = write(
         &dir.path().join("audit.log"),
-        vault_request("d-1", &from_now(-60)) + &vault_response("x-1", &from_now(-59)) + "\n",
+        vault_request("d-1", &from_now(-60)) + "\n" + &vault_response("x-1", &from_now(-59)) + "\n",
     );
     let (_, first) = ingest(&store, &[&log], &[]);
     assert_eq!(held_counts(&first), (0, 1), "{first}");
@@ -282,7 +276,7 @@ fn a_held_request_is_stored_alone_after_hold_for_or_when_its_file_is_done() {
     let store = dir.path().join("store");
     let log = write(
         &dir.path().join("a.log"),
-        vault_request("q-1", &from_now(-60)),
+        vault_request("q-1", &from_now(-60)) + "\n",
     );
     let (_, first) = ingest(&store, &[&log], &[]);
     assert_eq!(held_counts(&first), (0, 1), "{first}");
@@ -300,7 +294,7 @@ fn a_held_request_is_stored_alone_after_hold_for_or_when_its_file_is_done() {
     let store = dir.path().join("store2");
     let log = write(
         &dir.path().join("b.log"),
-        vault_request("q-2", &from_now(-60)),
+        vault_request("q-2", &from_now(-60)) + "\n",
     );
     ingest(&store, &[&log], &[]);
     make_old(&log);
@@ -316,7 +310,7 @@ fn a_held_request_is_stored_alone_after_hold_for_or_when_its_file_is_done() {
     let store = dir.path().join("store3");
     let log = write(
         &dir.path().join("c.log"),
-        vault_request("q-3", "2026-03-02T10:00:00Z"),
+        vault_request("q-3", "2026-03-02T10:00:00Z") + "\n",
     );
     let (_, first) = ingest(&store, &[&log], &[]);
     assert_eq!(held_counts(&first), (0, 0), "{first}");

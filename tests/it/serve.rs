@@ -137,12 +137,6 @@ fn serve_config(dir: &Path, port: u16, inputs: &Path, extra: &str) -> PathBuf {
     )
 }
 
-fn vault_request(id: &str, time: &str) -> String {
-    format!(
-        r#"{{"time":"{time}","type":"request","auth":{{"display_name":"oidc-alice","entity_id":"ent-alice","policies":["default"]}},"request":{{"id":"{id}","operation":"read","path":"secret/data/app/db","mount_point":"secret/","mount_type":"kv","remote_address":"10.0.0.1"}}}}"#
-    )
-}
-
 /// Appends request/response pairs to `dir/audit.log` at about `lines_per_sec` for `secs` from
 /// another process (`tests/support/vault_writer.py`, buffered writes, so lines reach the file
 /// in pieces), renaming the file to `audit.log.1` halfway (a rotation) and going on in a new

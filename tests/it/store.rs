@@ -488,10 +488,50 @@ fn a_generated_directory_ingests_cleanly_its_labels_are_skipped() {
     );
 }
 
-/// The dedupe index keeps a bounded number of uids: partitions it dropped are read back, this
-/// run's own files included, when a record for them comes again.
+/// Two Vault audit devices write the same request with the times each formatted it at, a
+/// fraction of a millisecond apart: copies on both sides of a ten-minute slot's edge (and of
+/// midnight) are still one record, whichever device's file comes first.
 #[test]
-fn duplicates_are_found_after_their_partition_left_memory() {
+fn vault_copies_from_two_devices_straddling_a_slot_edge_are_stored_once() {
+    let pair = |t_req: &str, t_resp: &str| {
+        format!(
+            "{}\n{}\n",
+            vault_request("r-1", t_req),
+            vault_response("r-1", t_resp)
+        )
+    };
+    for (first, second) in [
+        // The first device's copy just before the edge, the second's just after.
+        (
+            ("2026-03-03T10:09:59.999900Z", "2026-03-03T10:09:59.999950Z"),
+            ("2026-03-03T10:09:59.999910Z", "2026-03-03T10:10:00.000020Z"),
+        ),
+        // The other way round, across midnight.
+        (
+            ("2026-03-03T23:59:59.999990Z", "2026-03-04T00:00:00.000010Z"),
+            ("2026-03-03T23:59:59.999980Z", "2026-03-03T23:59:59.999995Z"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(&dir.path().join("device-a.log"), pair(first.0, first.1));
+        let b = write(&dir.path().join("device-b.log"), pair(second.0, second.1));
+        let store = dir.path().join("store");
+        let (code, out) = ingest(&store, &[&a], &[]);
+        assert_eq!(code, 0, "{out}");
+        // In another run: the copy is found in the committed files of the slot next to its own.
+        let (code, out) = ingest(&store, &[&b], &[]);
+        assert_eq!(code, 0, "{out}");
+        let [read, stored, _, dups, rejected, _] = tally(&out, "vault");
+        assert_eq!((read, stored, dups, rejected), (2, 0, 1, 0), "{out}");
+        assert_eq!(count(&store, "SELECT count(*) AS n FROM events"), 1);
+    }
+}
+
+/// The dedupe index keeps a bounded number of uids: slots it dropped are read back, this run's
+/// own files included, when a record for them comes again; a later run reads them back from the
+/// committed files.
+#[test]
+fn duplicates_are_found_after_their_slot_left_memory() {
     use vigil::ingest::{ingest as ingest_lib, IngestOptions, InputSpec, ParseOptions};
     let dir = tempfile::tempdir().unwrap();
     let gen = dir.path().join("gen");
@@ -521,7 +561,7 @@ fn duplicates_are_found_after_their_partition_left_memory() {
         parse: ParseOptions::default(),
         progress: false,
         now: 1_800_000_000_000_000_000,
-        // Far below one day's events: every change of day drops the others.
+        // Far below one day's events: older slots are dropped as the days go by.
         dedupe_budget: 50,
         hold_for: 0,
         discard_held: false,
@@ -533,6 +573,14 @@ fn duplicates_are_found_after_their_partition_left_memory() {
     assert_eq!(
         (t.read, t.stored, t.duplicates, t.rejected),
         (6000, 3000, 3000, 0)
+    );
+    // A copy in a later run: each slot is read back from the committed files covering it.
+    let copy = write(&dir.path().join("copy.log"), text);
+    let report = ingest_lib(&store, &[InputSpec::Path(copy)], &opts).unwrap();
+    let t = &report.total;
+    assert_eq!(
+        (t.read, t.stored, t.duplicates, t.rejected),
+        (3000, 0, 3000, 0)
     );
     let root = dir.path().join("store");
     assert_eq!(count(&root, "SELECT count(*) AS n FROM events"), 3000);

@@ -53,7 +53,7 @@ impl Detector for CanaryTouched {
         d: &DetectContext<'_>,
         _s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        if d.config.canaries.is_empty() {
+        if d.query.canaries.is_empty() {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();

@@ -78,10 +78,7 @@ impl Detector for CrossEnvironment {
         for r in query(d, SQL, bounds(d, s.days_nanos("lookback_days"))).await? {
             let actor = rows::text(&r, "actor_id");
             let resource = rows::text(&r, "resource_id");
-            let seen = r
-                .get("seen_before")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
+            let seen = rows::flag(&r, "seen_before").unwrap_or(false);
             let severity = if seen {
                 Severity::Low
             } else {

@@ -118,10 +118,13 @@ impl Detector for DeniedStorm {
                 rows::text(&r, "first_denied"),
                 rows::text(&r, "last_denied"),
             );
-            if out
-                .iter()
-                .any(|f| f.actor_id == actor && f.window_start <= end && start <= f.window_end)
-            {
+            // Overlap in time, not in RFC 3339 text ("…:00Z" sorts after "…:00.5Z").
+            let at = |t: &str| crate::timerange::parse_instant(t).ok();
+            if out.iter().any(|f| {
+                f.actor_id == actor
+                    && at(&f.window_start) <= at(&end)
+                    && at(&start) <= at(&f.window_end)
+            }) {
                 continue;
             }
             let resources = rows::list(&r, "resources");

@@ -147,20 +147,20 @@ impl Detector for Enumeration {
             (
                 rows::text(a, "actor_id"),
                 -rows::n(a, "secrets") as i64,
-                rows::text(a, "first_read"),
+                rows::time(a, "first_read"),
             )
                 .cmp(&(
                     rows::text(b, "actor_id"),
                     -rows::n(b, "secrets") as i64,
-                    rows::text(b, "first_read"),
+                    rows::time(b, "first_read"),
                 ))
         });
         let mut kept: Vec<Row> = Vec::new();
         for h in hits {
             let overlaps = kept.iter().any(|k| {
                 rows::s(k, "actor_id") == rows::s(&h, "actor_id")
-                    && rows::text(k, "first_read") <= rows::text(&h, "last_read")
-                    && rows::text(&h, "first_read") <= rows::text(k, "last_read")
+                    && rows::time(k, "first_read") <= rows::time(&h, "last_read")
+                    && rows::time(&h, "first_read") <= rows::time(k, "last_read")
             });
             if !overlaps {
                 kept.push(h);

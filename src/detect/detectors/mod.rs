@@ -84,10 +84,9 @@ async fn query(
     rows::rows(d.ctx, sql, params, d.limits).await
 }
 
-/// Days of history between `first` (RFC 3339) and the window start.
-fn history_days(d: &DetectContext<'_>, first: Option<&str>) -> f64 {
+/// Days of history between `first` (UTC nanoseconds) and the window start.
+fn history_days(d: &DetectContext<'_>, first: Option<i64>) -> f64 {
     first
-        .and_then(|t| crate::timerange::parse_instant(t).ok())
         .map(|t| (d.window.from - t) as f64 / DAY as f64)
         .unwrap_or(0.0)
         .max(0.0)
@@ -139,8 +138,7 @@ fn end_exclusive(end: &str) -> String {
 
 /// Days from the time in column `earlier` to the one in `later` (0 when either is missing).
 fn days_between(row: &Row, earlier: &str, later: &str) -> f64 {
-    let t = |k: &str| rows::s(row, k).and_then(|v| crate::timerange::parse_instant(v).ok());
-    match (t(earlier), t(later)) {
+    match (rows::time(row, earlier), rows::time(row, later)) {
         (Some(a), Some(b)) => (b - a) as f64 / DAY as f64,
         _ => 0.0,
     }
@@ -234,9 +232,7 @@ async fn read_pairs(
         let groups = typed::string_lists(&batch, "peer_groups")?;
         for ((actor, ty), groups) in actors.into_iter().zip(types).zip(groups) {
             if let Some(actor) = actor {
-                out.declare(&actor, ty, groups, |g| {
-                    d.config.peer_groups.is_configured(g)
-                });
+                out.declare(&actor, ty, groups, |g| d.query.peer_groups.is_configured(g));
             }
         }
     }
@@ -318,7 +314,7 @@ async fn first_event_days(d: &DetectContext<'_>) -> Result<f64, QueryError> {
     .await?;
     Ok(history_days(
         d,
-        first.first().and_then(|r| rows::s(r, "first")),
+        first.first().and_then(|r| rows::time(r, "first")),
     ))
 }
 

@@ -296,15 +296,17 @@ impl NewCaller {
             .map(|p| p.severity)
             .max()
             .unwrap_or(first.severity);
+        // Times compare as times: RFC 3339 text sorts "…:00Z" after "…:00.5Z".
+        let at = |t: &str| crate::timerange::parse_instant(t).ok();
         let start = pairs
             .iter()
             .map(|p| p.first_read.as_str())
-            .min()
+            .min_by_key(|t| at(t).unwrap_or(i64::MAX))
             .unwrap_or("");
         let end = pairs
             .iter()
             .map(|p| p.last_read.as_str())
-            .max()
+            .max_by_key(|t| at(t).unwrap_or(i64::MIN))
             .unwrap_or("");
         let mut f = finding(
             self,

@@ -108,8 +108,7 @@ impl Detector for NewNetwork {
             let ip = rows::text(&r, "src_ip");
             let public = !crate::net::is_private_network(&network);
             let workload = rows::s(&r, "actor_type") == Some("workload");
-            let escalate =
-                public && workload && r.get("all_private").and_then(|v| v.as_bool()) == Some(true);
+            let escalate = public && workload && rows::flag(&r, "all_private") == Some(true);
             let others = rows::n(&r, "network_principals");
             let shared = others >= s.get("min_network_principals").max(1.0);
             let severity = if shared {

@@ -127,9 +127,7 @@ impl Detector for OffHoursHuman {
         let mut days: BTreeMap<(String, String), Vec<(Row, usize)>> = BTreeMap::new();
         for r in hours {
             let actor = rows::text(&r, "actor_id");
-            let Some(hour) =
-                rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
-            else {
+            let Some(hour) = rows::time(&r, "hour") else {
                 continue;
             };
             let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
@@ -139,7 +137,7 @@ impl Detector for OffHoursHuman {
                 }
             }
             let day = d
-                .config
+                .query
                 .calendar
                 .local(hour, Some(&actor), rows::s(&r, "actor_name"))
                 .date_naive()
@@ -157,7 +155,7 @@ impl Detector for OffHoursHuman {
                 .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos("lookback_days")));
             // The whole local day so far: with hourly runs the window is one hour of it.
             let date = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok();
-            let workday = date.is_none_or(|t| d.config.calendar.is_workday(t));
+            let workday = date.is_none_or(|t| d.query.calendar.is_workday(t));
             let day_reads = reads
                 + habit
                     .as_ref()
@@ -206,9 +204,8 @@ impl Detector for OffHoursHuman {
                 .collect();
             resources.sort();
             resources.dedup();
-            let t0 = rows::s(first, "first_read").unwrap_or("");
-            let local = crate::timerange::parse_instant(t0)
-                .map(|t| d.config.calendar.local_label(t, Some(&actor), name))
+            let local = rows::time(first, "first_read")
+                .map(|t| d.query.calendar.local_label(t, Some(&actor), name))
                 .unwrap_or_default();
             let p = profiles.get(&actor);
             let share = p
@@ -220,7 +217,7 @@ impl Detector for OffHoursHuman {
                 &actor,
                 name,
                 resources.clone(),
-                t0,
+                rows::s(first, "first_read").unwrap_or(""),
                 rows::s(last, "last_read").unwrap_or(""),
                 Some(&day),
             );
@@ -300,14 +297,12 @@ struct ReadingHours {
 impl ReadingHours {
     async fn of_people(d: &DetectContext<'_>, lookback: i64) -> Result<ReadingHours, QueryError> {
         use chrono::Timelike;
-        let cal = &d.config.calendar;
+        let cal = &d.query.calendar;
         // (person, local day) -> local hours with reads.
         let mut days: BTreeMap<(String, chrono::NaiveDate), [bool; 24]> = BTreeMap::new();
         for r in query(d, PEOPLE_HOURS, bounds(d, lookback)).await? {
             let actor = rows::text(&r, "actor_id");
-            let Some(hour) =
-                rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
-            else {
+            let Some(hour) = rows::time(&r, "hour") else {
                 continue;
             };
             // The middle of the hour: zones with half-hour offsets cut UTC hours.
@@ -389,7 +384,7 @@ fn off_hours_habit(
 ) -> OffHoursHabit {
     use crate::timerange::NANOS_PER_DAY as DAY;
     const HALF_HOUR: i64 = 1_800_000_000_000;
-    let cal = &d.config.calendar;
+    let cal = &d.query.calendar;
     let start = p
         .hourly
         .keys()

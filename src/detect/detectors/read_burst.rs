@@ -188,8 +188,7 @@ async fn bursts(
     for r in candidates {
         let actor = rows::text(&r, "actor_id");
         let name = rows::s(&r, "actor_name");
-        let Some(hour) = rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
-        else {
+        let Some(hour) = rows::time(&r, "hour") else {
             continue;
         };
         let x = rows::n(&r, "reads");
@@ -200,7 +199,7 @@ async fn bursts(
         };
         let human = rows::s(&r, "actor_type") == Some("human");
         let calendar_off = human
-            && d.config
+            && d.query
                 .calendar
                 .is_off_hours(hour + HOUR / 2, Some(&actor), name);
         let profile_off = unusual(profile, how, s);
@@ -210,7 +209,7 @@ async fn bursts(
         }
         let severity = det.default_severity();
         let resources = rows::list(&r, "resources");
-        let local = d.config.calendar.local_label(hour, Some(&actor), name);
+        let local = d.query.calendar.local_label(hour, Some(&actor), name);
         let mut f = finding(
             det,
             severity,

@@ -95,7 +95,7 @@ pub fn hour_of_week(
     actor_name: Option<&str>,
 ) -> usize {
     use chrono::{Datelike, Timelike};
-    let l = d.config.calendar.local(nanos, Some(actor_id), actor_name);
+    let l = d.query.calendar.local(nanos, Some(actor_id), actor_name);
     l.weekday().num_days_from_monday() as usize * 24 + l.hour() as usize
 }
 
@@ -132,8 +132,7 @@ async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profil
         .collect();
     for r in query(d, HOURLY_HISTORY, bounds(d, lookback)).await? {
         let actor = rows::text(&r, "actor_id");
-        let Some(hour) = rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
-        else {
+        let Some(hour) = rows::time(&r, "hour") else {
             continue;
         };
         let n = rows::n(&r, "n");
@@ -239,9 +238,7 @@ impl Detector for UnusualHour {
         let mut out = Vec::new();
         for r in query(d, WINDOW, bounds(d, 0)).await? {
             let actor = rows::text(&r, "actor_id");
-            let Some(hour) =
-                rows::s(&r, "hour").and_then(|h| crate::timerange::parse_instant(h).ok())
-            else {
+            let Some(hour) = rows::time(&r, "hour") else {
                 continue;
             };
             let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
@@ -258,10 +255,10 @@ impl Detector for UnusualHour {
                 continue;
             }
             let resources = rows::list(&r, "resources");
-            let local =
-                d.config
-                    .calendar
-                    .local_label(hour, Some(&actor), rows::s(&r, "actor_name"));
+            let local = d
+                .query
+                .calendar
+                .local_label(hour, Some(&actor), rows::s(&r, "actor_name"));
             let mut f = finding(
                 self,
                 self.default_severity(),
@@ -312,7 +309,7 @@ impl Detector for UnusualHour {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::detect::DetectConfig;
 
     /// A worker with one busy nightly hour (02:00) and a little reading at 04:00 every day.
     fn worker(days_at_four: u32) -> Profile {
@@ -332,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_small_share_of_an_hour_used_most_days_is_not_unusual() {
-        let s = crate::detect::params::settings(&Config::default(), &UnusualHour);
+        let s = crate::detect::params::settings(&DetectConfig::default(), &UnusualHour);
         // The share of 04:00 is below p_min either way; only the days decide.
         assert!(worker(28).p(4) < s.get("p_min"));
         assert_eq!(unusual(Some(&worker(28)), 4, &s), None);

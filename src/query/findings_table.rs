@@ -1,10 +1,12 @@
 //! Tables `finding_history` (every row of the findings files the commit log lists) and
-//! `findings` (the latest row of each finding: its status), see `crate::findings`.
+//! `findings` (the latest row of each finding: its status), and the columns of those files.
+//! What writes them (`crate::findings`) comes after detection; reading them belongs here, so
+//! that queries do not depend on detection.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::datasource::listing::PartitionedFile;
@@ -19,7 +21,6 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
-use super::row;
 use crate::store::{CommitLog, Store};
 
 #[derive(Debug)]
@@ -90,7 +91,7 @@ pub async fn register(ctx: &SessionContext, store: &Store, log: &CommitLog) -> R
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         })
         .collect::<Result<Vec<_>>>()?;
-    let schema = row::schema();
+    let schema = schema();
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     ctx.register_table(
         "finding_history",
@@ -123,4 +124,43 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(Default::default(), runtime);
     register(&ctx, store, log).await?;
     Ok(ctx)
+}
+
+pub(crate) fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+pub(crate) fn strings() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// The columns of the findings files, in order.
+pub fn schema() -> SchemaRef {
+    let f = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
+    Arc::new(Schema::new(vec![
+        f("key", DataType::Utf8, false),
+        f("window_start", utc(), false),
+        f("window_end", utc(), false),
+        f("code", DataType::Utf8, false),
+        f("detector", DataType::Utf8, false),
+        f("severity", DataType::Utf8, true),
+        f("actor_id", DataType::Utf8, false),
+        f("actor_name", DataType::Utf8, true),
+        f("resources", strings(), false),
+        f("score", DataType::Float64, true),
+        f("observed", DataType::Utf8, true),
+        f("baseline", DataType::Utf8, true),
+        f("explanation", DataType::Utf8, false),
+        f("investigate_sql", DataType::Utf8, true),
+        f("cold_start", DataType::Boolean, false),
+        f("part_keys", strings(), false),
+        f("detected_at", utc(), false),
+        f("status", DataType::Utf8, false),
+        f("status_by", DataType::Utf8, true),
+        f("status_reason", DataType::Utf8, true),
+        f("status_at", utc(), false),
+        f("status_until", utc(), true),
+        f("alert_id", DataType::Utf8, true),
+        f("commit_seq", DataType::UInt64, false),
+    ]))
 }
