@@ -25,7 +25,7 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~")
 VIGIL = os.path.join(TARGET, "release", "vigil")
 
 # The peer's job per source: the fields vigil keys on, flattened from the same JSON lines into a
-# zstd Parquet file. These queries are the whole of DuckDB's side (shown in the README's notes).
+# zstd Parquet file. These queries are the whole of DuckDB's side (the ingest table of bench/README.md names this script for them).
 PEER_QUERIES = {
     "vault": """
   SELECT time::TIMESTAMPTZ AS event_time, type, request.id AS request_id, request.operation AS operation,

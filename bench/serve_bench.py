@@ -48,6 +48,15 @@ RESPONSE = ('{{"time":"{t}","type":"response","auth":{{"client_token":"hmac-sha2
             '"namespace":{{"id":"root"}}}},"response":{{"data":{{"data":{{"password":"hmac-sha256:00"}}}}}}}}\n')
 
 
+def proc_rss(pid):
+    """VmRSS of pid in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 def proc_stat(pid):
     """(user+system seconds, VmHWM MiB) of pid."""
     with open(f"/proc/{pid}/stat") as f:
@@ -123,7 +132,7 @@ def sql(store, query):
     return json.loads(r.stdout)
 
 
-def run_rate(base, rate, seconds, detect_every):
+def run_rate(base, rate, seconds, detect_every, keep):
     work = os.path.join(base, f"rate-{rate}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(os.path.join(work, "logs"))
@@ -145,7 +154,21 @@ def run_rate(base, rate, seconds, detect_every):
     wall0 = time.monotonic()
     batches = []
     canaries = []
+    # Resident memory every 5 s while the writer runs: is it flat once the first minute is past?
+    rss = []
+    writing = threading.Event()
+    writing.set()
+
+    def sample():
+        while writing.is_set():
+            rss.append((time.monotonic() - wall0, proc_rss(service.pid)))
+            time.sleep(5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     events = write_log(log, rate, seconds, batches, canaries)
+    writing.clear()
+    sampler.join()
     # Caught up: every event stored within 15 s of the writer stopping.
     deadline = time.monotonic() + 15
     stored = 0
@@ -203,7 +226,13 @@ def run_rate(base, rate, seconds, detect_every):
     subprocess.run([VIGIL, "--config", cfg, "--store", ref_store, "-q", "ingest", "--source", "vault", log],
                    check=False, stdout=subprocess.DEVNULL)
     ingest_s = time.perf_counter() - t0
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    # The largest RSS of the second minute and of the last minute of writing.
+    window = lambda a, b: max((m for t, m in rss if a <= t < b), default=float("nan"))
+    last = max((t for t, _ in rss), default=0.0)
     return {
+        "rss_2nd_min": window(60, 120), "rss_last_min": window(last - 60, last + 1),
         "rate": rate, "seconds": seconds, "events": events, "stored": stored,
         "kept_up": stored >= events, "cpu_pct": 100.0 * (cpu1 - cpu0) / wall, "peak_rss_mib": hwm,
         "p50_s": pct(0.50), "p99_s": pct(0.99), "samples": len(delays),
@@ -218,17 +247,21 @@ def main():
     ap.add_argument("--seconds", type=int, default=300)
     ap.add_argument("--dir", default="/tmp/vigil-serve-bench")
     ap.add_argument("--detect-every", default="30s", help="[serve] detect_every (the default of vigil is 5m)")
+    ap.add_argument("--keep", action="store_true", help="keep each rate's log and stores (40,000 events/s for 5 minutes is 10 GB)")
     args = ap.parse_args()
     if not os.path.exists(VIGIL):
         sys.exit(f"no release build at {VIGIL}: cargo build --release")
     os.makedirs(args.dir, exist_ok=True)
-    results = [run_rate(args.dir, int(r), args.seconds, args.detect_every) for r in args.rates.split(",")]
+    results = []
+    for r in args.rates.split(","):
+        results.append(run_rate(args.dir, int(r), args.seconds, args.detect_every, args.keep))
+        print(json.dumps(results[-1]), flush=True)
     print(f"detect_every = {args.detect_every}")
-    print("| events/s | seconds | kept up | CPU % of a core | peak RSS MiB | append -> queryable p50 s | p99 s | canaries alerted | append -> alert p50 s | max s | `vigil ingest` events/s (same file) | rate / ingest |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| events/s | seconds | kept up | CPU % of a core | peak RSS MiB | RSS MiB 2nd min | last min | append -> queryable p50 s | p99 s | canaries alerted | append -> alert p50 s | max s | `vigil ingest` events/s (same file) | rate / ingest |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['rate']:,} | {r['seconds']} | {'yes' if r['kept_up'] else 'NO'} ({r['stored']:,}/{r['events']:,}) | "
-              f"{r['cpu_pct']:.1f} | {r['peak_rss_mib']:.0f} | {r['p50_s']:.1f} | {r['p99_s']:.1f} | "
+              f"{r['cpu_pct']:.1f} | {r['peak_rss_mib']:.0f} | {r['rss_2nd_min']:.0f} | {r['rss_last_min']:.0f} | {r['p50_s']:.1f} | {r['p99_s']:.1f} | "
               f"{r['alerted']}/{r['canaries']} | {r['alert_p50_s']:.0f} | {r['alert_max_s']:.0f} | "
               f"{r['ingest_events_per_s']:,.0f} | {100.0 * r['rate'] / r['ingest_events_per_s']:.0f} % |")
 
