@@ -47,8 +47,10 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("'{text}' is out of range"))
 }
 
-/// Nanoseconds in an hour and in a day (UTC days: no leap seconds in Unix time).
-pub const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+/// Nanoseconds in a second, a minute, an hour and a day (UTC days: no leap seconds in Unix
+/// time).
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub const NANOS_PER_MINUTE: i64 = 60 * NANOS_PER_SECOND;
 pub const NANOS_PER_HOUR: i64 = 60 * NANOS_PER_MINUTE;
 pub const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
 

@@ -28,7 +28,7 @@ struct Label {
     note: String,
 }
 
-const HOUR: i64 = 3_600_000_000_000;
+const HOUR: i64 = crate::timerange::NANOS_PER_HOUR;
 
 /// The labels' matching rule (docs/generator.md): same actor, and the finding's window overlaps
 /// [start − 1h, end + 1h].
@@ -211,7 +211,7 @@ pub async fn run(g: &Globals, args: BacktestArgs) -> anyhow::Result<u8> {
         }
         rows.push(row);
     }
-    let days = ((to - from) as f64 / 86_400e9).max(1.0 / 24.0);
+    let days = ((to - from) as f64 / crate::timerange::NANOS_PER_DAY as f64).max(1.0 / 24.0);
     let total_alerts: usize = alerts_per_day.values().sum();
     // Per label, the detectors that found it (empty: missed).
     let label_results: Option<Vec<serde_json::Value>> = labels.as_ref().map(|l| {

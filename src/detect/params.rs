@@ -23,22 +23,24 @@ pub struct DetectorSettings {
 }
 
 impl DetectorSettings {
-    /// The parameter's value (the default unless configured).
-    pub fn get(&self, name: &str) -> f64 {
+    /// The parameter's value (the default unless configured). Detectors name their parameters
+    /// by constant, so a misspelt name does not compile; one the detector does not declare
+    /// in `params()` is a bug, caught by the detection run as such.
+    pub fn get(&self, param: Param) -> f64 {
         *self
             .values
-            .get(name)
-            .unwrap_or_else(|| panic!("detector parameter {name} is not declared"))
+            .get(param.name)
+            .unwrap_or_else(|| panic!("detector parameter {} is not declared", param.name))
     }
 
     /// A day count as nanoseconds.
-    pub fn days_nanos(&self, name: &str) -> i64 {
-        (self.get(name) * 86_400e9) as i64
+    pub fn days_nanos(&self, param: Param) -> i64 {
+        (self.get(param) * crate::timerange::NANOS_PER_DAY as f64) as i64
     }
 
     /// A minute count as nanoseconds.
-    pub fn minutes_nanos(&self, name: &str) -> i64 {
-        (self.get(name) * 60e9) as i64
+    pub fn minutes_nanos(&self, param: Param) -> i64 {
+        (self.get(param) * crate::timerange::NANOS_PER_MINUTE as f64) as i64
     }
 }
 

@@ -248,7 +248,7 @@ impl ReadPairs {
 mod tests {
     use super::*;
 
-    const DAY: i64 = 86_400_000_000_000;
+    const DAY: i64 = crate::timerange::NANOS_PER_DAY;
 
     fn pairs(rows: &[(&str, &str, &str, i64)]) -> ReadPairs {
         let mut p = ReadPairs::default();

@@ -354,7 +354,7 @@ mod tests {
     async fn a_decided_finding_is_decided_again_only_when_it_gains_a_part() {
         let alerting = Some(Alerting {
             min_severity: Severity::Low,
-            suppress_for: 3_600_000_000_000,
+            suppress_for: crate::timerange::NANOS_PER_HOUR,
         });
         let first = windowed("VG001:a:s1", &["VG001:a:s1", "VG001:a:s2"]);
         let mut sent = FindingRow::of(&first, 100, Status::Alerted).unwrap();

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::settings::ServeInput;
+use crate::config::serve::ServeInput;
 use crate::ingest::inputs::{self, InputFile};
 use crate::ingest::objects::{self, ObjectInput};
 use crate::ingest::run::SkippedInput;

@@ -14,7 +14,6 @@ pub mod http;
 pub mod inputs;
 pub mod metrics;
 pub mod schedule;
-pub mod settings;
 pub mod tasks;
 
 use std::path::PathBuf;
@@ -29,8 +28,8 @@ use tracing::{error, info, warn};
 use self::detection::Spans;
 use self::health::Health;
 use self::metrics::{FindingLabels, InputLabels, Metrics};
-use self::settings::{ServeInput, ServeSettings};
 use crate::alert::deliver;
+use crate::config::serve::{ServeInput, ServeSettings};
 use crate::config::Config;
 use crate::detect::{self, DetectContext};
 use crate::ingest::run::ingest_found;

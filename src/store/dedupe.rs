@@ -25,9 +25,7 @@ use datafusion::parquet::file::statistics::Statistics;
 use super::writer::PartitionWriter;
 use super::{CommitLog, Store, StoreError};
 use crate::event::{utc_date, Event, SourceKind};
-use crate::timerange::{parse_instant, NANOS_PER_DAY, NANOS_PER_MINUTE};
-
-const NANOS_PER_SECOND: i64 = 1_000_000_000;
+use crate::timerange::{parse_instant, NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
 /// Two independent 64-bit SipHashes: a false "duplicate" needs a 128-bit collision.
 fn uid_hash(uid: &str) -> u128 {

@@ -21,7 +21,7 @@ use crate::timerange::rfc3339;
 /// How long replaced files stay when the commit does not say: longer than the default query
 /// timeout (2 min) and a day's `vigil detect`, so readers that listed them finish. Readers hold
 /// no lease: a command that runs longer (a month's backtest) can lose files under it.
-pub const DEFAULT_GRACE_NANOS: i64 = 60 * 60 * 1_000_000_000;
+pub const DEFAULT_GRACE_NANOS: i64 = crate::timerange::NANOS_PER_HOUR;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {

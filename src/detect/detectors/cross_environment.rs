@@ -3,6 +3,12 @@ use crate::detect::finding::numbers;
 use crate::detect::{DetectorSettings, Param};
 
 /// VG016 cross-environment.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 30.0,
+    doc: "history in which a known crossing is low severity",
+};
+
 pub struct CrossEnvironment;
 
 const DOC: &str = "\
@@ -63,11 +69,7 @@ impl Detector for CrossEnvironment {
         Severity::High
     }
     fn params(&self) -> &'static [Param] {
-        &[Param {
-            name: "lookback_days",
-            default: 30.0,
-            doc: "history in which a known crossing is low severity",
-        }]
+        &[LOOKBACK_DAYS]
     }
     async fn detect(
         &self,
@@ -75,7 +77,7 @@ impl Detector for CrossEnvironment {
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
         let mut out = Vec::new();
-        for r in query(d, SQL, bounds(d, s.days_nanos("lookback_days"))).await? {
+        for r in query(d, SQL, bounds(d, s.days_nanos(LOOKBACK_DAYS))).await? {
             let actor = rows::text(&r, "actor_id");
             let resource = rows::text(&r, "resource_id");
             let seen = rows::flag(&r, "seen_before").unwrap_or(false);

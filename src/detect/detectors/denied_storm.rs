@@ -5,6 +5,32 @@ use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG011 denied-storm.
+const MIN_DENIED: Param = Param {
+    name: "min_denied",
+    default: 20.0,
+    doc: "denied reads in one window",
+};
+const MIN_SECRETS: Param = Param {
+    name: "min_secrets",
+    default: 5.0,
+    doc: "distinct secrets denied in one window",
+};
+const WINDOW_MINUTES: Param = Param {
+    name: "window_minutes",
+    default: 15.0,
+    doc: "length of the window",
+};
+const P_VALUE: Param = Param {
+    name: "p_value",
+    default: 1e-5,
+    doc: "Poisson tail probability of the window's denials below which it is a storm",
+};
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 28.0,
+    doc: "history the principal's usual denial rate is learned from",
+};
+
 pub struct DeniedStorm;
 
 const DOC: &str = "\
@@ -55,37 +81,17 @@ impl Detector for DeniedStorm {
     }
     fn look_every(&self, s: &DetectorSettings) -> Option<i64> {
         Some(
-            s.minutes_nanos("window_minutes")
+            s.minutes_nanos(WINDOW_MINUTES)
                 .max(crate::timerange::NANOS_PER_MINUTE),
         )
     }
     fn params(&self) -> &'static [Param] {
         &[
-            Param {
-                name: "min_denied",
-                default: 20.0,
-                doc: "denied reads in one window",
-            },
-            Param {
-                name: "min_secrets",
-                default: 5.0,
-                doc: "distinct secrets denied in one window",
-            },
-            Param {
-                name: "window_minutes",
-                default: 15.0,
-                doc: "length of the window",
-            },
-            Param {
-                name: "p_value",
-                default: 1e-5,
-                doc: "Poisson tail probability of the window's denials below which it is a storm",
-            },
-            Param {
-                name: "lookback_days",
-                default: 28.0,
-                doc: "history the principal's usual denial rate is learned from",
-            },
+            MIN_DENIED,
+            MIN_SECRETS,
+            WINDOW_MINUTES,
+            P_VALUE,
+            LOOKBACK_DAYS,
         ]
     }
     async fn detect(
@@ -93,21 +99,21 @@ impl Detector for DeniedStorm {
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let width = s.minutes_nanos("window_minutes").max(1);
+        let width = s.minutes_nanos(WINDOW_MINUTES).max(1);
         let mut hits = Vec::new();
         for offset in [0, width / 2] {
             let mut params = bounds(d, 0);
             params.push(("offset", rows::int(offset as f64)));
             params.push(("width", rows::int(width as f64)));
-            params.push(("min_denied", rows::int(s.get("min_denied"))));
-            params.push(("min_secrets", rows::int(s.get("min_secrets"))));
+            params.push(("min_denied", rows::int(s.get(MIN_DENIED))));
+            params.push(("min_secrets", rows::int(s.get(MIN_SECRETS))));
             hits.extend(query(d, SQL, params).await?);
         }
         let mut out: Vec<Finding> = Vec::new();
         if hits.is_empty() {
             return Ok(out);
         }
-        let rates = DenialRates::load(d, s.get("lookback_days"), s.get("window_minutes")).await?;
+        let rates = DenialRates::load(d, s.get(LOOKBACK_DAYS), s.get(WINDOW_MINUTES)).await?;
         hits.sort_by(|a, b| {
             (rows::text(a, "actor_id"), -rows::n(a, "denied") as i64)
                 .cmp(&(rows::text(b, "actor_id"), -rows::n(b, "denied") as i64))
@@ -131,7 +137,7 @@ impl Detector for DeniedStorm {
             let n = rows::n(&r, "denied");
             let lambda = rates.lambda(&actor, &start, &end);
             let p = tail(lambda, n);
-            if p >= s.get("p_value") {
+            if p >= s.get(P_VALUE) {
                 continue;
             }
             let mut f = finding(
@@ -144,11 +150,11 @@ impl Detector for DeniedStorm {
                 &end,
                 None,
             );
-            f.score = (n / (2.0 * s.get("min_denied"))).clamp(0.5, 1.0);
+            f.score = (n / (2.0 * s.get(MIN_DENIED))).clamp(0.5, 1.0);
             f.observed = numbers([("denied", int(n)), ("secrets", int(resources.len() as f64))]);
             f.baseline = numbers([
-                ("min_denied", int(s.get("min_denied"))),
-                ("window_minutes", int(s.get("window_minutes"))),
+                ("min_denied", int(s.get(MIN_DENIED))),
+                ("window_minutes", int(s.get(WINDOW_MINUTES))),
                 ("typical_denied_per_window", round(lambda, 3)),
                 ("p", p_value(p)),
             ]);
@@ -157,7 +163,7 @@ impl Detector for DeniedStorm {
                 who(&r),
                 resources.len(),
                 if resources.len() == 1 { "" } else { "s" },
-                s.get("window_minutes")
+                s.get(WINDOW_MINUTES)
             );
             out.push(f);
         }

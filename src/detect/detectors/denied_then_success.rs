@@ -5,6 +5,27 @@ use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG012 denied-then-success.
+const MIN_DENIED: Param = Param {
+    name: "min_denied",
+    default: 3.0,
+    doc: "denied reads before the success",
+};
+const WITHIN_MINUTES: Param = Param {
+    name: "within_minutes",
+    default: 60.0,
+    doc: "length of a run of denials, and time from its last denial to the success",
+};
+const P_VALUE: Param = Param {
+    name: "p_value",
+    default: 1e-5,
+    doc: "Poisson tail probability of the run below which it is a probe",
+};
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 28.0,
+    doc: "history the principal's usual denial rate is learned from",
+};
+
 pub struct DeniedThenSuccess;
 
 const DOC: &str = "\
@@ -69,38 +90,17 @@ impl Detector for DeniedThenSuccess {
         Severity::High
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param {
-                name: "min_denied",
-                default: 3.0,
-                doc: "denied reads before the success",
-            },
-            Param {
-                name: "within_minutes",
-                default: 60.0,
-                doc: "length of a run of denials, and time from its last denial to the success",
-            },
-            Param {
-                name: "p_value",
-                default: 1e-5,
-                doc: "Poisson tail probability of the run below which it is a probe",
-            },
-            Param {
-                name: "lookback_days",
-                default: 28.0,
-                doc: "history the principal's usual denial rate is learned from",
-            },
-        ]
+        &[MIN_DENIED, WITHIN_MINUTES, P_VALUE, LOOKBACK_DAYS]
     }
     async fn detect(
         &self,
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let within = s.minutes_nanos("within_minutes");
+        let within = s.minutes_nanos(WITHIN_MINUTES);
         let mut params = bounds(d, 0);
         params.push(("from_early", rows::ts(d.window.from.saturating_sub(within))));
-        params.push(("min_denied", rows::int(s.get("min_denied"))));
+        params.push(("min_denied", rows::int(s.get(MIN_DENIED))));
         params.push(("within", rows::int(within as f64)));
         // A success just after the window still completes a probe that happened inside it.
         params.push(("to_late", rows::ts(d.window.to.saturating_add(within))));
@@ -110,7 +110,7 @@ impl Detector for DeniedThenSuccess {
         if found.is_empty() {
             return Ok(out);
         }
-        let rates = DenialRates::load(d, s.get("lookback_days"), s.get("within_minutes")).await?;
+        let rates = DenialRates::load(d, s.get(LOOKBACK_DAYS), s.get(WITHIN_MINUTES)).await?;
         for r in found {
             let actor = rows::text(&r, "actor_id");
             let run = rows::n(&r, "denied");
@@ -120,7 +120,7 @@ impl Detector for DeniedThenSuccess {
                 rows::s(&r, "first_success").unwrap_or(""),
             );
             let p = tail(lambda, run);
-            if p >= s.get("p_value") {
+            if p >= s.get(P_VALUE) {
                 continue;
             }
             let resources = rows::list(&r, "resources");
@@ -140,8 +140,8 @@ impl Detector for DeniedThenSuccess {
                 ("successful_reads", int(rows::n(&r, "reads"))),
             ]);
             f.baseline = numbers([
-                ("min_denied", int(s.get("min_denied"))),
-                ("within_minutes", int(s.get("within_minutes"))),
+                ("min_denied", int(s.get(MIN_DENIED))),
+                ("within_minutes", int(s.get(WITHIN_MINUTES))),
                 ("typical_denied_per_run_window", round(lambda, 3)),
                 ("p", p_value(p)),
             ]);

@@ -3,6 +3,27 @@ use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG015 dormant-principal-reactivated.
+const DORMANT_DAYS: Param = Param {
+    name: "dormant_days",
+    default: 30.0,
+    doc: "days without events that make a principal dormant",
+};
+const WORKLOAD_DORMANT_DAYS: Param = Param {
+                name: "workload_dormant_days",
+                default: 7.0,
+                doc: "days without events that make a workload dormant, when also gap_ratio x its longest earlier silence",
+            };
+const GAP_RATIO: Param = Param {
+    name: "gap_ratio",
+    default: 10.0,
+    doc: "how many times its longest earlier silence a workload's silence must be",
+};
+const MAX_LOOKBACK_DAYS: Param = Param {
+    name: "max_lookback_days",
+    default: 365.0,
+    doc: "how far back the last event is looked up",
+};
+
 pub struct DormantPrincipal;
 
 const DOC: &str = "\
@@ -66,26 +87,10 @@ impl Detector for DormantPrincipal {
     }
     fn params(&self) -> &'static [Param] {
         &[
-            Param {
-                name: "dormant_days",
-                default: 30.0,
-                doc: "days without events that make a principal dormant",
-            },
-            Param {
-                name: "workload_dormant_days",
-                default: 7.0,
-                doc: "days without events that make a workload dormant, when also gap_ratio x its longest earlier silence",
-            },
-            Param {
-                name: "gap_ratio",
-                default: 10.0,
-                doc: "how many times its longest earlier silence a workload's silence must be",
-            },
-            Param {
-                name: "max_lookback_days",
-                default: 365.0,
-                doc: "how far back the last event is looked up",
-            },
+            DORMANT_DAYS,
+            WORKLOAD_DORMANT_DAYS,
+            GAP_RATIO,
+            MAX_LOOKBACK_DAYS,
         ]
     }
     async fn detect(
@@ -93,20 +98,20 @@ impl Detector for DormantPrincipal {
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let mut params = bounds(d, s.days_nanos("max_lookback_days"));
+        let mut params = bounds(d, s.days_nanos(MAX_LOOKBACK_DAYS));
         let quiet = s
-            .days_nanos("dormant_days")
-            .min(s.days_nanos("workload_dormant_days"));
+            .days_nanos(DORMANT_DAYS)
+            .min(s.days_nanos(WORKLOAD_DORMANT_DAYS));
         params.push(("quiet_before", rows::ts(d.window.from - quiet)));
         let mut out = Vec::new();
         for r in query(d, SQL, params).await? {
             let actor = rows::text(&r, "actor_id");
             let idle = days_between(&r, "last_before", "first_read");
             let longest = rows::n(&r, "longest_gap") / DAY as f64;
-            let by_calendar = idle >= s.get("dormant_days");
+            let by_calendar = idle >= s.get(DORMANT_DAYS);
             let by_own_measure = rows::s(&r, "actor_type") == Some("workload")
-                && idle >= s.get("workload_dormant_days")
-                && idle >= s.get("gap_ratio") * longest;
+                && idle >= s.get(WORKLOAD_DORMANT_DAYS)
+                && idle >= s.get(GAP_RATIO) * longest;
             if !by_calendar && !by_own_measure {
                 continue;
             }
@@ -121,7 +126,7 @@ impl Detector for DormantPrincipal {
                 rows::s(&r, "last_read").unwrap_or(""),
                 None,
             );
-            f.score = (idle / (2.0 * s.get("dormant_days"))).clamp(0.5, 1.0);
+            f.score = (idle / (2.0 * s.get(DORMANT_DAYS))).clamp(0.5, 1.0);
             f.observed = numbers([("reads", int(rows::n(&r, "reads")))]);
             f.baseline = numbers([
                 ("days_idle", round(idle, 1)),

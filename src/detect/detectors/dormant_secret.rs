@@ -3,6 +3,17 @@ use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG014 dormant-secret-reactivated.
+const DORMANT_DAYS: Param = Param {
+    name: "dormant_days",
+    default: 90.0,
+    doc: "days without reads that make a secret dormant",
+};
+const MAX_LOOKBACK_DAYS: Param = Param {
+    name: "max_lookback_days",
+    default: 365.0,
+    doc: "how far back the last read is looked up",
+};
+
 pub struct DormantSecret;
 
 const DOC: &str = "\
@@ -55,28 +66,17 @@ impl Detector for DormantSecret {
         Severity::Medium
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param {
-                name: "dormant_days",
-                default: 90.0,
-                doc: "days without reads that make a secret dormant",
-            },
-            Param {
-                name: "max_lookback_days",
-                default: 365.0,
-                doc: "how far back the last read is looked up",
-            },
-        ]
+        &[DORMANT_DAYS, MAX_LOOKBACK_DAYS]
     }
     async fn detect(
         &self,
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let mut params = bounds(d, s.days_nanos("max_lookback_days"));
+        let mut params = bounds(d, s.days_nanos(MAX_LOOKBACK_DAYS));
         params.push((
             "dormant_before",
-            rows::ts(d.window.from - s.days_nanos("dormant_days")),
+            rows::ts(d.window.from - s.days_nanos(DORMANT_DAYS)),
         ));
         let mut out = Vec::new();
         for r in query(d, SQL, params).await? {
@@ -93,7 +93,7 @@ impl Detector for DormantSecret {
                 rows::s(&r, "last_read").unwrap_or(""),
                 Some(&resource),
             );
-            f.score = (idle / (2.0 * s.get("dormant_days"))).clamp(0.5, 1.0);
+            f.score = (idle / (2.0 * s.get(DORMANT_DAYS))).clamp(0.5, 1.0);
             f.observed = numbers([
                 ("reads", int(rows::n(&r, "reads"))),
                 ("readers", int(rows::n(&r, "readers"))),

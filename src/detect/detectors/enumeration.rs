@@ -5,6 +5,22 @@ use crate::detect::finding::numbers;
 use crate::detect::{DetectorSettings, Param};
 
 /// VG009 enumeration.
+const MIN_SECRETS: Param = Param {
+    name: "min_secrets",
+    default: 20.0,
+    doc: "distinct secrets in one window",
+};
+const WINDOW_MINUTES: Param = Param {
+    name: "window_minutes",
+    default: 10.0,
+    doc: "length of the window",
+};
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 30.0,
+    doc: "history for the principal's own busiest window",
+};
+
 pub struct Enumeration;
 
 const DOC: &str = "\
@@ -101,47 +117,31 @@ impl Detector for Enumeration {
     }
     fn look_every(&self, s: &DetectorSettings) -> Option<i64> {
         Some(
-            s.minutes_nanos("window_minutes")
+            s.minutes_nanos(WINDOW_MINUTES)
                 .max(crate::timerange::NANOS_PER_MINUTE),
         )
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param {
-                name: "min_secrets",
-                default: 20.0,
-                doc: "distinct secrets in one window",
-            },
-            Param {
-                name: "window_minutes",
-                default: 10.0,
-                doc: "length of the window",
-            },
-            Param {
-                name: "lookback_days",
-                default: 30.0,
-                doc: "history for the principal's own busiest window",
-            },
-        ]
+        &[MIN_SECRETS, WINDOW_MINUTES, LOOKBACK_DAYS]
     }
     async fn detect(
         &self,
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let width = s.minutes_nanos("window_minutes").max(1);
+        let width = s.minutes_nanos(WINDOW_MINUTES).max(1);
         let mut hits: Vec<Row> = Vec::new();
         for offset in [0, width / 2] {
             let mut params = bounds(d, 0);
             params.push(("offset", rows::int(offset as f64)));
             params.push(("width", rows::int(width as f64)));
-            params.push(("min_secrets", rows::int(s.get("min_secrets"))));
+            params.push(("min_secrets", rows::int(s.get(MIN_SECRETS))));
             hits.extend(query(d, SQL, params).await?);
         }
         if hits.is_empty() {
             return Ok(Vec::new());
         }
-        let days = store_history_days(d).await?.min(s.get("lookback_days"));
+        let days = store_history_days(d).await?.min(s.get(LOOKBACK_DAYS));
         // Per principal, keep the widest sweep among overlapping windows.
         hits.sort_by(|a, b| {
             (
@@ -197,12 +197,12 @@ impl Detector for Enumeration {
                 None,
             );
             f.cold_start = h.max_per_hour == 0;
-            f.score = (1.0 - s.get("min_secrets") / (2.0 * n)).clamp(0.5, 1.0);
+            f.score = (1.0 - s.get(MIN_SECRETS) / (2.0 * n)).clamp(0.5, 1.0);
             f.observed = numbers([
                 ("distinct_secrets", int(n)),
                 ("reads", int(rows::n(&r, "reads"))),
             ]);
-            let minutes = s.get("window_minutes");
+            let minutes = s.get(WINDOW_MINUTES);
             let mut baseline = vec![
                 ("max_distinct_secrets_per_hour", int(h.max_per_hour as f64)),
                 ("window_minutes", int(minutes)),
@@ -245,7 +245,7 @@ async fn history(
     sweeps: &BTreeMap<String, (i64, i64)>,
 ) -> Result<BTreeMap<String, History>, QueryError> {
     use crate::detect::finding::sql_str;
-    let lookback = s.days_nanos("lookback_days");
+    let lookback = s.days_nanos(LOOKBACK_DAYS);
     let (lo, hi) = (d.window.from.saturating_sub(lookback), d.window.from);
     let swept: Vec<String> = sweeps.keys().map(|a| sql_str(a)).collect();
     let mut per_hour: BTreeMap<String, Vec<(i64, i64)>> = Default::default();

@@ -3,6 +3,12 @@ use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG002 first-secret-read-by-principal.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 30.0,
+    doc: "history compared with the window",
+};
+
 pub struct FirstSecretRead;
 
 const DOC: &str = "\
@@ -57,24 +63,20 @@ impl Detector for FirstSecretRead {
         Severity::Low
     }
     fn params(&self) -> &'static [Param] {
-        &[Param {
-            name: "lookback_days",
-            default: 30.0,
-            doc: "history compared with the window",
-        }]
+        &[LOOKBACK_DAYS]
     }
     async fn detect(
         &self,
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let lookback = s.days_nanos("lookback_days");
+        let lookback = s.days_nanos(LOOKBACK_DAYS);
         let mut out = Vec::new();
         let store_days = store_history_days(d).await?;
-        if store_days < s.get("lookback_days") {
+        if store_days < s.get(LOOKBACK_DAYS) {
             d.note(format!(
                 "VG002 quiet: the store holds {store_days:.1} days before the window; it needs the whole lookback ({} days) to call a principal new",
-                s.get("lookback_days")
+                s.get(LOOKBACK_DAYS)
             ));
             return Ok(Vec::new());
         }
@@ -105,16 +107,16 @@ impl Detector for FirstSecretRead {
                 ("other_events", int(rows::n(&r, "events"))),
                 (
                     "history_days",
-                    round(store_days.min(s.get("lookback_days")), 1),
+                    round(store_days.min(s.get(LOOKBACK_DAYS)), 1),
                 ),
             ]);
             f.explanation = if known {
                 format!("{} read {} secret{} but read none in the previous {:.0} days ({} other events then).",
                     who(&r), resources.len(), if resources.len() == 1 { "" } else { "s" },
-                    store_days.min(s.get("lookback_days")), rows::n(&r, "events"))
+                    store_days.min(s.get(LOOKBACK_DAYS)), rows::n(&r, "events"))
             } else {
                 format!("{} is new: no events at all in the previous {:.0} days, and it read {} secret{}.",
-                    who(&r), store_days.min(s.get("lookback_days")), resources.len(), if resources.len() == 1 { "" } else { "s" })
+                    who(&r), store_days.min(s.get(LOOKBACK_DAYS)), resources.len(), if resources.len() == 1 { "" } else { "s" })
             };
             out.push(f);
         }

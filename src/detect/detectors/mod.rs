@@ -62,7 +62,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-use crate::timerange::{NANOS_PER_DAY as DAY, NANOS_PER_HOUR as HOUR};
+use crate::timerange::{NANOS_PER_DAY as DAY, NANOS_PER_HOUR as HOUR, NANOS_PER_SECOND};
 
 /// Window bounds and the start of the history before it, as bound parameters.
 fn bounds(d: &DetectContext<'_>, lookback: i64) -> Vec<(&'static str, ScalarValue)> {
@@ -132,7 +132,7 @@ fn finding(
 /// so the last event is included whatever its sub-second digits).
 fn end_exclusive(end: &str) -> String {
     crate::timerange::parse_instant(end)
-        .map(|t| rfc3339(t + 1_000_000_000))
+        .map(|t| rfc3339(t + NANOS_PER_SECOND))
         .unwrap_or_else(|_| end.to_owned())
 }
 
@@ -144,19 +144,19 @@ fn days_between(row: &Row, earlier: &str, later: &str) -> f64 {
     }
 }
 
+pub(super) const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 30.0,
+    doc: "history compared with the window",
+};
+pub(super) const MIN_EVENTS: Param = Param {
+    name: "min_events",
+    default: 20.0,
+    doc: "calls a principal needs in the lookback",
+};
+
 /// Parameters of the first-seen detectors (VG003, VG004).
-const FIRST_SEEN_PARAMS: [Param; 2] = [
-    Param {
-        name: "lookback_days",
-        default: 30.0,
-        doc: "history compared with the window",
-    },
-    Param {
-        name: "min_events",
-        default: 20.0,
-        doc: "calls a principal needs in the lookback",
-    },
-];
+const FIRST_SEEN_PARAMS: [Param; 2] = [LOOKBACK_DAYS, MIN_EVENTS];
 
 /// The name people know a principal by, for sentences: an AWS role by its name (its
 /// `actor_name` is only a session name), others by `actor_name`, else the id.

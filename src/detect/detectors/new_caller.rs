@@ -5,6 +5,47 @@ use crate::detect::rows::typed;
 use crate::detect::{DetectorSettings, Param};
 
 /// VG001 new-caller-for-secret.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 30.0,
+    doc: "history compared with the window",
+};
+const MIN_HISTORY_DAYS: Param = Param {
+    name: "min_history_days",
+    default: 14.0,
+    doc: "history a secret needs before novelty counts",
+};
+const MAX_CALLERS: Param = Param {
+    name: "max_callers",
+    default: 60.0,
+    doc: "secrets with more callers are too noisy: low severity",
+};
+const MIN_SCORE: Param = Param {
+    name: "min_score",
+    default: 0.9,
+    doc: "medium from this score (P of no new outside caller in a day), low below",
+};
+const MIN_SHARED_SECRETS: Param = Param {
+    name: "min_shared_secrets",
+    default: 1.0,
+    doc: "secrets two principals both read in the lookback to be peers",
+};
+const MIN_PEER_CALLERS: Param = Param {
+    name: "min_peer_callers",
+    default: 1.0,
+    doc: "peers among the secret's callers that make a first read ordinary (info)",
+};
+const MIN_PRINCIPAL_DAYS: Param = Param {
+    name: "min_principal_days",
+    default: 7.0,
+    doc: "history a principal needs before its own novelty counts (info before)",
+};
+const MAX_GROUP_SHARE_PCT: Param = Param {
+                name: "max_group_share_pct",
+                default: 25.0,
+                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
+            };
+
 pub struct NewCaller;
 
 const DOC: &str = "\
@@ -65,46 +106,14 @@ impl Detector for NewCaller {
     }
     fn params(&self) -> &'static [Param] {
         &[
-            Param {
-                name: "lookback_days",
-                default: 30.0,
-                doc: "history compared with the window",
-            },
-            Param {
-                name: "min_history_days",
-                default: 14.0,
-                doc: "history a secret needs before novelty counts",
-            },
-            Param {
-                name: "max_callers",
-                default: 60.0,
-                doc: "secrets with more callers are too noisy: low severity",
-            },
-            Param {
-                name: "min_score",
-                default: 0.9,
-                doc: "medium from this score (P of no new outside caller in a day), low below",
-            },
-            Param {
-                name: "min_shared_secrets",
-                default: 1.0,
-                doc: "secrets two principals both read in the lookback to be peers",
-            },
-            Param {
-                name: "min_peer_callers",
-                default: 1.0,
-                doc: "peers among the secret's callers that make a first read ordinary (info)",
-            },
-            Param {
-                name: "min_principal_days",
-                default: 7.0,
-                doc: "history a principal needs before its own novelty counts (info before)",
-            },
-            Param {
-                name: "max_group_share_pct",
-                default: 25.0,
-                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
-            },
+            LOOKBACK_DAYS,
+            MIN_HISTORY_DAYS,
+            MAX_CALLERS,
+            MIN_SCORE,
+            MIN_SHARED_SECRETS,
+            MIN_PEER_CALLERS,
+            MIN_PRINCIPAL_DAYS,
+            MAX_GROUP_SHARE_PCT,
         ]
     }
     async fn detect(
@@ -112,19 +121,19 @@ impl Detector for NewCaller {
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let lookback = s.days_nanos("lookback_days");
+        let lookback = s.days_nanos(LOOKBACK_DAYS);
         let store_days = store_history_days(d).await?;
-        if store_days < s.get("min_history_days") {
+        if store_days < s.get(MIN_HISTORY_DAYS) {
             d.note(format!(
                 "VG001 quiet: the store holds {store_days:.1} days before the window; novelty needs {} (min_history_days)",
-                s.get("min_history_days")
+                s.get(MIN_HISTORY_DAYS)
             ));
             return Ok(Vec::new());
         }
         let history = read_pairs(d, lookback).await?;
         let window = rows::batches(d.ctx, WINDOW, bounds(d, lookback), d.limits).await?;
-        let min_shared = s.get("min_shared_secrets").max(1.0) as usize;
-        let max_group_share = s.get("max_group_share_pct") / 100.0;
+        let min_shared = s.get(MIN_SHARED_SECRETS).max(1.0) as usize;
+        let max_group_share = s.get(MAX_GROUP_SHARE_PCT) / 100.0;
         // Callers first seen within a day of the secret itself were there from the start: not "new".
         let settle = DAY;
         // The qualifying pairs, grouped by principal in order of their first new read: one
@@ -163,7 +172,7 @@ impl Detector for NewCaller {
                 let days = (d.window.from - seen.first_seen) as f64 / DAY as f64;
                 // A secret first read less than min_history_days ago is new itself: its first
                 // callers are expected, not news.
-                if days < s.get("min_history_days") {
+                if days < s.get(MIN_HISTORY_DAYS) {
                     continue;
                 }
                 let callers = seen.callers as f64;
@@ -174,18 +183,18 @@ impl Detector for NewCaller {
                     .first_seen(actor)
                     .map(|t| (d.window.from - t) as f64 / DAY as f64)
                     .unwrap_or(0.0);
-                let why = if actor_days < s.get("min_principal_days") {
+                let why = if actor_days < s.get(MIN_PRINCIPAL_DAYS) {
                     Why::YoungPrincipal(actor_days)
-                } else if peer_callers >= s.get("min_peer_callers").max(1.0) {
+                } else if peer_callers >= s.get(MIN_PEER_CALLERS).max(1.0) {
                     Why::PeersRead
                 } else {
                     Why::NoPeer
                 };
                 let severity = match why {
                     Why::YoungPrincipal(_) | Why::PeersRead => Severity::Info,
-                    Why::NoPeer if callers > s.get("max_callers") => Severity::Low,
+                    Why::NoPeer if callers > s.get(MAX_CALLERS) => Severity::Low,
                     Why::NoPeer if score >= 0.97 => Severity::High,
-                    Why::NoPeer if score >= s.get("min_score") => self.default_severity(),
+                    Why::NoPeer if score >= s.get(MIN_SCORE) => self.default_severity(),
                     Why::NoPeer => Severity::Low,
                 };
                 let first_read = firsts[i].map(rfc3339).unwrap_or_default();
@@ -227,7 +236,7 @@ impl Detector for NewCaller {
                 }
             }
         }
-        let lookback_days = s.get("lookback_days");
+        let lookback_days = s.get(LOOKBACK_DAYS);
         Ok(groups
             .into_iter()
             .map(|((actor, _), pairs)| self.grouped(&actor, &pairs, lookback_days))

@@ -3,6 +3,12 @@ use crate::detect::finding::numbers;
 use crate::detect::{DetectorSettings, Param};
 
 /// VG003 new-source-network.
+const MIN_NETWORK_PRINCIPALS: Param = Param {
+    name: "min_network_principals",
+    default: 3.0,
+    doc: "other principals whose use of a network in the lookback makes it the estate's (info)",
+};
+
 pub struct NewNetwork;
 
 const DOC: &str = "\
@@ -81,26 +87,18 @@ impl Detector for NewNetwork {
         Severity::Medium
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            FIRST_SEEN_PARAMS[0],
-            FIRST_SEEN_PARAMS[1],
-            Param {
-                name: "min_network_principals",
-                default: 3.0,
-                doc: "other principals whose use of a network in the lookback makes it the estate's (info)",
-            },
-        ]
+        &[LOOKBACK_DAYS, MIN_EVENTS, MIN_NETWORK_PRINCIPALS]
     }
     async fn detect(
         &self,
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let mut params = bounds(d, s.days_nanos("lookback_days"));
-        params.push(("min_events", rows::int(s.get("min_events"))));
+        let mut params = bounds(d, s.days_nanos(LOOKBACK_DAYS));
+        params.push(("min_events", rows::int(s.get(MIN_EVENTS))));
         let mut out = Vec::new();
-        let history = client_history(d, s.days_nanos("lookback_days")).await?;
-        let days = store_history_days(d).await?.min(s.get("lookback_days"));
+        let history = client_history(d, s.days_nanos(LOOKBACK_DAYS)).await?;
+        let days = store_history_days(d).await?.min(s.get(LOOKBACK_DAYS));
         let sql = SQL.replace("vigil_client_history", &history);
         for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");
@@ -110,7 +108,7 @@ impl Detector for NewNetwork {
             let workload = rows::s(&r, "actor_type") == Some("workload");
             let escalate = public && workload && rows::flag(&r, "all_private") == Some(true);
             let others = rows::n(&r, "network_principals");
-            let shared = others >= s.get("min_network_principals").max(1.0);
+            let shared = others >= s.get(MIN_NETWORK_PRINCIPALS).max(1.0);
             let severity = if shared {
                 Severity::Info
             } else if escalate {

@@ -81,11 +81,11 @@ impl Detector for NewUserAgent {
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let mut params = bounds(d, s.days_nanos("lookback_days"));
-        params.push(("min_events", rows::int(s.get("min_events"))));
+        let mut params = bounds(d, s.days_nanos(LOOKBACK_DAYS));
+        params.push(("min_events", rows::int(s.get(MIN_EVENTS))));
         let mut out = Vec::new();
-        let history = client_history(d, s.days_nanos("lookback_days")).await?;
-        let days = store_history_days(d).await?.min(s.get("lookback_days"));
+        let history = client_history(d, s.days_nanos(LOOKBACK_DAYS)).await?;
+        let days = store_history_days(d).await?.min(s.get(LOOKBACK_DAYS));
         let sql = SQL.replace("vigil_client_history", &history);
         for r in query(d, &sql, params).await? {
             let actor = rows::text(&r, "actor_id");

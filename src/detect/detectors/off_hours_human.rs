@@ -7,6 +7,47 @@ use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG005 off-hours-human.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 28.0,
+    doc: "history that shows a person's normal hours",
+};
+const MAX_SHARE_PCT: Param = Param {
+    name: "max_share_pct",
+    default: 5.0,
+    doc: "an hour of the week holding this share of their reads is normal for them",
+};
+const MIN_HISTORY_DAYS: Param = Param {
+    name: "min_history_days",
+    default: 7.0,
+    doc: "days of history before someone's off-hours habit can keep them quiet",
+};
+const USUAL_DAYS_PCT: Param = Param {
+    name: "usual_days_pct",
+    default: 25.0,
+    doc: "off-hours reads on this share of the days of their history are usual",
+};
+const P_VALUE: Param = Param {
+    name: "p_value",
+    default: 1e-3,
+    doc: "a day's off-hours reads this unlikely for someone who usually works off-hours still fire",
+};
+const MAX_HOUR_PROBABILITY: Param = Param {
+    name: "max_hour_probability",
+    default: 0.01,
+    doc: "fire only when a reading day has reads in that local hour with at most this probability",
+};
+const SINGLE_READ_PROBABILITY: Param = Param {
+    name: "single_read_probability",
+    default: 0.001,
+    doc: "the same for a day with a single off-hours read",
+};
+const PRIOR_DAYS: Param = Param {
+    name: "prior_days",
+    default: 10.0,
+    doc: "weight (in days) of the estate's people against the person's own days",
+};
+
 pub struct OffHoursHuman;
 
 const DOC: &str = "\
@@ -70,46 +111,14 @@ impl Detector for OffHoursHuman {
     }
     fn params(&self) -> &'static [Param] {
         &[
-            Param {
-                name: "lookback_days",
-                default: 28.0,
-                doc: "history that shows a person's normal hours",
-            },
-            Param {
-                name: "max_share_pct",
-                default: 5.0,
-                doc: "an hour of the week holding this share of their reads is normal for them",
-            },
-            Param {
-                name: "min_history_days",
-                default: 7.0,
-                doc: "days of history before someone's off-hours habit can keep them quiet",
-            },
-            Param {
-                name: "usual_days_pct",
-                default: 25.0,
-                doc: "off-hours reads on this share of the days of their history are usual",
-            },
-            Param {
-                name: "p_value",
-                default: 1e-3,
-                doc: "a day's off-hours reads this unlikely for someone who usually works off-hours still fire",
-            },
-            Param {
-                name: "max_hour_probability",
-                default: 0.01,
-                doc: "fire only when a reading day has reads in that local hour with at most this probability",
-            },
-            Param {
-                name: "single_read_probability",
-                default: 0.001,
-                doc: "the same for a day with a single off-hours read",
-            },
-            Param {
-                name: "prior_days",
-                default: 10.0,
-                doc: "weight (in days) of the estate's people against the person's own days",
-            },
+            LOOKBACK_DAYS,
+            MAX_SHARE_PCT,
+            MIN_HISTORY_DAYS,
+            USUAL_DAYS_PCT,
+            P_VALUE,
+            MAX_HOUR_PROBABILITY,
+            SINGLE_READ_PROBABILITY,
+            PRIOR_DAYS,
         ]
     }
     async fn detect(
@@ -121,8 +130,8 @@ impl Detector for OffHoursHuman {
         if hours.is_empty() {
             return Ok(Vec::new());
         }
-        let profiles = profiles(d, s.days_nanos("lookback_days")).await?;
-        let hours_of = ReadingHours::of_people(d, s.days_nanos("lookback_days")).await?;
+        let profiles = profiles(d, s.days_nanos(LOOKBACK_DAYS)).await?;
+        let hours_of = ReadingHours::of_people(d, s.days_nanos(LOOKBACK_DAYS)).await?;
         // Group the off-hours hours of each person by local day.
         let mut days: BTreeMap<(String, String), Vec<(Row, usize)>> = BTreeMap::new();
         for r in hours {
@@ -132,7 +141,7 @@ impl Detector for OffHoursHuman {
             };
             let how = hour_of_week(d, hour, &actor, rows::s(&r, "actor_name"));
             if let Some(p) = profiles.get(&actor) {
-                if p.total > 0.0 && 100.0 * hour_of_day_share(p, how) >= s.get("max_share_pct") {
+                if p.total > 0.0 && 100.0 * hour_of_day_share(p, how) >= s.get(MAX_SHARE_PCT) {
                     continue;
                 }
             }
@@ -152,7 +161,7 @@ impl Detector for OffHoursHuman {
             let reads: f64 = hs.iter().map(|(r, _)| rows::n(r, "reads")).sum();
             let habit = profiles
                 .get(&actor)
-                .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos("lookback_days")));
+                .map(|p| off_hours_habit(d, p, &actor, name, s.days_nanos(LOOKBACK_DAYS)));
             // The whole local day so far: with hourly runs the window is one hour of it.
             let date = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok();
             let workday = date.is_none_or(|t| d.query.calendar.is_workday(t));
@@ -167,9 +176,9 @@ impl Detector for OffHoursHuman {
             let usual = habit.as_ref().map_or(0.0, |h| h.usual_day(workday));
             let p_value = tail(usual, day_reads);
             if let Some(h) = &habit {
-                if h.days as f64 >= s.get("min_history_days")
-                    && 100.0 * h.days_with as f64 / h.days as f64 >= s.get("usual_days_pct")
-                    && p_value >= s.get("p_value")
+                if h.days as f64 >= s.get(MIN_HISTORY_DAYS)
+                    && 100.0 * h.days_with as f64 / h.days as f64 >= s.get(USUAL_DAYS_PCT)
+                    && p_value >= s.get(P_VALUE)
                 {
                     continue;
                 }
@@ -182,18 +191,18 @@ impl Detector for OffHoursHuman {
                     let h = how % 24;
                     (
                         h,
-                        hours_of.probability(&actor, workday, h, s.get("prior_days")),
+                        hours_of.probability(&actor, workday, h, s.get(PRIOR_DAYS)),
                     )
                 })
                 .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
             // Far more off-hours reads than their usual such day still fire (an on-call
             // engineer's burst); for someone with no off-hours habit that is VG007's question.
-            let burst = usual > 0.0 && p_value < s.get("p_value");
+            let burst = usual > 0.0 && p_value < s.get(P_VALUE);
             // One read is weak evidence: it fires only in an hour nearly nobody reads in.
             let limit = if reads < 2.0 {
-                s.get("single_read_probability")
+                s.get(SINGLE_READ_PROBABILITY)
             } else {
-                s.get("max_hour_probability")
+                s.get(MAX_HOUR_PROBABILITY)
             };
             if probability > limit && !burst {
                 continue;
@@ -222,7 +231,7 @@ impl Detector for OffHoursHuman {
                 Some(&day),
             );
             f.cold_start = p.is_none_or(|p| p.total < 20.0);
-            f.score = (1.0 - share / s.get("max_share_pct").max(0.01)).clamp(0.5, 1.0);
+            f.score = (1.0 - share / s.get(MAX_SHARE_PCT).max(0.01)).clamp(0.5, 1.0);
             f.observed = numbers([
                 ("reads", int(reads)),
                 ("secrets", int(resources.len() as f64)),

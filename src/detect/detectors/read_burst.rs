@@ -6,6 +6,57 @@ use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG007 read-burst.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 28.0,
+    doc: "history the baseline is learned from",
+};
+const P_VALUE: Param = Param {
+    name: "p_value",
+    default: 1e-4,
+    doc: "Poisson tail probability below which a count is a burst",
+};
+const MIN_COUNT: Param = Param {
+    name: "min_count",
+    default: 20.0,
+    doc: "reads in the hour, at least",
+};
+const RATIO: Param = Param {
+    name: "ratio",
+    default: 3.0,
+    doc: "times the baseline, at least",
+};
+const ROUTINE_DAYS: Param = Param {
+    name: "routine_days",
+    default: 3.0,
+    doc: "days of the last 7 with a third of the count at that hour that make it routine",
+};
+const MIN_HISTORY_DAYS: Param = Param {
+    name: "min_history_days",
+    default: 14.0,
+    doc: "history before the statistical test applies",
+};
+const STATIC_COUNT: Param = Param {
+    name: "static_count",
+    default: 100.0,
+    doc: "reads in an hour that fire without history (and ratio x the busiest hour so far)",
+};
+const P_MIN: Param = Param {
+    name: "p_min",
+    default: 0.002,
+    doc: "off-hours by profile: smoothed hour-of-day probability",
+};
+const MIN_ACTIVE_DAYS: Param = Param {
+    name: "min_active_days",
+    default: 10.0,
+    doc: "off-hours by profile: days with reads needed",
+};
+const MIN_READS: Param = Param {
+    name: "min_reads",
+    default: 50.0,
+    doc: "off-hours by profile: reads needed",
+};
+
 pub struct ReadBurst;
 /// VG008 off-hours-burst: a burst in an hour that is off hours for the principal.
 pub struct OffHoursBurst;
@@ -47,56 +98,16 @@ HAVING count(*) >= $floor
 ORDER BY hour, actor_id";
 
 const PARAMS: [Param; 11] = [
-    Param {
-        name: "lookback_days",
-        default: 28.0,
-        doc: "history the baseline is learned from",
-    },
-    Param {
-        name: "p_value",
-        default: 1e-4,
-        doc: "Poisson tail probability below which a count is a burst",
-    },
-    Param {
-        name: "min_count",
-        default: 20.0,
-        doc: "reads in the hour, at least",
-    },
-    Param {
-        name: "ratio",
-        default: 3.0,
-        doc: "times the baseline, at least",
-    },
-    Param {
-        name: "routine_days",
-        default: 3.0,
-        doc: "days of the last 7 with a third of the count at that hour that make it routine",
-    },
-    Param {
-        name: "min_history_days",
-        default: 14.0,
-        doc: "history before the statistical test applies",
-    },
-    Param {
-        name: "static_count",
-        default: 100.0,
-        doc: "reads in an hour that fire without history (and ratio x the busiest hour so far)",
-    },
-    Param {
-        name: "p_min",
-        default: 0.002,
-        doc: "off-hours by profile: smoothed hour-of-day probability",
-    },
-    Param {
-        name: "min_active_days",
-        default: 10.0,
-        doc: "off-hours by profile: days with reads needed",
-    },
-    Param {
-        name: "min_reads",
-        default: 50.0,
-        doc: "off-hours by profile: reads needed",
-    },
+    LOOKBACK_DAYS,
+    P_VALUE,
+    MIN_COUNT,
+    RATIO,
+    ROUTINE_DAYS,
+    MIN_HISTORY_DAYS,
+    STATIC_COUNT,
+    P_MIN,
+    MIN_ACTIVE_DAYS,
+    MIN_READS,
     super::unusual_hour::MAX_DAYS_AT_HOUR,
 ];
 
@@ -115,24 +126,24 @@ fn test(
     hist_days: f64,
     s: &DetectorSettings,
 ) -> Option<Burst> {
-    if x < s.get("min_count") {
+    if x < s.get(MIN_COUNT) {
         return None;
     }
-    let weeks = (s.get("lookback_days").min(hist_days) / 7.0).max(0.0);
-    if hist_days < s.get("min_history_days") || p.is_none() {
+    let weeks = (s.get(LOOKBACK_DAYS).min(hist_days) / 7.0).max(0.0);
+    if hist_days < s.get(MIN_HISTORY_DAYS) || p.is_none() {
         // Too little history for a seasonal rate, but enough to know what the principal does
         // on its busiest hours: a batch job's every run is not a burst.
         let busiest = p
             .map(|p| p.hourly.values().copied().fold(0.0, f64::max))
             .unwrap_or(0.0);
-        return (x >= s.get("static_count") && x >= s.get("ratio") * busiest).then_some(Burst {
+        return (x >= s.get(STATIC_COUNT) && x >= s.get(RATIO) * busiest).then_some(Burst {
             lambda: busiest,
             p: None,
             cold: true,
         });
     }
     let p = p.expect("checked");
-    let hours = (hist_days.min(s.get("lookback_days")) * 24.0).max(1.0);
+    let hours = (hist_days.min(s.get(LOOKBACK_DAYS)) * 24.0).max(1.0);
     let overall = p.total / hours;
     let same: f64 = p
         .hourly
@@ -149,13 +160,13 @@ fn test(
     // (a nightly job that started last week).
     let routine_nights = (1..=7)
         .filter(|k| {
-            p.hourly.get(&(hour - k * DAY)).copied().unwrap_or(0.0) >= x / s.get("ratio").max(1.0)
+            p.hourly.get(&(hour - k * DAY)).copied().unwrap_or(0.0) >= x / s.get(RATIO).max(1.0)
         })
         .count();
-    if routine_nights as f64 >= s.get("routine_days") {
+    if routine_nights as f64 >= s.get(ROUTINE_DAYS) {
         return None;
     }
-    (tail < s.get("p_value") && x >= s.get("ratio") * lambda).then_some(Burst {
+    (tail < s.get(P_VALUE) && x >= s.get(RATIO) * lambda).then_some(Burst {
         lambda,
         p: Some(tail),
         cold: false,
@@ -168,20 +179,20 @@ async fn bursts(
     s: &DetectorSettings,
     off_hours_only: bool,
 ) -> Result<Vec<Finding>, QueryError> {
-    let lookback = s.days_nanos("lookback_days");
+    let lookback = s.days_nanos(LOOKBACK_DAYS);
     let mut params = bounds(d, 0);
-    params.push(("floor", rows::int(s.get("min_count"))));
+    params.push(("floor", rows::int(s.get(MIN_COUNT))));
     let candidates = query(d, WINDOW, params).await?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let profiles = profiles(d, lookback).await?;
     let hist_days = store_history_days(d).await?;
-    if hist_days < s.get("min_history_days") {
+    if hist_days < s.get(MIN_HISTORY_DAYS) {
         d.note(format!(
             "{} on its static rule: the store holds {hist_days:.1} days before the window (the Poisson test needs {})",
             det.code(),
-            s.get("min_history_days")
+            s.get(MIN_HISTORY_DAYS)
         ));
     }
     let mut out = Vec::new();
@@ -233,7 +244,7 @@ async fn bursts(
                 ("p_value", p_value(p)),
             ]),
             None => numbers([
-                ("static_count", int(s.get("static_count"))),
+                ("static_count", int(s.get(STATIC_COUNT))),
                 ("history_days", round(hist_days, 1)),
                 ("busiest_hour_reads", int(b.lambda)),
             ]),
@@ -255,7 +266,7 @@ async fn bursts(
             Some(p) => format!("{} read {x} secrets in the hour starting {local}; typical for this hour: {:.1}; p = {p:.1e}.", who(&r), b.lambda),
             None => format!(
                 "{} read {x} secrets in the hour starting {local}{}; with only {hist_days:.0} days of history the static rule applies: at least {} per hour and {} times its busiest hour so far ({}).",
-                who(&r), if off_hours_only { format!(", {why_off}") } else { String::new() }, s.get("static_count"), s.get("ratio"), b.lambda
+                who(&r), if off_hours_only { format!(", {why_off}") } else { String::new() }, s.get(STATIC_COUNT), s.get(RATIO), b.lambda
             ),
         };
         out.push(f);

@@ -3,6 +3,27 @@ use crate::detect::finding::{numbers, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG017 sensitive-change.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 14.0,
+    doc: "history in which the principal made such changes",
+};
+const MIN_PEER_CHANGERS: Param = Param {
+    name: "min_peer_changers",
+    default: 1.0,
+    doc: "peers making such changes in the lookback that make one routine (info)",
+};
+const COMMON_SHARE_PCT: Param = Param {
+    name: "common_share_pct",
+    default: 10.0,
+    doc: "share of principals of its type making such changes that makes one common (low)",
+};
+const MAX_GROUP_SHARE_PCT: Param = Param {
+                name: "max_group_share_pct",
+                default: 25.0,
+                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
+            };
+
 pub struct SensitiveChange;
 
 const DOC: &str = "\
@@ -65,26 +86,10 @@ impl Detector for SensitiveChange {
     }
     fn params(&self) -> &'static [Param] {
         &[
-            Param {
-                name: "lookback_days",
-                default: 14.0,
-                doc: "history in which the principal made such changes",
-            },
-            Param {
-                name: "min_peer_changers",
-                default: 1.0,
-                doc: "peers making such changes in the lookback that make one routine (info)",
-            },
-            Param {
-                name: "common_share_pct",
-                default: 10.0,
-                doc: "share of principals of its type making such changes that makes one common (low)",
-            },
-            Param {
-                name: "max_group_share_pct",
-                default: 25.0,
-                doc: "a derived peer group larger than this share of the principals (and 5) is too broad to make peers",
-            },
+            LOOKBACK_DAYS,
+            MIN_PEER_CHANGERS,
+            COMMON_SHARE_PCT,
+            MAX_GROUP_SHARE_PCT,
         ]
     }
     async fn detect(
@@ -93,14 +98,14 @@ impl Detector for SensitiveChange {
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
         let store_days = store_history_days(d).await?;
-        let cold = store_days < s.get("lookback_days");
+        let cold = store_days < s.get(LOOKBACK_DAYS);
         if cold {
             d.note(format!(
                 "VG017 on its static rule: the store holds {store_days:.1} days before the window (less than lookback_days = {}), so every sensitive change is reported, at medium",
-                s.get("lookback_days")
+                s.get(LOOKBACK_DAYS)
             ));
         }
-        let lookback = s.days_nanos("lookback_days");
+        let lookback = s.days_nanos(LOOKBACK_DAYS);
         let mut changers: std::collections::HashMap<String, String> = Default::default();
         let mut changed_on: std::collections::HashSet<(String, Option<String>)> =
             Default::default();
@@ -128,17 +133,17 @@ impl Detector for SensitiveChange {
                 &actor,
                 rows::s(&r, "actor_type"),
                 1,
-                s.get("max_group_share_pct") / 100.0,
+                s.get(MAX_GROUP_SHARE_PCT) / 100.0,
             );
             let peer_changers = changers.keys().filter(|c| peers.contains(c)).count();
-            let routine = peer_changers as f64 >= s.get("min_peer_changers").max(1.0);
+            let routine = peer_changers as f64 >= s.get(MIN_PEER_CHANGERS).max(1.0);
             // How common such changes are among principals of its type across the estate.
             let ty = rows::s(&r, "actor_type");
             let type_changers = changers.values().filter(|t| Some(t.as_str()) == ty).count();
             let of_type = pairs.of_type(ty).max(type_changers);
             let type_share = 100.0 * type_changers as f64 / of_type.max(1) as f64;
             // A share of a handful is no evidence: at least three of its kind made such changes.
-            let common = !routine && type_changers >= 3 && type_share >= s.get("common_share_pct");
+            let common = !routine && type_changers >= 3 && type_share >= s.get(COMMON_SHARE_PCT);
             let ops = rows::list(&r, "operations").join(", ");
             let resources = rows::list(&r, "resources");
             let mut f = finding(
@@ -179,7 +184,7 @@ impl Detector for SensitiveChange {
                 ("peers_making_such_changes", int(peer_changers as f64)),
                 ("same_type_share_pct", round(type_share, 1)),
             ]);
-            let days = store_days.min(s.get("lookback_days"));
+            let days = store_days.min(s.get(LOOKBACK_DAYS));
             let n = rows::n(&r, "changes");
             let plural = if n == 1.0 { "" } else { "s" };
             f.explanation = if routine {

@@ -5,6 +5,32 @@ use crate::detect::finding::{numbers, p_value, round};
 use crate::detect::{DetectorSettings, Param};
 
 /// VG006 unusual-hour.
+const LOOKBACK_DAYS: Param = Param {
+    name: "lookback_days",
+    default: 28.0,
+    doc: "history the profile is learned from",
+};
+const P_MIN: Param = Param {
+    name: "p_min",
+    default: 0.002,
+    doc: "smoothed hour-of-day probability below which an hour is unusual",
+};
+const MIN_ACTIVE_DAYS: Param = Param {
+    name: "min_active_days",
+    default: 10.0,
+    doc: "days with reads a principal needs",
+};
+const MIN_READS: Param = Param {
+    name: "min_reads",
+    default: 50.0,
+    doc: "reads a principal needs",
+};
+const P_VALUE: Param = Param {
+        name: "p_value",
+        default: 0.01,
+        doc: "the hour's reads must also be this unlikely given the reads the profile expects at that hour on an active day (Poisson tail)",
+    };
+
 pub struct UnusualHour;
 
 const DOC: &str = "\
@@ -160,45 +186,25 @@ async fn compute_profiles(d: &DetectContext<'_>, lookback: i64) -> Result<Profil
 /// True when the principal's own profile makes hour-of-week `how` unusual.
 pub fn unusual(p: Option<&Profile>, how: usize, s: &DetectorSettings) -> Option<f64> {
     let p = p?;
-    if p.active_days < s.get("min_active_days") as usize || p.total < s.get("min_reads") {
+    if p.active_days < s.get(MIN_ACTIVE_DAYS) as usize || p.total < s.get(MIN_READS) {
         return None;
     }
     // A rare share is not enough: a nightly job makes every other hour a small share of a
     // large total, yet a worker that reads a little at 04:00 most days is doing its usual.
-    if f64::from(p.days_at_hour[how % 24]) > s.get("max_days_at_hour") {
+    if f64::from(p.days_at_hour[how % 24]) > s.get(MAX_DAYS_AT_HOUR) {
         return None;
     }
     let prob = p.p(how);
-    (prob < s.get("p_min")).then_some(prob)
+    (prob < s.get(P_MIN)).then_some(prob)
 }
 
 pub const PROFILE_PARAMS: [Param; 6] = [
-    Param {
-        name: "lookback_days",
-        default: 28.0,
-        doc: "history the profile is learned from",
-    },
-    Param {
-        name: "p_min",
-        default: 0.002,
-        doc: "smoothed hour-of-day probability below which an hour is unusual",
-    },
-    Param {
-        name: "min_active_days",
-        default: 10.0,
-        doc: "days with reads a principal needs",
-    },
-    Param {
-        name: "min_reads",
-        default: 50.0,
-        doc: "reads a principal needs",
-    },
+    LOOKBACK_DAYS,
+    P_MIN,
+    MIN_ACTIVE_DAYS,
+    MIN_READS,
     MAX_DAYS_AT_HOUR,
-    Param {
-        name: "p_value",
-        default: 0.01,
-        doc: "the hour's reads must also be this unlikely given the reads the profile expects at that hour on an active day (Poisson tail)",
-    },
+    P_VALUE,
 ];
 
 /// Shared with the off-hours burst (VG008), which uses the same profile test.
@@ -234,7 +240,7 @@ impl Detector for UnusualHour {
         d: &DetectContext<'_>,
         s: &DetectorSettings,
     ) -> Result<Vec<Finding>, QueryError> {
-        let profiles = profiles(d, s.days_nanos("lookback_days")).await?;
+        let profiles = profiles(d, s.days_nanos(LOOKBACK_DAYS)).await?;
         let mut out = Vec::new();
         for r in query(d, WINDOW, bounds(d, 0)).await? {
             let actor = rows::text(&r, "actor_id");
@@ -251,7 +257,7 @@ impl Detector for UnusualHour {
             // now and then (P = 0.04 for p_hour = 3e-4): the count must be unlikely too.
             let expected = prob * p.total / p.active_days.max(1) as f64;
             let count_p = super::denial_rate::tail(expected, rows::n(&r, "reads"));
-            if count_p >= s.get("p_value") {
+            if count_p >= s.get(P_VALUE) {
                 continue;
             }
             let resources = rows::list(&r, "resources");
@@ -269,7 +275,7 @@ impl Detector for UnusualHour {
                 rows::s(&r, "last_read").unwrap_or(""),
                 Some(&format!("how{how}")),
             );
-            f.score = (1.0 - prob / s.get("p_min")).clamp(0.0, 1.0);
+            f.score = (1.0 - prob / s.get(P_MIN)).clamp(0.0, 1.0);
             f.observed = numbers([
                 ("reads", int(rows::n(&r, "reads"))),
                 ("local_hour", int((how % 24) as f64)),
@@ -331,7 +337,7 @@ mod tests {
     fn a_small_share_of_an_hour_used_most_days_is_not_unusual() {
         let s = crate::detect::params::settings(&DetectConfig::default(), &UnusualHour);
         // The share of 04:00 is below p_min either way; only the days decide.
-        assert!(worker(28).p(4) < s.get("p_min"));
+        assert!(worker(28).p(4) < s.get(P_MIN));
         assert_eq!(unusual(Some(&worker(28)), 4, &s), None);
         assert!(unusual(Some(&worker(1)), 4, &s).is_some());
         // An hour never used stays unusual.

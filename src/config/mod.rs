@@ -2,7 +2,12 @@
 //!
 //! Every section of the configuration (README, Configuration): `[store]`, `[ingest]`, `[sources]`, `[calendar]`,
 //! `[[environments]]`, `[[peer_groups]]`, `[canaries]`, `[query]`, `[smtp]`, `[alerts]`, `[detectors.CODE]`,
-//! `[[allowlist]]`. Errors name the key.
+//! `[[allowlist]]`, `[object_store]`, and `[serve]` with its inputs and schedules (the `serve`
+//! and `schedule` submodules: the service runs what they describe, and this module depends on
+//! no part of the service). Errors name the key.
+
+pub mod schedule;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +67,7 @@ struct RawConfig {
     detectors: Option<toml::Table>,
     #[serde(default)]
     allowlist: Vec<RawAllow>,
-    serve: Option<crate::serve::settings::RawServe>,
+    serve: Option<serve::RawServe>,
     #[serde(default)]
     object_store: crate::object_storage::settings::RawObjectStore,
 }
@@ -190,7 +195,7 @@ pub struct Config {
     /// `[detectors.CODE]`, `[[allowlist]]`.
     pub detect: DetectConfig,
     /// `[serve]`, when the file has one (`vigil serve` needs its inputs).
-    pub serve: Option<crate::serve::settings::ServeSettings>,
+    pub serve: Option<serve::ServeSettings>,
     /// `[object_store]`: the endpoint, region and plain-HTTP rule for `s3://` paths.
     pub object_store: crate::object_storage::ObjectStoreSettings,
 }
@@ -334,7 +339,7 @@ impl Config {
                     .map(|(i, a)| allow(i, a))
                     .collect::<Result<_, _>>()?,
             },
-            serve: raw.serve.map(crate::serve::settings::parse).transpose()?,
+            serve: raw.serve.map(serve::parse).transpose()?,
             object_store: crate::object_storage::settings::parse(raw.object_store)?,
             max_line_bytes,
             hold_for,
