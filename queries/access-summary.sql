@@ -2,6 +2,7 @@
 -- title: Secret access summary
 -- description: Per secret and principal, the secret reads in the period (denied and failed attempts included): how many, how many succeeded, how many were denied, how many failed otherwise (not found, errors), the first and last, and the sources that logged them.
 -- control: PCI DSS 10.2.1; PCI DSS 10.2.2; SOC 2 CC6.1; ISO 27001 A.8.15
+-- per_day: SELECT date_trunc('day', hour) AS day, sum(events) AS secret_reads FROM event_counts WHERE is_secret_read AND last_time >= $from AND first_time < $to AND date >= to_char($from, '%Y-%m-%d') AND date <= to_char($to, '%Y-%m-%d') GROUP BY 1
 WITH per_source AS (
   -- one pass over the period's hourly counts of secret reads, per secret, principal and source
   SELECT resource_id, actor_id, source,

@@ -3,7 +3,7 @@
 -- description: Principals ranked by secret reads in the period (denied and failed attempts included), with successful reads, denied attempts, distinct secrets, and first and last read; the first limit principals with at least min_reads reads.
 -- params: limit:int=20, min_reads:int=1
 -- control: SOC 2 CC7.2; ISO 27001 A.8.16
--- chart: bar label=actor_id value=secret_reads
+-- chart: bar label=actor_name,actor_id value=secret_reads
 WITH pairs AS (
   -- first level of a two-level distinct count: one row per principal and secret
   SELECT actor_id, resource_id,

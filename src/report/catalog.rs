@@ -73,7 +73,8 @@ impl ParamSpec {
 /// How to draw the result, when a chart helps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chart {
-    /// A ranking: one bar per row.
+    /// A ranking: one bar per row, named by the first of the `label` columns (a comma-separated
+    /// list) that is not empty in that row: a name where the logs give one, else the id.
     Bar { label: String, value: String },
     /// A time series.
     Line { x: String, y: String },
@@ -87,6 +88,10 @@ pub struct Report {
     pub params: Vec<ParamSpec>,
     pub control: Option<String>,
     pub chart: Option<Chart>,
+    /// `-- per_day:`: a query over the same period and parameters giving one row per UTC day
+    /// (a timestamp, then a number) for the page's per-day chart, when the report is about
+    /// time (reads, denials, changes).
+    pub per_day: Option<String>,
     /// The statement, header included (comments are ignored by the parser).
     pub sql: String,
 }
@@ -188,7 +193,16 @@ pub fn parse(text: &str) -> Result<Report, String> {
         };
         if let Some((key, value)) = comment.trim().split_once(':') {
             let key = key.trim();
-            if ["name", "title", "description", "params", "control", "chart"].contains(&key)
+            if [
+                "name",
+                "title",
+                "description",
+                "params",
+                "control",
+                "chart",
+                "per_day",
+            ]
+            .contains(&key)
                 && fields.insert(key, value.trim()).is_some()
             {
                 return Err(format!("header key '{key}' appears twice"));
@@ -216,6 +230,16 @@ pub fn parse(text: &str) -> Result<Report, String> {
             .map(|c| (*c).to_owned())
             .filter(|c| !c.is_empty()),
         chart: fields.get("chart").map(|c| parse_chart(c)).transpose()?,
+        per_day: match fields.get("per_day") {
+            Some(q)
+                if q.get(..7)
+                    .is_some_and(|h| h.eq_ignore_ascii_case("SELECT ")) =>
+            {
+                Some((*q).to_owned())
+            }
+            Some(q) => return Err(format!("per_day '{q}' must be a SELECT")),
+            None => None,
+        },
         sql: text.trim().trim_end_matches(';').to_owned(),
     })
 }

@@ -82,6 +82,7 @@ pub fn write_batches_fitted(
                 facts: Vec::new(),
                 batches,
                 chart: None,
+                per_day: None,
             };
             out.write_all(super::html::page("Query result", &[section], &now)?.as_bytes())
         }
@@ -100,8 +101,21 @@ pub fn column_names(batch: &RecordBatch) -> Vec<String> {
 
 /// Every cell of a batch as display text (nested values as JSON, timestamps RFC 3339).
 pub fn cell_texts(batch: &RecordBatch) -> io::Result<Vec<Vec<String>>> {
-    let options = format_options();
-    let formatters = formatters(batch, &options)?;
+    cell_texts_with(batch, &format_options())
+}
+
+/// Every cell as text for a page people read: timestamps to the second and without the `T`
+/// and `Z` (the page says its times are UTC). Files and JSON keep every digit.
+pub fn compact_cell_texts(batch: &RecordBatch) -> io::Result<Vec<Vec<String>>> {
+    let options = FormatOptions::default()
+        .with_null("")
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S"))
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S"));
+    cell_texts_with(batch, &options)
+}
+
+fn cell_texts_with(batch: &RecordBatch, options: &FormatOptions) -> io::Result<Vec<Vec<String>>> {
+    let formatters = formatters(batch, options)?;
     (0..batch.num_rows())
         .map(|row| row_cells(batch, &formatters, row))
         .collect()

@@ -216,7 +216,7 @@ fn report_mail_over_starttls_with_auth() {
         m["subject"]
             .as_str()
             .unwrap()
-            .starts_with("vigil reports: denied-access, top-talkers (2026-03-01T00:00:00Z"),
+            .starts_with("vigil reports: denied-access, top-talkers (2026-03-01 00:00 to "),
         "{m}"
     );
     let parts = m["parts"].as_array().unwrap();

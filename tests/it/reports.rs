@@ -426,9 +426,11 @@ fn html_page_is_standalone_escaped_and_charted() {
         html.contains("<svg") && html.contains("<rect"),
         "the ranking has a bar chart"
     );
-    assert!(
-        html.contains("Period") && html.contains("2026-03-01T00:00:00Z to 2026-04-01T00:00:00Z")
-    );
+    // Its bars are named by the principals' names where the logs give one.
+    let chart = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
+    assert!(chart.contains("&lt;b&gt;eve&lt;/b&gt;"), "{chart}");
+    assert!(!chart.contains(">ent-eve<"), "{chart}");
+    assert!(html.contains("Period") && html.contains("2026-03-01 00:00 to 2026-04-01 00:00 UTC"));
     assert!(html.contains("SOC 2"), "control reference shown");
     assert!(
         !html.contains("<script>") && !html.contains("<b>eve"),
@@ -465,6 +467,70 @@ fn html_page_is_standalone_escaped_and_charted() {
         "{}",
         r.stdout
     );
+}
+
+/// The per-day columns of a page's chart, as (day, value) from their hover titles.
+fn per_day_columns(section: &str) -> Vec<(String, f64)> {
+    let svg = &section[..section.find("</svg>").unwrap_or(0)];
+    svg.split("<title>")
+        .skip(1)
+        .map(|t| {
+            let t = &t[..t.find("</title>").unwrap()];
+            let (day, v) = t.split_once(": ").unwrap();
+            (day.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn per_day_charts_add_up_to_the_reports_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    // (report, what its rows add up: a column, or the rows themselves, and the chart's name)
+    let cases = [
+        ("access-summary", Some("reads"), "secret reads per day"),
+        ("denied-access", Some("attempts"), "denied attempts per day"),
+        ("secret-changes", None, "changes per day"),
+    ];
+    for (name, column, title) in cases {
+        let page = dir.path().join(format!("{name}.html"));
+        let r = run(vigil(&store)
+            .args(["report", "run", name, "--out"])
+            .arg(&page)
+            .args(["--from", "2026-03-01", "--to", "2026-03-08"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let html = std::fs::read_to_string(&page).unwrap();
+        let at = html
+            .find(title)
+            .unwrap_or_else(|| panic!("{name}: no '{title}' chart"));
+        let days = per_day_columns(&html[at..]);
+        // One column per day of the week, the empty ones at zero.
+        assert_eq!(days.len(), 7, "{name}: {days:?}");
+        assert_eq!(days[0].0, "2026-03-01");
+        assert_eq!(days[6].0, "2026-03-07");
+        assert_eq!(days[0].1, 0.0, "{name}: the sample starts on 2026-03-02");
+        let r = run(vigil(&store)
+            .args(["report", "run", name, "--format", "json"])
+            .args(["--from", "2026-03-01", "--to", "2026-03-08"]));
+        let rows: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+        let total: f64 = match column {
+            Some(c) => rows.iter().map(|r| r[c].as_f64().unwrap()).sum(),
+            None => rows.len() as f64,
+        };
+        let charted: f64 = days.iter().map(|d| d.1).sum();
+        assert!(total > 0.0, "{name}");
+        assert_eq!(charted, total, "{name}: {days:?}");
+        // Per day too, for the report whose rows are events.
+        if column.is_none() {
+            for (day, v) in &days {
+                let n = rows
+                    .iter()
+                    .filter(|r| r["event_time"].as_str().unwrap().starts_with(day.as_str()))
+                    .count();
+                assert_eq!(*v, n as f64, "{name} on {day}");
+            }
+        }
+    }
 }
 
 #[test]
