@@ -9,6 +9,7 @@ use crate::cli::{CompactArgs, SummaryFormat};
 use crate::store::compact::{compact, CompactOptions};
 
 pub fn run(g: &Globals, args: CompactArgs) -> anyhow::Result<u8> {
+    g.store.require_local()?;
     if !g.store.exists() {
         bail!(
             "no store at {} (pass --store DIR)",

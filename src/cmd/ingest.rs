@@ -12,6 +12,7 @@ use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec};
 use crate::object_storage::ObjectUrl;
 
 pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
+    g.store.require_local()?;
     let specs: Vec<InputSpec> = args
         .paths
         .iter()

@@ -60,7 +60,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| config.store_path.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
-    let store = Store::new(store_path).with_checkpoint_every(config.checkpoint_every);
+    let url = match store_path
+        .to_str()
+        .map(crate::object_storage::ObjectUrl::parse)
+    {
+        Some(Ok(url)) => url,
+        Some(Err(e)) => anyhow::bail!("--store {e}"),
+        None => None,
+    };
+    let store = match url {
+        Some(url) => crate::store::remote::open(&url, &config.object_store)?,
+        None => Store::new(store_path),
+    }
+    .with_checkpoint_every(config.checkpoint_every);
     let globals = Globals {
         config,
         store,

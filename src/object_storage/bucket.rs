@@ -45,68 +45,7 @@ impl Bucket {
     /// Credentials and region from the environment (as the AWS tools read them) under
     /// `settings`. Nothing is requested yet.
     pub fn connect(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Bucket, ObjectError> {
-        // As `AmazonS3Builder::from_env`, but an empty variable counts as unset (an empty
-        // endpoint makes the client panic).
-        let mut builder = AmazonS3Builder::new();
-        for (key, value) in std::env::vars_os() {
-            let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
-                continue;
-            };
-            if key.starts_with("AWS_") && !value.trim().is_empty() {
-                if let Ok(k) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                    builder = builder.with_config(k, value);
-                }
-            }
-        }
-        builder = builder.with_bucket_name(&url.bucket);
-        if let Some(e) = &settings.endpoint {
-            builder = builder.with_endpoint(e);
-        }
-        if let Some(r) = &settings.region {
-            builder = builder.with_region(r);
-        }
-        let endpoint = builder
-            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
-            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
-        if let Some(e) = endpoint.as_deref().filter(|e| endpoint_host(e).is_none()) {
-            return Err(ObjectError::Config(format!(
-                "the object store endpoint '{e}' (AWS_ENDPOINT_URL or [object_store] endpoint) is not an http:// or https:// URL"
-            )));
-        }
-        let allow_http = match &endpoint {
-            Some(e) => http_allowed(e, settings.allow_http).map_err(ObjectError::Config)?,
-            None => false,
-        };
-        let builder_region = builder.get_config_value(&AmazonS3ConfigKey::Region);
-        let secrets: Arc<[String]> = [
-            AmazonS3ConfigKey::AccessKeyId,
-            AmazonS3ConfigKey::SecretAccessKey,
-            AmazonS3ConfigKey::Token,
-        ]
-        .iter()
-        .filter_map(|k| builder.get_config_value(k))
-        .collect();
-        let store = builder
-            // A wrong endpoint fails in seconds, not after S3's default of minutes of retries.
-            // (Set key by key: the client options the environment gave, a proxy say, stay.)
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                "5s",
-            )
-            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "60s")
-            .with_allow_http(allow_http)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(20),
-            })
-            .build()
-            .map_err(|e| {
-                ObjectError::Config(format!(
-                    "{url}: {}",
-                    super::error::scrub(&e.to_string(), &secrets)
-                ))
-            })?;
+        let (store, endpoint, secrets) = client(url, settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("vigil-objects")
@@ -116,13 +55,19 @@ impl Bucket {
         Ok(Bucket {
             url: url.clone(),
             store: Arc::new(store),
-            endpoint: endpoint.unwrap_or_else(|| {
-                let region = builder_region.unwrap_or_else(|| "us-east-1".to_owned());
-                format!("AWS S3 ({region})")
-            }),
+            endpoint,
             secrets,
             runtime: Some(runtime),
         })
+    }
+
+    /// A client of the same bucket for DataFusion's scans of a store kept there: they run on
+    /// the caller's runtime, so they get a client (and connection pool) of their own.
+    pub fn scan_client(
+        url: &ObjectUrl,
+        settings: &ObjectStoreSettings,
+    ) -> Result<Arc<dyn ObjectStore>, ObjectError> {
+        Ok(Arc::new(client(url, settings)?.0))
     }
 
     pub fn url(&self) -> &ObjectUrl {
@@ -154,27 +99,8 @@ impl Bucket {
     /// The objects under the URL's prefix, in key order; the object itself when the URL names
     /// one.
     pub fn list(&self) -> Result<Vec<ObjectInfo>, ObjectError> {
-        let prefix =
-            (!self.url.prefix.is_empty()).then(|| ObjectPath::from(self.url.prefix.as_str()));
-        let store = Arc::clone(&self.store);
-        let listed = self.block_on(async move {
-            let mut found = Vec::new();
-            let mut stream = store.list(prefix.as_ref());
-            while let Some(meta) = stream.next().await {
-                found.push(meta?);
-            }
-            Ok::<_, object_store::Error>(found)
-        });
         let url = self.url.to_string();
-        let mut objects: Vec<ObjectInfo> = listed
-            .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))?
-            .into_iter()
-            .map(|m| ObjectInfo {
-                key: m.location.to_string(),
-                size: m.size,
-                etag: m.e_tag.unwrap_or_default(),
-            })
-            .collect();
+        let mut objects = self.list_prefix(&self.url.prefix, None, &url)?;
         if objects.is_empty() && !self.url.prefix.is_empty() {
             // Not a folder: perhaps one object.
             let path = ObjectPath::from(self.url.prefix.as_str());
@@ -201,6 +127,81 @@ impl Bucket {
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
+    }
+
+    /// The objects in the folder `sub` below the URL's prefix (none when it does not exist),
+    /// in key order.
+    pub fn list_folder(&self, sub: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
+        self.list_folder_after(sub, None)
+    }
+
+    /// As [`Bucket::list_folder`], only the objects whose name sorts after `after` (S3 lists
+    /// from there: a folder of a million keys costs one request for the last few).
+    pub fn list_folder_after(
+        &self,
+        sub: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<ObjectInfo>, ObjectError> {
+        let key = self.key(sub);
+        let url = self.url.object(&key);
+        let offset = after.map(|name| format!("{key}/{name}"));
+        let mut objects = self.list_prefix(&key, offset.as_deref(), &url)?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// The key of `relative` (a `/`-separated path below the URL's prefix).
+    pub fn key(&self, relative: &str) -> String {
+        if self.url.prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.url.prefix)
+        }
+    }
+
+    fn list_prefix(
+        &self,
+        prefix: &str,
+        offset: Option<&str>,
+        url: &str,
+    ) -> Result<Vec<ObjectInfo>, ObjectError> {
+        let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+        let offset = offset.map(ObjectPath::from);
+        let store = Arc::clone(&self.store);
+        let listed = self.block_on(async move {
+            let mut found = Vec::new();
+            let mut stream = match &offset {
+                Some(o) => store.list_with_offset(prefix.as_ref(), o),
+                None => store.list(prefix.as_ref()),
+            };
+            while let Some(meta) = stream.next().await {
+                found.push(meta?);
+            }
+            Ok::<_, object_store::Error>(found)
+        });
+        Ok(listed
+            .map_err(|e| ObjectError::from_store(&e, &self.context(url)))?
+            .into_iter()
+            .map(|m| ObjectInfo {
+                key: m.location.to_string(),
+                size: m.size,
+                etag: m.e_tag.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The whole of a small object (a commit, a checkpoint), as listed: a later version is an
+    /// error, not a silent mix.
+    pub fn get(&self, object: &ObjectInfo) -> Result<Bytes, ObjectError> {
+        let url = self.url.object(&object.key);
+        let path = ObjectPath::from(object.key.as_str());
+        let options = GetOptions {
+            if_match: (!object.etag.is_empty()).then(|| object.etag.clone()),
+            ..Default::default()
+        };
+        let store = Arc::clone(&self.store);
+        self.block_on(async move { store.get_opts(&path, options).await?.bytes().await })
+            .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))
     }
 
     /// Starts streaming the object as listed, and returns at once: the request runs on the
@@ -255,6 +256,81 @@ impl Bucket {
             size: object.size,
         }
     }
+}
+
+/// The S3 client for `url` under `settings`, the endpoint messages name, and the credential
+/// values every message is scrubbed of.
+fn client(
+    url: &ObjectUrl,
+    settings: &ObjectStoreSettings,
+) -> Result<(AmazonS3, String, Arc<[String]>), ObjectError> {
+    // As `AmazonS3Builder::from_env`, but an empty variable counts as unset (an empty
+    // endpoint makes the client panic).
+    let mut builder = AmazonS3Builder::new();
+    for (key, value) in std::env::vars_os() {
+        let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+            continue;
+        };
+        if key.starts_with("AWS_") && !value.trim().is_empty() {
+            if let Ok(k) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(k, value);
+            }
+        }
+    }
+    builder = builder.with_bucket_name(&url.bucket);
+    if let Some(e) = &settings.endpoint {
+        builder = builder.with_endpoint(e);
+    }
+    if let Some(r) = &settings.region {
+        builder = builder.with_region(r);
+    }
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+    if let Some(e) = endpoint.as_deref().filter(|e| endpoint_host(e).is_none()) {
+        return Err(ObjectError::Config(format!(
+            "the object store endpoint '{e}' (AWS_ENDPOINT_URL or [object_store] endpoint) is not an http:// or https:// URL"
+        )));
+    }
+    let allow_http = match &endpoint {
+        Some(e) => http_allowed(e, settings.allow_http).map_err(ObjectError::Config)?,
+        None => false,
+    };
+    let builder_region = builder.get_config_value(&AmazonS3ConfigKey::Region);
+    let secrets: Arc<[String]> = [
+        AmazonS3ConfigKey::AccessKeyId,
+        AmazonS3ConfigKey::SecretAccessKey,
+        AmazonS3ConfigKey::Token,
+    ]
+    .iter()
+    .filter_map(|k| builder.get_config_value(k))
+    .collect();
+    let store = builder
+        // A wrong endpoint fails in seconds, not after S3's default of minutes of retries.
+        // (Set key by key: the client options the environment gave, a proxy say, stay.)
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            "5s",
+        )
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "60s")
+        .with_allow_http(allow_http)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+        })
+        .build()
+        .map_err(|e| {
+            ObjectError::Config(format!(
+                "{url}: {}",
+                super::error::scrub(&e.to_string(), &secrets)
+            ))
+        })?;
+    let endpoint = endpoint.unwrap_or_else(|| {
+        let region = builder_region.unwrap_or_else(|| "us-east-1".to_owned());
+        format!("AWS S3 ({region})")
+    });
+    Ok((store, endpoint, secrets))
 }
 
 impl Drop for Bucket {

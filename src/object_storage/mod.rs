@@ -1,5 +1,6 @@
 //! Object storage (S3 and S3-compatible servers) through the `object_store` crate: where the
-//! logs of a cloud estate live. Inputs are read from it today; the store itself comes next.
+//! logs of a cloud estate live. Inputs are read from it, and a store copied to a bucket is
+//! read in place (`crate::store::remote`); writing the store there comes next.
 //!
 //! Credentials come the usual way (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
 //! `AWS_SESSION_TOKEN`, web identity, container or instance metadata); `object_store` reads no

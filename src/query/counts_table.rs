@@ -19,7 +19,6 @@ use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::physical_plan::FileScanConfigBuilder;
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::utils::conjunction;
@@ -97,7 +96,7 @@ impl CountsTable {
             &self.file_schema,
             filters.iter().cloned().chain(hours.iter().cloned()),
         )?;
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+        let config = FileScanConfigBuilder::new(self.events.url.clone(), source)
             .with_file_groups(file_groups(state, files))
             .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
@@ -133,7 +132,7 @@ impl CountsTable {
         if let Some((h1, h2)) = skip {
             conditions.push(t().lt(lit(timestamp(h1))).or(t().gt_eq(lit(timestamp(h2)))));
         }
-        let events = Arc::new(EventsTable::with_files(files));
+        let events = Arc::new(EventsTable::with_files(self.events.url.clone(), files));
         let mut plan = LogicalPlanBuilder::scan("events", provider_as_source(events), None)?;
         if let Some(c) = conjunction(conditions) {
             plan = plan.filter(c)?;

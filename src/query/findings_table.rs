@@ -25,6 +25,7 @@ use crate::store::{CommitLog, Store};
 
 #[derive(Debug)]
 struct FindingsHistory {
+    url: ObjectStoreUrl,
     files: Vec<(ObjectPath, u64)>,
     schema: SchemaRef,
 }
@@ -68,25 +69,24 @@ impl TableProvider for FindingsHistory {
             })
             .collect();
         let source = ParquetSource::new(TableSchema::builder(Arc::clone(&self.schema)).build());
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(vec![FileGroup::new(files)])
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        let config = FileScanConfigBuilder::new(self.url.clone(), Arc::new(source))
+            .with_file_groups(vec![FileGroup::new(files)])
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }
 
 /// Registers `finding_history` and `findings` for the findings files of `log`.
 pub async fn register(ctx: &SessionContext, store: &Store, log: &CommitLog) -> Result<()> {
-    let root = std::path::absolute(store.root())?;
     let files = log
         .state
         .findings
         .iter()
         .map(|f| {
-            ObjectPath::from_absolute_path(root.join(&f.path))
+            store
+                .object_path(&f.path)
                 .map(|p| (p, f.bytes))
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         })
@@ -96,6 +96,7 @@ pub async fn register(ctx: &SessionContext, store: &Store, log: &CommitLog) -> R
     ctx.register_table(
         "finding_history",
         Arc::new(FindingsHistory {
+            url: store.object_store_url(),
             files,
             schema: Arc::clone(&schema),
         }),
@@ -122,6 +123,7 @@ pub async fn session(
         ))
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(Default::default(), runtime);
+    super::register_object_store(&ctx, store);
     register(&ctx, store, log).await?;
     Ok(ctx)
 }

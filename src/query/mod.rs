@@ -98,6 +98,16 @@ FROM events";
 /// Names of the tables and views a query can use.
 pub const TABLES: &str = "events, event_counts, client_counts, principal_counts, principals, secret_reads, ocsf_api_activity, findings, finding_history";
 
+/// Lets `ctx` read the files of a store on object storage (a local store needs nothing).
+pub fn register_object_store(ctx: &SessionContext, store: &Store) {
+    if let Some(remote) = store.remote() {
+        ctx.runtime_env().register_object_store(
+            store.object_store_url().as_ref(),
+            Arc::clone(&remote.client),
+        );
+    }
+}
+
 /// A session whose catalog holds table `events` (from the commit log), the views and the
 /// functions of `udf`, with the memory limit of `[query]`.
 pub async fn session(store: &Store, config: &QuerySettings) -> Result<SessionContext, QueryError> {
@@ -116,6 +126,7 @@ pub async fn session(store: &Store, config: &QuerySettings) -> Result<SessionCon
         .build_arc()?;
     let session_config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(session_config, runtime);
+    register_object_store(&ctx, store);
     udf::register_all(&ctx, config);
     let events = Arc::new(EventsTable::from_log(store, &log)?);
     ctx.register_table("events", Arc::clone(&events) as _)?;

@@ -120,6 +120,8 @@ pub(super) fn partition_fields() -> Vec<Arc<Field>> {
 
 #[derive(Debug)]
 pub struct EventsTable {
+    /// Where the files are: the local file system, or the bucket of a store on object storage.
+    pub(super) url: ObjectStoreUrl,
     files: Vec<ScanFile>,
     /// The file columns as the scan produces them (strings as views).
     file_schema: SchemaRef,
@@ -129,9 +131,9 @@ pub struct EventsTable {
 
 impl EventsTable {
     pub fn from_log(store: &Store, log: &CommitLog) -> Result<Self> {
-        let root = std::path::absolute(store.root())?;
         let object_path = |rel: &str| {
-            ObjectPath::from_absolute_path(root.join(rel))
+            store
+                .object_path(rel)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         };
         let mut files = Vec::new();
@@ -153,11 +155,12 @@ impl EventsTable {
                 max_time: parse_instant(&f.max_time).unwrap_or(i64::MAX),
             });
         }
-        Ok(EventsTable::with_files(files))
+        Ok(EventsTable::with_files(store.object_store_url(), files))
     }
 
-    pub(super) fn with_files(files: Vec<ScanFile>) -> Self {
+    pub(super) fn with_files(url: ObjectStoreUrl, files: Vec<ScanFile>) -> Self {
         EventsTable {
+            url,
             files,
             file_schema: string_views(&file_schema()),
             schema: string_views(&table_schema()),
@@ -353,7 +356,7 @@ impl TableProvider for EventsTable {
         let groups = file_groups(state, files);
         // The files are sorted by event_time, so time filters skip most of a large file.
         let source = parquet_source(state, &self.file_schema, filters.iter().cloned())?;
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+        let config = FileScanConfigBuilder::new(self.url.clone(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)

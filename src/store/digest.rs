@@ -277,8 +277,8 @@ pub fn of_file(path: &std::path::Path) -> Result<(ContentDigest, u64), ArrowErro
 
 /// The content digest and row count of a Parquet file whose footer is already read (verify
 /// checks the schema from the same footer).
-pub fn of_parquet(
-    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+pub fn of_parquet<T: datafusion::parquet::file::reader::ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<T>,
 ) -> Result<(ContentDigest, u64), ArrowError> {
     let reader = builder.with_batch_size(8192).build()?;
     let mut d = ContentDigest::default();

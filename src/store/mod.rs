@@ -15,8 +15,10 @@ pub mod commit;
 pub mod compact;
 pub mod dedupe;
 pub mod digest;
+pub mod files;
 pub mod held;
 pub mod inputs;
+pub mod remote;
 pub mod rollup;
 pub mod state;
 pub mod transaction;
@@ -53,6 +55,12 @@ pub enum StoreError {
     Damaged(String),
     #[error("the commit log of {store} is damaged before its end ({why}); run vigil verify and restore the store before writing to it")]
     LogDamaged { store: PathBuf, why: String },
+    /// A store on object storage could not be opened (one sentence, no credential).
+    #[error("{0}")]
+    Remote(String),
+    /// A write asked of a store on object storage, which is read only.
+    #[error("the store {0} is on object storage, which this version of vigil reads and verifies but does not write: run this on a local store (vigil ingest, compact, detect there) and copy it to the bucket, e.g. with aws s3 sync")]
+    ReadOnly(String),
 }
 
 impl StoreError {
@@ -72,6 +80,8 @@ pub struct Store {
     /// The lock this process holds for as long as it runs (`vigil serve`): every transaction
     /// of this handle shares it instead of taking it anew.
     held: Option<Arc<File>>,
+    /// Set for a store on object storage: `root` is then the local cache of its commit log.
+    remote: Option<Arc<remote::Remote>>,
 }
 
 /// Exclusive right to write to a store, held until dropped (or, for a store handle that holds
@@ -87,6 +97,46 @@ impl Store {
             root: root.into(),
             checkpoint_every: checkpoint::DEFAULT_CHECKPOINT_EVERY,
             held: None,
+            remote: None,
+        }
+    }
+
+    /// This store's data read from object storage (see [`remote`]).
+    pub fn with_remote(mut self, remote: remote::Remote) -> Store {
+        self.remote = Some(Arc::new(remote));
+        self
+    }
+
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        self.remote.as_deref()
+    }
+
+    /// Refuses a store on object storage, for what only a local one can do (a write).
+    pub fn require_local(&self) -> Result<(), StoreError> {
+        match &self.remote {
+            Some(r) => Err(StoreError::ReadOnly(r.url.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Where DataFusion finds this store's files: the local file system, or the bucket.
+    pub fn object_store_url(&self) -> datafusion::execution::object_store::ObjectStoreUrl {
+        use datafusion::execution::object_store::ObjectStoreUrl;
+        match &self.remote {
+            Some(r) => ObjectStoreUrl::parse(format!("s3://{}", r.url.bucket))
+                .expect("a bucket name makes a URL"),
+            None => ObjectStoreUrl::local_filesystem(),
+        }
+    }
+
+    /// The object path of a store-relative file, for DataFusion's scans.
+    pub fn object_path(&self, relative: &str) -> std::io::Result<object_store::path::Path> {
+        match &self.remote {
+            Some(r) => Ok(r.object_path(relative)),
+            None => object_store::path::Path::from_absolute_path(
+                std::path::absolute(&self.root)?.join(relative),
+            )
+            .map_err(std::io::Error::other),
         }
     }
 
@@ -126,6 +176,7 @@ impl Store {
 
     /// Creates the store directory if needed and takes the writer lock.
     pub fn lock(&self) -> Result<WriteLock, StoreError> {
+        self.require_local()?;
         if let Some(file) = &self.held {
             return Ok(WriteLock {
                 _file: Arc::clone(file),
@@ -160,6 +211,17 @@ impl Store {
 
     pub fn absolute(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
+    }
+
+    /// A store-relative file as messages name it: its path, or its URL on object storage.
+    pub fn shown(&self, relative: &str) -> PathBuf {
+        match &self.remote {
+            Some(r) => PathBuf::from(format!(
+                "{}/{relative}",
+                r.url.to_string().trim_end_matches('/')
+            )),
+            None => self.absolute(relative),
+        }
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Verification {
 /// a store whose chain does not reach it has lost commits at its tail.
 pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, StoreError> {
     let mut v = Verification::default();
+    // On object storage: every commit into the local cache, and one listing of every file.
+    super::remote::fetch_all_commits(store)?;
+    let listing = super::files::remote_listing(store)?;
     let dir = store.root().join(COMMITS_DIR);
     let mut seqs: Vec<u64> = Vec::new();
     if dir.is_dir() {
@@ -264,18 +267,35 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
     v.without_rollups = live.values().filter(|f| !f.file.has_all_rollups()).count() as u64;
-    check_content(store, &live, &changed, &mut v)?;
-    v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
-    for top in [
+    check_content(store, &live, &changed, listing.as_deref(), &mut v)?;
+    let tops = [
         EVENTS_DIR,
         REJECTS_DIR,
         super::FINDINGS_DIR,
         super::rollup::ROLLUPS_DIR,
         super::checkpoint::CHECKPOINTS_DIR,
-    ] {
-        let root = store.root().join(top);
-        if root.is_dir() {
-            unreferenced(store, &root, &referenced, last, &mut v)?;
+    ];
+    match &listing {
+        Some(files) => {
+            let quarantine = format!("{}/", super::QUARANTINE_DIR);
+            v.quarantined = files
+                .iter()
+                .filter(|(r, _)| r.starts_with(&quarantine))
+                .count() as u64;
+            for (rel, _) in files {
+                if tops.iter().any(|t| rel.starts_with(&format!("{t}/"))) {
+                    classify_unlisted(rel, &referenced, last, &mut v);
+                }
+            }
+        }
+        None => {
+            v.quarantined = count_files(&store.root().join(super::QUARANTINE_DIR));
+            for top in tops {
+                let root = store.root().join(top);
+                if root.is_dir() {
+                    unreferenced(store, &root, &referenced, last, &mut v)?;
+                }
+            }
         }
     }
     if let Some(expected) = expect_head {
@@ -336,8 +356,9 @@ fn check_checkpoint(
         return Ok(());
     }
     v.checkpoints += 1;
-    let path = store.absolute(&named.path);
-    let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    let bytes = super::files::open(store, &named.path)
+        .and_then(|f| f.read_all())
+        .map_err(|e| StoreError::io(&store.shown(&named.path), e))?;
     match serde_json::from_slice::<State>(&bytes) {
         Ok(state) => {
             if let Some(why) = state.differs_from(replayed) {
@@ -391,12 +412,19 @@ fn check_content(
     store: &Store,
     live: &HashMap<String, LiveFile>,
     changed: &HashSet<String>,
+    listing: Option<&[(String, u64)]>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
+    let listed: Option<HashSet<&str>> =
+        listing.map(|l| l.iter().map(|(r, _)| r.as_str()).collect());
+    let exists = |rel: &str| match &listed {
+        Some(l) => l.contains(rel),
+        None => store.absolute(rel).exists(),
+    };
     let mut todo: Vec<&DataFile> = live
         .iter()
         .filter(|(_, f)| f.file.content.is_some())
-        .filter(|(p, _)| !changed.contains(p.as_str()) && store.absolute(p).exists())
+        .filter(|(p, _)| !changed.contains(p.as_str()) && exists(p))
         .map(|(_, f)| &f.file)
         .collect();
     todo.sort_by(|a, b| a.path.cmp(&b.path));
@@ -434,32 +462,34 @@ fn check_content(
 /// decoder panic is reported like any other unreadable file.
 fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
     let rel = &f.path;
-    let path = store.absolute(rel);
-    let outcome = std::panic::catch_unwind(|| -> Result<_, String> {
-        let file = fs::File::open(&path).map_err(|e| e.to_string())?;
-        let builder =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                file,
-            )
-            .map_err(|e| e.to_string())?;
-        let version = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| {
-                kv.iter()
-                    .find(|k| k.key == super::writer::SCHEMA_VERSION_KEY)
-            })
-            .and_then(|k| k.value.clone());
-        let schema_ok = builder.schema().fields() == crate::event::file_schema().fields()
-            && version.as_deref() == Some(crate::event::SCHEMA_VERSION.to_string().as_str());
-        if !schema_ok {
-            return Ok(None);
-        }
-        super::digest::of_parquet(builder)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    });
+    // (AssertUnwindSafe: the store handle holds an S3 client; nothing of it is used after a
+    // panic here but the message.)
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, String> {
+            let file = super::files::open(store, rel).map_err(|e| e.to_string())?;
+            let builder =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    file,
+                )
+                .map_err(|e| e.to_string())?;
+            let version = builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| {
+                    kv.iter()
+                        .find(|k| k.key == super::writer::SCHEMA_VERSION_KEY)
+                })
+                .and_then(|k| k.value.clone());
+            let schema_ok = builder.schema().fields() == crate::event::file_schema().fields()
+                && version.as_deref() == Some(crate::event::SCHEMA_VERSION.to_string().as_str());
+            if !schema_ok {
+                return Ok(None);
+            }
+            super::digest::of_parquet(builder)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }));
     match outcome {
         Ok(Ok(None)) => Some(format!(
             "{rel} does not have the columns of a vigil data file of this schema version (columns renamed, retyped or reordered)"
@@ -659,8 +689,8 @@ fn check_file(
     problems: &mut Vec<String>,
     missing: &mut Vec<(String, String)>,
 ) -> Result<bool, StoreError> {
-    let path = store.absolute(rel);
-    let mut f = match fs::File::open(&path) {
+    let path = store.shown(rel);
+    let mut f = match super::files::open(store, rel) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             missing.push((rel.to_owned(), format!("{rel} is missing")));
@@ -668,7 +698,7 @@ fn check_file(
         }
         Err(e) => return Err(StoreError::io(&path, e)),
     };
-    let (actual, n) = crate::fsutil::sha256_of(&mut f).map_err(|e| StoreError::io(&path, e))?;
+    let (actual, n) = f.sha256().map_err(|e| StoreError::io(&path, e))?;
     if actual != sha256 || n != bytes {
         problems.push(format!("{rel} hash mismatch (the file was changed)"));
         return Ok(false);
@@ -683,10 +713,11 @@ fn check_rollup(
     data_rows: u64,
     problems: &mut Vec<String>,
 ) {
-    let path = store.absolute(&r.path);
     // A crafted file must not crash verify: a decoder panic is a problem like any other.
-    let totals = std::panic::catch_unwind(|| super::rollup::totals(&path))
-        .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
+    let totals = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::rollup::totals(super::files::open(store, &r.path).map_err(|e| e.to_string())?)
+    }))
+    .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
     match totals {
         Ok((rows, events)) if rows == r.rows && events == data_rows => {}
         Ok((rows, events)) => problems.push(format!(
@@ -700,13 +731,12 @@ fn check_rollup(
 /// A findings file must be Parquet holding the rows its commit lists.
 fn check_parquet_rows(store: &Store, f: &super::commit::FindingsFile, problems: &mut Vec<String>) {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-    let path = store.absolute(&f.path);
     // A crafted file must not crash verify: a decoder panic is a problem like any other.
-    let rows = std::panic::catch_unwind(|| {
-        let file = fs::File::open(&path).map_err(|e| e.to_string())?;
+    let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let file = super::files::open(store, &f.path).map_err(|e| e.to_string())?;
         let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
         Ok::<i64, String>(reader.metadata().file_metadata().num_rows())
-    })
+    }))
     .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
     match rows {
         Ok(n) if u64::try_from(n) == Ok(f.rows) => {}
@@ -734,21 +764,26 @@ fn unreferenced(
             unreferenced(store, &path, referenced, head_seq, v)?;
             continue;
         }
-        let rel = store.relative(&path);
-        if referenced.contains(&rel) {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let seq = name
-            .split(['-', '.'])
-            .next()
-            .and_then(|s| s.parse::<u64>().ok());
-        if name.ends_with(TEMP_SUFFIX) || seq.is_some_and(|s| s > head_seq) {
-            v.leftovers.push(rel);
-        } else {
-            v.problems
-                .push(format!("{rel} is not in any commit (a file was added)"));
-        }
+        classify_unlisted(&store.relative(&path), referenced, head_seq, v);
     }
     Ok(())
+}
+
+/// A file of the store that no commit lists is a leftover of an interrupted write when newer
+/// than the head and named like one, otherwise a file added to the store.
+fn classify_unlisted(rel: &str, referenced: &HashSet<String>, head_seq: u64, v: &mut Verification) {
+    if referenced.contains(rel) {
+        return;
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let seq = name
+        .split(['-', '.'])
+        .next()
+        .and_then(|s| s.parse::<u64>().ok());
+    if name.ends_with(TEMP_SUFFIX) || seq.is_some_and(|s| s > head_seq) {
+        v.leftovers.push(rel.to_owned());
+    } else {
+        v.problems
+            .push(format!("{rel} is not in any commit (a file was added)"));
+    }
 }

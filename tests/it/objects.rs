@@ -490,3 +490,215 @@ fn the_service_polls_a_bucket_reads_each_new_object_once_and_says_when_it_cannot
     assert!(!service.log().contains(SECRET_KEY));
     assert_verified(&store);
 }
+
+/// Puts local files into `bucket` under the keys given, with signed requests as the AWS tools
+/// make them (boto3, which comes with moto).
+fn upload(server: &S3Server, bucket: &str, files: &[(String, PathBuf)]) {
+    let script = format!(
+        "import boto3, sys\n\
+         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET_KEY}')\n\
+         args = sys.argv[1:]\n\
+         for key, path in zip(args[::2], args[1::2]):\n    s3.upload_file(path, '{bucket}', key)\n",
+        server.endpoint(),
+    );
+    let out = Command::new(python_with("moto.server"))
+        .arg("-c")
+        .arg(script)
+        .args(
+            files
+                .iter()
+                .flat_map(|(k, p)| [k.into(), p.clone().into_os_string()]),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Copies every file of a local store but its lock and local state to `bucket/prefix`, as
+/// `aws s3 sync` would.
+fn upload_store(server: &S3Server, store: &Path, bucket: &str, prefix: &str) -> usize {
+    let files: Vec<(String, PathBuf)> = files_under(store)
+        .into_iter()
+        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state"))
+        .map(|(rel, path)| (format!("{prefix}/{rel}"), path))
+        .collect();
+    upload(server, bucket, &files);
+    files.len()
+}
+
+#[test]
+fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), false);
+    let endpoint = server.endpoint();
+    let local = sample_store(dir.path());
+    let march = ["--from", "2026-03-01", "--to", "2026-04-01"];
+    // Findings recorded too, so that the findings tables have files to read.
+    let r = run(vigil(&local)
+        .args(["detect", "--format", "jsonl"])
+        .args(march));
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    server.put("history", b"");
+    assert!(upload_store(&server, &local, "history", "stores/acme") > 10);
+    let url = Path::new("s3://history/stores/acme");
+    let cache = dir.path().join("cache");
+    let remote = |args: &[&str]| {
+        run(vigil_s3(url, &endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(args))
+    };
+    let same = |args: &[&str]| {
+        let here = run(vigil(&local).args(args));
+        let there = remote(args);
+        assert_eq!(here.code, 0, "{args:?} locally: {}", here.stderr);
+        assert_eq!(there.code, 0, "{args:?} on S3: {}", there.stderr);
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(&here.stdout).unwrap(),
+            serde_json::from_str(&there.stdout).unwrap(),
+        );
+        assert_eq!(a, b, "{args:?}");
+        a
+    };
+
+    // Every shipped report, detection and the findings print what they print locally.
+    let list = run(vigil(&local).args(["report", "list", "--format", "json"]));
+    let reports: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(reports.len(), 15);
+    let mut with_rows = 0;
+    for report in &reports {
+        let name = report["name"].as_str().unwrap();
+        let mut args = vec!["report", "run", name, "--format", "json"];
+        if name.starts_with("dormant") {
+            args.extend([
+                "--since",
+                "7d",
+                "--at",
+                "2026-03-06T12:00:00Z",
+                "--param",
+                "days=2",
+            ]);
+        } else {
+            args.extend(march);
+        }
+        if !same(&args).as_array().unwrap().is_empty() {
+            with_rows += 1;
+        }
+    }
+    assert_eq!(with_rows, 15, "every report has rows on the sample data");
+    let detected = same(
+        &[
+            ["detect", "--dry-run", "--format", "json"].as_slice(),
+            march.as_slice(),
+        ]
+        .concat(),
+    );
+    assert!(!detected.as_array().unwrap().is_empty());
+    same(&["findings", "list", "--format", "json"]);
+    // verify reads every file from the bucket and finds what it finds locally.
+    let (here, there) = (run(vigil(&local).arg("verify")), remote(&["verify"]));
+    assert_eq!((here.code, there.code), (0, 0), "{}", there.stderr);
+    assert_eq!(here.stdout, there.stdout);
+    assert!(there.stdout.starts_with("head "), "{}", there.stdout);
+    let count = "SELECT count(*) AS n, count(DISTINCT event_uid) AS uids FROM events";
+    let before = same(&["sql", "--format", "json", count]);
+
+    // Only the commit log is cached locally; the data is read from the bucket.
+    let cached = files_under(&cache);
+    assert!(!cached.is_empty());
+    assert!(
+        cached
+            .iter()
+            .all(|(rel, _)| rel.contains("_commits/") || rel.contains("_checkpoints/")),
+        "{cached:?}"
+    );
+
+    // A later commit copied to the bucket is seen by the next command.
+    let f = write(
+        &dir.path().join("late.log"),
+        format!(
+            "{}\n{}\n",
+            vault_request("late-1", "2026-03-06T08:00:00Z"),
+            vault_response("late-1", "2026-03-06T08:00:00Z")
+        ),
+    );
+    // (A checkpoint with it, so that opening lists only the commits from there.)
+    let cfg = config(dir.path(), "[store]\ncheckpoint_every = 1\n");
+    ingest(&local, &[&f], &["--config", cfg.to_str().unwrap()]);
+    upload_store(&server, &local, "history", "stores/acme");
+    let after = same(&["sql", "--format", "json", count]);
+    assert_eq!(
+        after[0]["n"].as_i64().unwrap(),
+        before[0]["n"].as_i64().unwrap() + 1
+    );
+    let seqs = |sub: &str| -> Vec<String> {
+        files_under(&cache)
+            .into_iter()
+            .filter(|(rel, _)| rel.contains(sub))
+            .map(|(rel, _)| rel.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    let checkpoints = seqs("_checkpoints/");
+    assert!(!checkpoints.is_empty());
+    // A fresh cache holds only the commits from the oldest checkpoint on, and reads the same.
+    std::fs::remove_dir_all(&cache).unwrap();
+    assert_eq!(same(&["sql", "--format", "json", count]), after);
+    let commits = seqs("_commits/");
+    assert!(!commits.is_empty());
+    assert!(
+        commits.iter().all(|c| c >= &checkpoints[0]),
+        "{commits:?} {checkpoints:?}"
+    );
+    assert!(!commits.contains(&"00000000000000000001.json".to_owned()));
+
+    // What writes, or reads every byte, is refused with one sentence, and nothing changes.
+    let line = dir.path().join("more.log");
+    std::fs::write(
+        &line,
+        format!("{}\n", vault_request("late-2", "2026-03-06T09:00:00Z")),
+    )
+    .unwrap();
+    for args in [
+        vec!["ingest", line.to_str().unwrap()],
+        vec!["compact"],
+        [["detect", "--format", "json"].as_slice(), march.as_slice()].concat(),
+    ] {
+        let r = remote(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("s3://history/stores/acme is on object storage"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(!r.stderr.contains(SECRET_KEY));
+    }
+    assert_eq!(same(&["sql", "--format", "json", count]), after);
+
+    // A data file changed in the bucket is found by verify there.
+    let (rel, _) = files_under(&local)
+        .into_iter()
+        .find(|(rel, _)| rel.starts_with("events/") && rel.ends_with(".parquet"))
+        .unwrap();
+    let other = dir.path().join("other.parquet");
+    std::fs::write(&other, b"PAR1 not the file the commit names PAR1").unwrap();
+    upload(&server, "history", &[(format!("stores/acme/{rel}"), other)]);
+    let r = remote(&["verify"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("INVALID: {rel} hash mismatch")),
+        "{}",
+        r.stdout
+    );
+
+    // A prefix without a store is one sentence.
+    let r = run(vigil_s3(Path::new("s3://history/nothing-here"), &endpoint)
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["sql", "SELECT 1"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no vigil store there"), "{}", r.stderr);
+}

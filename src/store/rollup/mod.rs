@@ -132,10 +132,9 @@ fn hour_runs(times: &[i64]) -> Vec<(i64, std::ops::Range<usize>)> {
 /// Rows of a rollup file (of any kind) and the events they count (the sum of `events`): `vigil
 /// verify` checks them against the commit, so a rollup that disagrees with its data file is
 /// named even when its hash is the one recorded.
-pub fn totals(path: &std::path::Path) -> Result<(u64, u64), String> {
+pub fn totals(f: super::files::StoreFile) -> Result<(u64, u64), String> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
     let idx = builder
         .schema()
