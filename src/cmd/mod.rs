@@ -68,9 +68,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(Err(e)) => anyhow::bail!("--store {e}"),
         None => None,
     };
+    // A store on object storage is opened (its commit log fetched) only by commands that read
+    // the store: listing detectors or reports, generating data or the demo need no network.
+    let reads_store = !matches!(
+        cli.command,
+        Command::Detectors(_)
+            | Command::Generate(_)
+            | Command::Demo(_)
+            | Command::Report(crate::cli::ReportCommand::List(_))
+    );
     let store = match url {
-        Some(url) => crate::store::remote::open(&url, &config.object_store)?,
-        None => Store::new(store_path),
+        Some(url) if reads_store => crate::store::remote::open(&url, &config.object_store)?,
+        _ => Store::new(store_path),
     }
     .with_checkpoint_every(config.checkpoint_every);
     let globals = Globals {
@@ -135,6 +144,17 @@ pub fn error_sentence(e: &anyhow::Error) -> String {
     // DataFusion wraps its Parquet errors twice and names object-store paths without their
     // leading `/`; the object store's own message that follows has the real path.
     out = out.replace("Parquet error: Parquet error: ", "Parquet error: ");
+    // Errors of DataFusion's reads from object storage carry the server's text, which may
+    // repeat the access key id or a session token: never print a credential of the environment.
+    for var in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+    ] {
+        if let Some(value) = std::env::var(var).ok().filter(|v| v.len() >= 8) {
+            out = out.replace(&value, &format!("[{var}]"));
+        }
+    }
     if out.contains("Object Store error") && out.contains("not found") {
         out.push_str(
             " (a file the store's commits list is missing: run vigil verify to see what else is)",

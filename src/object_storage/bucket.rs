@@ -74,6 +74,11 @@ impl Bucket {
         &self.url
     }
 
+    /// The server as messages name it (`AWS S3 (<region>)` or the endpoint URL).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     fn context<'a>(&'a self, url: &'a str) -> Context<'a> {
         Context {
             url,
@@ -190,15 +195,24 @@ impl Bucket {
             .collect())
     }
 
-    /// The whole of a small object (a commit, a checkpoint), as listed: a later version is an
-    /// error, not a silent mix.
-    pub fn get(&self, object: &ObjectInfo) -> Result<Bytes, ObjectError> {
-        let url = self.url.object(&object.key);
-        let path = ObjectPath::from(object.key.as_str());
+    /// The URL, path and options of a GET of `object` as listed (its ETag, when the listing
+    /// gave one, must still match).
+    fn request(&self, object: &ObjectInfo) -> (String, ObjectPath, GetOptions) {
         let options = GetOptions {
             if_match: (!object.etag.is_empty()).then(|| object.etag.clone()),
             ..Default::default()
         };
+        (
+            self.url.object(&object.key),
+            ObjectPath::from(object.key.as_str()),
+            options,
+        )
+    }
+
+    /// The whole of a small object (a commit, a checkpoint), as listed: a later version is an
+    /// error, not a silent mix.
+    pub fn get(&self, object: &ObjectInfo) -> Result<Bytes, ObjectError> {
+        let (url, path, options) = self.request(object);
         let store = Arc::clone(&self.store);
         self.block_on(async move { store.get_opts(&path, options).await?.bytes().await })
             .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))
@@ -209,12 +223,7 @@ impl Bucket {
     /// (what hides S3's first-byte latency). A later version (another ETag) is an error, not
     /// a silent mix of two versions; errors, typed, come out of the reader.
     pub fn reader(&self, object: &ObjectInfo) -> ObjectReader {
-        let url = self.url.object(&object.key);
-        let path = ObjectPath::from(object.key.as_str());
-        let options = GetOptions {
-            if_match: (!object.etag.is_empty()).then(|| object.etag.clone()),
-            ..Default::default()
-        };
+        let (url, path, options) = self.request(object);
         let store = Arc::clone(&self.store);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ObjectError>>(CHUNKS_IN_FLIGHT);
         let (secrets, endpoint, bucket) = (

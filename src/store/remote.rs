@@ -50,7 +50,7 @@ impl Remote {
 pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, StoreError> {
     let failed = |e: crate::object_storage::ObjectError| StoreError::Remote(e.to_string());
     let bucket = Bucket::connect(url, settings).map_err(failed)?;
-    let cache = cache_dir(url)?;
+    let cache = cache_dir(url, bucket.endpoint())?;
     // The checkpoints first: opening reads from the newest usable one (falling back to older
     // ones), so only the commits from the oldest kept checkpoint on are needed. Commit names
     // are zero-padded, so S3's key order is their order and the listing starts there: a store
@@ -59,32 +59,42 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
         .list_folder(checkpoint::CHECKPOINTS_DIR)
         .map_err(failed)?;
     let oldest_checkpoint = checkpoints.iter().filter_map(|o| seq_of(&o.key)).min();
-    let after = oldest_checkpoint.map(|seq| commit::commit_file_name(seq.saturating_sub(1)));
-    let commits = bucket
+    let mut after = oldest_checkpoint.map(|seq| commit::commit_file_name(seq.saturating_sub(1)));
+    let mut commits = bucket
         .list_folder_after(commit::COMMITS_DIR, after.as_deref())
         .map_err(failed)?;
-    if commits.is_empty()
-        && bucket
-            .list_folder(commit::COMMITS_DIR)
-            .map_err(failed)?
-            .is_empty()
+    // A checkpoint is written before its commit: one whose commit has not arrived (a copy in
+    // progress, a crash) must not hide the commits before it.
+    if oldest_checkpoint.is_some()
+        && commits.first().and_then(|c| seq_of(&c.key)) != oldest_checkpoint
     {
+        after = None;
+        commits = bucket.list_folder(commit::COMMITS_DIR).map_err(failed)?;
+    }
+    if commits.is_empty() {
         return Err(StoreError::Remote(format!(
             "{url}: no vigil store there (no {}/ under it); a store is copied there whole, e.g. aws s3 sync ./vigil-store {url}",
             commit::COMMITS_DIR
         )));
     }
+    let mut index = EtagIndex::load(&cache);
     mirror(
         &bucket,
         &commits,
-        &cache.join(commit::COMMITS_DIR),
+        &cache,
+        commit::COMMITS_DIR,
         after.as_deref(),
+        &mut index,
+        false,
     )?;
     mirror(
         &bucket,
         &checkpoints,
-        &cache.join(checkpoint::CHECKPOINTS_DIR),
+        &cache,
+        checkpoint::CHECKPOINTS_DIR,
         None,
+        &mut index,
+        false,
     )?;
     // A checkpoint is trusted for a store with findings only if it lists them: opening looks
     // for the folder, which the cache stands in for.
@@ -99,6 +109,20 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
         }
         _ => {}
     }
+    // When no checkpoint can be used, the log is read from the first commit: fetch them all.
+    if after.is_some() && commit::read_log(&cache)?.damaged_before_end() {
+        let all = bucket.list_folder(commit::COMMITS_DIR).map_err(failed)?;
+        mirror(
+            &bucket,
+            &all,
+            &cache,
+            commit::COMMITS_DIR,
+            None,
+            &mut index,
+            false,
+        )?;
+    }
+    index.save(&cache);
     let client = Bucket::scan_client(url, settings).map_err(failed)?;
     Ok(Store::new(cache).with_remote(Remote {
         url: url.clone(),
@@ -107,8 +131,8 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
     }))
 }
 
-/// Brings every commit of the store into the cache, not only those from the oldest
-/// checkpoint on: verify replays the whole log.
+/// Fetches every commit of the store again, whatever the cache holds: verify replays the
+/// whole log from the bucket's bytes, never from a copy.
 pub fn fetch_all_commits(store: &Store) -> Result<(), StoreError> {
     let Some(remote) = store.remote() else {
         return Ok(());
@@ -117,16 +141,23 @@ pub fn fetch_all_commits(store: &Store) -> Result<(), StoreError> {
         .bucket
         .list_folder(commit::COMMITS_DIR)
         .map_err(|e| StoreError::Remote(e.to_string()))?;
+    let mut index = EtagIndex::load(store.root());
     mirror(
         &remote.bucket,
         &commits,
-        &store.root().join(commit::COMMITS_DIR),
+        store.root(),
+        commit::COMMITS_DIR,
         None,
-    )
+        &mut index,
+        true,
+    )?;
+    index.save(store.root());
+    Ok(())
 }
 
-/// `$XDG_CACHE_HOME/vigil/stores/<first 16 hex digits of SHA-256 of the URL>`.
-fn cache_dir(url: &ObjectUrl) -> Result<PathBuf, StoreError> {
+/// `$XDG_CACHE_HOME/vigil/stores/<first 16 hex digits of SHA-256 of the endpoint and URL>`:
+/// the same bucket name on two servers (AWS and a MinIO) is two stores.
+fn cache_dir(url: &ObjectUrl, endpoint: &str) -> Result<PathBuf, StoreError> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -137,7 +168,7 @@ fn cache_dir(url: &ObjectUrl) -> Result<PathBuf, StoreError> {
                     .into(),
             )
         })?;
-    let digest = Sha256::digest(url.to_string().as_bytes());
+    let digest = Sha256::digest(format!("{endpoint}\n{url}").as_bytes());
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     Ok(base.join("vigil").join("stores").join(name))
 }
@@ -147,63 +178,108 @@ fn seq_of(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
 }
 
-/// Makes `dir` hold exactly the `.json` objects listed (of those named after `after`, when
-/// the listing started there): new ones (or ones whose size changed) fetched, those gone from
-/// the bucket removed. Commits never change once written, so a store of 10,000 commits costs a
-/// listing and the new commits, not 10,000 requests.
+/// The ETag each cached file had when fetched (`<cache>/etags.json`, keyed `<folder>/<name>`):
+/// a commit rewritten in the bucket with the same length (an edit, a torn commit replaced, a
+/// store replaced by another) is fetched again, not trusted from the cache.
+struct EtagIndex(std::collections::BTreeMap<String, String>);
+
+impl EtagIndex {
+    const FILE: &'static str = "etags.json";
+
+    fn load(cache: &Path) -> EtagIndex {
+        let map = std::fs::read(cache.join(Self::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        EtagIndex(map)
+    }
+
+    /// Best effort: a lost index costs refetching, never a wrong answer.
+    fn save(&self, cache: &Path) {
+        if let Ok(text) = serde_json::to_vec(&self.0) {
+            let tmp = cache.join(format!("{}.{}.tmp", Self::FILE, std::process::id()));
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, cache.join(Self::FILE));
+            }
+        }
+    }
+}
+
+/// Makes `<cache>/<folder>` hold the `.json` objects listed directly in that folder: those
+/// not cached, or cached with another size or ETag (all of them when `refetch`), fetched;
+/// those gone from the bucket removed, but only up to the newest listed (a newer one another
+/// process fetched after this listing is not gone) and, when the listing started after a
+/// name, only past it.
 fn mirror(
     bucket: &Bucket,
     objects: &[ObjectInfo],
-    dir: &Path,
+    cache: &Path,
+    folder: &str,
     after: Option<&str>,
+    index: &mut EtagIndex,
+    refetch: bool,
 ) -> Result<(), StoreError> {
-    crate::fsutil::create_dir_all_durable(dir).map_err(|e| StoreError::io(dir, e))?;
+    let dir = cache.join(folder);
+    crate::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let folder_key = format!("{}/", bucket.key(folder));
     let mut wanted = std::collections::BTreeSet::new();
     for object in objects {
+        // Only the folder's own files: `_commits/old/42.json` is not commit 42.
         let Some(name) = object
             .key
-            .rsplit('/')
-            .next()
-            .filter(|n| n.ends_with(".json"))
+            .strip_prefix(folder_key.as_str())
+            .filter(|n| !n.contains('/') && n.ends_with(".json"))
         else {
             continue;
         };
         wanted.insert(name.to_owned());
         let local = dir.join(name);
-        let cached = std::fs::metadata(&local).is_ok_and(|m| m.len() == object.size);
+        let key = format!("{folder}/{name}");
+        let cached = !refetch
+            && std::fs::metadata(&local).is_ok_and(|m| m.len() == object.size)
+            && (object.etag.is_empty() || index.0.get(&key) == Some(&object.etag));
         if !cached {
             let bytes = bucket
                 .get(object)
                 .map_err(|e| StoreError::Remote(e.to_string()))?;
-            // A cache needs no fsync; a temp name of this process's own, because two vigils
-            // opening the same store fill one cache.
-            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+            // A cache needs no fsync; a temp name of this process's own (two vigils opening
+            // one store fill one cache), outside the folder the log is read from.
+            let tmp = cache.join(format!("{name}.{}.tmp", std::process::id()));
             std::fs::write(&tmp, &bytes)
                 .and_then(|()| std::fs::rename(&tmp, &local))
                 .map_err(|e| StoreError::io(&local, e))?;
+            index.0.insert(key, object.etag.clone());
         }
     }
-    for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+    let newest = wanted.iter().next_back().cloned();
+    for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Gone from the bucket (a checkpoint superseded there); another process's temp file
-        // is left alone, and one left by a crash an hour ago is not.
-        let stale = if name.ends_with(".json") {
-            !wanted.contains(&name) && after.is_none_or(|a| name.as_str() > a)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600))
-        };
-        if stale {
+        let gone = !wanted.contains(&name)
+            && newest.as_deref().is_some_and(|n| name.as_str() < n)
+            && after.is_none_or(|a| name.as_str() > a);
+        if gone {
             let path = entry.path();
+            index.0.remove(&format!("{folder}/{name}"));
             // Another process may have removed it first.
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::io(&path, e)),
             }
+        }
+    }
+    // Temp files a crash left over an hour ago.
+    for entry in std::fs::read_dir(cache)
+        .map_err(|e| StoreError::io(cache, e))?
+        .flatten()
+    {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+        if old && entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     Ok(())

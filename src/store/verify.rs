@@ -428,7 +428,11 @@ fn check_content(
         .map(|(_, f)| &f.file)
         .collect();
     todo.sort_by(|a, b| a.path.cmp(&b.path));
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if store.remote().is_some() {
+        // Each worker holds a whole object (a data file is up to ~100 MB) while it decodes it.
+        threads = threads.min(4);
+    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, Option<String>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.min(todo.len()))

@@ -181,6 +181,25 @@ pub fn config(dir: &Path, text: &str) -> PathBuf {
     write(&dir.join("vigil.toml"), text)
 }
 
+/// `vigil report run NAME --format json` over a period of the sample data in which it has rows:
+/// March 2026, or for the dormant reports a week seen from inside the sample.
+pub fn sample_report_args(name: &str) -> Vec<&str> {
+    let mut args = vec!["report", "run", name, "--format", "json"];
+    if name.starts_with("dormant") {
+        args.extend([
+            "--since",
+            "7d",
+            "--at",
+            "2026-03-06T12:00:00Z",
+            "--param",
+            "days=2",
+        ]);
+    } else {
+        args.extend(["--from", "2026-03-01", "--to", "2026-04-01"]);
+    }
+    args
+}
+
 /// JSON rows printed by `vigil report run ... --format json`.
 pub fn report_rows(store: &Path, args: &[&str]) -> Vec<Value> {
     let r = run(vigil(store)

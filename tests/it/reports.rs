@@ -17,19 +17,7 @@ fn report_snapshot(name: &str) {
             .args(MARCH));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    let mut args: Vec<&str> = vec!["report", "run", name, "--format", "json"];
-    if name.starts_with("dormant") {
-        args.extend([
-            "--since",
-            "7d",
-            "--at",
-            "2026-03-06T12:00:00Z",
-            "--param",
-            "days=2",
-        ]);
-    } else {
-        args.extend(MARCH);
-    }
+    let args = sample_report_args(name);
     let r = run(vigil(&store).args(&args));
     assert_eq!(r.code, 0, "{name}: {}", r.stderr);
     let rows: Vec<Value> =
