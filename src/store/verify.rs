@@ -184,7 +184,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                     &mut missing,
                 )?;
                 if (v.problems.len(), missing.len()) == before {
-                    check_rollup(store, r, f.rows, &mut v.problems);
+                    check_rollup(store, r, f.rows, &mut v.problems)?;
                 }
             }
         }
@@ -230,7 +230,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                 &mut missing,
             )?;
             if (v.problems.len(), missing.len()) == before {
-                check_parquet_rows(store, f, &mut v.problems);
+                check_parquet_rows(store, f, &mut v.problems)?;
             }
         }
         if let Some(r) = &commit.rejects {
@@ -434,43 +434,52 @@ fn check_content(
         threads = threads.min(4);
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, Option<String>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.min(todo.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = todo.get(i) else {
-                            return out;
-                        };
-                        out.push((i, content_problem(store, f)));
-                    }
+    let mut results: Vec<(usize, Result<Option<String>, StoreError>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(todo.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(f) = todo.get(i) else {
+                                return out;
+                            };
+                            out.push((i, content_problem(store, f)));
+                        }
+                    })
                 })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("content checks catch their panics"))
-            .collect()
-    });
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("content checks catch their panics"))
+                .collect()
+        });
     results.sort_by_key(|(i, _)| *i);
     v.content_checked += results.len() as u64;
-    v.problems
-        .extend(results.into_iter().filter_map(|(_, problem)| problem));
+    for (_, problem) in results {
+        if let Some(p) = problem? {
+            v.problems.push(p);
+        }
+    }
     Ok(())
+}
+
+/// Opens a store file for a check. A file that cannot be fetched (a network error, a refused
+/// request) stops verify (exit 2): reporting it as damage would raise a false tamper alarm.
+fn open_checked(store: &Store, rel: &str) -> Result<super::files::StoreFile, StoreError> {
+    super::files::open(store, rel).map_err(|e| StoreError::io(&store.shown(rel), e))
 }
 
 /// What is wrong with a data file's rows, if anything: not the schema of a data file, not the
 /// row count or the content digest its commit records. A crafted file that makes the Parquet
 /// decoder panic is reported like any other unreadable file.
-fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
+fn content_problem(store: &Store, f: &DataFile) -> Result<Option<String>, StoreError> {
     let rel = &f.path;
-    // (AssertUnwindSafe: the store handle holds an S3 client; nothing of it is used after a
-    // panic here but the message.)
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, String> {
-            let file = super::files::open(store, rel).map_err(|e| e.to_string())?;
+    let file = open_checked(store, rel)?;
+    // (AssertUnwindSafe: a file being decoded; nothing of it is used after a panic.)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        move || -> Result<_, String> {
             let builder =
                 datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                     file,
@@ -493,8 +502,9 @@ fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
             super::digest::of_parquet(builder)
                 .map(Some)
                 .map_err(|e| e.to_string())
-        }));
-    match outcome {
+        },
+    ));
+    Ok(match outcome {
         Ok(Ok(None)) => Some(format!(
             "{rel} does not have the columns of a vigil data file of this schema version (columns renamed, retyped or reordered)"
         )),
@@ -508,7 +518,7 @@ fn content_problem(store: &Store, f: &DataFile) -> Option<String> {
         Ok(Ok(Some(_))) => None,
         Ok(Err(e)) => Some(format!("{rel} cannot be read: {e}")),
         Err(_) => Some(format!("{rel} cannot be read: the Parquet decoder failed on it")),
-    }
+    })
 }
 
 /// A commit's own accounting: each source's tally balances (`read + resumed = stored + merged +
@@ -716,10 +726,11 @@ fn check_rollup(
     r: &super::commit::RollupFile,
     data_rows: u64,
     problems: &mut Vec<String>,
-) {
+) -> Result<(), StoreError> {
+    let file = open_checked(store, &r.path)?;
     // A crafted file must not crash verify: a decoder panic is a problem like any other.
-    let totals = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::rollup::totals(super::files::open(store, &r.path).map_err(|e| e.to_string())?)
+    let totals = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        super::rollup::totals(file)
     }))
     .unwrap_or_else(|_| Err("the Parquet decoder failed on it".into()));
     match totals {
@@ -730,14 +741,19 @@ fn check_rollup(
         )),
         Err(e) => problems.push(format!("{} cannot be read: {e}", r.path)),
     }
+    Ok(())
 }
 
 /// A findings file must be Parquet holding the rows its commit lists.
-fn check_parquet_rows(store: &Store, f: &super::commit::FindingsFile, problems: &mut Vec<String>) {
+fn check_parquet_rows(
+    store: &Store,
+    f: &super::commit::FindingsFile,
+    problems: &mut Vec<String>,
+) -> Result<(), StoreError> {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = open_checked(store, &f.path)?;
     // A crafted file must not crash verify: a decoder panic is a problem like any other.
-    let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let file = super::files::open(store, &f.path).map_err(|e| e.to_string())?;
+    let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
         Ok::<i64, String>(reader.metadata().file_metadata().num_rows())
     }))
@@ -750,6 +766,7 @@ fn check_parquet_rows(store: &Store, f: &super::commit::FindingsFile, problems: 
         )),
         Err(e) => problems.push(format!("{} cannot be read: {e}", f.path)),
     }
+    Ok(())
 }
 
 /// Files no commit lists: leftovers of an interrupted ingest when newer than the head and
