@@ -56,6 +56,22 @@ def wait_port(port, limit=60):
     sys.exit(f"nothing listens on {port}")
 
 
+def start_moto(workdir, bucket):
+    """moto's S3 server on a free loopback port (log in workdir/moto.log) with `bucket` made:
+    (server process, endpoint URL, boto3 client)."""
+    import boto3  # comes with moto[server]
+    port = free_port()
+    moto_log = open(os.path.join(workdir, "moto.log"), "w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=moto_log, stderr=moto_log)
+    wait_port(port)
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="bench", aws_secret_access_key="bench")
+    s3.create_bucket(Bucket=bucket)
+    return server, endpoint, s3
+
+
 def latency_proxy(listen, upstream, delay):
     """A TCP proxy on `listen` that holds each chunk the client sends (a request) for `delay` s."""
 
@@ -143,16 +159,9 @@ def main():
     keys.sort()
     compressed = sum(os.path.getsize(os.path.join(local, k)) for k in keys) / 1e6
 
-    port = free_port()
-    moto_log = open(os.path.join(args.dir, "moto.log"), "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=moto_log, stderr=moto_log)
+    server, endpoint, s3 = start_moto(args.dir, "bench")
+    port = int(endpoint.rsplit(":", 1)[1])
     try:
-        wait_port(port)
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
-        s3.create_bucket(Bucket="bench")
         started = time.perf_counter()
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(8) as pool:

@@ -13,8 +13,7 @@ alternates, --runs times, two whole cold processes writing CSV to /dev/null:
 
 Before timing, one untimed run of each checks that both print the same CSV. The S3 runs share
 the local cache of the commit log (its steady state: a first open also fetches the commits and
-checkpoints, timed once and printed). Prints medians, the ratio S3 / local, and the bytes moto
-served. What loopback cannot show: S3's first-byte latency (tens of ms per request; queries
+checkpoints, timed once and printed). Prints medians and the ratio S3 / local. What loopback cannot show: S3's first-byte latency (tens of ms per request; queries
 issue many ranged GETs, so real S3 is slower than this), its bandwidth and throttling, TLS, and
 the cost per request; moto is one Python process and is itself often the bottleneck here.
 Needs a release build and moto (`pip install "moto[server]"`, or the test venv's python).
@@ -29,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from object_inputs import VIGIL, free_port, wait_port  # noqa: E402
+from object_inputs import VIGIL, start_moto  # noqa: E402
 
 FROM, TO = "2026-03-02", "2026-04-01"
 
@@ -56,7 +55,6 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(VIGIL):
         sys.exit(f"no release binary at {VIGIL}: run cargo build --release")
-    import boto3  # comes with moto[server]
     import moto
 
     os.makedirs(args.dir, exist_ok=True)
@@ -82,16 +80,8 @@ def main():
                 files.append(rel)
     size = sum(os.path.getsize(os.path.join(store, r)) for r in files) / 1e6
 
-    port = free_port()
-    moto_log = open(os.path.join(args.dir, "moto.log"), "w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=moto_log, stderr=moto_log)
+    server, endpoint, s3 = start_moto(args.dir, "history")
     try:
-        wait_port(port)
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
-        s3.create_bucket(Bucket="history")
         started = time.perf_counter()
         from concurrent.futures import ThreadPoolExecutor
         # Data first, commits last, as the README says to copy a store.
