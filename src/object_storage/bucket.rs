@@ -108,7 +108,7 @@ impl Bucket {
         let mut objects = self.list_prefix(&self.url.prefix, None, &url)?;
         if objects.is_empty() && !self.url.prefix.is_empty() {
             // Not a folder: perhaps one object.
-            let path = ObjectPath::from(self.url.prefix.as_str());
+            let path = key_path(&self.url.prefix);
             let store = Arc::clone(&self.store);
             match self.block_on(async move {
                 store
@@ -170,8 +170,8 @@ impl Bucket {
         offset: Option<&str>,
         url: &str,
     ) -> Result<Vec<ObjectInfo>, ObjectError> {
-        let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
-        let offset = offset.map(ObjectPath::from);
+        let prefix = (!prefix.is_empty()).then(|| key_path(prefix));
+        let offset = offset.map(key_path);
         let store = Arc::clone(&self.store);
         let listed = self.block_on(async move {
             let mut found = Vec::new();
@@ -202,11 +202,7 @@ impl Bucket {
             if_match: (!object.etag.is_empty()).then(|| object.etag.clone()),
             ..Default::default()
         };
-        (
-            self.url.object(&object.key),
-            ObjectPath::from(object.key.as_str()),
-            options,
-        )
+        (self.url.object(&object.key), key_path(&object.key), options)
     }
 
     /// The whole of a small object (a commit, a checkpoint), as listed: a later version is an
@@ -265,6 +261,14 @@ impl Bucket {
             size: object.size,
         }
     }
+}
+
+/// The object path of an S3 key as it is: `ObjectPath::from` would percent-encode non-ASCII
+/// and `%#?*[]{}~` characters, so `s3://b/équipe/` would name keys that do not exist. A key
+/// that cannot be taken as it is (a `.` or `..` segment, a control character) is encoded,
+/// which keeps it from climbing out of its prefix.
+pub fn key_path(key: &str) -> ObjectPath {
+    ObjectPath::parse(key).unwrap_or_else(|_| ObjectPath::from(key))
 }
 
 /// The S3 client for `url` under `settings`, the endpoint messages name, and the credential

@@ -13,7 +13,7 @@ mod error;
 pub mod settings;
 mod url;
 
-pub use bucket::{Bucket, ObjectInfo, ObjectReader};
+pub use bucket::{key_path, Bucket, ObjectInfo, ObjectReader};
 pub use error::ObjectError;
 pub use settings::ObjectStoreSettings;
 pub use url::ObjectUrl;

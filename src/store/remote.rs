@@ -38,9 +38,9 @@ impl Remote {
     /// The object path of `relative` (a store-relative, `/`-separated path).
     pub fn object_path(&self, relative: &str) -> object_store::path::Path {
         if self.url.prefix.is_empty() {
-            object_store::path::Path::from(relative)
+            crate::object_storage::key_path(relative)
         } else {
-            object_store::path::Path::from(format!("{}/{relative}", self.url.prefix))
+            crate::object_storage::key_path(&format!("{}/{relative}", self.url.prefix))
         }
     }
 }

@@ -734,6 +734,16 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
         r.stderr
     );
 
+    // A prefix with characters object paths would escape reads as any other.
+    upload_store(&server, &local, "history", "équipe/vigil #1");
+    let r = run(
+        vigil_s3(Path::new("s3://history/équipe/vigil #1"), &endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["sql", "--format", "json", count]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(serde_json::from_str::<Value>(&r.stdout).unwrap(), after);
+
     // A prefix without a store is one sentence.
     let r = run(vigil_s3(Path::new("s3://history/nothing-here"), &endpoint)
         .env("XDG_CACHE_HOME", &cache)
