@@ -80,6 +80,8 @@ pub struct Store {
     /// The lock this process holds for as long as it runs (`vigil serve`): every transaction
     /// of this handle shares it instead of taking it anew.
     held: Option<Arc<File>>,
+    /// `root` made absolute once (the object paths of a local store's scans start from it).
+    absolute_root: PathBuf,
     /// Set for a store on object storage: `root` is then the local cache of its commit log.
     remote: Option<Arc<remote::Remote>>,
 }
@@ -93,8 +95,10 @@ pub struct WriteLock {
 
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
+        let root: PathBuf = root.into();
         Store {
-            root: root.into(),
+            absolute_root: std::path::absolute(&root).unwrap_or_else(|_| root.clone()),
+            root,
             checkpoint_every: checkpoint::DEFAULT_CHECKPOINT_EVERY,
             held: None,
             remote: None,
@@ -133,10 +137,8 @@ impl Store {
     pub fn object_path(&self, relative: &str) -> std::io::Result<object_store::path::Path> {
         match &self.remote {
             Some(r) => Ok(r.object_path(relative)),
-            None => object_store::path::Path::from_absolute_path(
-                std::path::absolute(&self.root)?.join(relative),
-            )
-            .map_err(std::io::Error::other),
+            None => object_store::path::Path::from_absolute_path(self.absolute_root.join(relative))
+                .map_err(std::io::Error::other),
         }
     }
 
@@ -171,7 +173,14 @@ impl Store {
     }
 
     pub fn log(&self) -> Result<CommitLog, StoreError> {
-        read_log(&self.root)
+        let log = read_log(&self.root)?;
+        // A store on object storage caches the commits from its oldest checkpoint on; when no
+        // checkpoint can be used, the log is read from the first commit: fetch the rest.
+        if self.remote.is_some() && log.damaged_before_end() {
+            remote::fetch_all_commits(self, false)?;
+            return read_log(&self.root);
+        }
+        Ok(log)
     }
 
     /// Creates the store directory if needed and takes the writer lock.

@@ -109,19 +109,7 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
         }
         _ => {}
     }
-    // When no checkpoint can be used, the log is read from the first commit: fetch them all.
-    if after.is_some() && commit::read_log(&cache)?.damaged_before_end() {
-        let all = bucket.list_folder(commit::COMMITS_DIR).map_err(failed)?;
-        mirror(
-            &bucket,
-            &all,
-            &cache,
-            commit::COMMITS_DIR,
-            None,
-            &mut index,
-            false,
-        )?;
-    }
+    // (When no checkpoint can be used, `Store::log` fetches the commits before them.)
     index.save(&cache);
     let client = Bucket::scan_client(url, settings).map_err(failed)?;
     Ok(Store::new(cache).with_remote(Remote {
@@ -131,9 +119,10 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
     }))
 }
 
-/// Fetches every commit of the store again, whatever the cache holds: verify replays the
-/// whole log from the bucket's bytes, never from a copy.
-pub fn fetch_all_commits(store: &Store) -> Result<(), StoreError> {
+/// Brings every commit of the store into the cache: those the open left out (from before the
+/// oldest checkpoint), and with `refetch` every one anew whatever the cache holds (verify
+/// replays the whole log from the bucket's bytes, never from a copy).
+pub fn fetch_all_commits(store: &Store, refetch: bool) -> Result<(), StoreError> {
     let Some(remote) = store.remote() else {
         return Ok(());
     };
@@ -149,7 +138,7 @@ pub fn fetch_all_commits(store: &Store) -> Result<(), StoreError> {
         commit::COMMITS_DIR,
         None,
         &mut index,
-        true,
+        refetch,
     )?;
     index.save(store.root());
     Ok(())

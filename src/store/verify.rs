@@ -45,7 +45,7 @@ pub struct Verification {
 pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, StoreError> {
     let mut v = Verification::default();
     // On object storage: every commit into the local cache, and one listing of every file.
-    super::remote::fetch_all_commits(store)?;
+    super::remote::fetch_all_commits(store, true)?;
     let listing = super::files::remote_listing(store)?;
     let dir = store.root().join(COMMITS_DIR);
     let mut seqs: Vec<u64> = Vec::new();

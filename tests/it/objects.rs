@@ -690,6 +690,31 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
     let rows: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rows, before, "the commits before the one not copied yet");
 
+    // Checkpoints that cannot be used: the log is read from the first commit, fetched then.
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, b"{\"not\": \"a checkpoint\"}").unwrap();
+    let damaged: Vec<(String, PathBuf)> = files_under(&local)
+        .into_iter()
+        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state/outbox"))
+        .map(|(rel, path)| {
+            let path = if rel.starts_with("_checkpoints/") {
+                garbage.clone()
+            } else {
+                path
+            };
+            (format!("stores/damaged/{rel}"), path)
+        })
+        .collect();
+    upload(&server, "history", &damaged);
+    let r = run(
+        vigil_s3(Path::new("s3://history/stores/damaged"), &endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["sql", "--format", "json", count]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(serde_json::from_str::<Value>(&r.stdout).unwrap(), after);
+    assert!(r.stderr.contains("cannot be used"), "{}", r.stderr);
+
     // A data file changed in the bucket is found by verify there.
     let (rel, _) = files_under(&local)
         .into_iter()
