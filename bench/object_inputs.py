@@ -14,7 +14,10 @@ server on loopback. Then alternates, per run:
 - `s3 +latency, max_in_flight=1` and `=16`: the same through a proxy that holds every request
   for --latency-ms before passing it on (S3's first-byte latency, which loopback does not have);
 - `s3 nothing new`: a second ingest of the same prefix into the store of the `s3` run: listing
-  and skipping only.
+  and skipping only;
+- `... -> store on S3`: the directory, the bucket, and the bucket through the slow proxy, each
+  ingested into a fresh store on the same S3 server (`--store s3://stores/<run>`, a fresh
+  cache): its files uploaded at the commit and the commit created conditionally.
 
 Reports medians, events per second and peak RSS (wait4). What loopback cannot show: S3's
 bandwidth and throttling (moto is one Python process, usually the bottleneck here), TLS, and the
@@ -183,13 +186,22 @@ def main():
         runs = {}
         print(f"machine: {os.cpu_count()} cores; moto {moto.__version__}; load before: {os.getloadavg()[0]:.2f}")
 
-        def ingest(name, what, cfg, endpoint_url=None, fresh=True):
+        s3.create_bucket(Bucket="stores")
+        import tempfile
+
+        def ingest(name, what, cfg, endpoint_url=None, fresh=True, store_url=None):
             if fresh:
                 shutil.rmtree(store, ignore_errors=True)
             e = dict(env)
             if endpoint_url:
                 e["AWS_ENDPOINT_URL"] = endpoint_url
-            secs, rss, report = timed([VIGIL, "--store", store, "--config", cfg, "-q", "ingest", "--format", "json", what], e)
+            target = store
+            if store_url:
+                target = store_url
+                e["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="vigil-cache-", dir=args.dir)
+            secs, rss, report = timed([VIGIL, "--store", target, "--config", cfg, "-q", "ingest", "--format", "json", what], e)
+            if store_url:
+                shutil.rmtree(e["XDG_CACHE_HOME"], ignore_errors=True)
             runs.setdefault(name, []).append((secs, rss, report["total"]["read"], report["files_read"]))
 
         for run in range(args.runs):
@@ -198,6 +210,11 @@ def main():
             ingest("s3 nothing new (list + skip)", "s3://bench/AWSLogs/", configs["many"], endpoint, fresh=False)
             ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=1", "s3://bench/AWSLogs/", configs["one"], slow)
             ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=16", "s3://bench/AWSLogs/", configs["many"], slow)
+            ingest("local disk -> store on S3", local, configs["many"], endpoint, store_url=f"s3://stores/{run}-local")
+            ingest("s3 -> store on S3", "s3://bench/AWSLogs/", configs["many"], endpoint,
+                   store_url=f"s3://stores/{run}-s3")
+            ingest(f"s3 +{args.latency_ms:.0f} ms -> store on S3 +{args.latency_ms:.0f} ms", "s3://bench/AWSLogs/",
+                   configs["many"], slow, store_url=f"s3://stores/{run}-slow")
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in runs.items()), flush=True)
         shutil.rmtree(store, ignore_errors=True)
     finally:

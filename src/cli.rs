@@ -179,7 +179,8 @@ pub struct CompactArgs {
     #[arg(long, value_delimiter = ',', value_name = "SOURCE", value_parser = source_kind())]
     pub source: Vec<SourceKind>,
     /// How long replaced files stay on disk for queries that already listed them (0s: delete
-    /// them now); a later compact or ingest deletes them
+    /// them now); a later compact or ingest deletes them. On object storage, files no commit
+    /// lists are set aside once older than this (a writer may still be uploading newer ones)
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub grace: String,
     /// How to print what was done

@@ -4,6 +4,8 @@
 //! `before_commit` and `after_findings_commit` abort the process (a crash), `fsync_error` makes fsync fail with EIO, and
 //! `enospc` makes writes fail with "no space left on device". With `VIGIL_FAULT_WHILE=<path>`
 //! the fault holds only while that file exists: a disk that fills and then has room again.
+//! `hold_before_commit` (with `VIGIL_FAULT_WHILE`) pauses a writer before it creates its
+//! commit on object storage.
 //! Without the feature every check compiles to nothing.
 
 use std::io;
@@ -14,6 +16,23 @@ pub fn crash_point(point: &str) {
     if armed(point) {
         eprintln!("fault injection: crashing at {point}");
         std::process::abort();
+    }
+}
+
+/// Hold points: when `VIGIL_FAULT` names one, the process waits there for as long as the file
+/// `VIGIL_FAULT_WHILE` names exists, after creating `<that file>.reached` (how a test makes two
+/// writers race: one held just before its commit while the other commits).
+#[inline]
+pub fn hold_point(point: &str) {
+    if armed(point) {
+        if let Some(path) = std::env::var_os("VIGIL_FAULT_WHILE") {
+            let mut reached = path.clone();
+            reached.push(".reached");
+            let _ = std::fs::write(&reached, point);
+            while std::path::Path::new(&path).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
     }
 }
 

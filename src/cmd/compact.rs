@@ -9,7 +9,6 @@ use crate::cli::{CompactArgs, SummaryFormat};
 use crate::store::compact::{compact, CompactOptions};
 
 pub fn run(g: &Globals, args: CompactArgs) -> anyhow::Result<u8> {
-    g.store.require_local()?;
     if !g.store.exists() {
         bail!(
             "no store at {} (pass --store DIR)",
@@ -23,8 +22,7 @@ pub fn run(g: &Globals, args: CompactArgs) -> anyhow::Result<u8> {
         grace_nanos: i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX),
         sources: args.source.iter().map(|s| s.as_str().to_owned()).collect(),
     };
-    let r = compact(&g.store, &opts)
-        .with_context(|| format!("compact {}", g.store.root().display()))?;
+    let r = compact(&g.store, &opts).with_context(|| format!("compact {}", g.store.name()))?;
     match args.format {
         SummaryFormat::Json => {
             let mut out = std::io::stdout().lock();

@@ -21,9 +21,6 @@ pub async fn run(g: &Globals, cmd: FindingsCommand) -> anyhow::Result<u8> {
             g.store.root().display()
         );
     }
-    if !matches!(cmd, FindingsCommand::List(_)) {
-        g.store.require_local()?;
-    }
     match cmd {
         FindingsCommand::List(args) => list(g, args).await,
         FindingsCommand::Ack(args) => {

@@ -12,7 +12,6 @@ use crate::ingest::{ingest, IngestOptions, IngestReport, InputSpec};
 use crate::object_storage::ObjectUrl;
 
 pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
-    g.store.require_local()?;
     let specs: Vec<InputSpec> = args
         .paths
         .iter()
@@ -29,7 +28,7 @@ pub fn run(g: &Globals, args: IngestArgs) -> anyhow::Result<u8> {
     let mut opts = options(g, args.source.0, args.strict)?;
     opts.discard_held = args.discard_held;
     let report = ingest(&g.store, &specs, &opts)
-        .with_context(|| format!("ingest into {}", g.store.root().display()))?;
+        .with_context(|| format!("ingest into {}", g.store.name()))?;
     match args.format {
         SummaryFormat::Json => {
             let mut out = std::io::stdout().lock();
@@ -90,7 +89,7 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
     for w in &r.warnings {
         writeln!(err, "warning: {w}")?;
     }
-    let store = g.store.root().display();
+    let store = g.store.name();
     match (r.commit, r.strict_aborted) {
         (_, true) => writeln!(
             err,
@@ -150,9 +149,9 @@ pub fn print_summary(r: &IngestReport, g: &Globals) -> std::io::Result<()> {
         match &r.rejects_file {
             Some(path) => writeln!(
                 err,
-                "{} record(s) rejected, listed in {}/{path}:",
+                "{} record(s) rejected, listed in {}:",
                 r.total.rejected,
-                g.store.root().display()
+                g.store.shown(path).display()
             )?,
             None => writeln!(err, "{} record(s) rejected:", r.total.rejected)?,
         }

@@ -77,8 +77,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             | Command::Demo(_)
             | Command::Report(crate::cli::ReportCommand::List(_))
     );
+    // The first ingest creates a store; every other command needs one there.
+    let how = match cli.command {
+        Command::Ingest(_) => crate::store::remote::Open::OrCreate,
+        _ => crate::store::remote::Open::Existing,
+    };
     let store = match url {
-        Some(url) if reads_store => crate::store::remote::open(&url, &config.object_store)?,
+        Some(url) if reads_store => crate::store::remote::open(&url, &config.object_store, how)?,
         _ => Store::new(store_path),
     }
     .with_checkpoint_every(config.checkpoint_every);

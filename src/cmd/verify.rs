@@ -42,10 +42,13 @@ pub fn run(g: &Globals, args: VerifyArgs) -> anyhow::Result<u8> {
                 v.without_rollups
             );
         }
+        let tidied_by = if g.store.remote().is_some() {
+            "vigil compact sets it aside in _quarantine/ once older than its --grace"
+        } else {
+            "the next ingest sets it aside in _quarantine/, or deletes it if it is a temp file"
+        };
         for l in &v.leftovers {
-            eprintln!(
-                "note: {l} is left over from an interrupted ingest (the next ingest sets it aside in _quarantine/, or deletes it if it is a temp file)"
-            );
+            eprintln!("note: {l} is left over from an interrupted write ({tidied_by})");
         }
         let verdict = if v.problems.is_empty() {
             "valid"

@@ -35,7 +35,7 @@ pub fn merge(
     now: i64,
     files: &[FindingsFile],
 ) -> Result<(FindingsFile, Vec<RemovedFile>), StoreError> {
-    let relative = super::file_name(seq, now);
+    let relative = super::file_name(store, seq, now);
     let sources: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let merged =
         crate::store::writer::merge_tables(store, &sources, relative, super::row::schema())?;

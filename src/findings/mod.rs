@@ -100,7 +100,7 @@ pub fn stage(
     for r in &mut rows {
         r.commit_seq = seq;
     }
-    let relative = file_name(seq, now);
+    let relative = file_name(store, seq, now);
     let batch = row::to_batch(&rows).map_err(|e| StoreError::Parquet {
         path: store.absolute(&relative),
         message: e.to_string(),
@@ -109,10 +109,11 @@ pub fn stage(
 }
 
 /// `findings/date=<D>/<seq>.parquet`: the findings file of commit `seq` made at `now`.
-pub fn file_name(seq: u64, now: i64) -> String {
+pub fn file_name(store: &Store, seq: u64, now: i64) -> String {
     format!(
-        "{FINDINGS_DIR}/date={}/{seq:06}.parquet",
-        &crate::timerange::rfc3339(now)[..10]
+        "{FINDINGS_DIR}/date={}/{}.parquet",
+        &crate::timerange::rfc3339(now)[..10],
+        store.file_stem(seq)
     )
 }
 

@@ -107,7 +107,11 @@ pub struct RejectSink {
 
 impl RejectSink {
     pub fn new(store: &Store, seq: u64, now: i64) -> Result<Self, StoreError> {
-        let relative = format!("{REJECTS_DIR}/{}/{seq:06}.jsonl", utc_date(now));
+        let relative = format!(
+            "{REJECTS_DIR}/{}/{}.jsonl",
+            utc_date(now),
+            store.file_stem(seq)
+        );
         Ok(RejectSink {
             path: store.absolute(&relative),
             relative,

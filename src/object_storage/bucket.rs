@@ -14,7 +14,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    RetryConfig,
+};
 
 use super::error::{Context, ObjectError};
 use super::settings::{endpoint_host, http_allowed, ObjectStoreSettings};
@@ -31,7 +34,37 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Empty when the server gives none.
     pub etag: String,
+    /// When the object was last written (nanoseconds since the epoch; 0 when unknown).
+    pub modified: i64,
 }
+
+impl ObjectInfo {
+    /// An object known by its key only (read whatever its version).
+    pub fn key_only(key: String) -> ObjectInfo {
+        ObjectInfo {
+            key,
+            size: 0,
+            etag: String::new(),
+            modified: 0,
+        }
+    }
+
+    fn from_meta(m: object_store::ObjectMeta) -> ObjectInfo {
+        ObjectInfo {
+            key: m.location.to_string(),
+            size: m.size,
+            etag: m.e_tag.unwrap_or_default(),
+            modified: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
+        }
+    }
+}
+
+/// Uploads in flight at once when a commit publishes its files: enough to hide S3's
+/// per-request latency, few enough that a 2-core host keeps up.
+const UPLOADS_IN_FLIGHT: usize = 8;
+
+/// Files larger than this go up in parts (S3 multipart upload) rather than in one request.
+const UPLOAD_PART_BYTES: usize = 16 << 20;
 
 pub struct Bucket {
     url: ObjectUrl,
@@ -121,11 +154,7 @@ impl Bucket {
                     )
                     .await
             }) {
-                Ok(r) => objects.push(ObjectInfo {
-                    key: r.meta.location.to_string(),
-                    size: r.meta.size,
-                    etag: r.meta.e_tag.unwrap_or_default(),
-                }),
+                Ok(r) => objects.push(ObjectInfo::from_meta(r.meta)),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(ObjectError::from_store(&e, &self.context(&url))),
             }
@@ -187,11 +216,7 @@ impl Bucket {
         Ok(listed
             .map_err(|e| ObjectError::from_store(&e, &self.context(url)))?
             .into_iter()
-            .map(|m| ObjectInfo {
-                key: m.location.to_string(),
-                size: m.size,
-                etag: m.e_tag.unwrap_or_default(),
-            })
+            .map(ObjectInfo::from_meta)
             .collect())
     }
 
@@ -211,6 +236,109 @@ impl Bucket {
         let (url, path, options) = self.request(object);
         let store = Arc::clone(&self.store);
         self.block_on(async move { store.get_opts(&path, options).await?.bytes().await })
+            .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))
+    }
+
+    /// Creates the object `relative` with `bytes` only if no object has that key (S3's
+    /// `If-None-Match: *`): of two writers racing for one key, exactly one succeeds. `Ok(None)`
+    /// when the key was taken; else the new object's ETag.
+    pub fn create(&self, relative: &str, bytes: Bytes) -> Result<Option<String>, ObjectError> {
+        let key = self.key(relative);
+        let (url, path) = (self.url.object(&key), key_path(&key));
+        let store = Arc::clone(&self.store);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self.block_on(async move { store.put_opts(&path, bytes.into(), options).await }) {
+            Ok(put) => Ok(Some(put.e_tag.unwrap_or_default())),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(ObjectError::from_store(&e, &self.context(&url))),
+        }
+    }
+
+    /// Writes the object `relative` with `bytes`, over any object of that key.
+    pub fn put(&self, relative: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        let key = self.key(relative);
+        let (url, path) = (self.url.object(&key), key_path(&key));
+        let store = Arc::clone(&self.store);
+        self.block_on(async move { store.put(&path, bytes.into()).await })
+            .map(|_| ())
+            .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))
+    }
+
+    /// Uploads local files to the objects `relative` names, several at a time, each streamed
+    /// (in parts when large, so memory stays a few parts whatever the file's size). The first
+    /// failure is returned once the uploads in flight have ended; files already up stay.
+    pub fn upload(&self, files: &[(String, std::path::PathBuf)]) -> Result<(), ObjectError> {
+        let jobs: Vec<(String, ObjectPath, std::path::PathBuf)> = files
+            .iter()
+            .map(|(rel, local)| {
+                let key = self.key(rel);
+                (self.url.object(&key), key_path(&key), local.clone())
+            })
+            .collect();
+        let store: Arc<dyn ObjectStore> = Arc::clone(&self.store) as Arc<dyn ObjectStore>;
+        let failed = self.block_on(async move {
+            let results = futures::stream::iter(jobs)
+                .map(|(url, path, local)| {
+                    let store = Arc::clone(&store);
+                    async move {
+                        upload_file(store, path, &local)
+                            .await
+                            .map_err(|e| (url, local, e))
+                    }
+                })
+                .buffer_unordered(UPLOADS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await;
+            results.into_iter().find_map(Result::err)
+        });
+        match failed {
+            None => Ok(()),
+            Some((url, _, UploadError::Store(e))) => {
+                Err(ObjectError::from_store(&e, &self.context(&url)))
+            }
+            Some((url, local, UploadError::Local(e))) => Err(ObjectError::Other {
+                url,
+                detail: format!("reading {}: {e}", local.display()),
+            }),
+        }
+    }
+
+    /// Whether the object `relative` exists (a HEAD request).
+    pub fn exists(&self, relative: &str) -> Result<bool, ObjectError> {
+        let key = self.key(relative);
+        let (url, path) = (self.url.object(&key), key_path(&key));
+        let store = Arc::clone(&self.store);
+        match self.block_on(async move { store.head(&path).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(ObjectError::from_store(&e, &self.context(&url))),
+        }
+    }
+
+    /// Deletes the objects `relative` names (one that is already gone is no error).
+    pub fn delete(&self, relatives: &[String]) -> Result<(), ObjectError> {
+        for rel in relatives {
+            let key = self.key(rel);
+            let (url, path) = (self.url.object(&key), key_path(&key));
+            let store = Arc::clone(&self.store);
+            match self.block_on(async move { store.delete(&path).await }) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(ObjectError::from_store(&e, &self.context(&url))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the object `from` to `to` (both relative), over any object there.
+    pub fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+        let (from_key, to_key) = (self.key(from), self.key(to));
+        let url = self.url.object(&from_key);
+        let (from, to) = (key_path(&from_key), key_path(&to_key));
+        let store = Arc::clone(&self.store);
+        self.block_on(async move { store.copy(&from, &to).await })
             .map_err(|e| ObjectError::from_store(&e, &self.context(&url)))
     }
 
@@ -389,5 +517,56 @@ impl Read for ObjectReader {
         let _ = self.chunk.split_to(n);
         self.read += n as u64;
         Ok(n)
+    }
+}
+
+enum UploadError {
+    Local(io::Error),
+    Store(object_store::Error),
+}
+
+/// Streams the local file `local` to `path`: one PUT when it fits in a part, else a multipart
+/// upload (which S3 makes visible only whole, at its completion).
+async fn upload_file(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    local: &std::path::Path,
+) -> Result<(), UploadError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(UploadError::Local)?;
+    let mut out = object_store::buffered::BufWriter::with_capacity(store, path, UPLOAD_PART_BYTES);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await.map_err(UploadError::Local)?;
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = out.write_all(&buf[..n]).await {
+            let _ = out.abort().await;
+            return Err(UploadError::Store(store_error(e)));
+        }
+    }
+    out.shutdown()
+        .await
+        .map_err(|e| UploadError::Store(store_error(e)))
+}
+
+/// The object store error inside an `io::Error` of the buffered writer.
+fn store_error(e: io::Error) -> object_store::Error {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<object_store::Error>())
+    {
+        Some(Ok(store)) => *store,
+        Some(Err(other)) => object_store::Error::Generic {
+            store: "S3",
+            source: other,
+        },
+        None => object_store::Error::Generic {
+            store: "S3",
+            source: "write failed".into(),
+        },
     }
 }

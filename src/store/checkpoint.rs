@@ -58,16 +58,22 @@ pub fn relative_path(seq: u64) -> String {
 pub fn write(root: &Path, state: &State) -> Result<CheckpointRef, StoreError> {
     let dir = root.join(CHECKPOINTS_DIR);
     create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let (bytes, named) = encode(state);
+    let path = root.join(&named.path);
+    write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
+    Ok(named)
+}
+
+/// The checkpoint of the state after commit `state.seq`, and how its commit names it.
+pub fn encode(state: &State) -> (Vec<u8>, CheckpointRef) {
     let mut bytes = serde_json::to_vec(state).expect("a state serializes");
     bytes.push(b'\n');
-    let rel = relative_path(state.seq);
-    let path = root.join(&rel);
-    write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
-    Ok(CheckpointRef {
-        path: rel,
+    let named = CheckpointRef {
+        path: relative_path(state.seq),
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
-    })
+    };
+    (bytes, named)
 }
 
 /// The sequence numbers of the checkpoint files present, ascending (temp files and other names

@@ -1,6 +1,6 @@
 //! Tidying a store before a write: files no commit lists are set aside, and files a compaction
 //! replaced are deleted once their grace period is over. Only a writer holding the lock does
-//! either (see `transaction`).
+//! either (see `transaction`); on object storage, see `publish` for orphans.
 
 use std::collections::HashSet;
 use std::fs;
@@ -99,6 +99,24 @@ pub fn delete_replaced(
             continue;
         }
         let rollups = super::rollup::Kind::ALL.map(|k| k.path_for(&p.file.path));
+        if store.remote().is_some() {
+            // Until a checkpoint forgets them, every write sees these removals again: one HEAD
+            // tells whether they are done (rollups go first, the data file last).
+            let rels: Vec<String> = rollups
+                .iter()
+                .chain(std::iter::once(&p.file.path))
+                .cloned()
+                .collect();
+            match super::publish::delete_if_present(store, &p.file.path, &rels) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    state.drop_deleted(&done);
+                    return Err(e);
+                }
+            }
+            done.insert((p.seq, p.file.path.clone()));
+            continue;
+        }
         for rel in std::iter::once(&p.file.path).chain(&rollups) {
             let path = store.absolute(rel);
             match fs::remove_file(&path) {
@@ -164,7 +182,11 @@ pub fn remove_superseded_checkpoints(
     older.reverse();
     let mut removed = 0;
     for seq in older.into_iter().skip(keep) {
-        let path = store.absolute(&super::checkpoint::relative_path(seq));
+        let rel = super::checkpoint::relative_path(seq);
+        if store.remote().is_some() {
+            super::publish::delete(store, std::slice::from_ref(&rel))?;
+        }
+        let path = store.absolute(&rel);
         match fs::remove_file(&path) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -398,9 +398,15 @@ pub fn read_log(root: &Path) -> Result<CommitLog, StoreError> {
 pub fn write_commit(root: &Path, commit: &Commit) -> Result<(String, u64), StoreError> {
     let dir = root.join(COMMITS_DIR);
     crate::fsutil::create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
-    let mut bytes = serde_json::to_vec_pretty(commit).expect("a commit serializes");
-    bytes.push(b'\n');
+    let bytes = encode(commit);
     let path = dir.join(commit_file_name(commit.seq));
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
     Ok((hex::encode(Sha256::digest(&bytes)), bytes.len() as u64))
+}
+
+/// The bytes of a commit file.
+pub fn encode(commit: &Commit) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(commit).expect("a commit serializes");
+    bytes.push(b'\n');
+    bytes
 }

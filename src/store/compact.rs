@@ -18,7 +18,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::fs::File;
 use std::path::PathBuf;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, TimestampNanosecondArray};
@@ -84,6 +83,19 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         warnings: tx.take_warnings(),
         ..Default::default()
     };
+    if store.remote().is_some() {
+        // Files no commit lists, written before the grace period began: what a writer left
+        // that stopped between its uploads and its commit (a newer one may be a racing
+        // writer's, still uploading).
+        let orphans = super::publish::set_aside_orphans(store, tx.log(), opts.grace_nanos)?;
+        if !orphans.is_empty() {
+            report.warnings.push(format!(
+                "set aside {} object(s) that no commit lists in {}/ (left by a writer that stopped before its commit, or by a deleted commit: see vigil verify; delete them once you know which)",
+                orphans.len(),
+                super::QUARANTINE_DIR
+            ));
+        }
+    }
     let seq = tx.seq();
     let mut out = Outputs {
         store,
@@ -220,10 +232,10 @@ fn check_content(inputs: &[&DataFile], outputs: &[DataFile]) -> Result<(), Store
 
 /// Fails when a data file's bytes are not the ones its commit recorded.
 fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
-    let path = store.absolute(&f.path);
-    let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-    let (sha256, bytes) =
-        crate::fsutil::sha256_of(&mut file).map_err(|e| StoreError::io(&path, e))?;
+    let path = store.shown(&f.path);
+    let (sha256, bytes) = super::files::open(store, &f.path)
+        .and_then(|mut file| file.sha256())
+        .map_err(|e| StoreError::io(&path, e))?;
     if sha256 != f.sha256 || bytes != f.bytes {
         return Err(StoreError::Damaged(format!(
             "{} is not the file its commit recorded (changed since it was written); nothing was compacted",
@@ -236,8 +248,8 @@ fn ensure_unchanged(store: &Store, f: &DataFile) -> Result<(), StoreError> {
 /// Whether a data file has the columns and schema version this vigil writes (files of an older
 /// schema are never merged with newer ones).
 fn current_schema(store: &Store, f: &DataFile, reference: &SchemaRef) -> Result<bool, StoreError> {
-    let path = store.absolute(&f.path);
-    let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let path = store.shown(&f.path);
+    let file = super::files::open(store, &f.path).map_err(|e| StoreError::io(&path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::Parquet {
             path: path.clone(),
@@ -260,12 +272,12 @@ fn open_reader(
     f: &DataFile,
     batch_rows: usize,
 ) -> Result<ParquetRecordBatchReader, StoreError> {
-    let path = store.absolute(&f.path);
+    let path = store.shown(&f.path);
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
         path: path.clone(),
         message: e.to_string(),
     };
-    let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let file = super::files::open(store, &f.path).map_err(|e| StoreError::io(&path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| perr(&e))?
         .with_batch_size(batch_rows)
@@ -541,9 +553,11 @@ impl PartitionOutput {
     }
 
     fn open(&self, out: &mut Outputs) -> Result<OpenFile, StoreError> {
-        let path = self
-            .dir
-            .join(format!("{:06}-{:04}.parquet", out.seq, out.next));
+        let path = self.dir.join(format!(
+            "{}-{:04}.parquet",
+            out.store.file_stem(out.seq),
+            out.next
+        ));
         out.next += 1;
         out.opened.push(path.clone());
         let time_idx = self

@@ -20,6 +20,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::file::reader::ChunkReader;
 use datafusion::parquet::file::statistics::Statistics;
 
 use super::writer::PartitionWriter;
@@ -170,7 +171,8 @@ impl UidIndex {
             if self.evicted.contains(&key) {
                 let day = start.div_euclid(NANOS_PER_DAY);
                 for path in writer.written_files(source, day)? {
-                    read_uids(&path, span.clone(), &mut uids)?;
+                    let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+                    read_uids(f, &path, span.clone(), &mut uids)?;
                 }
             }
             self.held += uids.len() + SLOT_COST;
@@ -228,13 +230,16 @@ fn load_slot(
             && t(&f.min_time, i64::MIN) < span.end
             && t(&f.max_time, i64::MAX) >= span.start
     }) {
-        read_uids(&store.absolute(&file.path), span.clone(), &mut set)?;
+        let shown = store.shown(&file.path);
+        let f = super::files::open(store, &file.path).map_err(|e| StoreError::io(&shown, e))?;
+        read_uids(f, &shown, span.clone(), &mut set)?;
     }
     Ok(set)
 }
 
 /// Adds the uid hashes of the events of one data file in `span` to `set`.
-fn read_uids(
+fn read_uids<R: ChunkReader + 'static>(
+    f: R,
     path: &Path,
     span: Range<i64>,
     set: &mut foldhash::HashSet<u128>,
@@ -243,7 +248,6 @@ fn read_uids(
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let f = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
     let schema = builder.schema().clone();
     let time_idx = schema.index_of("event_time").map_err(|e| err(&e))?;
@@ -377,7 +381,7 @@ mod tests {
         w.close().unwrap();
         for span in [0..SLOT_NANOS, -SLOT_NANOS..0] {
             let mut got = foldhash::HashSet::default();
-            read_uids(&path, span.clone(), &mut got).unwrap();
+            read_uids(File::open(&path).unwrap(), &path, span.clone(), &mut got).unwrap();
             let want: foldhash::HashSet<u128> = times
                 .iter()
                 .zip(&uids)

@@ -24,11 +24,7 @@ pub fn open(store: &Store, rel: &str) -> io::Result<StoreFile> {
     match store.remote() {
         None => File::open(store.absolute(rel)).map(StoreFile::Local),
         Some(remote) => {
-            let object = ObjectInfo {
-                key: remote.bucket.key(rel),
-                size: 0,
-                etag: String::new(),
-            };
+            let object = ObjectInfo::key_only(remote.bucket.key(rel));
             match remote.bucket.get(&object) {
                 Ok(bytes) => Ok(StoreFile::Remote(bytes)),
                 Err(ObjectError::NotFound { url }) => Err(io::Error::new(

@@ -63,7 +63,7 @@ pub fn write(store: &Store, seq: u64, held: &[Carried]) -> Result<Option<HeldFil
     }
     let dir = store.root().join(HELD_DIR);
     create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
-    let path = dir.join(format!("{seq:06}.jsonl"));
+    let path = dir.join(format!("{}.jsonl", store.file_stem(seq)));
     write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))?;
     Ok(Some(HeldFile {
         path: store.relative(&path),
@@ -75,8 +75,10 @@ pub fn write(store: &Store, seq: u64, held: &[Carried]) -> Result<Option<HeldFil
 
 /// Reads a held-state file back, refusing one whose bytes are not those its commit names.
 pub fn read(store: &Store, file: &HeldFile) -> Result<Vec<Carried>, StoreError> {
-    let path = store.absolute(&file.path);
-    let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    let path = store.shown(&file.path);
+    let bytes = super::files::open(store, &file.path)
+        .and_then(|f| f.read_all())
+        .map_err(|e| StoreError::io(&path, e))?;
     if hex::encode(Sha256::digest(&bytes)) != file.sha256 {
         return Err(StoreError::Damaged(format!(
             "{} does not match the SHA-256 its commit records",

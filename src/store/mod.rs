@@ -18,6 +18,7 @@ pub mod digest;
 pub mod files;
 pub mod held;
 pub mod inputs;
+pub mod publish;
 pub mod remote;
 pub mod rollup;
 pub mod state;
@@ -58,9 +59,14 @@ pub enum StoreError {
     /// A store on object storage could not be opened (one sentence, no credential).
     #[error("{0}")]
     Remote(String),
-    /// A write asked of a store on object storage, which is read only.
-    #[error("the store {0} is on object storage, which this version of vigil reads and verifies but does not write: run this on a local store (vigil ingest, compact, detect there) and copy it to the bucket, e.g. with aws s3 sync")]
-    ReadOnly(String),
+    /// What needs a local store (the service, which holds a lock for as long as it runs) asked
+    /// of one on object storage.
+    #[error("{what} needs a local store, and {store} is on object storage: run it on a local store, or run vigil ingest, detect and compact against the bucket on a schedule")]
+    LocalOnly { store: String, what: &'static str },
+    /// Another writer made the commit this one was about to make (object storage has no lock:
+    /// the commit is created only if its number is free).
+    #[error("another writer made commit {seq} of {store} first: nothing this run wrote became part of the store; run it again (what it read is still unconsumed)")]
+    Conflict { store: String, seq: u64 },
 }
 
 impl StoreError {
@@ -82,15 +88,18 @@ pub struct Store {
     held: Option<Arc<File>>,
     /// `root` made absolute once (the object paths of a local store's scans start from it).
     absolute_root: PathBuf,
-    /// Set for a store on object storage: `root` is then the local cache of its commit log.
+    /// Set for a store on object storage: `root` is then the local cache of its commit log,
+    /// where writers stage their files before a commit uploads them.
     remote: Option<Arc<remote::Remote>>,
 }
 
-/// Exclusive right to write to a store, held until dropped (or, for a store handle that holds
-/// its lock, until the last handle is dropped).
+/// Right to write to a store, held until dropped (or, for a store handle that holds its lock,
+/// until the last handle is dropped): an exclusive file lock on a local store; on object
+/// storage nothing (no lock exists there: the conditional creation of each commit decides
+/// between writers, see [`publish`]).
 #[derive(Debug)]
 pub struct WriteLock {
-    _file: Arc<File>,
+    _file: Option<Arc<File>>,
 }
 
 impl Store {
@@ -115,11 +124,33 @@ impl Store {
         self.remote.as_deref()
     }
 
-    /// Refuses a store on object storage, for what only a local one can do (a write).
-    pub fn require_local(&self) -> Result<(), StoreError> {
+    /// Refuses a store on object storage, for `what` only a local one can do.
+    pub fn require_local(&self, what: &'static str) -> Result<(), StoreError> {
         match &self.remote {
-            Some(r) => Err(StoreError::ReadOnly(r.url.to_string())),
+            Some(r) => Err(StoreError::LocalOnly {
+                store: r.url.to_string(),
+                what,
+            }),
             None => Ok(()),
+        }
+    }
+
+    /// The store as messages name it: its directory, or its URL on object storage.
+    pub fn name(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url.to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// How the files a commit `seq` adds are named (`<stem>.jsonl`, `<stem>-<n>.parquet`):
+    /// the zero-padded number; on object storage followed by a token of this writer, since
+    /// two writers racing for one number would otherwise overwrite each other's files before
+    /// either knew it lost.
+    pub fn file_stem(&self, seq: u64) -> String {
+        match &self.remote {
+            Some(r) => format!("{seq:06}-{}", r.writer),
+            None => format!("{seq:06}"),
         }
     }
 
@@ -149,7 +180,7 @@ impl Store {
     pub fn holding_lock(&self) -> Result<Store, StoreError> {
         let lock = self.lock()?;
         Ok(Store {
-            held: Some(lock._file),
+            held: lock._file,
             ..self.clone()
         })
     }
@@ -183,16 +214,19 @@ impl Store {
         Ok(log)
     }
 
-    /// Creates the store directory if needed and takes the writer lock.
+    /// Creates the store directory if needed and takes the writer lock (on object storage,
+    /// only the directory where writes are staged).
     pub fn lock(&self) -> Result<WriteLock, StoreError> {
-        self.require_local()?;
         if let Some(file) = &self.held {
             return Ok(WriteLock {
-                _file: Arc::clone(file),
+                _file: Some(Arc::clone(file)),
             });
         }
         crate::fsutil::create_dir_all_durable(&self.root)
             .map_err(|e| StoreError::io(&self.root, e))?;
+        if self.remote.is_some() {
+            return Ok(WriteLock { _file: None });
+        }
         let path = self.root.join(".lock");
         let file = File::options()
             .create(true)
@@ -202,7 +236,7 @@ impl Store {
             .map_err(|e| StoreError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(WriteLock {
-                _file: Arc::new(file),
+                _file: Some(Arc::new(file)),
             }),
             Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.root.clone())),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),

@@ -7,9 +7,10 @@
 //! log is then read, hash chain and all, exactly as for a local store; the data, rollup and
 //! findings files are never copied: queries read them from the bucket, ranges at a time.
 //!
-//! Reading only, in this version: commands that write (ingest, compact, detect that records,
-//! findings verdicts, serve) stop with a sentence before they touch anything. `vigil verify`
-//! works: it fetches every commit, lists the bucket once, and reads every file it checks.
+//! Writers (ingest, compact, detect recording findings, findings verdicts) stage their files in
+//! the cache and publish them with their commit (see [`super::publish`]); only `vigil serve`
+//! needs a local store. `vigil verify` fetches every commit, lists the bucket once, and reads
+//! every file it checks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct Remote {
     pub url: ObjectUrl,
     pub client: Arc<dyn ObjectStore>,
     pub bucket: Bucket,
+    /// This process's token in the names of the files it writes (`Store::file_stem`).
+    pub writer: String,
 }
 
 impl std::fmt::Debug for Remote {
@@ -45,9 +48,21 @@ impl Remote {
     }
 }
 
+/// Whether opening a store where there is none is an error (a reader) or a new, empty store
+/// (a writer: the first ingest creates it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    Existing,
+    OrCreate,
+}
+
 /// Opens the store at `url`: brings the local copy of its commit log up to date and returns a
 /// store that reads its data from the bucket.
-pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, StoreError> {
+pub fn open(
+    url: &ObjectUrl,
+    settings: &ObjectStoreSettings,
+    how: Open,
+) -> Result<Store, StoreError> {
     let failed = |e: crate::object_storage::ObjectError| StoreError::Remote(e.to_string());
     let bucket = Bucket::connect(url, settings).map_err(failed)?;
     let cache = cache_dir(url, bucket.endpoint())?;
@@ -71,7 +86,7 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
         after = None;
         commits = bucket.list_folder(commit::COMMITS_DIR).map_err(failed)?;
     }
-    if commits.is_empty() {
+    if commits.is_empty() && how == Open::Existing {
         return Err(StoreError::Remote(format!(
             "{url}: no vigil store there (no {}/ under it); a store is copied there whole, e.g. aws s3 sync ./vigil-store {url}",
             commit::COMMITS_DIR
@@ -116,7 +131,31 @@ pub fn open(url: &ObjectUrl, settings: &ObjectStoreSettings) -> Result<Store, St
         url: url.clone(),
         client,
         bucket,
+        writer: writer_token(),
     }))
+}
+
+/// Eight hex digits unlikely to be another process's: from the process id, the time and the
+/// per-process random seed of the standard library's hash maps.
+fn writer_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Records that the cache's `<folder>/<name>` is the bucket's object of `etag` (a file this
+/// process wrote to both), so the next open does not fetch it again.
+pub fn remember(store: &Store, folder: &str, name: &str, etag: &str) {
+    let mut index = EtagIndex::load(store.root());
+    index.0.insert(format!("{folder}/{name}"), etag.to_owned());
+    index.save(store.root());
 }
 
 /// Brings every commit of the store into the cache: those the open left out (from before the
@@ -139,6 +178,41 @@ pub fn fetch_all_commits(store: &Store, refetch: bool) -> Result<(), StoreError>
         None,
         &mut index,
         refetch,
+    )?;
+    index.save(store.root());
+    Ok(())
+}
+
+/// Fetches the commits made since the cache was last brought up to date (one listing, from the
+/// newest cached commit on): a writer begins from the newest log, so it loses a race for its
+/// commit number only to a writer that commits while it works, not to one that committed while
+/// it was, say, running its detectors.
+pub fn refresh(store: &Store) -> Result<(), StoreError> {
+    let Some(remote) = store.remote() else {
+        return Ok(());
+    };
+    let dir = store.root().join(commit::COMMITS_DIR);
+    let newest = std::fs::read_dir(&dir)
+        .map_err(|e| StoreError::io(&dir, e))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| seq_of(n).is_some())
+        .max();
+    let commits = remote
+        .bucket
+        .list_folder_after(commit::COMMITS_DIR, newest.as_deref())
+        .map_err(|e| StoreError::Remote(e.to_string()))?;
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let mut index = EtagIndex::load(store.root());
+    mirror(
+        &remote.bucket,
+        &commits,
+        store.root(),
+        commit::COMMITS_DIR,
+        newest.as_deref(),
+        &mut index,
+        false,
     )?;
     index.save(store.root());
     Ok(())

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 use super::cleanup;
 use super::commit::{
     write_commit, Commit, DataFile, FindingsFile, LoggedCommit, RejectsFile, RemovedFile,
@@ -14,6 +16,7 @@ use super::commit::{
 use super::held::HeldFile;
 use super::inputs::InputCheckpoint;
 use super::{CommitLog, Store, StoreError, Tally, WriteLock};
+
 use crate::event::SCHEMA_VERSION;
 use crate::timerange::rfc3339;
 
@@ -63,6 +66,7 @@ impl<'s> Transaction<'s> {
     /// Locks `store` and tidies it at `now` (the end of compactions' grace periods).
     pub fn begin(store: &'s Store, now: i64) -> Result<Transaction<'s>, StoreError> {
         let lock = store.lock()?;
+        super::remote::refresh(store)?;
         let log = store.log()?;
         // A torn newest commit (power loss) is replaced by this transaction; a damaged commit
         // with valid ones after it, or one that reads well but does not chain, is evidence of
@@ -74,6 +78,27 @@ impl<'s> Transaction<'s> {
             });
         }
         let mut warnings = log.warnings.clone();
+        if store.remote().is_some() {
+            // On object storage orphans are swept by compaction, once old enough (see
+            // `publish`); here only the cache's leftovers go, and a checkpoint a stopped
+            // writer did not upload comes back.
+            super::publish::clear_stale_staging(store);
+            if let Err(e) = super::publish::restore_checkpoint(store, &log) {
+                warnings.push(format!(
+                    "could not put back the checkpoint of commit {}: {e}",
+                    log.head().map_or(0, |h| h.commit.seq)
+                ));
+            }
+            let mut tx = Transaction {
+                store,
+                lock,
+                log,
+                warnings,
+                deleted: 0,
+            };
+            tx.delete_replaced(now);
+            return Ok(tx);
+        }
         let orphans = cleanup::set_aside_orphans(store, &log, &lock)?;
         if !orphans.is_empty() {
             warnings.push(format!(
@@ -180,6 +205,15 @@ impl<'s> Transaction<'s> {
     /// for the next `begin`, which keeps them (published) or sets them aside (not published).
     pub fn commit(&mut self, changes: Changes, created: i64) -> Result<Committed, StoreError> {
         let seq = self.seq();
+        let remote = self.store.remote().is_some();
+        let staged = super::publish::staged_files(&changes);
+        let spent_held = self
+            .log
+            .state
+            .held
+            .as_ref()
+            .filter(|h| changes.held.as_ref().is_none_or(|n| n.path != h.path))
+            .map(|h| h.path.clone());
         let mut commit = Commit {
             seq,
             prev: self.log.head().map(|c| c.hash.clone()),
@@ -199,14 +233,22 @@ impl<'s> Transaction<'s> {
         // The state after this commit, checkpointed in it when one is due (staged before the
         // commit like its data files, so the commit can name it with its hash).
         let mut checkpointed = None;
+        let mut checkpoint_bytes = None;
         let every = self.store.checkpoint_every();
         if self.log.checkpoint_due(every) || (changes.checkpoint && every > 0) {
             let mut next = self.log.state.clone();
             next.apply(&commit);
             next.lists_findings = true;
             // A checkpoint only saves readers time: failing to write one must not stop audit
-            // logs from being stored.
-            match super::checkpoint::write(self.store.root(), &next) {
+            // logs from being stored. On object storage it goes up after the commit.
+            let written = if remote {
+                let (bytes, named) = super::checkpoint::encode(&next);
+                checkpoint_bytes = Some(bytes);
+                Ok(named)
+            } else {
+                super::checkpoint::write(self.store.root(), &next)
+            };
+            match written {
                 Ok(named) => {
                     commit.checkpoint = Some(named);
                     checkpointed = Some(next);
@@ -216,8 +258,26 @@ impl<'s> Transaction<'s> {
                 )),
             }
         }
-        crate::fault::crash_point("before_commit");
-        let (head, bytes) = write_commit(self.store.root(), &commit)?;
+        let (head, bytes) = if remote {
+            let bytes = super::commit::encode(&commit);
+            super::publish::publish(self.store, seq, &bytes, &staged)?;
+            if let Some(b) = checkpoint_bytes {
+                if let Err(e) = super::publish::put_checkpoint(self.store, seq, b) {
+                    self.warnings.push(format!(
+                        "could not upload the checkpoint of commit {seq} (the next write puts it back): {e}"
+                    ));
+                }
+            }
+            // The held state this commit replaces is spent (a local store deletes it at the
+            // next write; here nothing lists the folder).
+            if let Some(spent) = spent_held {
+                let _ = super::publish::delete(self.store, &[spent]);
+            }
+            (hex::encode(Sha256::digest(&bytes)), bytes.len() as u64)
+        } else {
+            crate::fault::crash_point("before_commit");
+            write_commit(self.store.root(), &commit)?
+        };
         let removes = !commit.removed.is_empty();
         let wrote_checkpoint = checkpointed.is_some();
         self.log.max_listed = seq;

@@ -769,6 +769,24 @@ fn check_parquet_rows(
     Ok(())
 }
 
+/// Whether a file is named as writers on object storage name theirs, `<seq>-<8 hex
+/// digits>[-<n>].<ext>`: one no commit lists is what a writer that lost a race for its commit
+/// number, or stopped before its commit, left (its number can be the head's, made by another).
+fn written_by_a_writer_on_object_storage(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name);
+    let mut parts = stem.split('-');
+    let seq = parts
+        .next()
+        .is_some_and(|p| p.len() >= 6 && p.bytes().all(|b| b.is_ascii_digit()));
+    let token = parts
+        .next()
+        .is_some_and(|p| p.len() == 8 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    let rest = parts
+        .next()
+        .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    seq && token && rest && parts.next().is_none()
+}
+
 /// Files no commit lists: leftovers of an interrupted ingest when newer than the head and
 /// named like one, otherwise files added to the store.
 fn unreferenced(
@@ -801,10 +819,40 @@ fn classify_unlisted(rel: &str, referenced: &HashSet<String>, head_seq: u64, v: 
         .split(['-', '.'])
         .next()
         .and_then(|s| s.parse::<u64>().ok());
-    if name.ends_with(TEMP_SUFFIX) || seq.is_some_and(|s| s > head_seq) {
+    if name.ends_with(TEMP_SUFFIX)
+        || seq.is_some_and(|s| s > head_seq)
+        || written_by_a_writer_on_object_storage(name)
+    {
         v.leftovers.push(rel.to_owned());
     } else {
         v.problems
             .push(format!("{rel} is not in any commit (a file was added)"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::written_by_a_writer_on_object_storage as tagged;
+
+    #[test]
+    fn only_names_with_a_writer_token_read_as_an_object_storage_writer_s() {
+        for name in [
+            "000012-0badf00d-0003.parquet",
+            "000012-0badf00d.jsonl",
+            "1234567-abcdef01-0000.parquet",
+        ] {
+            assert!(tagged(name), "{name}");
+        }
+        for name in [
+            "000012-0003.parquet",
+            "000012.jsonl",
+            "000012-0badf00.parquet",
+            "000012-0badf00d-x1.parquet",
+            "000012-0badf00d-0003-9.parquet",
+            "12-0badf00d-0003.parquet",
+            "evil-0badf00d.parquet",
+        ] {
+            assert!(!tagged(name), "{name}");
+        }
     }
 }

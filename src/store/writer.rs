@@ -217,7 +217,11 @@ impl PartitionWriter {
             .join(format!("source={source}"))
             .join(format!("date={date}"));
         create_dir_all_durable(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let path = dir.join(format!("{:06}-{:04}.parquet", self.seq, self.next_file));
+        let path = dir.join(format!(
+            "{}-{:04}.parquet",
+            self.store.file_stem(self.seq),
+            self.next_file
+        ));
         self.next_file += 1;
         let relative = self.store.relative(&path);
         let job = Job {
@@ -395,8 +399,8 @@ pub(crate) fn merge_tables(
     let mut out = DurableParquet::create(&path, schema, parquet_props().build())?;
     let mut rows = 0u64;
     for source in sources {
-        let src = store.absolute(source);
-        let file = File::open(&src).map_err(|e| StoreError::io(&src, e))?;
+        let src = store.shown(source);
+        let file = super::files::open(store, source).map_err(|e| StoreError::io(&src, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .map_err(|e| parquet_error(&src, &e))?;

@@ -645,29 +645,18 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
     );
     assert!(!commits.contains(&"00000000000000000001.json".to_owned()));
 
-    // What writes, or reads every byte, is refused with one sentence, and nothing changes.
-    let line = dir.path().join("more.log");
-    std::fs::write(
-        &line,
-        format!("{}\n", vault_request("late-2", "2026-03-06T09:00:00Z")),
-    )
-    .unwrap();
-    for args in [
-        vec!["ingest", line.to_str().unwrap()],
-        vec!["compact"],
-        [["detect", "--format", "json"].as_slice(), march.as_slice()].concat(),
-    ] {
-        let r = remote(&args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr
-                .contains("s3://history/stores/acme is on object storage"),
-            "{args:?}: {}",
-            r.stderr
-        );
-        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
-        assert!(!r.stderr.contains(SECRET_KEY));
-    }
+    // Only the service needs a local store: it says so in one sentence, and nothing changes.
+    let r = remote(&["serve"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "vigil serve needs a local store, and s3://history/stores/acme is on object storage"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains(SECRET_KEY));
     assert_eq!(same(&["sql", "--format", "json", count]), after);
 
     // A copy in progress (the newest checkpoint there, its commit not yet) reads as the
@@ -775,4 +764,327 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
         .args(["sql", "SELECT 1"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no vigil store there"), "{}", r.stderr);
+}
+
+/// The keys under `prefix` in `bucket`, listed with boto3.
+fn keys(server: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    let script = format!(
+        "import boto3\n\
+         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET_KEY}')\n\
+         for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    \
+             for o in page.get('Contents', []):\n        print(o['Key'])\n",
+        server.endpoint(),
+    );
+    let out = Command::new(python_with("moto.server"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_store_kept_in_a_bucket_is_written_as_a_local_one_and_racing_writers_commit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), false);
+    let endpoint = server.endpoint();
+    server.put("history", b"");
+    server.put("trail", b"");
+    let sample = repo().join("sample-data");
+    let sample_arg = sample.to_str().unwrap();
+    let trail_name = "111122223333_CloudTrail_eu-west-1_20260306T1405Z_a1b2c3d4e5f6g7h8.json.gz";
+    server.put(
+        &format!("trail/{}", trail_key(6, trail_name)),
+        &std::fs::read(sample.join("cloudtrail").join(trail_name)).unwrap(),
+    );
+    let trail = format!("s3://trail/AWSLogs/{ACCOUNT}/");
+    let local = dir.path().join("local");
+    let url = Path::new("s3://history/acme");
+    let cache = dir.path().join("cache");
+    let remote = |args: &[&str]| {
+        run(vigil_s3(url, &endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(args))
+    };
+    let here = |args: &[&str]| run(vigil_s3(&local, &endpoint).args(args));
+    let march = ["--from", "2026-03-01", "--to", "2026-04-01"];
+
+    // The same writes to a local store and to one in the bucket (created by its first ingest):
+    // the sample estate, then CloudTrail objects of another bucket, then recorded findings.
+    for args in [
+        vec!["ingest", "--format", "json", sample_arg],
+        vec!["ingest", "--format", "json", trail.as_str()],
+        [["detect", "--format", "json"].as_slice(), march.as_slice()].concat(),
+    ] {
+        let (a, b) = (here(&args), remote(&args));
+        assert_eq!(a.code, b.code, "{args:?}: {} / {}", a.stderr, b.stderr);
+        assert!(b.code == 0 || b.code == 1, "{args:?}: {}", b.stderr);
+        if args[0] == "ingest" {
+            let (a, b) = (report_of(&a), report_of(&b));
+            assert_eq!(a["counts"], b["counts"], "{args:?}");
+            assert_eq!(b["commit"], a["commit"], "{args:?}");
+        }
+        assert!(!b.stderr.contains(SECRET_KEY) && !b.stdout.contains(SECRET_KEY));
+    }
+    let same = |args: &[&str]| {
+        let (a, b) = (here(args), remote(args));
+        assert_eq!(a.code, 0, "{args:?} locally: {}", a.stderr);
+        assert_eq!(b.code, 0, "{args:?} on S3: {}", b.stderr);
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(&a.stdout).unwrap(),
+            serde_json::from_str(&b.stdout).unwrap(),
+        );
+        assert_eq!(a, b, "{args:?}");
+        a
+    };
+    let all_rows = [
+        "sql",
+        "--format",
+        "json",
+        "SELECT * EXCLUDE (ingest_time, raw_event) FROM events ORDER BY event_uid",
+    ];
+    let rows_before = same(&all_rows);
+    assert!(rows_before.as_array().unwrap().len() > 200);
+    for name in [
+        "access-summary",
+        "top-talkers",
+        "denied-access",
+        "secret-changes",
+    ] {
+        assert!(!same(&sample_report_args(name))
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+    let detected = same(
+        &[
+            ["detect", "--dry-run", "--format", "json"].as_slice(),
+            march.as_slice(),
+        ]
+        .concat(),
+    );
+    assert!(!detected.as_array().unwrap().is_empty());
+    same(&[
+        "sql",
+        "--format",
+        "json",
+        "SELECT key, code, status, commit_seq FROM findings ORDER BY key",
+    ]);
+    // A verdict is a commit too.
+    let key = detected[0]["key"].as_str().unwrap().to_owned();
+    for store in ["local", "remote"] {
+        let args = ["findings", "ack", key.as_str(), "--reason", "ticket SEC-1"];
+        let r = if store == "local" {
+            here(&args)
+        } else {
+            remote(&args)
+        };
+        assert_eq!(r.code, 0, "{store}: {}", r.stderr);
+    }
+    same(&[
+        "sql",
+        "--format",
+        "json",
+        "SELECT key, status, status_reason FROM findings ORDER BY key",
+    ]);
+    let verified = remote(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    assert!(
+        verified.stderr.contains("4 commit(s)"),
+        "{}",
+        verified.stderr
+    );
+
+    // The bucket holds the store's layout (what Athena or Trino read); the cache only the log.
+    let objects = keys(&server, "history", "acme/");
+    for top in ["events/", "rollups/", "rejects/", "findings/", "_commits/"] {
+        assert!(
+            objects
+                .iter()
+                .any(|k| k.starts_with(&format!("acme/{top}"))),
+            "{top}: {objects:?}"
+        );
+    }
+    assert!(
+        files_under(&cache)
+            .iter()
+            .all(|(rel, _)| rel.contains("_commits/")
+                || rel.contains("_checkpoints/")
+                || rel.ends_with("/etags.json")
+                || rel.contains("/state/outbox")),
+        "{:?}",
+        files_under(&cache)
+    );
+
+    // A later object: the next run reads only it.
+    let later_key = trail_key(
+        7,
+        "111122223333_CloudTrail_eu-west-1_20260307T0900Z_later.json.gz",
+    );
+    server.put(
+        &format!("trail/{later_key}"),
+        &gzip(&std::fs::read(fixture("cloudtrail/golden.json")).unwrap()),
+    );
+    let args = ["ingest", "--format", "json", trail.as_str()];
+    let (a, b) = (report_of(&here(&args)), report_of(&remote(&args)));
+    assert_eq!(b["files_read"], 1, "{b}");
+    assert_eq!(a["counts"], b["counts"]);
+    let rows_before = same(&all_rows);
+
+    // Compaction there merges what it merges here, and deletes the replaced objects.
+    let compact = ["compact", "--grace", "0s", "--format", "json"];
+    let (a, b) = (here(&compact), remote(&compact));
+    assert_eq!((a.code, b.code), (0, 0), "{}", b.stderr);
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&a.stdout).unwrap(),
+        serde_json::from_str(&b.stdout).unwrap(),
+    );
+    assert!(b["files_before"].as_u64().unwrap() > b["files_after"].as_u64().unwrap());
+    assert_eq!(
+        (&a["files_before"], &a["files_after"], &a["rows"]),
+        (&b["files_before"], &b["files_after"], &b["rows"])
+    );
+    assert_eq!(same(&all_rows), rows_before);
+    let data_objects = keys(&server, "history", "acme/events/")
+        .into_iter()
+        .filter(|k| k.ends_with(".parquet"))
+        .count();
+    let verified = remote(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    assert!(
+        verified
+            .stderr
+            .contains(&format!(" {data_objects} data file(s)")),
+        "the replaced objects are gone: {data_objects} objects, {}",
+        verified.stderr
+    );
+
+    // An object no commit lists (a writer that stopped before its commit) is a leftover, set
+    // aside by compaction only once older than its grace (a writer may be uploading it).
+    let stray = "acme/events/source=vault/date=2026-03-04/000099-0badf00d-0000.parquet";
+    server.put(&format!("history/{stray}"), b"PAR1 half a file");
+    let r = remote(&["verify"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("left over from an interrupted write"),
+        "{}",
+        r.stderr
+    );
+    let r = remote(&["compact", "--grace", "1h"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(keys(&server, "history", "acme/").contains(&stray.to_owned()));
+    let r = remote(&["compact", "--grace", "0s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("set aside 1 object(s)"), "{}", r.stderr);
+    let after = keys(&server, "history", "acme/");
+    assert!(!after.contains(&stray.to_owned()), "{after:?}");
+    assert!(after.contains(&format!(
+        "acme/_quarantine/{}",
+        stray.trim_start_matches("acme/")
+    )));
+
+    // Two writers racing for one commit number: one is held just before creating commit 1
+    // while the other makes it; the held one then stops, and nothing of it remains.
+    let race = Path::new("s3://history/race");
+    let racer = |args: &[&str]| {
+        let mut c = vigil_s3(race, &endpoint);
+        c.env("XDG_CACHE_HOME", &cache).args(args);
+        c
+    };
+    let vault = sample.join("vault");
+    let gcp = sample.join("gcp");
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let held = racer(&["ingest", "--format", "json", vault.to_str().unwrap()])
+        .env("VIGIL_FAULT", "hold_before_commit")
+        .env("VIGIL_FAULT_WHILE", &hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = dir.path().join("hold.reached");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reached.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the held writer never got to its commit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = report_of(&run(&mut racer(&[
+        "ingest",
+        "--format",
+        "json",
+        gcp.to_str().unwrap(),
+    ])));
+    assert_eq!(first["commit"], 1, "{first}");
+    std::fs::remove_file(&hold).unwrap();
+    let lost = held.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another writer made commit 1 of s3://history/race first"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains(SECRET_KEY));
+    let r = run(&mut racer(&["verify"]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("1 commit(s)"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("left over"),
+        "the loser's uploads are gone: {}",
+        r.stderr
+    );
+    // Run again, the loser commits next, and the store holds both inputs once.
+    let again = report_of(&run(&mut racer(&[
+        "ingest",
+        "--format",
+        "json",
+        vault.to_str().unwrap(),
+    ])));
+    assert_eq!(again["commit"], 2, "{again}");
+    let both = dir.path().join("both");
+    ingest(&both, &[&vault, &gcp], &[]);
+    let count_sql = "SELECT count(*) AS n, count(DISTINCT event_uid) AS uids FROM events";
+    let r = run(&mut racer(&["sql", "--format", "json", count_sql]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.stdout).unwrap(),
+        serde_json::Value::Array(sql(&both, count_sql))
+    );
+    let r = run(&mut racer(&["verify"]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_no_credential_under(&cache);
+
+    // A store that cannot be written: one sentence, exit 2, no secret, nothing left behind.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for (store, endpoint, expected) in [
+        (
+            "s3://no-such-bucket/acme",
+            endpoint.as_str(),
+            "bucket 'no-such-bucket' does not exist",
+        ),
+        (
+            "s3://history/acme",
+            closed.as_str(),
+            "cannot reach the object store",
+        ),
+    ] {
+        let r = run(vigil_s3(Path::new(store), endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["ingest", gcp.to_str().unwrap()]));
+        assert_eq!(r.code, 2, "{store}: {}", r.stderr);
+        assert!(r.stderr.contains(expected), "{store}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(!r.stderr.contains(SECRET_KEY));
+    }
 }

@@ -189,7 +189,7 @@ fn a_truncated_tail_is_caught_by_the_expected_head() {
     let r = verify(&store, &[]);
     assert_eq!(r.code, 0);
     assert!(
-        r.stderr.contains("left over from an interrupted ingest"),
+        r.stderr.contains("left over from an interrupted write"),
         "{}",
         r.stderr
     );
