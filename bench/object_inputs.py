@@ -2,7 +2,7 @@
 """`vigil ingest s3://...` against `vigil ingest` of the same objects on local disk.
 
 Usage: python3 bench/object_inputs.py [--events 1000000] [--per-object 500] [--runs 3]
-                                      [--latency-ms 30] [--dir /tmp/vigil-s3-bench]
+                                      [--latency-ms 30] [--dir /tmp/vigil-s3-bench] [--store-runs]
 
 Generates CloudTrail events with `vigil generate` (its ordinary estate), packs them as CloudTrail
 delivers them (`{"Records": [...]}`, gzip, `AWSLogs/<account>/CloudTrail/<region>/<y>/<m>/<d>/`
@@ -18,6 +18,8 @@ server on loopback. Then alternates, per run:
 - `... -> store on S3`: the directory, the bucket, and the bucket through the slow proxy, each
   ingested into a fresh store on the same S3 server (`--store s3://stores/<run>`, a fresh
   cache): its files uploaded at the commit and the commit created conditionally.
+
+With --store-runs only `local disk`, `s3 (loopback)` and the three runs into a store on S3.
 
 Reports medians, events per second and peak RSS (wait4). What loopback cannot show: S3's
 bandwidth and throttling (moto is one Python process, usually the bottleneck here), TLS, and the
@@ -128,6 +130,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latency-ms", type=float, default=30.0)
     ap.add_argument("--dir", default="/tmp/vigil-s3-bench")
+    ap.add_argument("--store-runs", action="store_true", help="only the runs that compare a store on S3")
     args = ap.parse_args()
     if not os.path.exists(VIGIL):
         sys.exit(f"no release binary at {VIGIL}: run cargo build --release")
@@ -207,9 +210,11 @@ def main():
         for run in range(args.runs):
             ingest("local disk", local, configs["many"])
             ingest(f"s3 (loopback), max_in_flight=16", "s3://bench/AWSLogs/", configs["many"], endpoint)
-            ingest("s3 nothing new (list + skip)", "s3://bench/AWSLogs/", configs["many"], endpoint, fresh=False)
-            ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=1", "s3://bench/AWSLogs/", configs["one"], slow)
-            ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=16", "s3://bench/AWSLogs/", configs["many"], slow)
+            if not args.store_runs:
+                ingest("s3 nothing new (list + skip)", "s3://bench/AWSLogs/", configs["many"], endpoint, fresh=False)
+                ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=1", "s3://bench/AWSLogs/", configs["one"], slow)
+                ingest(f"s3 +{args.latency_ms:.0f} ms, max_in_flight=16", "s3://bench/AWSLogs/", configs["many"],
+                       slow)
             ingest("local disk -> store on S3", local, configs["many"], endpoint, store_url=f"s3://stores/{run}-local")
             ingest("s3 -> store on S3", "s3://bench/AWSLogs/", configs["many"], endpoint,
                    store_url=f"s3://stores/{run}-s3")

@@ -385,6 +385,13 @@ fn object_store_failures_are_one_sentence_without_a_credential() {
     let r = ingest_s3(&store, &strict.endpoint(), &["s3://trail/AWSLogs/"]);
     check(&r, "access denied");
     assert!(r.stderr.contains("InvalidAccessKeyId"), "{}", r.stderr);
+    // The same for a store kept there.
+    let input = repo().join("sample-data/gcp");
+    let r = run(vigil_s3(Path::new("s3://history/acme"), &strict.endpoint())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .args(["ingest", input.to_str().unwrap()]));
+    check(&r, "s3://history");
+    assert!(r.stderr.contains("InvalidAccessKeyId"), "{}", r.stderr);
 
     // Nothing was committed by any of them.
     let commits = store.join("_commits");
@@ -853,16 +860,12 @@ fn a_store_kept_in_a_bucket_is_written_as_a_local_one_and_racing_writers_commit_
     ];
     let rows_before = same(&all_rows);
     assert!(rows_before.as_array().unwrap().len() > 200);
-    for name in [
-        "access-summary",
-        "top-talkers",
-        "denied-access",
-        "secret-changes",
-    ] {
-        assert!(!same(&sample_report_args(name))
-            .as_array()
-            .unwrap()
-            .is_empty());
+    // Every shipped report.
+    let list = run(vigil(&local).args(["report", "list", "--format", "json"]));
+    let reports: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(reports.len(), 15);
+    for report in &reports {
+        same(&sample_report_args(report["name"].as_str().unwrap()));
     }
     let detected = same(
         &[
