@@ -95,6 +95,9 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     // Files removed by each commit, in the order of `hashes`.
     let mut removals: Vec<usize> = Vec::new();
     let last = seqs.last().copied().unwrap_or(0);
+    // On object storage, data files whose hash is checked when their rows are (one fetch, not
+    // two): a data file is most of a store's bytes.
+    let mut deferred: Vec<DataFile> = Vec::new();
     for expected in 1..=last {
         let path = dir.join(commit_file_name(expected));
         if !seqs.contains(&expected) {
@@ -141,6 +144,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         removals.push(commit.removed.len());
         v.commits += 1;
         for f in &commit.files {
+            let fetch_once = store.remote().is_some() && f.content.is_some();
             referenced.insert(f.path.clone());
             live.insert(
                 f.path.clone(),
@@ -151,7 +155,11 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                     file: f.clone(),
                 },
             );
-            if !check_file(
+            if fetch_once {
+                // Its hash is checked with its rows, from one fetch, if it is still live at the
+                // end (see below).
+                deferred.push(f.clone());
+            } else if !check_file(
                 store,
                 &f.path,
                 &f.sha256,
@@ -245,6 +253,32 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
             )?;
         }
     }
+    let listed: Option<HashSet<&str>> = listing
+        .as_deref()
+        .map(|l| l.iter().map(|(r, _)| r.as_str()).collect());
+    let mut hash_with_rows: HashMap<String, (String, u64)> = HashMap::new();
+    for f in deferred {
+        let live_now = live.get(&f.path).is_some_and(|l| l.sha256 == f.sha256);
+        if !live_now {
+            if !check_file(
+                store,
+                &f.path,
+                &f.sha256,
+                f.bytes,
+                &mut v.problems,
+                &mut missing,
+            )? {
+                changed.insert(f.path.clone());
+            }
+        } else if listed
+            .as_ref()
+            .is_some_and(|l| !l.contains(f.path.as_str()))
+        {
+            missing.push((f.path.clone(), format!("{} is missing", f.path)));
+        } else {
+            hash_with_rows.insert(f.path.clone(), (f.sha256.clone(), f.bytes));
+        }
+    }
     // Only the live held state must be there: older ones are spent and deleted.
     if let Some(h) = &live_held {
         check_file(
@@ -267,7 +301,14 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     v.files = live.len() as u64;
     v.rows = live.values().map(|f| f.rows).sum();
     v.without_rollups = live.values().filter(|f| !f.file.has_all_rollups()).count() as u64;
-    check_content(store, &live, &changed, listing.as_deref(), &mut v)?;
+    check_content(
+        store,
+        &live,
+        &changed,
+        &hash_with_rows,
+        listing.as_deref(),
+        &mut v,
+    )?;
     let tops = [
         EVENTS_DIR,
         REJECTS_DIR,
@@ -412,6 +453,7 @@ fn check_content(
     store: &Store,
     live: &HashMap<String, LiveFile>,
     changed: &HashSet<String>,
+    hash_with_rows: &HashMap<String, (String, u64)>,
     listing: Option<&[(String, u64)]>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
@@ -445,7 +487,8 @@ fn check_content(
                             let Some(f) = todo.get(i) else {
                                 return out;
                             };
-                            out.push((i, content_problem(store, f)));
+                            let hash = hash_with_rows.get(&f.path);
+                            out.push((i, content_problem(store, f, hash)));
                         }
                     })
                 })
@@ -472,11 +515,24 @@ fn open_checked(store: &Store, rel: &str) -> Result<super::files::StoreFile, Sto
 }
 
 /// What is wrong with a data file's rows, if anything: not the schema of a data file, not the
-/// row count or the content digest its commit records. A crafted file that makes the Parquet
-/// decoder panic is reported like any other unreadable file.
-fn content_problem(store: &Store, f: &DataFile) -> Result<Option<String>, StoreError> {
+/// row count or the content digest its commit records; with `hash`, first not the SHA-256 and
+/// size its commit records (the same bytes, fetched once). A crafted file that makes the
+/// Parquet decoder panic is reported like any other unreadable file.
+fn content_problem(
+    store: &Store,
+    f: &DataFile,
+    hash: Option<&(String, u64)>,
+) -> Result<Option<String>, StoreError> {
     let rel = &f.path;
-    let file = open_checked(store, rel)?;
+    let mut file = open_checked(store, rel)?;
+    if let Some((sha256, bytes)) = hash {
+        let (actual, n) = file
+            .sha256()
+            .map_err(|e| StoreError::io(&store.shown(rel), e))?;
+        if actual != *sha256 || n != *bytes {
+            return Ok(Some(format!("{rel} hash mismatch (the file was changed)")));
+        }
+    }
     // (AssertUnwindSafe: a file being decoded; nothing of it is used after a panic.)
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         move || -> Result<_, String> {

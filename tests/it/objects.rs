@@ -898,6 +898,16 @@ fn a_store_kept_in_a_bucket_is_written_as_a_local_one_and_racing_writers_commit_
         "json",
         "SELECT key, status, status_reason FROM findings ORDER BY key",
     ]);
+    // verify fetches each data file once (its hash and its rows from the same bytes).
+    let moto_log = dir.path().join(format!("moto-{}.log", server.port));
+    let data_gets = || {
+        std::fs::read_to_string(&moto_log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"GET /history/acme/events/"))
+            .count()
+    };
+    let before = data_gets();
     let verified = remote(&["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     assert!(
@@ -905,6 +915,15 @@ fn a_store_kept_in_a_bucket_is_written_as_a_local_one_and_racing_writers_commit_
         "{}",
         verified.stderr
     );
+    let data_files: usize = verified
+        .stderr
+        .split(" data file(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", verified.stderr));
+    assert!(data_files > 10);
+    assert_eq!(data_gets() - before, data_files, "one GET per data file");
 
     // The bucket holds the store's layout (what Athena or Trino read); the cache only the log.
     let objects = keys(&server, "history", "acme/");
