@@ -77,9 +77,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             | Command::Demo(_)
             | Command::Report(crate::cli::ReportCommand::List(_))
     );
-    // The first ingest creates a store; every other command needs one there.
+    // The first ingest (or the service) creates a store; every other command needs one there.
     let how = match cli.command {
-        Command::Ingest(_) => crate::store::remote::Open::OrCreate,
+        Command::Ingest(_) | Command::Serve(_) => crate::store::remote::Open::OrCreate,
         _ => crate::store::remote::Open::Existing,
     };
     let store = match url {

@@ -5,7 +5,6 @@ use crate::cli::{LogFormat, ServeArgs};
 use crate::serve::{self, ConfigSource};
 
 pub async fn run(g: Globals, args: ServeArgs) -> anyhow::Result<u8> {
-    g.store.require_local("vigil serve")?;
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(g.stderr_is_terminal)

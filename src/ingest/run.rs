@@ -287,9 +287,12 @@ fn ingest_into(
     kept: &mut Option<UidIndex>,
 ) -> Result<IngestReport, IngestError> {
     let store = tx.store();
-    // Taken: an error anywhere below leaves none kept.
+    // Taken: an error anywhere below leaves none kept. Kept only while the log is the one it
+    // was kept at: on object storage another writer may have committed since.
+    let head = tx.log().head().map(|c| c.hash.clone());
     let uids = kept
         .take()
+        .filter(|u| u.is_at(head.as_deref()))
         .unwrap_or_else(|| UidIndex::new(opts.dedupe_budget));
     let mut run = Run::new(store, tx.log(), tx.seq(), opts, uids)?;
     run.restore_held()?;
@@ -299,11 +302,11 @@ fn ingest_into(
         Some(changes) => {
             let done = tx.commit(changes, opts.now)?;
             report.commit = Some(done.seq);
-            report.head = Some(done.head);
+            report.head = Some(done.head.clone());
             report.warnings.extend(tx.take_warnings());
-            *kept = Some(uids.committed());
+            *kept = Some(uids.committed(&done.head));
         }
-        None if !uids.changed() => *kept = Some(uids),
+        None if !uids.changed() => *kept = Some(uids.at(head.as_deref())),
         None => {}
     }
     Ok(report)

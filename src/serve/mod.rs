@@ -118,7 +118,7 @@ pub async fn run(store: Store, config: Config, source: ConfigSource) -> Result<(
     };
     service.cursor = detection::Cursor::load(&service.store).map_err(ServeError::Io)?;
     info!(
-        store = %service.store.root().display(),
+        store = %service.store.name(),
         listen = %service.settings.listen,
         inputs = service.settings.inputs.len(),
         "vigil serve started"

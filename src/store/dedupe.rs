@@ -73,6 +73,9 @@ pub struct UidIndex {
     next_eviction: u64,
     /// A uid was added since it was built or last committed.
     changed: bool,
+    /// The head of the log it holds the uids of, once known: a caller keeps it from one run to
+    /// the next only while nobody else committed.
+    head: Option<String>,
 }
 
 struct Slot {
@@ -90,7 +93,20 @@ impl UidIndex {
             clock: 0,
             next_eviction: 0,
             changed: false,
+            head: None,
         }
+    }
+
+    /// Whether it holds the uids of the log whose head is `head` (a commit of another writer
+    /// since makes it stale: reloading from the log is then the only right answer).
+    pub fn is_at(&self, head: Option<&str>) -> bool {
+        self.head.as_deref() == Some(head.unwrap_or(""))
+    }
+
+    /// The index, known to hold the uids of the log whose head is `head` (`None`: empty log).
+    pub fn at(mut self, head: Option<&str>) -> UidIndex {
+        self.head = Some(head.unwrap_or("").to_owned());
+        self
     }
 
     /// Whether a uid was added since it was built or since [`UidIndex::committed`].
@@ -105,10 +121,10 @@ impl UidIndex {
 
     /// The index after the run that added its new uids committed: it holds what the store
     /// holds, and a slot dropped from memory reloads from committed files alone.
-    pub fn committed(mut self) -> UidIndex {
+    pub fn committed(mut self, head: &str) -> UidIndex {
         self.changed = false;
         self.evicted.clear();
-        self
+        self.at(Some(head))
     }
 
     /// Records the event's uid in its (source, slot); false when it was already there (a

@@ -59,10 +59,6 @@ pub enum StoreError {
     /// A store on object storage could not be opened (one sentence, no credential).
     #[error("{0}")]
     Remote(String),
-    /// What needs a local store (the service, which holds a lock for as long as it runs) asked
-    /// of one on object storage.
-    #[error("{what} needs a local store, and {store} is on object storage: run it on a local store, or run vigil ingest, detect and compact against the bucket on a schedule")]
-    LocalOnly { store: String, what: &'static str },
     /// Another writer made the commit this one was about to make (object storage has no lock:
     /// the commit is created only if its number is free).
     #[error("another writer made commit {seq} of {store} first: nothing this run wrote became part of the store; run it again (what it read is still unconsumed)")]
@@ -122,17 +118,6 @@ impl Store {
 
     pub fn remote(&self) -> Option<&remote::Remote> {
         self.remote.as_deref()
-    }
-
-    /// Refuses a store on object storage, for `what` only a local one can do.
-    pub fn require_local(&self, what: &'static str) -> Result<(), StoreError> {
-        match &self.remote {
-            Some(r) => Err(StoreError::LocalOnly {
-                store: r.url.to_string(),
-                what,
-            }),
-            None => Ok(()),
-        }
     }
 
     /// The store as messages name it: its directory, or its URL on object storage.

@@ -652,20 +652,6 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
     );
     assert!(!commits.contains(&"00000000000000000001.json".to_owned()));
 
-    // Only the service needs a local store: it says so in one sentence, and nothing changes.
-    let r = remote(&["serve"]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains(
-            "vigil serve needs a local store, and s3://history/stores/acme is on object storage"
-        ),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
-    assert!(!r.stderr.contains(SECRET_KEY));
-    assert_eq!(same(&["sql", "--format", "json", count]), after);
-
     // A copy in progress (the newest checkpoint there, its commit not yet) reads as the
     // commits before it, not as an empty store.
     let newest_commit = seqs("_commits/").last().cloned().unwrap();
@@ -1109,4 +1095,138 @@ fn a_store_kept_in_a_bucket_is_written_as_a_local_one_and_racing_writers_commit_
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
         assert!(!r.stderr.contains(SECRET_KEY));
     }
+}
+
+#[test]
+fn the_service_keeps_a_store_in_a_bucket_beside_a_one_shot_ingest_and_loses_nothing() {
+    use crate::serve::{get, vault_pairs, wait_for, Service};
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), false);
+    let endpoint = server.endpoint();
+    server.put("history", b"");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let audit = logs.join("audit.log");
+    let (first, _) = vault_pairs("svc", 200, "2026-03-04T10:00:00Z");
+    std::fs::write(&audit, first).unwrap();
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"1s\"\ndetect_every = \"1s\"\n[[serve.inputs]]\npath = \"{}\"\nsource = \"vault\"\n",
+            logs.display()
+        ),
+    );
+    let url = Path::new("s3://history/svc");
+    let cache = dir.path().join("cache");
+    // The service is held just before creating its first commit, its files uploaded, while a
+    // one-shot ingest makes commit 1.
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let mut envs = s3_env(&endpoint);
+    envs.extend([
+        ("XDG_CACHE_HOME".into(), cache.display().to_string()),
+        ("VIGIL_FAULT".into(), "hold_before_commit".into()),
+        ("VIGIL_FAULT_WHILE".into(), hold.display().to_string()),
+    ]);
+    let mut service = Service::start_with(
+        url,
+        &cfg,
+        Some(NOW),
+        port,
+        &dir.path().join("serve.log"),
+        &envs,
+    );
+    let reached = dir.path().join("hold.reached");
+    wait_for(
+        Duration::from_secs(120),
+        "the service's first commit",
+        || reached.exists(),
+    );
+    let there = |args: &[&str]| {
+        run(vigil_s3(url, &endpoint)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(args))
+    };
+    let gcp = repo().join("sample-data/gcp");
+    let r = there(&["ingest", "--format", "json", gcp.to_str().unwrap()]);
+    let report = report_of(&r);
+    assert_eq!(report["commit"], 1, "{report}");
+    let gcp_rows = report["counts"]["gcp"]["rows"].as_i64().unwrap();
+    // Released, the service loses commit 1, says so, and commits its calls at the next interval.
+    std::fs::remove_file(&hold).unwrap();
+    let counted = || -> (i64, i64) {
+        let r = there(&[
+            "sql",
+            "--format",
+            "json",
+            "SELECT count(*) AS n, count(DISTINCT event_uid) AS uids FROM events",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let rows: Value = serde_json::from_str(&r.stdout).unwrap();
+        (
+            rows[0]["n"].as_i64().unwrap(),
+            rows[0]["uids"].as_i64().unwrap(),
+        )
+    };
+    wait_for(Duration::from_secs(120), "the service's 200 calls", || {
+        counted().0 == gcp_rows + 200
+    });
+    assert!(
+        service
+            .log()
+            .contains("another writer made commit 1 of s3://history/svc first"),
+        "{}",
+        service.log()
+    );
+    // Calls the one-shot ingest stores first from a copy, then the service reads from its log:
+    // they are duplicates to it (its dedupe index, kept between its commits, is rebuilt when
+    // another writer committed meanwhile).
+    // (The minute of the first calls: the service's index holds that slot already.)
+    let (more, _) = vault_pairs("svc-later", 150, "2026-03-04T10:00:00Z");
+    let copy = dir.path().join("copy.log");
+    std::fs::write(&copy, &more).unwrap();
+    let mut copied = false;
+    for _ in 0..10 {
+        let r = there(&["ingest", "--format", "json", copy.to_str().unwrap()]);
+        if r.code == 2 && r.stderr.contains("another writer made commit") {
+            continue;
+        }
+        assert_eq!(
+            report_of(&r)["counts"]["vault"]["stored"],
+            150,
+            "{}",
+            r.stdout
+        );
+        copied = true;
+        break;
+    }
+    assert!(copied, "the one-shot ingest commits within ten tries");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&audit)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    let vault_duplicates = || {
+        get(port, "/metrics").map_or(0, |(_, text)| {
+            text.lines()
+                .filter(|l| l.contains("source=\"vault\"") && l.contains("outcome=\"duplicates\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as i64
+        })
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "the service to read the copies",
+        || vault_duplicates() >= 150,
+    );
+    let want = gcp_rows + 200 + 150;
+    assert_eq!(counted(), (want, want), "nothing lost, nothing twice");
+    assert_eq!(get(port, "/healthz"), Some((200, "ok\n".into())));
+    let (code, _) = service.stop();
+    assert_eq!(code, 0, "{}", service.log());
+    assert!(!service.log().contains(SECRET_KEY));
+    let r = there(&["verify"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }

@@ -165,7 +165,7 @@ fn write_vault_log(dir: &Path, lines_per_sec: u64, secs: u64, tag: &str) -> BTre
 }
 
 /// `n` Vault request/response pairs at `time`, ids `<tag>-000000` on: (lines, request ids).
-fn vault_pairs(tag: &str, n: usize, time: &str) -> (String, BTreeSet<String>) {
+pub fn vault_pairs(tag: &str, n: usize, time: &str) -> (String, BTreeSet<String>) {
     let mut text = String::new();
     let mut ids = BTreeSet::new();
     for i in 0..n {
