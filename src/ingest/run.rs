@@ -287,12 +287,12 @@ fn ingest_into(
     kept: &mut Option<UidIndex>,
 ) -> Result<IngestReport, IngestError> {
     let store = tx.store();
-    // Taken: an error anywhere below leaves none kept. Kept only while the log is the one it
-    // was kept at: on object storage another writer may have committed since.
+    // Taken: an error anywhere below leaves none kept. Used only while no other writer's ingest
+    // came after it (on object storage nothing keeps one out).
     let head = tx.log().head().map(|c| c.hash.clone());
     let uids = kept
         .take()
-        .filter(|u| u.is_at(head.as_deref()))
+        .filter(|u| u.is_current(tx.log()))
         .unwrap_or_else(|| UidIndex::new(opts.dedupe_budget));
     let mut run = Run::new(store, tx.log(), tx.seq(), opts, uids)?;
     run.restore_held()?;

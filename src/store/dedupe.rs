@@ -97,10 +97,27 @@ impl UidIndex {
         }
     }
 
-    /// Whether it holds the uids of the log whose head is `head` (a commit of another writer
-    /// since makes it stale: reloading from the log is then the only right answer).
-    pub fn is_at(&self, head: Option<&str>) -> bool {
-        self.head.as_deref() == Some(head.unwrap_or(""))
+    /// Whether it still holds the uids of the store whose log is `log`: every commit after the
+    /// one it was kept at adds no events of another run (findings, verdicts and compactions
+    /// add none). An ingest another writer committed meanwhile (on object storage, where no
+    /// lock keeps it out) makes it stale: reloading from the log is then the only right answer.
+    pub fn is_current(&self, log: &CommitLog) -> bool {
+        let Some(head) = self.head.as_deref() else {
+            return false;
+        };
+        let since = if head.is_empty() {
+            // Kept at an empty store: the log must still start at its first commit.
+            log.commits
+                .first()
+                .is_none_or(|c| c.commit.seq == 1)
+                .then_some(0)
+        } else {
+            log.commits
+                .iter()
+                .position(|c| c.hash == head)
+                .map(|i| i + 1)
+        };
+        since.is_some_and(|i| log.commits[i..].iter().all(|c| !c.commit.is_ingest()))
     }
 
     /// The index, known to hold the uids of the log whose head is `head` (`None`: empty log).
@@ -320,6 +337,41 @@ mod tests {
 
     fn at(i: &str, t: i64) -> Event {
         Event::new(SourceKind::Vault, "vault_audit", i.into(), t)
+    }
+
+    /// The service keeps its index across its own commits and the findings, verdicts and
+    /// compactions it commits between them (reloading after each would read the day's files
+    /// again); another run's ingest makes it stale.
+    #[test]
+    fn a_kept_index_is_current_until_another_run_ingests() {
+        use crate::store::transaction::{Changes, Transaction};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let ingest = || Changes {
+            counts: [("vault".to_owned(), super::super::Tally::default())].into(),
+            ..Changes::default()
+        };
+        let commit = |changes: Changes| {
+            Transaction::begin(&store, 0)
+                .unwrap()
+                .commit(changes, 1)
+                .unwrap()
+        };
+        assert!(UidIndex::new(10).at(None).is_current(&store.log().unwrap()));
+        assert!(!UidIndex::new(10).is_current(&store.log().unwrap()));
+        let mine = commit(ingest());
+        let kept = UidIndex::new(10).committed(&mine.head);
+        assert!(kept.is_current(&store.log().unwrap()));
+        commit(Changes::default());
+        assert!(
+            kept.is_current(&store.log().unwrap()),
+            "a commit of no events"
+        );
+        commit(ingest());
+        assert!(
+            !kept.is_current(&store.log().unwrap()),
+            "another run's ingest"
+        );
     }
 
     /// Copies a moment apart on both sides of a slot's edge (two Vault devices) are one record.
