@@ -180,7 +180,8 @@ pub struct CompactArgs {
     pub source: Vec<SourceKind>,
     /// How long replaced files stay on disk for queries that already listed them (0s: delete
     /// them now); a later compact or ingest deletes them. On object storage, files no commit
-    /// lists are set aside once older than this (a writer may still be uploading newer ones)
+    /// lists are set aside once older than this and than an hour (a writer may still be
+    /// uploading newer ones)
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub grace: String,
     /// How to print what was done

@@ -5,7 +5,7 @@
 //! `enospc` makes writes fail with "no space left on device". With `VIGIL_FAULT_WHILE=<path>`
 //! the fault holds only while that file exists: a disk that fills and then has room again.
 //! `hold_before_commit` (with `VIGIL_FAULT_WHILE`) pauses a writer before it creates its
-//! commit on object storage.
+//! commit on object storage; `orphans_at_grace` is a test switch (see [`switch`]).
 //! Without the feature every check compiles to nothing.
 
 use std::io;
@@ -34,6 +34,14 @@ pub fn hold_point(point: &str) {
             }
         }
     }
+}
+
+/// Test switches: behaviour a test needs and no user should, on when `VIGIL_FAULT` names it
+/// (`orphans_at_grace`: compaction on object storage sets aside objects no commit lists at its
+/// grace, below the floor that protects a writer still uploading).
+#[inline]
+pub fn switch(point: &str) -> bool {
+    armed(point)
 }
 
 /// Errors an fsync would return.

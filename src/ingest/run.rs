@@ -287,12 +287,13 @@ fn ingest_into(
     kept: &mut Option<UidIndex>,
 ) -> Result<IngestReport, IngestError> {
     let store = tx.store();
-    // Taken: an error anywhere below leaves none kept. Used only while no other writer's ingest
-    // came after it (on object storage nothing keeps one out).
+    // Taken: an error anywhere below leaves none kept. On a local store the caller's lock keeps
+    // other writers out; on object storage nothing does, so it is used only while no other
+    // writer's ingest came after it.
     let head = tx.log().head().map(|c| c.hash.clone());
     let uids = kept
         .take()
-        .filter(|u| u.is_current(tx.log()))
+        .filter(|u| store.remote().is_none() || u.is_current(tx.log()))
         .unwrap_or_else(|| UidIndex::new(opts.dedupe_budget));
     let mut run = Run::new(store, tx.log(), tx.seq(), opts, uids)?;
     run.restore_held()?;

@@ -536,21 +536,31 @@ async fn upload_file(
     let mut file = tokio::fs::File::open(local)
         .await
         .map_err(UploadError::Local)?;
-    let mut out = object_store::buffered::BufWriter::with_capacity(store, path, UPLOAD_PART_BYTES);
+    // Two parts in flight per file: with UPLOADS_IN_FLIGHT files, at most 16 parts (256 MiB)
+    // of the largest files are held at once.
+    let mut out = object_store::buffered::BufWriter::with_capacity(store, path, UPLOAD_PART_BYTES)
+        .with_max_concurrency(2);
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).await.map_err(UploadError::Local)?;
-        if n == 0 {
-            break;
-        }
+    let failed = loop {
+        let n = match file.read(&mut buf).await {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) => break Some(UploadError::Local(e)),
+        };
         if let Err(e) = out.write_all(&buf[..n]).await {
-            let _ = out.abort().await;
-            return Err(UploadError::Store(store_error(e)));
+            break Some(UploadError::Store(store_error(e)));
         }
-    }
-    out.shutdown()
-        .await
-        .map_err(|e| UploadError::Store(store_error(e)))
+    };
+    let failed = match failed {
+        None => match out.shutdown().await {
+            Ok(()) => return Ok(()),
+            Err(e) => UploadError::Store(store_error(e)),
+        },
+        Some(e) => e,
+    };
+    // A multipart upload left open is invisible to listings (no sweep finds it) yet billed.
+    let _ = out.abort().await;
+    Err(failed)
 }
 
 /// The object store error inside an `io::Error` of the buffered writer.

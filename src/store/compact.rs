@@ -84,10 +84,10 @@ pub fn compact(store: &Store, opts: &CompactOptions) -> Result<CompactReport, St
         ..Default::default()
     };
     if store.remote().is_some() {
-        // Files no commit lists, written before the grace period began: what a writer left
-        // that stopped between its uploads and its commit (a newer one may be a racing
-        // writer's, still uploading).
-        let orphans = super::publish::set_aside_orphans(store, tx.log(), opts.grace_nanos)?;
+        // Files no commit lists, written before the grace period began (and at least an
+        // hour ago): what a writer left that stopped between its uploads and its commit (a
+        // newer one may be a racing writer's, still uploading).
+        let orphans = super::publish::set_aside_orphans(store, opts.grace_nanos)?;
         if !orphans.is_empty() {
             report.warnings.push(format!(
                 "set aside {} object(s) that no commit lists in {}/ (left by a writer that stopped before its commit, or by a deleted commit: see vigil verify; delete them once you know which)",

@@ -27,10 +27,10 @@ pub fn open(store: &Store, rel: &str) -> io::Result<StoreFile> {
             let object = ObjectInfo::key_only(remote.bucket.key(rel));
             match remote.bucket.get(&object) {
                 Ok(bytes) => Ok(StoreFile::Remote(bytes)),
-                Err(ObjectError::NotFound { url }) => Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{url}: no such object"),
-                )),
+                // (Callers name the file: the URL once.)
+                Err(ObjectError::NotFound { .. }) => {
+                    Err(io::Error::new(io::ErrorKind::NotFound, "no such object"))
+                }
                 Err(e) => Err(io::Error::other(e.to_string())),
             }
         }

@@ -7,10 +7,9 @@
 //! log is then read, hash chain and all, exactly as for a local store; the data, rollup and
 //! findings files are never copied: queries read them from the bucket, ranges at a time.
 //!
-//! Writers (ingest, compact, detect recording findings, findings verdicts) stage their files in
-//! the cache and publish them with their commit (see [`super::publish`]); only `vigil serve`
-//! needs a local store. `vigil verify` fetches every commit, lists the bucket once, and reads
-//! every file it checks.
+//! Writers (ingest, compact, detect recording findings, findings verdicts, the service) stage
+//! their files in the cache and publish them with their commit (see [`super::publish`]).
+//! `vigil verify` fetches every commit, lists the bucket once, and reads every file it checks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -119,7 +118,8 @@ pub fn open(
         (true, false) => {
             std::fs::create_dir_all(&findings).map_err(|e| StoreError::io(&findings, e))?
         }
-        (false, true) => {
+        // (Not while a writer sharing this cache stages a first findings file in it.)
+        (false, true) if !holds_files(&findings) => {
             std::fs::remove_dir_all(&findings).map_err(|e| StoreError::io(&findings, e))?
         }
         _ => {}
@@ -162,20 +162,29 @@ pub fn remember(store: &Store, folder: &str, name: &str, etag: &str) {
 /// oldest checkpoint), and with `refetch` every one anew whatever the cache holds (verify
 /// replays the whole log from the bucket's bytes, never from a copy).
 pub fn fetch_all_commits(store: &Store, refetch: bool) -> Result<(), StoreError> {
+    fetch_commits(store, None, refetch)
+}
+
+/// Lists the commits in the bucket named after `after` (all of them when `None`) and brings
+/// them into the cache (`refetch`: every one anew).
+fn fetch_commits(store: &Store, after: Option<&str>, refetch: bool) -> Result<(), StoreError> {
     let Some(remote) = store.remote() else {
         return Ok(());
     };
     let commits = remote
         .bucket
-        .list_folder(commit::COMMITS_DIR)
+        .list_folder_after(commit::COMMITS_DIR, after)
         .map_err(|e| StoreError::Remote(e.to_string()))?;
+    if commits.is_empty() {
+        return Ok(());
+    }
     let mut index = EtagIndex::load(store.root());
     mirror(
         &remote.bucket,
         &commits,
         store.root(),
         commit::COMMITS_DIR,
-        None,
+        after,
         &mut index,
         refetch,
     )?;
@@ -188,34 +197,16 @@ pub fn fetch_all_commits(store: &Store, refetch: bool) -> Result<(), StoreError>
 /// commit number only to a writer that commits while it works, not to one that committed while
 /// it was, say, running its detectors.
 pub fn refresh(store: &Store) -> Result<(), StoreError> {
-    let Some(remote) = store.remote() else {
+    if store.remote().is_none() {
         return Ok(());
-    };
+    }
     let dir = store.root().join(commit::COMMITS_DIR);
     let newest = std::fs::read_dir(&dir)
         .map_err(|e| StoreError::io(&dir, e))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| seq_of(n).is_some())
         .max();
-    let commits = remote
-        .bucket
-        .list_folder_after(commit::COMMITS_DIR, newest.as_deref())
-        .map_err(|e| StoreError::Remote(e.to_string()))?;
-    if commits.is_empty() {
-        return Ok(());
-    }
-    let mut index = EtagIndex::load(store.root());
-    mirror(
-        &remote.bucket,
-        &commits,
-        store.root(),
-        commit::COMMITS_DIR,
-        newest.as_deref(),
-        &mut index,
-        false,
-    )?;
-    index.save(store.root());
-    Ok(())
+    fetch_commits(store, newest.as_deref(), false)
 }
 
 /// `$XDG_CACHE_HOME/vigil/stores/<first 16 hex digits of SHA-256 of the endpoint and URL>`:
@@ -234,6 +225,16 @@ fn cache_dir(url: &ObjectUrl, endpoint: &str) -> Result<PathBuf, StoreError> {
     let digest = Sha256::digest(format!("{endpoint}\n{url}").as_bytes());
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     Ok(base.join("vigil").join("stores").join(name))
+}
+
+/// Whether a file lies anywhere under `dir`.
+fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_type()
+                .is_ok_and(|t| t.is_file() || (t.is_dir() && holds_files(&e.path())))
+        })
+    })
 }
 
 /// The sequence number a commit or checkpoint object is named by.

@@ -89,38 +89,8 @@ impl<'s> Transaction<'s> {
                     log.head().map_or(0, |h| h.commit.seq)
                 ));
             }
-            let mut tx = Transaction {
-                store,
-                lock,
-                log,
-                warnings,
-                deleted: 0,
-            };
-            tx.delete_replaced(now);
-            return Ok(tx);
-        }
-        let orphans = cleanup::set_aside_orphans(store, &log, &lock)?;
-        if !orphans.is_empty() {
-            warnings.push(format!(
-                "set aside {} file(s) that no commit lists in {}/ (left by an interrupted run, or by a deleted commit: see vigil verify; delete them once you know which)",
-                orphans.len(),
-                super::QUARANTINE_DIR
-            ));
-        }
-        match cleanup::tidy_checkpoints(store, &log, &lock) {
-            Ok((_, set_aside)) if !set_aside.is_empty() => warnings.push(format!(
-                "set aside {} checkpoint(s) numbered after the newest commit in {}/ (commits after it were deleted: see vigil verify)",
-                set_aside.len(),
-                super::QUARANTINE_DIR
-            )),
-            Ok(_) => {}
-            Err(e) => warnings.push(format!(
-                "could not tidy the checkpoints of an interrupted run: {e}"
-            )),
-        }
-        // Held states older than the live one are spent (a crash can leave one behind).
-        if let Err(e) = super::held::remove_stale(store, &log) {
-            warnings.push(format!("could not delete spent held-record files: {e}"));
+        } else {
+            tidy_local(store, &log, &lock, &mut warnings)?;
         }
         let mut tx = Transaction {
             store,
@@ -207,13 +177,7 @@ impl<'s> Transaction<'s> {
         let seq = self.seq();
         let remote = self.store.remote().is_some();
         let staged = super::publish::staged_files(&changes);
-        let spent_held = self
-            .log
-            .state
-            .held
-            .as_ref()
-            .filter(|h| changes.held.as_ref().is_none_or(|n| n.path != h.path))
-            .map(|h| h.path.clone());
+        let previous_held = self.log.state.held.as_ref().map(|h| h.path.clone());
         let mut commit = Commit {
             seq,
             prev: self.log.head().map(|c| c.hash.clone()),
@@ -260,7 +224,8 @@ impl<'s> Transaction<'s> {
         }
         let (head, bytes) = if remote {
             let bytes = super::commit::encode(&commit);
-            super::publish::publish(self.store, seq, &bytes, &staged)?;
+            let cached = super::publish::publish(self.store, seq, &bytes, &staged)?;
+            self.warnings.extend(cached);
             if let Some(b) = checkpoint_bytes {
                 if let Err(e) = super::publish::put_checkpoint(self.store, seq, b) {
                     self.warnings.push(format!(
@@ -270,8 +235,17 @@ impl<'s> Transaction<'s> {
             }
             // The held state this commit replaces is spent (a local store deletes it at the
             // next write; here nothing lists the folder).
+            // Only an ingest replaces the held state (findings, verdicts and compactions
+            // leave the live one in place).
+            let spent_held = previous_held.filter(|p| {
+                commit.is_ingest() && commit.held.as_ref().is_none_or(|n| n.path != *p)
+            });
             if let Some(spent) = spent_held {
-                let _ = super::publish::delete(self.store, &[spent]);
+                if let Err(e) = super::publish::delete(self.store, std::slice::from_ref(&spent)) {
+                    self.warnings.push(format!(
+                        "could not delete the spent held-record file {spent}: {e}"
+                    ));
+                }
             }
             (hex::encode(Sha256::digest(&bytes)), bytes.len() as u64)
         } else {
@@ -306,6 +280,41 @@ impl<'s> Transaction<'s> {
         }
         Ok(Committed { seq, head })
     }
+}
+
+/// What a crash can leave in a local store, tidied by the next writer under the lock: files no
+/// commit lists set aside, checkpoints numbered past the log set aside, spent held states
+/// deleted.
+fn tidy_local(
+    store: &Store,
+    log: &CommitLog,
+    lock: &WriteLock,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let orphans = cleanup::set_aside_orphans(store, log, lock)?;
+    if !orphans.is_empty() {
+        warnings.push(format!(
+            "set aside {} file(s) that no commit lists in {}/ (left by an interrupted run, or by a deleted commit: see vigil verify; delete them once you know which)",
+            orphans.len(),
+            super::QUARANTINE_DIR
+        ));
+    }
+    match cleanup::tidy_checkpoints(store, log, lock) {
+        Ok((_, set_aside)) if !set_aside.is_empty() => warnings.push(format!(
+            "set aside {} checkpoint(s) numbered after the newest commit in {}/ (commits after it were deleted: see vigil verify)",
+            set_aside.len(),
+            super::QUARANTINE_DIR
+        )),
+        Ok(_) => {}
+        Err(e) => warnings.push(format!(
+            "could not tidy the checkpoints of an interrupted run: {e}"
+        )),
+    }
+    // Held states older than the live one are spent (a crash can leave one behind).
+    if let Err(e) = super::held::remove_stale(store, log) {
+        warnings.push(format!("could not delete spent held-record files: {e}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

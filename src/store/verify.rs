@@ -325,7 +325,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                 .count() as u64;
             for (rel, _) in files {
                 if tops.iter().any(|t| rel.starts_with(&format!("{t}/"))) {
-                    classify_unlisted(rel, &referenced, last, &mut v);
+                    classify_unlisted(rel, &referenced, last, true, &mut v);
                 }
             }
         }
@@ -859,14 +859,22 @@ fn unreferenced(
             unreferenced(store, &path, referenced, head_seq, v)?;
             continue;
         }
-        classify_unlisted(&store.relative(&path), referenced, head_seq, v);
+        classify_unlisted(&store.relative(&path), referenced, head_seq, false, v);
     }
     Ok(())
 }
 
 /// A file of the store that no commit lists is a leftover of an interrupted write when newer
 /// than the head and named like one, otherwise a file added to the store.
-fn classify_unlisted(rel: &str, referenced: &HashSet<String>, head_seq: u64, v: &mut Verification) {
+/// `on_object_storage`: writers there name files with a token, and lose races (see
+/// [`written_by_a_writer_on_object_storage`]); a local store's writers never do.
+fn classify_unlisted(
+    rel: &str,
+    referenced: &HashSet<String>,
+    head_seq: u64,
+    on_object_storage: bool,
+    v: &mut Verification,
+) {
     if referenced.contains(rel) {
         return;
     }
@@ -877,7 +885,7 @@ fn classify_unlisted(rel: &str, referenced: &HashSet<String>, head_seq: u64, v: 
         .and_then(|s| s.parse::<u64>().ok());
     if name.ends_with(TEMP_SUFFIX)
         || seq.is_some_and(|s| s > head_seq)
-        || written_by_a_writer_on_object_storage(name)
+        || (on_object_storage && written_by_a_writer_on_object_storage(name))
     {
         v.leftovers.push(rel.to_owned());
     } else {
