@@ -159,15 +159,8 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
                 // Its hash is checked with its rows, from one fetch, if it is still live at the
                 // end (see below).
                 deferred.push(f.clone());
-            } else if !check_file(
-                store,
-                &f.path,
-                &f.sha256,
-                f.bytes,
-                &mut v.problems,
-                &mut missing,
-            )? {
-                changed.insert(f.path.clone());
+            } else {
+                check_data_file(store, f, &mut v.problems, &mut missing, &mut changed)?;
             }
             for kind in super::rollup::Kind::ALL {
                 let Some(r) = f.rollup_of(kind) else {
@@ -260,16 +253,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
     for f in deferred {
         let live_now = live.get(&f.path).is_some_and(|l| l.sha256 == f.sha256);
         if !live_now {
-            if !check_file(
-                store,
-                &f.path,
-                &f.sha256,
-                f.bytes,
-                &mut v.problems,
-                &mut missing,
-            )? {
-                changed.insert(f.path.clone());
-            }
+            check_data_file(store, &f, &mut v.problems, &mut missing, &mut changed)?;
         } else if listed
             .as_ref()
             .is_some_and(|l| !l.contains(f.path.as_str()))
@@ -306,7 +290,7 @@ pub fn verify(store: &Store, expect_head: Option<&str>) -> Result<Verification, 
         &live,
         &changed,
         &hash_with_rows,
-        listing.as_deref(),
+        listed.as_ref(),
         &mut v,
     )?;
     let tops = [
@@ -454,12 +438,10 @@ fn check_content(
     live: &HashMap<String, LiveFile>,
     changed: &HashSet<String>,
     hash_with_rows: &HashMap<String, (String, u64)>,
-    listing: Option<&[(String, u64)]>,
+    listed: Option<&HashSet<&str>>,
     v: &mut Verification,
 ) -> Result<(), StoreError> {
-    let listed: Option<HashSet<&str>> =
-        listing.map(|l| l.iter().map(|(r, _)| r.as_str()).collect());
-    let exists = |rel: &str| match &listed {
+    let exists = |rel: &str| match listed {
         Some(l) => l.contains(rel),
         None => store.absolute(rel).exists(),
     };
@@ -774,6 +756,21 @@ fn check_file(
         return Ok(false);
     }
     Ok(true)
+}
+
+/// [`check_file`] of a data file; one whose bytes changed goes to `changed` (named once, not
+/// decoded again).
+fn check_data_file(
+    store: &Store,
+    f: &DataFile,
+    problems: &mut Vec<String>,
+    missing: &mut Vec<(String, String)>,
+    changed: &mut HashSet<String>,
+) -> Result<(), StoreError> {
+    if !check_file(store, &f.path, &f.sha256, f.bytes, problems, missing)? {
+        changed.insert(f.path.clone());
+    }
+    Ok(())
 }
 
 /// A rollup must hold the rows its commit lists and count exactly its data file's rows.

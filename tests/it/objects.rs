@@ -501,21 +501,34 @@ fn the_service_polls_a_bucket_reads_each_new_object_once_and_says_when_it_cannot
 /// Puts local files into `bucket` under the keys given, with signed requests as the AWS tools
 /// make them (boto3, which comes with moto).
 fn upload(server: &S3Server, bucket: &str, files: &[(String, PathBuf)]) {
+    boto3(
+        server,
+        &format!(
+            "args = sys.argv[1:]\n\
+             for key, path in zip(args[::2], args[1::2]):\n    s3.upload_file(path, '{bucket}', key)\n"
+        ),
+        files
+            .iter()
+            .flat_map(|(k, p)| [k.into(), p.clone().into_os_string()]),
+    );
+}
+
+/// Runs `body` in Python with `s3`, a boto3 client of `server` with the test's credentials,
+/// and `args` in `sys.argv[1:]`; returns what it printed.
+fn boto3(
+    server: &S3Server,
+    body: &str,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> String {
     let script = format!(
         "import boto3, sys\n\
-         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET_KEY}')\n\
-         args = sys.argv[1:]\n\
-         for key, path in zip(args[::2], args[1::2]):\n    s3.upload_file(path, '{bucket}', key)\n",
+         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET_KEY}')\n{body}",
         server.endpoint(),
     );
     let out = Command::new(python_with("moto.server"))
         .arg("-c")
         .arg(script)
-        .args(
-            files
-                .iter()
-                .flat_map(|(k, p)| [k.into(), p.clone().into_os_string()]),
-        )
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -523,14 +536,23 @@ fn upload(server: &S3Server, bucket: &str, files: &[(String, PathBuf)]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The files of a local store a copy to a bucket takes, with their store-relative paths: all
+/// but its lock and local outbox.
+fn store_files(store: &Path) -> Vec<(String, PathBuf)> {
+    files_under(store)
+        .into_iter()
+        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state/outbox"))
+        .collect()
 }
 
 /// Copies every file of a local store but its lock and local state to `bucket/prefix`, as
 /// `aws s3 sync` would.
 fn upload_store(server: &S3Server, store: &Path, bucket: &str, prefix: &str) -> usize {
-    let files: Vec<(String, PathBuf)> = files_under(store)
+    let files: Vec<(String, PathBuf)> = store_files(store)
         .into_iter()
-        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state/outbox"))
         .map(|(rel, path)| (format!("{prefix}/{rel}"), path))
         .collect();
     upload(server, bucket, &files);
@@ -657,9 +679,8 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
     // A copy in progress (the newest checkpoint there, its commit not yet) reads as the
     // commits before it, not as an empty store.
     let newest_commit = seqs("_commits/").last().cloned().unwrap();
-    let partial: Vec<(String, PathBuf)> = files_under(&local)
+    let partial: Vec<(String, PathBuf)> = store_files(&local)
         .into_iter()
-        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state/outbox"))
         .filter(|(rel, _)| *rel != format!("_commits/{newest_commit}"))
         .filter(|(rel, _)| !rel.starts_with("_checkpoints/") || rel.ends_with(&newest_commit))
         .map(|(rel, path)| (format!("stores/partial/{rel}"), path))
@@ -677,9 +698,8 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
     // Checkpoints that cannot be used: the log is read from the first commit, fetched then.
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, b"{\"not\": \"a checkpoint\"}").unwrap();
-    let damaged: Vec<(String, PathBuf)> = files_under(&local)
+    let damaged: Vec<(String, PathBuf)> = store_files(&local)
         .into_iter()
-        .filter(|(rel, _)| rel != ".lock" && !rel.starts_with("state/outbox"))
         .map(|(rel, path)| {
             let path = if rel.starts_with("_checkpoints/") {
                 garbage.clone()
@@ -763,27 +783,17 @@ fn a_store_copied_to_a_bucket_is_read_in_place_as_the_local_one() {
 
 /// The keys under `prefix` in `bucket`, listed with boto3.
 fn keys(server: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
-    let script = format!(
-        "import boto3\n\
-         s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET_KEY}')\n\
-         for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    \
-             for o in page.get('Contents', []):\n        print(o['Key'])\n",
-        server.endpoint(),
-    );
-    let out = Command::new(python_with("moto.server"))
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    boto3(
+        server,
+        &format!(
+            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    \
+                 for o in page.get('Contents', []):\n        print(o['Key'])\n"
+        ),
+        [],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 #[test]
