@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, RecordBatch,
-    StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Int32Builder, ListBuilder, MapBuilder, MapFieldNames,
+    RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -401,59 +401,97 @@ pub struct EventBatchBuilder {
 
 impl EventBatchBuilder {
     pub fn new(ingest_time: i64) -> Self {
+        Self::with_capacities(ingest_time, 1024, |_| 1024)
+    }
+
+    /// A builder with room for `rows` rows and `bytes(column)` bytes of text in each text
+    /// column (`attributes.keys` and `attributes.values` for the map), so filling it does not
+    /// grow and copy its buffers again and again.
+    pub fn with_capacities(ingest_time: i64, rows: usize, bytes: impl Fn(&str) -> usize) -> Self {
         let map_names = MapFieldNames {
             entry: "entries".into(),
             key: "keys".into(),
             value: "values".into(),
         };
+        let text = |name: &str| StringBuilder::with_capacity(rows, bytes(name));
+        let list = |name: &str| ListBuilder::with_capacity(text(name), rows);
+        let time = || TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
         EventBatchBuilder {
             ingest_time,
             len: 0,
-            event_uid: StringBuilder::new(),
-            source_format: StringBuilder::new(),
-            event_time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            ingest_time_col: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            source_event_id: StringBuilder::new(),
-            request_id: StringBuilder::new(),
-            tenant: StringBuilder::new(),
-            region: StringBuilder::new(),
-            service: StringBuilder::new(),
-            operation: StringBuilder::new(),
-            action: StringBuilder::new(),
-            is_secret_read: BooleanBuilder::new(),
-            outcome: StringBuilder::new(),
-            status_code: StringBuilder::new(),
-            http_status: Int32Builder::new(),
-            error_message: StringBuilder::new(),
-            actor_id: StringBuilder::new(),
-            actor_name: StringBuilder::new(),
-            actor_type: StringBuilder::new(),
-            actor_role: StringBuilder::new(),
-            actor_origin_id: StringBuilder::new(),
-            via_service: StringBuilder::new(),
-            credential_id: StringBuilder::new(),
-            actor_groups: ListBuilder::new(StringBuilder::new()),
-            mfa: BooleanBuilder::new(),
-            src_ip: StringBuilder::new(),
-            src_host: StringBuilder::new(),
-            user_agent: StringBuilder::new(),
-            resource_type: StringBuilder::new(),
-            resource_id: StringBuilder::new(),
-            resource_name: StringBuilder::new(),
-            resource_version: StringBuilder::new(),
-            resource_scope: StringBuilder::new(),
-            target_index: Int32Builder::new(),
-            target_count: Int32Builder::new(),
-            raw_event: StringBuilder::new(),
-            raw_location: StringBuilder::new(),
-            parse_warnings: ListBuilder::new(StringBuilder::new()),
-            attributes: MapBuilder::new(
+            event_uid: text("event_uid"),
+            source_format: text("source_format"),
+            event_time: time(),
+            ingest_time_col: time(),
+            source_event_id: text("source_event_id"),
+            request_id: text("request_id"),
+            tenant: text("tenant"),
+            region: text("region"),
+            service: text("service"),
+            operation: text("operation"),
+            action: text("action"),
+            is_secret_read: BooleanBuilder::with_capacity(rows),
+            outcome: text("outcome"),
+            status_code: text("status_code"),
+            http_status: Int32Builder::with_capacity(rows),
+            error_message: text("error_message"),
+            actor_id: text("actor_id"),
+            actor_name: text("actor_name"),
+            actor_type: text("actor_type"),
+            actor_role: text("actor_role"),
+            actor_origin_id: text("actor_origin_id"),
+            via_service: text("via_service"),
+            credential_id: text("credential_id"),
+            actor_groups: list("actor_groups"),
+            mfa: BooleanBuilder::with_capacity(rows),
+            src_ip: text("src_ip"),
+            src_host: text("src_host"),
+            user_agent: text("user_agent"),
+            resource_type: text("resource_type"),
+            resource_id: text("resource_id"),
+            resource_name: text("resource_name"),
+            resource_version: text("resource_version"),
+            resource_scope: text("resource_scope"),
+            target_index: Int32Builder::with_capacity(rows),
+            target_count: Int32Builder::with_capacity(rows),
+            raw_event: text("raw_event"),
+            raw_location: text("raw_location"),
+            parse_warnings: list("parse_warnings"),
+            attributes: MapBuilder::with_capacity(
                 Some(map_names),
-                StringBuilder::new(),
-                StringBuilder::new(),
+                text("attributes.keys"),
+                text("attributes.values"),
+                rows,
             ),
-            schema_version: UInt16Builder::new(),
+            schema_version: UInt16Builder::with_capacity(rows),
         }
+    }
+
+    /// A builder sized for a batch like `like` (a quarter more room, so a batch a little
+    /// larger still fits).
+    pub fn sized_like(ingest_time: i64, like: &RecordBatch) -> Self {
+        let text_bytes = |name: &str| -> usize {
+            let (column, part) = match name.split_once('.') {
+                Some((column, part)) => (column, Some(part)),
+                None => (name, None),
+            };
+            let Some(array) = like.column_by_name(column) else {
+                return 0;
+            };
+            let texts = match (array.data_type(), part) {
+                (DataType::Utf8, _) => Some(array.as_string::<i32>()),
+                (DataType::List(_), _) => array.as_list::<i32>().values().as_string_opt::<i32>(),
+                (DataType::Map(_, _), Some("keys")) => array.as_map().keys().as_string_opt(),
+                (DataType::Map(_, _), _) => array.as_map().values().as_string_opt(),
+                _ => None,
+            };
+            texts.map_or(0, |t| t.values().len())
+        };
+        let rows = like.num_rows() + like.num_rows() / 4;
+        Self::with_capacities(ingest_time, rows, |name| {
+            let b = text_bytes(name);
+            b + b / 4
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::thread::Scope;
 
 use super::source::{
-    new_source, parses_alone, prepare, ParseOptions, Prepared, RecordMeta, Source,
+    new_source, parses_alone, prepare, ParseOptions, Parsed, Prepared, RecordMeta, Source,
 };
 use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::SourceKind;
+use crate::store::chunk::{ChunkBuilder, RowChunk};
 
 /// Records per batch: large enough that channel traffic is noise, small enough to keep a few
 /// batches per thread in flight.
@@ -33,6 +34,8 @@ pub struct Prepped {
 /// Records in input order; `error` ends the file (an I/O or decompression error after them).
 pub struct Batch {
     pub items: Vec<Prepped>,
+    /// The rows the parsing thread built for these records ([`Prepared::Built`]).
+    pub chunk: Option<Arc<RowChunk>>,
     pub error: Option<io::Error>,
     /// On the last batch of a file read to its end: where its records end.
     pub end: Option<End>,
@@ -77,11 +80,19 @@ where
         let (in_tx, in_rx) = sync_channel::<Dealt>(QUEUED);
         let (out_tx, out_rx) = sync_channel::<Batch>(QUEUED);
         let file = Arc::clone(&file);
-        scope.spawn(move || parse_batches(in_rx, out_tx, kind, opts, &file));
+        std::thread::Builder::new()
+            .name("vigil-parse".into())
+            .spawn_scoped(scope, move || {
+                parse_batches(in_rx, out_tx, kind, opts, &file)
+            })
+            .expect("spawning a parsing thread");
         inputs.push(in_tx);
         outputs.push(out_rx);
     }
-    scope.spawn(move || read_batches(records, inputs));
+    std::thread::Builder::new()
+        .name("vigil-read".into())
+        .spawn_scoped(scope, move || read_batches(records, inputs))
+        .expect("spawning the reader thread");
     InOrder { outputs, next: 0 }
 }
 
@@ -131,6 +142,7 @@ fn parse_batches(
 ) {
     // This thread's parser of a source that keeps no state between records (made on first use).
     let mut alone: Option<Box<dyn Source>> = None;
+    let mut built = ChunkBuilder::new(opts.keep_raw);
     for (records, error, end) in input {
         let items = records
             .into_iter()
@@ -139,8 +151,15 @@ fn parse_batches(
                 let prepared = match prepare(kind, opts, &rec, &meta) {
                     Prepared::Decoded(Ok(value)) if parses_alone(kind, &value) => {
                         let parser = alone.get_or_insert_with(|| new_source(kind, opts));
-                        Prepared::Parsed(parser.parse(value, &meta))
+                        Prepared::Parsed(parser.parse(value, &meta).map(|parsed| match parsed {
+                            Parsed::Rows { rows, merged } => Parsed::Built {
+                                rows: built.push(rows),
+                                merged,
+                            },
+                            other => other,
+                        }))
                     }
+                    Prepared::Row(event) => Prepared::Built(built.push([*event])),
                     other => other,
                 };
                 Prepped {
@@ -150,7 +169,18 @@ fn parse_batches(
                 }
             })
             .collect();
-        if output.send(Batch { items, error, end }).is_err() {
+        let chunk = built
+            .finish()
+            .expect("rows are built in the schema they are read with");
+        if output
+            .send(Batch {
+                items,
+                chunk,
+                error,
+                end,
+            })
+            .is_err()
+        {
             return;
         }
     }

@@ -30,6 +30,7 @@ use super::splitter::{Position, RawRecord, Splitter};
 use crate::event::{Event, SourceKind};
 use crate::fsutil::create_dir_all_durable;
 use crate::object_storage::{ObjectError, ObjectReader, ObjectUrl};
+use crate::store::chunk::{BuiltRows, RowChunk};
 use crate::store::dedupe::UidIndex;
 use crate::store::held::Carried;
 use crate::store::inputs::{content_hash, FileCheckpoint, InputCheckpoint, ObjectCheckpoint};
@@ -815,6 +816,7 @@ impl<'a> Run<'a> {
                     meta,
                     prepared,
                 },
+                None,
             )?;
         }
         let end = std::thread::scope(|scope| -> Result<Option<End>, IngestError> {
@@ -826,7 +828,7 @@ impl<'a> Run<'a> {
                     if n.is_multiple_of(4096) && offsets_on_disk {
                         self.progress.set_position(start_pos + item.rec.offset);
                     }
-                    self.handle_record(kind, item)?;
+                    self.handle_record(kind, item, batch.chunk.as_ref())?;
                 }
                 if let Some(e) = batch.error {
                     return Err(input_err(e));
@@ -892,7 +894,13 @@ impl<'a> Run<'a> {
             .or_insert_with(|| new_source(kind, opts))
     }
 
-    fn handle_record(&mut self, kind: SourceKind, item: Prepped) -> Result<(), IngestError> {
+    /// Settles one record; `chunk` holds the rows a parsing thread built for its batch.
+    fn handle_record(
+        &mut self,
+        kind: SourceKind,
+        item: Prepped,
+        chunk: Option<&Arc<RowChunk>>,
+    ) -> Result<(), IngestError> {
         let Prepped {
             rec,
             meta,
@@ -904,14 +912,16 @@ impl<'a> Run<'a> {
             Prepared::Parsed(parsed) => {
                 self.tally(kind).read += 1;
                 return match parsed {
-                    Ok(parsed) => self.settle_parsed(kind, parsed),
+                    Ok(parsed) => self.settle_parsed(kind, parsed, chunk),
                     Err(rej) => self.reject(kind, &meta.file, &rec, rej),
                 };
             }
             ahead => {
                 self.tally(kind).read += 1;
-                let parsed = self.parser(kind).settle_prepared(ahead, rec, meta);
-                return self.settle_parsed(kind, parsed);
+                let parsed =
+                    self.parser(kind)
+                        .settle_prepared(ahead, rec, meta, chunk.map(|c| c.as_ref()));
+                return self.settle_parsed(kind, parsed, chunk);
             }
         };
         let value = match decoded {
@@ -927,14 +937,25 @@ impl<'a> Run<'a> {
         };
         self.tally(kind).read += 1;
         match self.parser(kind).parse(value, &meta) {
-            Ok(parsed) => self.settle_parsed(kind, parsed),
+            Ok(parsed) => self.settle_parsed(kind, parsed, None),
             Err(rej) => self.reject(kind, &meta.file, &rec, rej),
         }
     }
 
     /// Accounts for what a parser made of one record.
-    fn settle_parsed(&mut self, kind: SourceKind, parsed: Parsed) -> Result<(), IngestError> {
+    fn settle_parsed(
+        &mut self,
+        kind: SourceKind,
+        parsed: Parsed,
+        chunk: Option<&Arc<RowChunk>>,
+    ) -> Result<(), IngestError> {
         match parsed {
+            Parsed::Built { rows, merged } => {
+                *self.pending.entry(kind).or_default() -= merged;
+                self.tally(kind).merged += merged;
+                let chunk = chunk.expect("built rows come with their chunk");
+                self.store_built(kind, chunk, rows)
+            }
             Parsed::Rows { rows, merged } => {
                 *self.pending.entry(kind).or_default() -= merged;
                 self.tally(kind).merged += merged;
@@ -1009,6 +1030,38 @@ impl<'a> Run<'a> {
                 new_rows += 1;
             }
         }
+        self.count_stored(kind, new_rows);
+        Ok(())
+    }
+
+    /// [`Run::store_rows`] for rows a parsing thread built: keyed by what it hashed, buffered
+    /// by row number.
+    fn store_built(
+        &mut self,
+        kind: SourceKind,
+        chunk: &Arc<RowChunk>,
+        rows: BuiltRows,
+    ) -> Result<(), IngestError> {
+        let keys = &chunk.keys[rows.range()];
+        if let Some(newest) = keys.iter().map(|k| k.event_time).max() {
+            self.note_time(kind, newest);
+        }
+        let mut new_rows = 0;
+        for row in rows.range() {
+            if self
+                .uids
+                .insert_key(self.store, self.log, &mut self.writer, &chunk.keys[row])?
+            {
+                self.writer.push_built(chunk, row)?;
+                new_rows += 1;
+            }
+        }
+        self.count_stored(kind, new_rows);
+        Ok(())
+    }
+
+    /// A record's rows are stored: it counts as stored if any row is new.
+    fn count_stored(&mut self, kind: SourceKind, new_rows: u64) {
         let t = self.tally(kind);
         if new_rows > 0 {
             t.stored += 1;
@@ -1016,7 +1069,6 @@ impl<'a> Run<'a> {
         } else {
             t.duplicates += 1;
         }
-        Ok(())
     }
 
     /// Closes the run's files: the changes to commit (none when there is nothing to commit or

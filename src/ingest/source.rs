@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::splitter::{RawRecord, SplitProblem};
 use super::{azure, cloudtrail, gcp, k8s, vault};
 use crate::event::{Event, SourceKind};
+use crate::store::chunk::{BuiltRows, RowChunk};
 
 /// Settings a parser needs from the configuration.
 #[derive(Debug, Clone)]
@@ -80,6 +81,8 @@ pub enum Prepared {
     /// A row a source's fast path built from the text alone (a Vault response), for
     /// [`Source::settle_prepared`].
     Row(Box<Event>),
+    /// The same, built into the batch's chunk on a parsing thread.
+    Built(BuiltRows),
     /// A record its source settles by a key without parsing it (a Vault request, held as text
     /// under its id), for [`Source::settle_prepared`].
     Keyed(String),
@@ -171,6 +174,8 @@ pub enum Parsed {
     },
     /// The same record was already seen in this run (counted as a duplicate).
     Duplicate,
+    /// Rows a parsing thread built into the batch's chunk ([`crate::store::chunk`]).
+    Built { rows: BuiltRows, merged: u64 },
 }
 
 impl Parsed {
@@ -230,11 +235,13 @@ pub trait Source {
     fn kind(&self) -> SourceKind;
     /// Settles a record that [`prepare`] made into a [`Prepared::Row`] or [`Prepared::Keyed`];
     /// only sources whose `prepare` makes those are asked.
+    /// `chunk` holds the rows of [`Prepared::Built`].
     fn settle_prepared(
         &mut self,
         prepared: Prepared,
         _record: RawRecord,
         _meta: RecordMeta,
+        _chunk: Option<&RowChunk>,
     ) -> Parsed {
         unreachable!(
             "{} prepares no rows or keys ahead, yet was given {prepared:?}",

@@ -23,13 +23,14 @@ use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::file::reader::ChunkReader;
 use datafusion::parquet::file::statistics::Statistics;
 
+use super::chunk::RowKey;
 use super::writer::PartitionWriter;
 use super::{CommitLog, Store, StoreError};
 use crate::event::{utc_date, Event, SourceKind};
 use crate::timerange::{parse_instant, NANOS_PER_DAY, NANOS_PER_MINUTE, NANOS_PER_SECOND};
 
 /// Two independent 64-bit SipHashes: a false "duplicate" needs a 128-bit collision.
-fn uid_hash(uid: &str) -> u128 {
+pub(crate) fn uid_hash(uid: &str) -> u128 {
     let mut a = DefaultHasher::new();
     uid.hash(&mut a);
     let mut b = DefaultHasher::new();
@@ -153,10 +154,40 @@ impl UidIndex {
         writer: &mut PartitionWriter,
         e: &Event,
     ) -> Result<bool, StoreError> {
-        let slot = e.event_time.div_euclid(SLOT_NANOS);
+        self.insert_hash(
+            store,
+            log,
+            writer,
+            e.source,
+            e.event_time,
+            uid_hash(&e.event_uid),
+        )
+    }
+
+    /// [`UidIndex::insert`] for a row known by its key (uid already hashed, on a parsing
+    /// thread).
+    pub fn insert_key(
+        &mut self,
+        store: &Store,
+        log: &CommitLog,
+        writer: &mut PartitionWriter,
+        key: &RowKey,
+    ) -> Result<bool, StoreError> {
+        self.insert_hash(store, log, writer, key.source, key.event_time, key.uid)
+    }
+
+    fn insert_hash(
+        &mut self,
+        store: &Store,
+        log: &CommitLog,
+        writer: &mut PartitionWriter,
+        source: SourceKind,
+        event_time: i64,
+        hash: u128,
+    ) -> Result<bool, StoreError> {
+        let slot = event_time.div_euclid(SLOT_NANOS);
         self.clock += 1;
-        let hash = uid_hash(&e.event_uid);
-        let into_slot = e.event_time - slot.saturating_mul(SLOT_NANOS);
+        let into_slot = event_time - slot.saturating_mul(SLOT_NANOS);
         let neighbour = if into_slot < NEAR_EDGE {
             Some(slot - 1)
         } else if SLOT_NANOS - into_slot <= NEAR_EDGE {
@@ -166,7 +197,7 @@ impl UidIndex {
         };
         if let Some(n) = neighbour {
             if self
-                .slot(store, log, writer, e.source, n)?
+                .slot(store, log, writer, source, n)?
                 .uids
                 .contains(&hash)
             {
@@ -174,7 +205,7 @@ impl UidIndex {
             }
         }
         let new = self
-            .slot(store, log, writer, e.source, slot)?
+            .slot(store, log, writer, source, slot)?
             .uids
             .insert(hash);
         if new {

@@ -10,11 +10,13 @@
 //! ```
 
 pub mod checkpoint;
+pub mod chunk;
 pub mod cleanup;
 pub mod commit;
 pub mod compact;
 pub mod dedupe;
 pub mod digest;
+pub mod encoders;
 pub mod files;
 pub mod held;
 pub mod inputs;

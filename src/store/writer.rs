@@ -6,20 +6,24 @@
 use foldhash::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::{sort_to_indices, take_record_batch};
+use datafusion::arrow::array::{AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use datafusion::arrow::compute::{
+    concat_batches, interleave_record_batch, sort_to_indices, take_record_batch,
+};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use datafusion::parquet::schema::types::ColumnPath;
 
+use super::chunk::RowChunk;
 use super::commit::{DataFile, RollupFile};
 use super::digest::ContentDigest;
+use super::encoders::Encoders;
 use super::{rollup, Store, StoreError, EVENTS_DIR};
 use crate::event::{utc_date, Event, EventBatchBuilder, SourceKind, SCHEMA_VERSION};
 use crate::fsutil::{create_dir_all_durable, publish, temp_path, HashingFile};
@@ -34,19 +38,69 @@ use crate::timerange::NANOS_PER_DAY;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 struct Buffer {
+    /// Rows pushed as events.
     builder: EventBatchBuilder,
+    /// Rows taken from chunks built on parsing threads ([`PartitionWriter::push_built`]).
+    parts: Vec<RecordBatch>,
+    /// The chunk rows are being taken from now, and which.
+    taking: Option<(Arc<RowChunk>, Vec<u32>)>,
     bytes: usize,
+}
+
+impl Buffer {
+    fn new(ingest_time: i64) -> Buffer {
+        Buffer {
+            builder: EventBatchBuilder::new(ingest_time),
+            parts: Vec::new(),
+            taking: None,
+            bytes: 0,
+        }
+    }
+
+    fn take_row(&mut self, chunk: &Arc<RowChunk>, row: usize) -> Result<(), ArrowError> {
+        match &mut self.taking {
+            Some((c, rows)) if Arc::ptr_eq(c, chunk) => rows.push(row as u32),
+            _ => {
+                self.settle_taking()?;
+                self.taking = Some((Arc::clone(chunk), vec![row as u32]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the rows taken from the current chunk into a part: a slice (no copy) when they
+    /// are a run holding most of it, a copy otherwise, so a partition never keeps much more of
+    /// a chunk alive than the rows it counts.
+    fn settle_taking(&mut self) -> Result<(), ArrowError> {
+        let Some((chunk, rows)) = self.taking.take() else {
+            return Ok(());
+        };
+        let first = rows[0] as usize;
+        let run = rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r as usize == first + i);
+        let part = if run && 2 * rows.len() >= chunk.batch.num_rows() {
+            chunk.batch.slice(first, rows.len())
+        } else {
+            take_record_batch(&chunk.batch, &UInt32Array::from(rows))?
+        };
+        self.parts.push(part);
+        Ok(())
+    }
+
+    /// Every row buffered, as parts of one file.
+    fn finish(mut self) -> Result<Vec<RecordBatch>, ArrowError> {
+        self.settle_taking()?;
+        if !self.builder.is_empty() {
+            self.parts.push(self.builder.finish()?);
+        }
+        Ok(self.parts)
+    }
 }
 
 /// A partition: the source and the UTC day number of `event_time`.
 type PartitionKey = (SourceKind, i64);
-
-/// What the encoder thread is asked to do.
-enum Message {
-    Write(Job),
-    /// Answer once every file asked for before is written.
-    Barrier(SyncSender<()>),
-}
 
 /// One file for the encoder thread to sort, encode and publish, with its rollups.
 struct Job {
@@ -54,11 +108,14 @@ struct Job {
     relative: String,
     source: String,
     date: String,
-    batch: RecordBatch,
+    /// The file's rows, in parts to be joined (and sorted) by the encoder.
+    parts: Vec<RecordBatch>,
+    ingest_time: i64,
 }
 
-/// Writes the data files of one commit. Arrow batches are built on the caller's thread; sorting,
-/// Parquet encoding, hashing and fsync run on a second thread so parsing never waits for them.
+/// Writes the data files of one commit. Rows are buffered per partition on the caller's thread
+/// (or taken by row number from chunks parsing threads built); joining, sorting, digests,
+/// Parquet encoding, hashing and fsync run on encoder threads ([`Encoders`]).
 pub struct PartitionWriter {
     store: Store,
     seq: u64,
@@ -66,39 +123,26 @@ pub struct PartitionWriter {
     buffers: HashMap<PartitionKey, Buffer>,
     buffered_bytes: usize,
     next_file: u64,
-    jobs: Option<SyncSender<Message>>,
     /// Files written (or being written) per partition, for [`PartitionWriter::written_files`].
     written: HashMap<PartitionKey, Vec<PathBuf>>,
-    encoder: Option<JoinHandle<Result<Vec<DataFile>, StoreError>>>,
+    encoders: Option<Encoders<Job, DataFile>>,
 }
 
 impl PartitionWriter {
     pub fn new(store: Store, seq: u64, ingest_time: i64) -> Self {
-        // Two batches in flight at most: memory stays bounded when encoding is the slower side.
-        let (tx, rx) = sync_channel::<Message>(1);
-        let for_encoder = store.clone();
-        let encoder = std::thread::Builder::new()
-            .name("vigil-parquet".into())
-            .spawn(move || {
-                let mut written = Vec::new();
-                for message in rx {
-                    let job = match message {
-                        Message::Write(job) => job,
-                        Message::Barrier(done) => {
-                            let _ = done.send(());
-                            continue;
-                        }
-                    };
-                    let mut file =
-                        write_parquet(&for_encoder, &job.path, &job.relative, job.batch)?;
-                    file.path = job.relative;
-                    file.source = job.source;
-                    file.date = job.date;
-                    written.push(file);
-                }
-                Ok(written)
-            })
-            .expect("spawning the encoder thread");
+        let for_encoders = store.clone();
+        let encoders = Encoders::new(move |job: Job| {
+            let batch =
+                join_parts(job.parts, job.ingest_time).map_err(|e| StoreError::Parquet {
+                    path: job.path.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut file = write_parquet(&for_encoders, &job.path, &job.relative, batch)?;
+            file.path = job.relative;
+            file.source = job.source;
+            file.date = job.date;
+            Ok(file)
+        });
         PartitionWriter {
             store,
             seq,
@@ -106,21 +150,49 @@ impl PartitionWriter {
             buffers: HashMap::default(),
             buffered_bytes: 0,
             next_file: 0,
-            jobs: Some(tx),
             written: HashMap::default(),
-            encoder: Some(encoder),
+            encoders: Some(encoders),
         }
     }
 
     pub fn push(&mut self, e: &Event) -> Result<(), StoreError> {
         let key = (e.source, e.event_time.div_euclid(NANOS_PER_DAY));
         let ingest_time = self.ingest_time;
-        let buf = self.buffers.entry(key).or_insert_with(|| Buffer {
-            builder: EventBatchBuilder::new(ingest_time),
-            bytes: 0,
-        });
+        let buf = self
+            .buffers
+            .entry(key)
+            .or_insert_with(|| Buffer::new(ingest_time));
         buf.builder.push(e);
-        let size = approx_size(e);
+        self.account(key, approx_size(e))
+    }
+
+    /// Buffers row `row` of a chunk a parsing thread built.
+    pub fn push_built(&mut self, chunk: &Arc<RowChunk>, row: usize) -> Result<(), StoreError> {
+        let k = &chunk.keys[row];
+        let key = (k.source, k.event_time.div_euclid(NANOS_PER_DAY));
+        let ingest_time = self.ingest_time;
+        let buf = self
+            .buffers
+            .entry(key)
+            .or_insert_with(|| Buffer::new(ingest_time));
+        buf.take_row(chunk, row)
+            .map_err(|e| self.arrow_error(key.0, &e))?;
+        self.account(key, k.bytes)
+    }
+
+    fn arrow_error(&self, source: SourceKind, e: &ArrowError) -> StoreError {
+        StoreError::Parquet {
+            path: self.store.root().join(source.as_str()),
+            message: e.to_string(),
+        }
+    }
+
+    /// Counts `size` more bytes in the partition `key` and writes out what is over budget.
+    fn account(&mut self, key: PartitionKey, size: usize) -> Result<(), StoreError> {
+        let buf = self
+            .buffers
+            .get_mut(&key)
+            .expect("the row was just buffered");
         buf.bytes += size;
         self.buffered_bytes += size;
         if buf.bytes >= FLUSH_BYTES {
@@ -151,15 +223,7 @@ impl PartitionWriter {
         let key = (source, day);
         self.flush(key)?;
         if self.written.contains_key(&key) {
-            let (tx, rx) = sync_channel(1);
-            let sender = self.jobs.as_ref().expect("the writer is open");
-            if sender.send(Message::Barrier(tx)).is_err() || rx.recv().is_err() {
-                self.join()?;
-                return Err(StoreError::Parquet {
-                    path: self.store.root().to_owned(),
-                    message: "the Parquet encoder stopped".into(),
-                });
-            }
+            self.encoders.as_ref().expect("the writer is open").wait()?;
         }
         Ok(self.written.get(&key).cloned().unwrap_or_default())
     }
@@ -185,31 +249,22 @@ impl PartitionWriter {
     }
 
     fn join(&mut self) -> Result<Vec<DataFile>, StoreError> {
-        drop(self.jobs.take());
-        match self.encoder.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(StoreError::Parquet {
-                path: self.store.root().to_owned(),
-                message: "the Parquet encoder thread panicked".into(),
-            }),
-            None => Ok(Vec::new()),
-        }
+        self.encoders
+            .take()
+            .map_or(Ok(Vec::new()), Encoders::finish)
     }
 
     fn flush(&mut self, key: PartitionKey) -> Result<(), StoreError> {
-        let Some(mut buf) = self.buffers.remove(&key) else {
+        let Some(buf) = self.buffers.remove(&key) else {
             return Ok(());
         };
         self.buffered_bytes -= buf.bytes;
-        if buf.builder.is_empty() {
+        let (source, day) = key;
+        let parts = buf.finish().map_err(|e| self.arrow_error(source, &e))?;
+        if parts.iter().all(|p| p.num_rows() == 0) {
             return Ok(());
         }
-        let (source, day) = key;
         let date = utc_date(day * NANOS_PER_DAY);
-        let batch = buf.builder.finish().map_err(|e| StoreError::Parquet {
-            path: PathBuf::from(source.as_str()),
-            message: e.to_string(),
-        })?;
         let dir = self
             .store
             .root()
@@ -229,26 +284,21 @@ impl PartitionWriter {
             path: path.clone(),
             source: source.as_str().to_owned(),
             date,
-            batch,
+            parts,
+            ingest_time: self.ingest_time,
         };
-        self.written.entry(key).or_default().push(path.clone());
-        let sender = self.jobs.as_ref().expect("the writer is open");
-        if sender.send(Message::Write(job)).is_err() {
-            // The encoder stopped on an error: report it.
-            self.join()?;
-            return Err(StoreError::Parquet {
-                path,
-                message: "the Parquet encoder stopped".into(),
-            });
-        }
-        Ok(())
+        self.written.entry(key).or_default().push(path);
+        self.encoders
+            .as_mut()
+            .expect("the writer is open")
+            .send(job)
     }
 }
 
 /// Bytes the row takes in the Arrow builders: every text value plus its offset, and the fixed
 /// columns. (It counted only the uid, resource and raw text before, and buffers held about
 /// three times their budget.)
-fn approx_size(e: &Event) -> usize {
+pub(crate) fn approx_size(e: &Event) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len) + 4;
     let texts = [
         &e.source_event_id,
@@ -290,6 +340,48 @@ fn approx_size(e: &Event) -> usize {
         + texts.into_iter().map(opt).sum::<usize>()
         + lists
         + attributes
+}
+
+/// The parts of one file as one batch in `event_time` order, every row's `ingest_time` set:
+/// one copy of the rows (a join of parts already in order, or an interleave in sorted order).
+fn join_parts(parts: Vec<RecordBatch>, ingest_time: i64) -> Result<RecordBatch, ArrowError> {
+    let schema = crate::event::file_schema();
+    let time_idx = schema.index_of("event_time")?;
+    let times = |b: &RecordBatch| {
+        b.column(time_idx)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .clone()
+    };
+    let mut sorted = true;
+    let mut last = i64::MIN;
+    for p in &parts {
+        let t = times(p);
+        sorted &= t.first().is_none_or(|first| *first >= last) && t.is_sorted();
+        last = t.last().copied().unwrap_or(last);
+    }
+    let batch = if parts.len() == 1 && sorted {
+        parts.into_iter().next().expect("one part")
+    } else if sorted {
+        concat_batches(&schema, &parts)?
+    } else {
+        // Audit logs are nearly in time order (a Vault response is written when its call
+        // ends): a stable sort of (time, part, row) and one interleave.
+        let mut order: Vec<(i64, usize, usize)> = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            order.extend(times(p).iter().enumerate().map(|(r, t)| (*t, i, r)));
+        }
+        order.sort_by_key(|(t, _, _)| *t);
+        let indices: Vec<(usize, usize)> = order.into_iter().map(|(_, i, r)| (i, r)).collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        interleave_record_batch(&refs, &indices)?
+    };
+    let ingest_idx = schema.index_of("ingest_time")?;
+    let mut columns = batch.columns().to_vec();
+    columns[ingest_idx] = Arc::new(
+        TimestampNanosecondArray::from_value(ingest_time, batch.num_rows()).with_timezone("UTC"),
+    );
+    RecordBatch::try_new(schema, columns)
 }
 
 /// Sorts a batch by `event_time` and writes it durably to `path` (`relative` in `store`), and its

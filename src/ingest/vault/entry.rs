@@ -539,7 +539,9 @@ pub fn from_text(
     meta: &RecordMeta,
     is_request: bool,
 ) -> Option<Event> {
-    let entry: TypedEntry = serde_json::from_slice(text).ok()?;
+    // Checked as UTF-8 once, whole: parsing a `str` skips the check of every string in it
+    // (it was 3 % of a Vault ingest's CPU, called once per field).
+    let entry: TypedEntry = serde_json::from_str(std::str::from_utf8(text).ok()?).ok()?;
     let time = parse_time(entry.time.as_deref()?).ok()?;
     let request = entry.request.as_ref()?;
     let auth = entry.auth.as_ref();

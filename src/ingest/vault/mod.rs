@@ -21,6 +21,7 @@ use super::source::{
 };
 use super::splitter::RawRecord;
 use crate::event::{Event, SourceKind};
+use crate::store::chunk::RowChunk;
 
 /// A Vault audit entry has `time`, a `type` and a `request` or `auth` object.
 pub fn recognizes(v: &Value) -> bool {
@@ -71,15 +72,22 @@ impl VaultSource {
 
     /// A response: its row, absorbing the request held for it.
     fn complete(&mut self, event: Event) -> Parsed {
-        let Some(id) = event.request_id.clone() else {
-            return Parsed::rows(vec![event]);
-        };
-        let merged = u64::from(self.held.remove(&id).is_some());
-        self.completed.insert(&id);
+        let merged = self.absorb(event.request_id.as_deref());
         Parsed::Rows {
             rows: vec![event],
             merged,
         }
+    }
+
+    /// A response's request `id` is answered: the request held for it, if any, is merged
+    /// (returns how many), and a later copy of it is a duplicate.
+    fn absorb(&mut self, id: Option<&str>) -> u64 {
+        let Some(id) = id else {
+            return 0;
+        };
+        let merged = u64::from(self.held.remove(id).is_some());
+        self.completed.insert(id);
+        merged
     }
 
     fn hold(&mut self, id: String, request: HeldRequest) -> Parsed {
@@ -157,7 +165,7 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
             }
         }
     }
-    let peek: Peek = serde_json::from_slice(&record.bytes).ok()?;
+    let peek: Peek = serde_json::from_str(std::str::from_utf8(&record.bytes).ok()?).ok()?;
     let kind = peek.kind?;
     if kind.ends_with("response") {
         let event = entry::from_text(&record.bytes, opts, meta, false)?;
@@ -185,9 +193,15 @@ impl Source for VaultSource {
         prepared: Prepared,
         record: RawRecord,
         meta: RecordMeta,
+        chunk: Option<&RowChunk>,
     ) -> Parsed {
         match prepared {
             Prepared::Row(event) => self.complete(*event),
+            Prepared::Built(rows) => {
+                let chunk = chunk.expect("built rows come with their chunk");
+                let merged = self.absorb(chunk.request_id(rows.first as usize));
+                Parsed::Built { rows, merged }
+            }
             Prepared::Keyed(id) => {
                 if self.completed.contains(&id) || self.held.contains(&id) {
                     return Parsed::Duplicate;
