@@ -131,13 +131,14 @@ pub fn decode(rec: &RawRecord) -> Result<Value, Reject> {
         }
         None => {}
     }
-    if let Err(e) = std::str::from_utf8(&rec.bytes) {
+    let Some(text) = utf8(&rec.bytes) else {
+        let at = std::str::from_utf8(&rec.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
         return Err(Reject::new(
             "invalid_utf8",
-            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+            format!("invalid UTF-8 at byte {at} of the record"),
         ));
-    }
-    serde_json::from_slice(&rec.bytes).map_err(|e| {
+    };
+    serde_json::from_str(text).map_err(|e| {
         let text = e.to_string();
         let reason = if text.contains("recursion limit") {
             "too_deep"
@@ -157,6 +158,12 @@ pub fn decode(rec: &RawRecord) -> Result<Value, Reject> {
         };
         Reject::new(reason, detail)
     })
+}
+
+/// The record's text, if it is UTF-8: checked whole, with SIMD (std's check was 3 % of a Vault
+/// ingest's CPU), so that parsing a `str` need not check every string in it again.
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
 }
 
 /// What a parser made of one record.

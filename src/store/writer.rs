@@ -157,12 +157,7 @@ impl PartitionWriter {
 
     pub fn push(&mut self, e: &Event) -> Result<(), StoreError> {
         let key = (e.source, e.event_time.div_euclid(NANOS_PER_DAY));
-        let ingest_time = self.ingest_time;
-        let buf = self
-            .buffers
-            .entry(key)
-            .or_insert_with(|| Buffer::new(ingest_time));
-        buf.builder.push(e);
+        self.buffer(key).builder.push(e);
         self.account(key, approx_size(e))
     }
 
@@ -170,14 +165,18 @@ impl PartitionWriter {
     pub fn push_built(&mut self, chunk: &Arc<RowChunk>, row: usize) -> Result<(), StoreError> {
         let k = &chunk.keys[row];
         let key = (k.source, k.event_time.div_euclid(NANOS_PER_DAY));
-        let ingest_time = self.ingest_time;
-        let buf = self
-            .buffers
-            .entry(key)
-            .or_insert_with(|| Buffer::new(ingest_time));
-        buf.take_row(chunk, row)
+        self.buffer(key)
+            .take_row(chunk, row)
             .map_err(|e| self.arrow_error(key.0, &e))?;
         self.account(key, k.bytes)
+    }
+
+    /// The buffer of partition `key`, made when it has none.
+    fn buffer(&mut self, key: PartitionKey) -> &mut Buffer {
+        let ingest_time = self.ingest_time;
+        self.buffers
+            .entry(key)
+            .or_insert_with(|| Buffer::new(ingest_time))
     }
 
     fn arrow_error(&self, source: SourceKind, e: &ArrowError) -> StoreError {

@@ -165,7 +165,7 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
             }
         }
     }
-    let peek: Peek = serde_json::from_str(std::str::from_utf8(&record.bytes).ok()?).ok()?;
+    let peek: Peek = serde_json::from_str(super::source::utf8(&record.bytes)?).ok()?;
     let kind = peek.kind?;
     if kind.ends_with("response") {
         let event = entry::from_text(&record.bytes, opts, meta, false)?;
