@@ -35,7 +35,8 @@ pub struct Prepped {
 /// Records in input order; `error` ends the file (an I/O or decompression error after them).
 pub struct Batch {
     pub items: Vec<Prepped>,
-    /// The rows the parsing thread built for these records ([`Prepared::Built`]).
+    /// The rows the parsing thread built for these records ([`Prepared::Built`], and
+    /// `Parsed::Built` for the entries of sources parsed alone), if any.
     pub chunk: Option<Arc<RowChunk>>,
     pub error: Option<io::Error>,
     /// On the last batch of a file read to its end: where its records end.
@@ -153,7 +154,8 @@ fn parse_batches(
                     Prepared::Decoded(Ok(value)) if parses_alone(kind, &value) => {
                         let parser = alone.get_or_insert_with(|| new_source(kind, opts));
                         Prepared::Parsed(parser.parse(value, &meta).map(|parsed| match parsed {
-                            Parsed::Rows { rows, merged } => Parsed::Built {
+                            // A record without rows stays as it was (counted as a duplicate).
+                            Parsed::Rows { rows, merged } if !rows.is_empty() => Parsed::Built {
                                 rows: built.push(rows),
                                 merged,
                             },

@@ -240,9 +240,9 @@ impl Reject {
 /// One input format.
 pub trait Source {
     fn kind(&self) -> SourceKind;
-    /// Settles a record that [`prepare`] made into a [`Prepared::Row`] or [`Prepared::Keyed`];
-    /// only sources whose `prepare` makes those are asked.
-    /// `chunk` holds the rows of [`Prepared::Built`].
+    /// Settles a record that [`prepare`] made into a [`Prepared::Row`] or [`Prepared::Keyed`]
+    /// (or a parsing thread into [`Prepared::Built`], whose rows are in `chunk`); only sources
+    /// whose `prepare` makes those are asked.
     fn settle_prepared(
         &mut self,
         prepared: Prepared,

@@ -110,3 +110,47 @@ impl ChunkBuilder {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(uid: &str, request_id: Option<&str>) -> Event {
+        let mut e = Event::new(SourceKind::Vault, "vault_audit", uid.into(), 7);
+        e.request_id = request_id.map(str::to_owned);
+        e.raw_event = Some(r#"{"secret":"raw"}"#.into());
+        e
+    }
+
+    #[test]
+    fn a_chunk_keeps_each_row_s_key_and_request_id_and_drops_raw_text_unless_kept() {
+        let mut b = ChunkBuilder::new(false);
+        let first = b.push([event("vault:c:a", Some("a"))]);
+        let second = b.push([event("vault:c:b", None), event("vault:c:c", Some("c"))]);
+        assert_eq!((first.range(), second.range()), (0..1, 1..3));
+        let chunk = b.finish().unwrap().unwrap();
+        assert_eq!(chunk.batch.schema(), crate::event::file_schema());
+        assert_eq!(
+            (0..3).map(|r| chunk.request_id(r)).collect::<Vec<_>>(),
+            [Some("a"), None, Some("c")]
+        );
+        assert_eq!(chunk.keys[2].uid, uid_hash("vault:c:c"));
+        assert_eq!(chunk.keys[1].event_time, 7);
+        let raw = chunk.batch.column_by_name("raw_event").unwrap();
+        assert_eq!(raw.null_count(), 3);
+        // Nothing pushed since: no chunk.
+        assert!(b.finish().unwrap().is_none());
+
+        let mut kept = ChunkBuilder::new(true);
+        kept.push([event("vault:c:d", None)]);
+        let chunk = kept.finish().unwrap().unwrap();
+        assert_eq!(
+            chunk
+                .batch
+                .column_by_name("raw_event")
+                .unwrap()
+                .null_count(),
+            0
+        );
+    }
+}

@@ -150,6 +150,13 @@ impl<J: Send + 'static, R: Send + 'static> Encoders<J, R> {
         if let Some(e) = done.error.take() {
             return Err(e);
         }
+        if done.failed {
+            // The error was reported already; the results lack the files that failed.
+            return Err(StoreError::Parquet {
+                path: "encoder".into(),
+                message: "a data file could not be written (reported above)".into(),
+            });
+        }
         let mut results = std::mem::take(&mut done.results);
         results.sort_by_key(|(n, _)| *n);
         Ok(results.into_iter().map(|(_, r)| r).collect())
@@ -234,7 +241,7 @@ mod tests {
         for n in 4..8 {
             let _ = pool.send(n);
         }
-        let _ = pool.finish();
+        assert!(pool.finish().is_err());
         assert!(done.lock().unwrap().iter().all(|n| *n < 3), "{done:?}");
     }
 
@@ -250,7 +257,7 @@ mod tests {
         pool.send(1).unwrap();
         let err = pool.wait().unwrap_err().to_string();
         assert!(err.contains("panicked"), "{err}");
-        // The other thread still answers; only the job that ended is in the results.
-        assert_eq!(pool.finish().unwrap(), vec![0]);
+        // The results lack a file: finishing says so again rather than answering without it.
+        assert!(pool.finish().is_err());
     }
 }

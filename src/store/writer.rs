@@ -69,8 +69,9 @@ impl Buffer {
     }
 
     /// Turns the rows taken from the current chunk into a part: a slice (no copy) when they
-    /// are a run holding most of it, a copy otherwise, so a partition never keeps much more of
-    /// a chunk alive than the rows it counts.
+    /// are a run of at least half of it, a copy otherwise, so a partition keeps at most about
+    /// twice the bytes it counts alive (the writer settles every partition's rows of a chunk
+    /// once the next chunk comes: [`PartitionWriter::push_built`]).
     fn settle_taking(&mut self) -> Result<(), ArrowError> {
         let Some((chunk, rows)) = self.taking.take() else {
             return Ok(());
@@ -102,7 +103,7 @@ impl Buffer {
 /// A partition: the source and the UTC day number of `event_time`.
 type PartitionKey = (SourceKind, i64);
 
-/// One file for the encoder thread to sort, encode and publish, with its rollups.
+/// One file for an encoder thread to join, sort, encode and publish, with its rollups.
 struct Job {
     path: PathBuf,
     relative: String,
@@ -126,6 +127,8 @@ pub struct PartitionWriter {
     /// Files written (or being written) per partition, for [`PartitionWriter::written_files`].
     written: HashMap<PartitionKey, Vec<PathBuf>>,
     encoders: Option<Encoders<Job, DataFile>>,
+    /// The chunk rows are being taken from, and the partitions taking them.
+    taking: (Option<Arc<RowChunk>>, Vec<PartitionKey>),
 }
 
 impl PartitionWriter {
@@ -152,6 +155,7 @@ impl PartitionWriter {
             next_file: 0,
             written: HashMap::default(),
             encoders: Some(encoders),
+            taking: (None, Vec::new()),
         }
     }
 
@@ -163,8 +167,28 @@ impl PartitionWriter {
 
     /// Buffers row `row` of a chunk a parsing thread built.
     pub fn push_built(&mut self, chunk: &Arc<RowChunk>, row: usize) -> Result<(), StoreError> {
+        if !self
+            .taking
+            .0
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, chunk))
+        {
+            // A new chunk: the rows partitions took from the last one become parts now, so no
+            // partition pins a whole chunk for a row or two (a log out of time order spreads a
+            // chunk over many days).
+            for key in std::mem::take(&mut self.taking.1) {
+                if let Some(buf) = self.buffers.get_mut(&key) {
+                    buf.settle_taking()
+                        .map_err(|e| self.arrow_error(key.0, &e))?;
+                }
+            }
+            self.taking.0 = Some(Arc::clone(chunk));
+        }
         let k = &chunk.keys[row];
         let key = (k.source, k.event_time.div_euclid(NANOS_PER_DAY));
+        if !self.taking.1.contains(&key) {
+            self.taking.1.push(key);
+        }
         self.buffer(key)
             .take_row(chunk, row)
             .map_err(|e| self.arrow_error(key.0, &e))?;
