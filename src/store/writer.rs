@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
-use datafusion::arrow::compute::{
-    concat_batches, interleave_record_batch, sort_to_indices, take_record_batch,
-};
+use datafusion::arrow::compute::{concat_batches, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -407,7 +405,7 @@ fn join_parts(parts: Vec<RecordBatch>, ingest_time: i64) -> Result<RecordBatch, 
     RecordBatch::try_new(schema, columns)
 }
 
-/// Sorts a batch by `event_time` and writes it durably to `path` (`relative` in `store`), and its
+/// Writes a batch already in `event_time` order durably to `path` (`relative` in `store`), and its
 /// rollups beside it.
 fn write_parquet(
     store: &Store,
@@ -423,19 +421,12 @@ fn write_parquet(
         .schema()
         .index_of("event_time")
         .map_err(|e| perr(&e))?;
-    // Audit logs are written in time order, so a batch is usually sorted already: then the
-    // sort and the copy of every column it takes are skipped.
-    let sorted = batch
+    // `join_parts` put the rows in time order (the file declares it).
+    debug_assert!(batch
         .column(time_idx)
         .as_primitive::<TimestampNanosecondType>()
         .values()
-        .is_sorted();
-    let batch = if sorted {
-        batch
-    } else {
-        let indices = sort_to_indices(batch.column(time_idx), None, None).map_err(|e| perr(&e))?;
-        take_record_batch(&batch, &indices).map_err(|e| perr(&e))?
-    };
+        .is_sorted());
     let times = batch
         .column(time_idx)
         .as_primitive::<TimestampNanosecondType>();
