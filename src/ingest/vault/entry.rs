@@ -15,13 +15,13 @@ use serde_json::Value;
 
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 use crate::ingest::fields::{
-    at, optional_str, required_time, scalar_text, split_address, str_at, JsonStr,
+    at, concat, optional_str, required_time, scalar_text, split_address, str_at, JsonStr, Obj,
 };
-use crate::ingest::redact::{
-    has_unhashed_string, redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX,
-};
+use crate::ingest::redact::{redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX};
 use crate::ingest::source::{utf8, ParseOptions, RecordMeta, Reject};
 use crate::ingest::timestamp::{parse_time, ParsedTime};
+
+use super::scan::{DataScan, HeadersScan};
 
 pub const FORMAT: &str = "vault_audit";
 
@@ -86,7 +86,7 @@ fn build(
 ) -> Event {
     let cluster = &opts.vault_cluster;
     let uid = match f.request_id {
-        Some(id) => format!("vault:{cluster}:{id}"),
+        Some(id) => concat(&["vault:", cluster, ":", id]),
         None => {
             use sha2::Digest;
             format!(
@@ -107,14 +107,14 @@ fn build(
         .map(|p| p.trim_end_matches('/'))
         .filter(|p| !p.is_empty());
     e.tenant = Some(match ns_path {
-        Some(ns) => format!("{cluster}/{ns}"),
+        Some(ns) => concat(&[cluster, "/", ns]),
         None => cluster.clone(),
     });
     let operation = f.operation.unwrap_or("unknown");
     let path = f.path.unwrap_or("");
     let mount_type = f.mount_type.or(f.response_mount_type);
     e.service = match mount_type {
-        Some(m) => format!("vault:{m}"),
+        Some(m) => concat(&["vault:", m]),
         None => "vault".to_owned(),
     };
     e.operation = operation.to_owned();
@@ -291,7 +291,7 @@ fn redact_raw_values(record: &mut Value) -> usize {
 }
 
 /// Request headers that carry a credential (matched as Vault logs header names, lowercase).
-fn is_credential_header(name: &str) -> bool {
+pub(super) fn is_credential_header(name: &str) -> bool {
     const CREDENTIAL_HEADERS: [&str; 5] = [
         "authorization",
         "proxy-authorization",
@@ -335,11 +335,11 @@ struct TypedEntry<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    auth: Option<TypedAuth<'a>>,
+    auth: Option<Obj<TypedAuth<'a>>>,
     #[serde(borrow)]
-    request: Option<TypedRequest<'a>>,
+    request: Option<Obj<TypedRequest<'a>>>,
     #[serde(borrow)]
-    response: Option<TypedResponse<'a>>,
+    response: Option<Obj<TypedResponse<'a>>>,
     #[serde(borrow)]
     error: Option<JsonStr<'a>>,
     #[serde(borrow)]
@@ -350,6 +350,8 @@ struct TypedEntry<'a> {
 struct TypedAuth<'a> {
     #[serde(borrow)]
     client_token: Option<JsonStr<'a>>,
+    #[serde(borrow)]
+    token: Option<JsonStr<'a>>,
     #[serde(borrow)]
     accessor: Option<JsonStr<'a>>,
     #[serde(borrow)]
@@ -363,10 +365,10 @@ struct TypedAuth<'a> {
     #[serde(borrow, default)]
     identity_policies: Option<Vec<JsonStr<'a>>>,
     #[serde(borrow)]
-    metadata: Option<TypedMetadata<'a>>,
+    metadata: Option<Obj<TypedMetadata<'a>>>,
     #[serde(borrow)]
     token_type: Option<JsonStr<'a>>,
-    policy_results: Option<TypedPolicyResults>,
+    policy_results: Option<Obj<TypedPolicyResults>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -401,69 +403,17 @@ struct TypedRequest<'a> {
     #[serde(borrow)]
     mount_accessor: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    namespace: Option<TypedNamespace<'a>>,
+    namespace: Option<Obj<TypedNamespace<'a>>>,
     #[serde(borrow)]
     remote_address: Option<JsonStr<'a>>,
     remote_port: Option<u64>,
     #[serde(borrow)]
     client_token: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    headers: Option<&'a RawValue>,
+    token: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    data: Option<&'a RawValue>,
-}
-
-/// The headers the fast path reads; any other header is skipped unread.
-#[derive(Deserialize)]
-struct TypedHeaders<'a> {
-    #[serde(rename = "user-agent", borrow)]
-    user_agent: Option<&'a RawValue>,
-}
-
-/// Whether a headers object holds a credential header with a value not HMAC'd (the exact
-/// path redacts it). Header names are scanned in the raw text first: most entries have none.
-fn has_clear_credential_header(headers: &RawValue) -> bool {
-    let text = headers.get();
-    let lower = text.to_ascii_lowercase();
-    if ![
-        "authorization",
-        "x-vault-token",
-        "cookie",
-        "x-vault-wrap-token",
-    ]
-    .iter()
-    .any(|h| lower.contains(h))
-    {
-        return false;
-    }
-    match serde_json::from_str::<serde_json::Map<String, Value>>(text) {
-        Ok(map) => map.into_iter().any(|(name, mut v)| {
-            is_credential_header(&name) && redact_unhashed_strings(&mut v) > 0
-        }),
-        Err(_) => true,
-    }
-}
-
-/// `request.headers.user-agent` as the exact path reads it (a list's first string, or a
-/// string); `Err` when it is anything else, for the exact path to decide.
-fn user_agents(headers: Option<&RawValue>) -> Result<Vec<Cow<'_, str>>, ()> {
-    let Some(headers) = headers else {
-        return Ok(Vec::new());
-    };
-    let typed: TypedHeaders = serde_json::from_str(headers.get()).map_err(|_| ())?;
-    let Some(agent) = typed.user_agent else {
-        return Ok(Vec::new());
-    };
-    let text = agent.get();
-    if text.starts_with('[') {
-        serde_json::from_str::<Vec<Cow<str>>>(text).map_err(|_| ())
-    } else if text.starts_with('"') {
-        serde_json::from_str::<Cow<str>>(text)
-            .map(|s| vec![s])
-            .map_err(|_| ())
-    } else {
-        Err(())
-    }
+    headers: Option<HeadersScan<'a>>,
+    data: Option<DataScan>,
 }
 
 #[derive(Deserialize)]
@@ -478,24 +428,11 @@ struct TypedNamespace<'a> {
 struct TypedResponse<'a> {
     #[serde(borrow)]
     mount_type: Option<JsonStr<'a>>,
+    data: Option<DataScan>,
     #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow)]
-    auth: Option<TypedAuth<'a>>,
+    auth: Option<Obj<TypedAuth<'a>>>,
     #[serde(borrow)]
     wrap_info: Option<&'a RawValue>,
-}
-
-/// The `version` a KV v2 response or request data names.
-#[derive(Deserialize)]
-struct VersionProbe {
-    metadata: Option<VersionMeta>,
-    version: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct VersionMeta {
-    version: Option<Value>,
 }
 
 fn auth_fields<'a>(a: &'a TypedAuth<'a>) -> AuthFields<'a> {
@@ -516,22 +453,6 @@ fn auth_fields<'a>(a: &'a TypedAuth<'a>) -> AuthFields<'a> {
     }
 }
 
-/// True when JSON text holds a string value that Vault did not HMAC (a `log_raw` device).
-fn has_clear_string(raw: &RawValue) -> bool {
-    let text = raw.get();
-    text.contains('"') && has_unhashed_string(text)
-}
-
-fn version_of(raw: Option<&RawValue>) -> Option<String> {
-    let probe: VersionProbe = serde_json::from_str(raw?.get()).ok()?;
-    probe
-        .metadata
-        .and_then(|m| m.version)
-        .or(probe.version)
-        .as_ref()
-        .and_then(scalar_text)
-}
-
 /// The fast path; `None` when the entry needs the exact path.
 pub fn from_text(
     text: &[u8],
@@ -542,27 +463,33 @@ pub fn from_text(
     // Checked as UTF-8 once, whole: parsing a `str` skips the check of every string in it
     // (it was 3 % of a Vault ingest's CPU, called once per field).
     let text = utf8(text)?;
-    let entry: TypedEntry = serde_json::from_str(text).ok()?;
+    let entry: Obj<TypedEntry> = serde_json::from_str(text).ok()?;
     let time = parse_time(entry.time.as_deref()?).ok()?;
-    let request = entry.request.as_ref()?;
-    let auth = entry.auth.as_ref();
-    let response = entry.response.as_ref();
-    // Anything the exact path would redact or read specially sends the entry there.
-    let clear_token = |a: Option<&TypedAuth>| {
-        a.and_then(|a| a.client_token.as_deref())
-            .is_some_and(is_clear_token)
-    };
+    let request: &TypedRequest = entry.request.as_deref()?;
+    let auth = entry.auth.as_deref();
+    let response = entry.response.as_deref();
+    // Anything the exact path would redact or read specially sends the entry there: a
+    // `client_token` or `token` not HMAC'd (in `auth`, `request` and `response.auth`, as
+    // `redact_token_fields` reads them) among them.
+    let clear = |t: &Option<JsonStr>| t.as_deref().is_some_and(is_clear_token);
+    let clear_token =
+        |a: Option<&TypedAuth>| a.is_some_and(|a| clear(&a.client_token) || clear(&a.token));
     if clear_token(auth)
-        || request.client_token.as_deref().is_some_and(is_clear_token)
-        || clear_token(response.and_then(|r| r.auth.as_ref()))
+        || clear(&request.client_token)
+        || clear(&request.token)
+        || clear_token(response.and_then(|r| r.auth.as_deref()))
         || response.is_some_and(|r| r.wrap_info.is_some())
-        || request.headers.is_some_and(has_clear_credential_header)
-        || request.data.is_some_and(has_clear_string)
-        || response.and_then(|r| r.data).is_some_and(has_clear_string)
+        || request
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.clear_credential || h.decline)
+        || request.data.as_ref().is_some_and(|d| d.clear)
+        || response
+            .and_then(|r| r.data.as_ref())
+            .is_some_and(|d| d.clear)
     {
         return None;
     }
-    let agents = user_agents(request.headers).ok()?;
     let empty = TypedAuth::default();
     let f = EntryFields {
         entry_type: entry.kind.as_deref().unwrap_or(""),
@@ -578,7 +505,10 @@ pub fn from_text(
         namespace_path: non_empty(request.namespace.as_ref().and_then(|n| n.path.as_deref())),
         remote_address: non_empty(request.remote_address.as_deref()),
         remote_port: request.remote_port,
-        user_agent: agents.first().map(|a| a.as_ref()),
+        user_agent: request
+            .headers
+            .as_ref()
+            .and_then(|h| h.user_agent.as_deref()),
         error: non_empty(entry.error.as_deref()),
         allowed: auth
             .and_then(|a| a.policy_results.as_ref())
@@ -586,8 +516,14 @@ pub fn from_text(
         token_type: non_empty(auth.and_then(|a| a.token_type.as_deref())),
         forwarded_from: non_empty(entry.forwarded_from.as_deref()),
         auth: auth_fields(auth.unwrap_or(&empty)),
-        response_auth: auth_fields(response.and_then(|r| r.auth.as_ref()).unwrap_or(&empty)),
-        version: version_of(response.and_then(|r| r.data)).or_else(|| version_of(request.data)),
+        response_auth: auth_fields(response.and_then(|r| r.auth.as_deref()).unwrap_or(&empty)),
+        // The first version there, as the exact path takes it (KV v2 reads name it in
+        // `metadata`, writes at the top of the data; the response's before the request's).
+        version: response
+            .and_then(|r| r.data.as_ref())
+            .and_then(DataScan::version)
+            .or_else(|| request.data.as_ref().and_then(DataScan::version))
+            .and_then(scalar_text),
     };
     // Without a request id the uid hashes the entry as the exact path would serialize it.
     let uid_text = if f.request_id.is_none() {
@@ -705,10 +641,11 @@ fn set_target(
     let mount = f
         .mount_point
         .filter(|m| path.starts_with(m))
-        .map(str::to_owned)
+        .map(Cow::Borrowed)
         .or_else(|| {
             // Older Vault versions do not log the mount: take the first path segment.
-            path.split_once('/').map(|(first, _)| format!("{first}/"))
+            path.split_once('/')
+                .map(|(first, _)| Cow::Owned(concat(&[first, "/"])))
         });
     let mount = mount.unwrap_or_default();
     let rest = &path[mount.len().min(path.len())..];
@@ -733,9 +670,9 @@ fn set_target(
     }
     let ns = f.namespace_path.unwrap_or("");
     e.resource_type = ResourceType::VaultPath;
-    e.resource_name = Some(format!("{mount}{key}"));
-    e.resource_id = Some(format!("vault:{cluster}/{ns}{mount}{key}"));
-    e.resource_scope = Some(format!("{ns}{mount}"));
+    e.resource_name = Some(concat(&[&mount, key]));
+    e.resource_id = Some(concat(&["vault:", cluster, "/", ns, &mount, key]));
+    e.resource_scope = Some(concat(&[ns, &mount]));
     e.resource_version = f.version.clone();
 }
 fn classify(
@@ -865,6 +802,106 @@ mod tests {
         assert!(raw.contains("hmac-sha256:ab"), "{raw}");
         assert_eq!(e.user_agent.as_deref(), Some("vault-cli"));
         assert!(!e.parse_warnings.is_empty());
+    }
+
+    /// A `token` not HMAC'd (in `auth`, `request` or `response.auth`) is a live token, as a
+    /// `client_token` is: the fast path leaves the entry to the exact path, which removes it.
+    #[test]
+    fn clear_tokens_under_either_name_are_redacted() {
+        let opts = ParseOptions {
+            keep_raw: true,
+            ..ParseOptions::default()
+        };
+        let meta = meta();
+        for (auth, request, response) in [
+            (r#"{"entity_id":"e1","token":"hvs.CAESIlive"}"#, "", "{}"),
+            (r#"{"entity_id":"e1"}"#, r#","token":"hvs.CAESIlive""#, "{}"),
+            (
+                r#"{"entity_id":"e1"}"#,
+                "",
+                r#"{"auth":{"client_token":"hmac-sha256:ab","token":"hvs.CAESIlive"}}"#,
+            ),
+        ] {
+            let text = format!(
+                r#"{{"time":"2026-03-02T10:00:00Z","type":"response","auth":{auth},"request":{{"id":"r1","operation":"read","path":"secret/data/a"{request}}},"response":{response}}}"#
+            );
+            assert!(
+                from_text(text.as_bytes(), &opts, &meta, false).is_none(),
+                "{text}"
+            );
+            let mut value: Value = serde_json::from_str(&text).unwrap();
+            let e = from_value(&mut value, &opts, &meta, false).unwrap();
+            let raw = e.raw_event.as_deref().unwrap();
+            assert!(!raw.contains("hvs.CAESIlive"), "{raw}");
+            assert!(e
+                .parse_warnings
+                .iter()
+                .any(|w| w.starts_with("secret_redacted")));
+        }
+        // An HMAC'd token is no secret: the fast path keeps the entry.
+        let text = r#"{"time":"2026-03-02T10:00:00Z","type":"response","auth":{"entity_id":"e1","token":"hmac-sha256:ab"},"request":{"id":"r1","operation":"read","path":"secret/data/a"},"response":{}}"#;
+        assert!(from_text(text.as_bytes(), &opts, &meta, false).is_some());
+    }
+
+    /// serde_json reads a derived struct from an array too; the exact path reads objects only.
+    /// An entry, or a part of one, written as an array never makes a row by the fast path.
+    #[test]
+    fn arrays_where_objects_belong_take_the_exact_path() {
+        let opts = ParseOptions::default();
+        let meta = meta();
+        let entry = |auth: &str, request: &str, response: &str| {
+            format!(
+                r#"{{"time":"2026-03-02T10:00:00Z","type":"response","auth":{auth},"request":{request},"response":{response}}}"#
+            )
+        };
+        let request = r#"{"id":"r1","operation":"read","path":"secret/data/a"}"#;
+        let good = entry(r#"{"entity_id":"e1"}"#, request, "{}");
+        assert!(from_text(good.as_bytes(), &opts, &meta, false).is_some());
+        for text in [
+            entry(
+                r#"{"entity_id":"e1","policy_results":[false]}"#,
+                request,
+                "{}",
+            ),
+            entry(r#"{"entity_id":"e1","metadata":["u"]}"#, request, "{}"),
+            entry(
+                r#"{"entity_id":"e1"}"#,
+                r#"["r1",null,"read","secret/data/a"]"#,
+                "{}",
+            ),
+            entry(r#"{"entity_id":"e1"}"#, request, r#"["kv",null,null,null]"#),
+            entry(
+                r#"{"entity_id":"e1"}"#,
+                r#"{"id":"r1","operation":"read","path":"secret/data/a","namespace":["ns1"]}"#,
+                "{}",
+            ),
+            format!(r#"["2026-03-02T10:00:00Z","response",{{}},{request},{{}},null,null]"#),
+        ] {
+            assert!(
+                from_text(text.as_bytes(), &opts, &meta, false).is_none(),
+                "{text}"
+            );
+        }
+        // Nor is a request so written held for pairing (its response would count it merged).
+        for text in [
+            r#"["request",{"id":"r1"}]"#,
+            r#"{"time":"2026-03-02T10:00:00Z","type":"request","request":["r1"]}"#,
+        ] {
+            let rec = crate::ingest::splitter::RawRecord {
+                bytes: text.as_bytes().to_vec(),
+                prefix: None,
+                line: 1,
+                offset: 0,
+                index: 0,
+                element: None,
+                container: crate::ingest::splitter::Container::TopLevel,
+                problem: None,
+            };
+            assert!(
+                super::super::prepare(&rec, &opts, &meta).is_none(),
+                "{text}"
+            );
+        }
     }
 
     /// Guards the fast path: it must make exactly the row the exact path makes.

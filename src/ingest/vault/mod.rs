@@ -13,8 +13,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 mod entry;
+mod scan;
 
-use super::fields::{required_str, JsonStr};
+use super::fields::{required_str, JsonStr, Obj};
 use super::held::{Held, Recent, MAX_HELD};
 use super::source::{
     HeldOut, ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source,
@@ -128,7 +129,7 @@ struct Peek<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    request: Option<PeekRequest<'a>>,
+    request: Option<Obj<PeekRequest<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -165,13 +166,15 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
             }
         }
     }
-    let peek: Peek = serde_json::from_str(super::source::utf8(&record.bytes)?).ok()?;
+    // An entry or request written as an array is no Vault entry: the exact path rejects it.
+    let peek: Obj<Peek> = serde_json::from_str(super::source::utf8(&record.bytes)?).ok()?;
+    let peek = peek.0;
     let kind = peek.kind?;
     if kind.ends_with("response") {
         let event = entry::from_text(&record.bytes, opts, meta, false)?;
         return Some(Prepared::Row(Box::new(event)));
     }
-    let id = peek.request?.id?;
+    let id = peek.request?.0.id?;
     if !kind.ends_with("request") || id.is_empty() {
         return None;
     }
