@@ -290,7 +290,8 @@ fn redact_raw_values(record: &mut Value) -> usize {
     n
 }
 
-/// Request headers that carry a credential (matched as Vault logs header names, lowercase).
+/// Request headers that carry a credential (names compared ignoring ASCII case: Vault logs them
+/// lowercase, an operator may list them otherwise).
 pub(super) fn is_credential_header(name: &str) -> bool {
     const CREDENTIAL_HEADERS: [&str; 5] = [
         "authorization",
