@@ -785,14 +785,18 @@ mod tests {
         }
     }
 
+    fn keeping_raw() -> ParseOptions {
+        ParseOptions {
+            keep_raw: true,
+            ..ParseOptions::default()
+        }
+    }
+
     /// A credential header logged in clear (an operator audited it without `hmac = true`) is a
     /// live token: it never reaches the row, and the row says a value was removed.
     #[test]
     fn clear_credential_headers_are_redacted() {
-        let opts = ParseOptions {
-            keep_raw: true,
-            ..ParseOptions::default()
-        };
+        let opts = keeping_raw();
         let meta = meta();
         let text = r#"{"time":"2026-03-02T10:00:00Z","type":"response","auth":{"entity_id":"e1"},"request":{"id":"r1","operation":"read","path":"secret/data/a","headers":{"x-vault-token":["hvs.CAESIlive"],"authorization":["hmac-sha256:ab"],"user-agent":["vault-cli"]}},"response":{}}"#;
         assert!(from_text(text.as_bytes(), &opts, &meta, false).is_none());
@@ -809,10 +813,7 @@ mod tests {
     /// `client_token` is: the fast path leaves the entry to the exact path, which removes it.
     #[test]
     fn clear_tokens_under_either_name_are_redacted() {
-        let opts = ParseOptions {
-            keep_raw: true,
-            ..ParseOptions::default()
-        };
+        let opts = keeping_raw();
         let meta = meta();
         for (auth, request, response) in [
             (r#"{"entity_id":"e1","token":"hvs.CAESIlive"}"#, "", "{}"),

@@ -128,7 +128,9 @@ pub struct HeadersScan<'a> {
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for HeadersScan<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HeadersVisitor)
+        // Headers that are not an object fail the entry's parse: rare, and the exact path
+        // decides.
+        d.deserialize_map(HeadersVisitor)
     }
 }
 
@@ -137,30 +139,7 @@ struct HeadersVisitor;
 impl<'de> Visitor<'de> for HeadersVisitor {
     type Value = HeadersScan<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    // Headers that are not an object hold no header the exact path reads.
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(HeadersScan::default())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(HeadersScan::default())
+        f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut scan = HeadersScan::default();
@@ -344,8 +323,9 @@ mod tests {
         );
         // Escaped names are the names they spell.
         assert!(scan(r#"{"\u0061uthorization":["Bearer live"]}"#).clear_credential);
-        // Headers that are not an object hold nothing the exact path reads.
-        assert_eq!(scan(r#"["curl/8"]"#), HeadersScan::default());
-        assert_eq!(scan(r#""curl/8""#), HeadersScan::default());
+        // Headers that are not an object fail the entry's parse (the exact path decides).
+        for text in [r#"["curl/8"]"#, r#""curl/8""#] {
+            assert!(serde_json::from_str::<HeadersScan>(text).is_err(), "{text}");
+        }
     }
 }
