@@ -1,5 +1,7 @@
 //! Reading typed fields out of a JSON record, with reject reasons that name the field.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::source::Reject;
@@ -89,6 +91,12 @@ pub fn concat(parts: &[&str]) -> String {
 
 /// Splits a caller address into an IP (port stripped) or a non-IP host marker.
 pub fn split_address(addr: &str) -> (Option<String>, Option<String>) {
+    let (ip, host) = address_parts(addr);
+    (ip.map(Cow::into_owned), host.map(Cow::into_owned))
+}
+
+/// [`split_address`], borrowing the text where it is kept as written.
+pub fn address_parts(addr: &str) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
     let addr = addr.trim();
     if addr.is_empty() {
         return (None, None);
@@ -96,14 +104,14 @@ pub fn split_address(addr: &str) -> (Option<String>, Option<String>) {
     match addr.parse::<std::net::IpAddr>() {
         // An IPv4 address parses from one text only (no leading zeros, no short forms), so
         // its text is kept as it is; an IPv6 address is written in its canonical form.
-        Ok(std::net::IpAddr::V4(_)) => return (Some(addr.to_owned()), None),
-        Ok(ip) => return (Some(ip.to_string()), None),
+        Ok(std::net::IpAddr::V4(_)) => return (Some(Cow::Borrowed(addr)), None),
+        Ok(ip) => return (Some(Cow::Owned(ip.to_string())), None),
         Err(_) => {}
     }
     if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
-        return (Some(sock.ip().to_string()), None);
+        return (Some(Cow::Owned(sock.ip().to_string())), None);
     }
-    (None, Some(addr.to_owned()))
+    (None, Some(Cow::Borrowed(addr)))
 }
 
 #[cfg(test)]

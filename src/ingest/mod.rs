@@ -11,6 +11,7 @@ pub mod k8s;
 pub mod objects;
 pub mod parallel;
 pub mod redact;
+pub mod refill;
 pub mod rejects;
 pub mod run;
 pub mod source;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::thread::Scope;
 
 use super::source::{
-    new_source, parses_alone, prepare, ParseOptions, Parsed, Prepared, RecordMeta, Source,
+    new_source, parses_alone, prepare, ParseOptions, Parsed, Prepared, RecordMeta, RowSink, Source,
 };
 use super::splitter::{Position, RawRecord, Splitter};
-use crate::event::SourceKind;
+use crate::event::{Event, SourceKind};
 use crate::store::chunk::{ChunkBuilder, RowChunk};
 
 /// Records per batch: large enough that channel traffic and the per-batch work (a chunk of Arrow
@@ -145,12 +145,18 @@ fn parse_batches(
     // This thread's parser of a source that keeps no state between records (made on first use).
     let mut alone: Option<Box<dyn Source>> = None;
     let mut built = ChunkBuilder::new(opts.keep_raw);
+    // The event every fast-path row is built into before its columns take it.
+    let mut scratch = Event::new(kind, "", String::new(), 0);
     for (records, error, end) in input {
         let items = records
             .into_iter()
             .map(|rec| {
                 let meta = RecordMeta::for_record(file, &rec);
-                let prepared = match prepare(kind, opts, &rec, &meta) {
+                let sink = RowSink {
+                    chunk: &mut built,
+                    scratch: &mut scratch,
+                };
+                let prepared = match prepare(kind, opts, &rec, &meta, Some(sink)) {
                     Prepared::Decoded(Ok(value)) if parses_alone(kind, &value) => {
                         let parser = alone.get_or_insert_with(|| new_source(kind, opts));
                         Prepared::Parsed(parser.parse(value, &meta).map(|parsed| match parsed {

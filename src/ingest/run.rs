@@ -808,7 +808,7 @@ impl<'a> Run<'a> {
         for rec in lookahead {
             n += 1;
             let meta = RecordMeta::for_record(&file_name, &rec);
-            let prepared = prepare(kind, parse_opts, &rec, &meta);
+            let prepared = prepare(kind, parse_opts, &rec, &meta, None);
             self.handle_record(
                 kind,
                 Prepped {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::splitter::{RawRecord, SplitProblem};
 use super::{azure, cloudtrail, gcp, k8s, vault};
 use crate::event::{Event, SourceKind};
-use crate::store::chunk::{BuiltRows, RowChunk};
+use crate::store::chunk::{BuiltRows, ChunkBuilder, RowChunk};
 
 /// Settings a parser needs from the configuration.
 #[derive(Debug, Clone)]
@@ -66,9 +66,19 @@ impl RecordMeta {
     /// `file#line` or `file#line[element]`: made when a row needs it, not for every record
     /// (most Vault requests are merged into their response's row and never need one).
     pub fn location(&self) -> String {
-        match self.element {
-            Some(e) => format!("{}#{}[{e}]", self.file, self.line),
-            None => format!("{}#{}", self.file, self.line),
+        let mut s = String::new();
+        self.location_into(&mut s);
+        s
+    }
+
+    /// [`location`](Self::location), written over what `out` held.
+    pub fn location_into(&self, out: &mut String) {
+        let mut digits = itoa::Buffer::new();
+        super::refill::text(out, &[&self.file, "#", digits.format(self.line)]);
+        if let Some(e) = self.element {
+            out.push('[');
+            out.push_str(digits.format(e));
+            out.push(']');
         }
     }
 }
@@ -103,15 +113,24 @@ pub fn parses_alone(kind: SourceKind, record: &Value) -> bool {
     }
 }
 
+/// Where a parsing thread builds rows straight into its batch's columns: the batch's chunk,
+/// and one event that every row is built into in turn ([`super::refill`]).
+pub struct RowSink<'a> {
+    pub chunk: &'a mut ChunkBuilder,
+    pub scratch: &'a mut Event,
+}
+
 /// The stateless part of reading one record of a file of `kind`; runs on the parsing threads.
+/// With a `sink`, a row the fast path builds goes into its chunk ([`Prepared::Built`]).
 pub fn prepare(
     kind: SourceKind,
     opts: &ParseOptions,
     record: &RawRecord,
     meta: &RecordMeta,
+    sink: Option<RowSink<'_>>,
 ) -> Prepared {
     let fast = match kind {
-        SourceKind::Vault => vault::prepare(record, opts, meta),
+        SourceKind::Vault => vault::prepare(record, opts, meta, sink),
         _ => None,
     };
     fast.unwrap_or_else(|| Prepared::Decoded(decode(record)))

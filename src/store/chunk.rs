@@ -79,16 +79,7 @@ impl ChunkBuilder {
     pub fn push(&mut self, rows: impl IntoIterator<Item = Event>) -> BuiltRows {
         let first = self.keys.len() as u32;
         for mut e in rows {
-            if !self.keep_raw {
-                e.raw_event = None;
-            }
-            self.keys.push(RowKey {
-                source: e.source,
-                event_time: e.event_time,
-                uid: uid_hash(&e.event_uid),
-                bytes: approx_size(&e),
-            });
-            self.builder.push(&e);
+            self.append(&mut e);
         }
         BuiltRows {
             first,
@@ -96,7 +87,27 @@ impl ChunkBuilder {
         }
     }
 
-    /// The chunk of the rows pushed since the last call, if any.
+    /// One row from an event the caller keeps (a parsing thread builds every row into the same
+    /// one): as [`push`](Self::push), without taking it.
+    pub fn push_ref(&mut self, e: &mut Event) -> BuiltRows {
+        let first = self.keys.len() as u32;
+        self.append(e);
+        BuiltRows { first, count: 1 }
+    }
+
+    fn append(&mut self, e: &mut Event) {
+        if !self.keep_raw {
+            e.raw_event = None;
+        }
+        self.keys.push(RowKey {
+            source: e.source,
+            event_time: e.event_time,
+            uid: uid_hash(&e.event_uid),
+            bytes: approx_size(e),
+        });
+        self.builder.push(e);
+    }
+
     pub fn finish(&mut self) -> Result<Option<Arc<RowChunk>>, ArrowError> {
         if self.keys.is_empty() {
             return Ok(None);

@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use crate::event::{Action, ActorType, Event, Outcome, ResourceType, SourceKind};
 use crate::ingest::fields::{
-    at, concat, optional_str, required_time, scalar_text, split_address, str_at, JsonStr, Obj,
+    address_parts, at, concat, optional_str, required_time, scalar_text, str_at, JsonStr, Obj,
 };
 use crate::ingest::redact::{redact_unhashed_strings, REDACTED, VAULT_HMAC_PREFIX};
+use crate::ingest::refill;
 use crate::ingest::source::{utf8, ParseOptions, RecordMeta, Reject};
 use crate::ingest::timestamp::{parse_time, ParsedTime};
 
@@ -84,40 +85,107 @@ fn build(
     is_request: bool,
     uid_text: &[u8],
 ) -> Event {
+    let mut e = Event::new(SourceKind::Vault, FORMAT, String::new(), 0);
+    build_into(&mut e, f, time, opts, meta, is_request, uid_text, None);
+    e
+}
+
+/// [`build`] into `e`, writing every field over what it held (a parsing thread reuses one
+/// event for all its rows: see [`crate::ingest::refill`]); `raw` is the text kept as
+/// `raw_event`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "build's arguments, and the event and raw text it writes"
+)]
+fn build_into(
+    e: &mut Event,
+    f: &EntryFields,
+    time: ParsedTime,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+    uid_text: &[u8],
+    raw: Option<&str>,
+) {
+    // Every field of the event is written below, so nothing of an earlier row stays: a field
+    // added to `Event` breaks this pattern until it is written here too.
+    let Event {
+        event_uid: _,
+        source: _,
+        source_format: _,
+        event_time: _,
+        source_event_id: _,
+        request_id: _,
+        tenant: _,
+        region: _,
+        service: _,
+        operation: _,
+        action: _,
+        is_secret_read: _,
+        outcome: _,
+        status_code: _,
+        http_status: _,
+        error_message: _,
+        actor_id: _,
+        actor_name: _,
+        actor_type: _,
+        actor_role: _,
+        actor_origin_id: _,
+        via_service: _,
+        credential_id: _,
+        actor_groups: _,
+        mfa: _,
+        src_ip: _,
+        src_host: _,
+        user_agent: _,
+        resource_type: _,
+        resource_id: _,
+        resource_name: _,
+        resource_version: _,
+        resource_scope: _,
+        target_index: _,
+        target_count: _,
+        raw_event: _,
+        raw_location: _,
+        parse_warnings: _,
+        attributes: _,
+    } = e;
     let cluster = &opts.vault_cluster;
-    let uid = match f.request_id {
-        Some(id) => concat(&["vault:", cluster, ":", id]),
+    match f.request_id {
+        Some(id) => refill::text(&mut e.event_uid, &["vault:", cluster, ":", id]),
         None => {
             use sha2::Digest;
-            format!(
-                "vault:{cluster}:sha256:{}",
-                hex::encode(sha2::Sha256::digest(uid_text))
-            )
+            let hash = hex::encode(sha2::Sha256::digest(uid_text));
+            refill::text(&mut e.event_uid, &["vault:", cluster, ":sha256:", &hash]);
         }
-    };
-    let mut e = Event::new(SourceKind::Vault, FORMAT, uid, time.nanos);
+    }
+    e.source = SourceKind::Vault;
+    e.source_format = FORMAT;
+    e.event_time = time.nanos;
+    e.parse_warnings.clear();
     if time.assumed_utc {
         e.parse_warnings
             .push("time_without_zone_read_as_utc".to_owned());
     }
-    e.source_event_id = f.request_id.map(str::to_owned);
-    e.request_id = e.source_event_id.clone();
+    refill::opt(&mut e.source_event_id, f.request_id);
+    refill::opt(&mut e.request_id, f.request_id);
     let ns_path = f
         .namespace_path
         .map(|p| p.trim_end_matches('/'))
         .filter(|p| !p.is_empty());
-    e.tenant = Some(match ns_path {
-        Some(ns) => concat(&[cluster, "/", ns]),
-        None => cluster.clone(),
-    });
+    match ns_path {
+        Some(ns) => refill::opt_parts(&mut e.tenant, &[cluster, "/", ns]),
+        None => refill::opt_parts(&mut e.tenant, &[cluster]),
+    }
+    e.region = None;
     let operation = f.operation.unwrap_or("unknown");
     let path = f.path.unwrap_or("");
     let mount_type = f.mount_type.or(f.response_mount_type);
-    e.service = match mount_type {
-        Some(m) => concat(&["vault:", m]),
-        None => "vault".to_owned(),
-    };
-    e.operation = operation.to_owned();
+    match mount_type {
+        Some(m) => refill::text(&mut e.service, &["vault:", m]),
+        None => refill::text(&mut e.service, &["vault"]),
+    }
+    refill::text(&mut e.operation, &[operation]);
 
     // Outcome: the request or response `error`, or an explicit policy decision.
     e.outcome = match (f.error, f.allowed) {
@@ -132,19 +200,18 @@ fn build(
         (None, _) if is_request => Outcome::Unknown,
         (None, _) => Outcome::Success,
     };
-    if let Some(err) = f.error {
-        e.status_code = Some(short_error(err));
-        e.error_message = Some(err.to_owned());
-    }
-    if e.outcome == Outcome::Denied {
-        e.http_status = Some(403);
-    }
-    set_actor(&mut e, f);
-    set_target(&mut e, f, cluster, path, operation, mount_type);
-    if let Some(addr) = f.remote_address {
-        (e.src_ip, e.src_host) = split_address(addr);
-    }
-    e.user_agent = f.user_agent.map(str::to_owned);
+    e.status_code = f.error.map(short_error);
+    refill::opt(&mut e.error_message, f.error);
+    e.http_status = (e.outcome == Outcome::Denied).then_some(403);
+    set_actor(e, f);
+    set_target(e, f, cluster, path, operation, mount_type);
+    let (ip, host) = f.remote_address.map(address_parts).unwrap_or_default();
+    refill::opt(&mut e.src_ip, ip.as_deref());
+    refill::opt(&mut e.src_host, host.as_deref());
+    refill::opt(&mut e.user_agent, f.user_agent);
+    e.target_index = 0;
+    e.target_count = 1;
+    refill::opt(&mut e.raw_event, raw);
     for (key, val) in [
         ("entry_type", Some(f.entry_type)),
         ("mount_type", f.mount_type),
@@ -153,19 +220,18 @@ fn build(
         ("token_type", f.token_type),
         ("forwarded_from", f.forwarded_from),
     ] {
-        if let Some(val) = non_empty(val) {
-            e.attributes.insert(key.to_owned(), val.to_owned());
+        refill::attribute(&mut e.attributes, key, non_empty(val));
+    }
+    let prefix = meta.prefix.as_deref().map(str::trim);
+    refill::attribute(&mut e.attributes, "line_prefix", prefix);
+    match f.remote_port {
+        Some(port) => {
+            let mut digits = itoa::Buffer::new();
+            refill::attribute(&mut e.attributes, "remote_port", Some(digits.format(port)));
         }
+        None => refill::attribute(&mut e.attributes, "remote_port", None),
     }
-    if let Some(port) = f.remote_port {
-        e.attributes.insert("remote_port".into(), port.to_string());
-    }
-    e.raw_location = meta.location();
-    if let Some(prefix) = &meta.prefix {
-        e.attributes
-            .insert("line_prefix".into(), prefix.trim().to_owned());
-    }
-    e
+    meta.location_into(&mut e.raw_location);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +527,20 @@ pub fn from_text(
     meta: &RecordMeta,
     is_request: bool,
 ) -> Option<Event> {
+    let mut e = Event::new(SourceKind::Vault, FORMAT, String::new(), 0);
+    from_text_into(&mut e, text, opts, meta, is_request)?;
+    Some(e)
+}
+
+/// [`from_text`] into `e`, writing every field over what it held; `None` (and `e` in no
+/// particular state) when the entry needs the exact path.
+pub fn from_text_into(
+    e: &mut Event,
+    text: &[u8],
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    is_request: bool,
+) -> Option<()> {
     // Checked as UTF-8 once, whole: parsing a `str` skips the check of every string in it
     // (it was 3 % of a Vault ingest's CPU, called once per field).
     let text = utf8(text)?;
@@ -535,11 +615,9 @@ pub fn from_text(
     } else {
         Vec::new()
     };
-    let mut e = build(&f, time, opts, meta, is_request, &uid_text);
-    if opts.keep_raw {
-        e.raw_event = Some(text.to_owned());
-    }
-    Some(e)
+    let raw = opts.keep_raw.then_some(text);
+    build_into(e, &f, time, opts, meta, is_request, &uid_text, raw);
+    Some(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,31 +643,32 @@ fn set_actor(e: &mut Event, f: &EntryFields) {
     } else {
         &f.response_auth
     };
-    let display = a.display_name.map(str::to_owned);
-    e.actor_id = a
-        .entity_id
-        .map(str::to_owned)
-        .or_else(|| display.clone())
-        .or_else(|| f.client_id.map(str::to_owned));
-    e.actor_name = a.username.map(str::to_owned).or_else(|| display.clone());
-    e.actor_role = a.role.map(str::to_owned);
-    e.credential_id = a.accessor.map(str::to_owned);
-    let mut groups: Vec<String> = a.policies.iter().map(|s| (*s).to_owned()).collect();
-    if groups.is_empty() {
-        groups = a
+    let display = a.display_name;
+    refill::opt(&mut e.actor_id, a.entity_id.or(display).or(f.client_id));
+    refill::opt(&mut e.actor_name, a.username.or(display));
+    refill::opt(&mut e.actor_role, a.role);
+    e.actor_origin_id = None;
+    e.via_service = None;
+    refill::opt(&mut e.credential_id, a.accessor);
+    e.mfa = None;
+    let groups: Cow<[&str]> = if a.policies.is_empty() {
+        let mut merged: Vec<&str> = a
             .token_policies
             .iter()
             .chain(&a.identity_policies)
-            .map(|s| (*s).to_owned())
+            .copied()
             .collect();
-        groups.dedup();
-    }
-    e.actor_type = actor_type(display.as_deref(), &groups, e.actor_id.is_some());
-    e.actor_groups = groups;
+        merged.dedup();
+        Cow::Owned(merged)
+    } else {
+        Cow::Borrowed(&a.policies)
+    };
+    e.actor_type = actor_type(display, &groups, e.actor_id.is_some());
+    refill::list(&mut e.actor_groups, groups.iter().copied());
 }
 
-fn actor_type(display: Option<&str>, policies: &[String], known: bool) -> ActorType {
-    if policies.iter().any(|p| p == "root") || display == Some("root") {
+fn actor_type(display: Option<&str>, policies: &[&str], known: bool) -> ActorType {
+    if policies.contains(&"root") || display == Some("root") {
         return ActorType::Root;
     }
     let Some(d) = display else {
@@ -667,14 +746,22 @@ fn set_target(
     e.action = class.0;
     e.is_secret_read = class.1;
     if path.is_empty() {
+        e.resource_type = ResourceType::None;
+        e.resource_name = None;
+        e.resource_id = None;
+        e.resource_scope = None;
+        e.resource_version = None;
         return;
     }
     let ns = f.namespace_path.unwrap_or("");
     e.resource_type = ResourceType::VaultPath;
-    e.resource_name = Some(concat(&[&mount, key]));
-    e.resource_id = Some(concat(&["vault:", cluster, "/", ns, &mount, key]));
-    e.resource_scope = Some(concat(&[ns, &mount]));
-    e.resource_version = f.version.clone();
+    refill::opt_parts(&mut e.resource_name, &[&mount, key]);
+    refill::opt_parts(
+        &mut e.resource_id,
+        &["vault:", cluster, "/", ns, &mount, key],
+    );
+    refill::opt_parts(&mut e.resource_scope, &[ns, &mount]);
+    refill::opt(&mut e.resource_version, f.version.as_deref());
 }
 fn classify(
     path: &str,
@@ -792,6 +879,44 @@ mod tests {
         }
     }
 
+    /// A parsing thread builds every row into one event: whatever rows came before, each row
+    /// is the one a fresh event gets (no field, warning, list item or attribute of an earlier
+    /// row stays).
+    #[test]
+    fn a_row_built_over_another_is_the_row_built_fresh() {
+        let full = r#"{"time":"2026-03-02T10:00:00","type":"response","auth":{"display_name":"approle","entity_id":"e1","accessor":"hmac-sha256:a","policies":["default","root"],"metadata":{"username":"u","role":"r"},"token_type":"service","policy_results":{"allowed":false}},"request":{"id":"r1","client_id":"c1","operation":"read","path":"kv2/data/app/db","mount_point":"kv2/","mount_accessor":"kv_1","namespace":{"id":"ns1","path":"team/"},"remote_address":"::ffff:10.0.0.1","remote_port":4242,"headers":{"user-agent":["curl"]}},"response":{"data":{"metadata":{"version":3}}},"error":"1 error occurred:\n\t* permission denied\n\n","forwarded_from":"10.0.0.9"}"#;
+        let bare = r#"{"time":"2026-03-02T10:00:01Z","type":"response","request":{"operation":"list","path":""}}"#;
+        let login = r#"{"time":"2026-03-02T10:00:02Z","type":"response","request":{"id":"r3","operation":"update","path":"auth/approle/login","mount_type":"approle","remote_address":"gateway"},"response":{"auth":{"display_name":"approle","token_policies":["a","a","b"],"identity_policies":["b"]}}}"#;
+        let opts = ParseOptions::default();
+        let mut prefixed = meta();
+        prefixed.prefix = Some(" vault: ".into());
+        prefixed.element = Some(2);
+        let plain = meta();
+        let entries = [(full, &prefixed), (bare, &plain), (login, &plain)];
+        let fresh: Vec<Event> = entries
+            .iter()
+            .map(|(text, meta)| from_text(text.as_bytes(), &opts, meta, false).unwrap())
+            .collect();
+        assert_eq!(
+            fresh[0].parse_warnings.len(),
+            2,
+            "{:?}",
+            fresh[0].parse_warnings
+        );
+        assert_eq!(fresh[0].attributes.len(), 7, "{:?}", fresh[0].attributes);
+        assert_eq!(fresh[0].raw_location, "x#1[2]");
+        assert!(fresh[1].resource_id.is_none() && fresh[1].attributes.len() == 1);
+        assert_eq!(fresh[2].actor_groups, ["a", "b"]);
+        let mut reused = Event::new(crate::event::SourceKind::Gcp, "", String::new(), 0);
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1]] {
+            for i in order {
+                let (text, meta) = entries[i];
+                from_text_into(&mut reused, text.as_bytes(), &opts, meta, false).unwrap();
+                assert_eq!(reused, fresh[i], "entry {i} after others in {order:?}");
+            }
+        }
+    }
+
     /// A credential header logged in clear (an operator audited it without `hmac = true`) is a
     /// live token: it never reaches the row, and the row says a value was removed.
     #[test]
@@ -900,7 +1025,7 @@ mod tests {
                 problem: None,
             };
             assert!(
-                super::super::prepare(&rec, &opts, &meta).is_none(),
+                super::super::prepare(&rec, &opts, &meta, None).is_none(),
                 "{text}"
             );
         }
@@ -927,6 +1052,8 @@ mod tests {
         let meta = meta();
         let mut fast_kinds = std::collections::BTreeMap::<String, usize>::new();
         let mut declined = std::collections::BTreeMap::<String, usize>::new();
+        // One event every fast row is built into in turn, as a parsing thread does.
+        let mut reused = Event::new(crate::event::SourceKind::K8s, "", String::new(), 0);
         for keep_raw in [false, true] {
             let opts = ParseOptions {
                 keep_raw,
@@ -945,6 +1072,8 @@ mod tests {
                 let mut exact = exact;
                 match from_text(&rec.bytes, &opts, &meta, is_request) {
                     Some(mut fast) => {
+                        from_text_into(&mut reused, &rec.bytes, &opts, &meta, is_request).unwrap();
+                        assert_eq!(reused, fast, "built over the rows before it");
                         // The fast path keeps the text as logged, the exact path writes the
                         // redacted value back out (keys sorted): the same JSON.
                         let raw = |e: &mut Event| {

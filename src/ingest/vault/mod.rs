@@ -18,7 +18,7 @@ mod scan;
 use super::fields::{required_str, JsonStr, Obj};
 use super::held::{Held, Recent, MAX_HELD};
 use super::source::{
-    HeldOut, ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, Source,
+    HeldOut, ParseOptions, Parsed, Prepared, RecordMeta, Reject, Released, RowSink, Source,
 };
 use super::splitter::RawRecord;
 use crate::event::{Event, SourceKind};
@@ -143,9 +143,15 @@ struct PeekRequest<'a> {
 const TYPE_WITHIN: usize = 256;
 
 /// A cheap look at an entry's text on a parsing thread: a response becomes its row in one
-/// typed parse, a request only needs its id (it is held as text until its response arrives).
-/// `None` sends the entry to the exact path in [`VaultSource::parse`].
-pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Option<Prepared> {
+/// typed parse (built into the `sink`'s chunk when there is one), a request only needs its id
+/// (it is held as text until its response arrives). `None` sends the entry to the exact path
+/// in [`VaultSource::parse`].
+pub fn prepare(
+    record: &RawRecord,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    mut sink: Option<RowSink<'_>>,
+) -> Option<Prepared> {
     if record.problem.is_some() {
         return None;
     }
@@ -154,16 +160,9 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
     static RESPONSE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"type\":\"response\""));
     let head = &record.bytes[..record.bytes.len().min(TYPE_WITHIN)];
-    let says_response = RESPONSE.find(head).is_some();
-    if says_response {
-        if let Some(event) = entry::from_text(&record.bytes, opts, meta, false) {
-            if event
-                .attributes
-                .get("entry_type")
-                .is_some_and(|t| t.ends_with("response"))
-            {
-                return Some(Prepared::Row(Box::new(event)));
-            }
+    if RESPONSE.find(head).is_some() {
+        if let Some(row) = fast_row(record, opts, meta, &mut sink, true) {
+            return Some(row);
         }
     }
     // An entry or request written as an array is no Vault entry: the exact path rejects it.
@@ -171,14 +170,41 @@ pub fn prepare(record: &RawRecord, opts: &ParseOptions, meta: &RecordMeta) -> Op
     let peek = peek.0;
     let kind = peek.kind?;
     if kind.ends_with("response") {
-        let event = entry::from_text(&record.bytes, opts, meta, false)?;
-        return Some(Prepared::Row(Box::new(event)));
+        return fast_row(record, opts, meta, &mut sink, false);
     }
     let id = peek.request?.0.id?;
     if !kind.ends_with("request") || id.is_empty() {
         return None;
     }
     Some(Prepared::Keyed(id.0.into_owned()))
+}
+
+/// A response entry's row by the fast path: built into the sink's chunk when there is one,
+/// else as an event. `None` when the exact path must read the entry, or (`only_response`)
+/// when its `type` turns out not to name a response.
+fn fast_row(
+    record: &RawRecord,
+    opts: &ParseOptions,
+    meta: &RecordMeta,
+    sink: &mut Option<RowSink<'_>>,
+    only_response: bool,
+) -> Option<Prepared> {
+    let wanted = |e: &Event| {
+        !only_response
+            || e.attributes
+                .get("entry_type")
+                .is_some_and(|t| t.ends_with("response"))
+    };
+    match sink {
+        Some(RowSink { chunk, scratch }) => {
+            entry::from_text_into(scratch, &record.bytes, opts, meta, false)?;
+            wanted(scratch).then(|| Prepared::Built(chunk.push_ref(scratch)))
+        }
+        None => {
+            let event = entry::from_text(&record.bytes, opts, meta, false)?;
+            wanted(&event).then(|| Prepared::Row(Box::new(event)))
+        }
+    }
 }
 
 enum EntryType {
