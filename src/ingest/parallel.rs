@@ -168,7 +168,7 @@ fn parse_batches(
                             other => other,
                         }))
                     }
-                    Prepared::Row(event) => Prepared::Built(built.push([*event])),
+                    // A fast-path row is built into the chunk already (the sink above).
                     other => other,
                 };
                 Prepped {

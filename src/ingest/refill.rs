@@ -2,8 +2,9 @@
 //!
 //! A parsing thread builds every Vault response row into the same [`Event`](crate::event::Event)
 //! and appends it to the batch's columns, so the row's strings keep their buffers from one row
-//! to the next instead of each field being allocated, copied and freed on every row. Each
-//! helper leaves its slot exactly as a freshly built one would be.
+//! to the next instead of each field being allocated, copied and freed on every row (a field
+//! absent in one row and present in the next, and the rare texts made by a formatter, still
+//! allocate). Each helper leaves its slot exactly as a freshly built one would be.
 
 use std::collections::BTreeMap;
 

@@ -108,6 +108,7 @@ impl ChunkBuilder {
         self.builder.push(e);
     }
 
+    /// The chunk of the rows pushed since the last call, if any.
     pub fn finish(&mut self) -> Result<Option<Arc<RowChunk>>, ArrowError> {
         if self.keys.is_empty() {
             return Ok(None);

@@ -90,6 +90,18 @@ fn build(
     e
 }
 
+/// The attributes of a Vault row.
+const ATTRIBUTES: [&str; 8] = [
+    "entry_type",
+    "mount_type",
+    "mount_accessor",
+    "namespace_id",
+    "token_type",
+    "forwarded_from",
+    "line_prefix",
+    "remote_port",
+];
+
 /// [`build`] into `e`, writing every field over what it held (a parsing thread reuses one
 /// event for all its rows: see [`crate::ingest::refill`]); `raw` is the text kept as
 /// `raw_event`.
@@ -108,7 +120,7 @@ fn build_into(
     raw: Option<&str>,
 ) {
     // Every field of the event is written below, so nothing of an earlier row stays: a field
-    // added to `Event` breaks this pattern until it is written here too.
+    // added to `Event` breaks this pattern until it is named here (and written below).
     let Event {
         event_uid: _,
         source: _,
@@ -212,6 +224,8 @@ fn build_into(
     e.target_index = 0;
     e.target_count = 1;
     refill::opt(&mut e.raw_event, raw);
+    // Only the attributes written below (an event that held another source's row is cleared).
+    e.attributes.retain(|k, _| ATTRIBUTES.contains(&k.as_str()));
     for (key, val) in [
         ("entry_type", Some(f.entry_type)),
         ("mount_type", f.mount_type),
@@ -532,8 +546,8 @@ pub fn from_text(
     Some(e)
 }
 
-/// [`from_text`] into `e`, writing every field over what it held; `None` (and `e` in no
-/// particular state) when the entry needs the exact path.
+/// [`from_text`] into `e`, writing every field over what it held; `None` (and `e` untouched)
+/// when the entry needs the exact path.
 pub fn from_text_into(
     e: &mut Event,
     text: &[u8],
@@ -824,6 +838,8 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::source::{Prepared, RowSink};
+    use crate::store::chunk::ChunkBuilder;
 
     #[test]
     fn classification_of_common_paths() {
@@ -908,13 +924,50 @@ mod tests {
         assert!(fresh[1].resource_id.is_none() && fresh[1].attributes.len() == 1);
         assert_eq!(fresh[2].actor_groups, ["a", "b"]);
         let mut reused = Event::new(crate::event::SourceKind::Gcp, "", String::new(), 0);
-        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1]] {
+        reused.attributes.insert("gcp_only".into(), "x".into());
+        for order in [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 0, 2],
+            [0, 2, 1],
+            [1, 2, 0],
+            [2, 0, 1],
+        ] {
             for i in order {
                 let (text, meta) = entries[i];
                 from_text_into(&mut reused, text.as_bytes(), &opts, meta, false).unwrap();
                 assert_eq!(reused, fresh[i], "entry {i} after others in {order:?}");
             }
         }
+
+        // As a parsing thread does it: through `prepare` with a sink, raw text kept, each row
+        // into the chunk's columns; the same columns as the events built fresh.
+        let opts = keeping_raw();
+        let mut sunk = ChunkBuilder::new(true);
+        let mut pushed = ChunkBuilder::new(true);
+        for i in [0, 1, 2, 0, 2, 1] {
+            let (text, meta) = entries[i];
+            let rec = crate::ingest::splitter::Splitter::new(text.as_bytes(), 1 << 20)
+                .next()
+                .unwrap()
+                .unwrap();
+            let sink = RowSink {
+                chunk: &mut sunk,
+                scratch: &mut reused,
+            };
+            let prepared = super::super::prepare(&rec, &opts, meta, Some(sink));
+            assert!(matches!(prepared, Some(Prepared::Built(_))), "{prepared:?}");
+            pushed.push([from_text(text.as_bytes(), &opts, meta, false).unwrap()]);
+        }
+        let (sunk, pushed) = (
+            sunk.finish().unwrap().unwrap(),
+            pushed.finish().unwrap().unwrap(),
+        );
+        assert_eq!(sunk.batch, pushed.batch);
+        assert_eq!(
+            sunk.batch.column_by_name("raw_event").unwrap().null_count(),
+            0
+        );
     }
 
     /// A credential header logged in clear (an operator audited it without `hmac = true`) is a
