@@ -3,7 +3,7 @@
 //! Two ways in, one way out: [`EntryFields`] is what a row is made of, borrowed from either a
 //! typed parse of the entry's text (the fast path: no allocation per field, nothing built for
 //! the parts a row does not use) or a `serde_json::Value` (the exact path: every field checked
-//! and named in rejects, secret values redacted). [`build`] makes the row from either. The fast
+//! and named in rejects, secret values redacted). [`build_into`] makes the row from either. The fast
 //! path declines (returns `None`) whenever the exact path has something to do: a field of the
 //! wrong type, a missing one, a value to redact.
 
@@ -75,19 +75,9 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
-/// Builds the row for one entry (`is_request`: a request entry, which has no response part).
-/// `uid_text` is hashed into the uid when the entry has no request id.
-fn build(
-    f: &EntryFields,
-    time: ParsedTime,
-    opts: &ParseOptions,
-    meta: &RecordMeta,
-    is_request: bool,
-    uid_text: &[u8],
-) -> Event {
-    let mut e = Event::new(SourceKind::Vault, FORMAT, String::new(), 0);
-    build_into(&mut e, f, time, opts, meta, is_request, uid_text, None);
-    e
+/// An event for [`build_into`] to write a row into.
+fn new_row() -> Event {
+    Event::new(SourceKind::Vault, FORMAT, String::new(), 0)
 }
 
 /// The attributes of a Vault row.
@@ -102,12 +92,13 @@ const ATTRIBUTES: [&str; 8] = [
     "remote_port",
 ];
 
-/// [`build`] into `e`, writing every field over what it held (a parsing thread reuses one
-/// event for all its rows: see [`crate::ingest::refill`]); `raw` is the text kept as
-/// `raw_event`.
+/// Builds the row for one entry into `e`, writing every field over what it held (a parsing
+/// thread reuses one event for all its rows: see [`crate::ingest::refill`]). `is_request`: a
+/// request entry, which has no response part; `uid_text` is hashed into the uid when the entry
+/// has no request id; `raw` is the text kept as `raw_event`.
 #[allow(
     clippy::too_many_arguments,
-    reason = "build's arguments, and the event and raw text it writes"
+    reason = "the entry's fields and where they came from, and the event and raw text written"
 )]
 fn build_into(
     e: &mut Event,
@@ -238,13 +229,9 @@ fn build_into(
     }
     let prefix = meta.prefix.as_deref().map(str::trim);
     refill::attribute(&mut e.attributes, "line_prefix", prefix);
-    match f.remote_port {
-        Some(port) => {
-            let mut digits = itoa::Buffer::new();
-            refill::attribute(&mut e.attributes, "remote_port", Some(digits.format(port)));
-        }
-        None => refill::attribute(&mut e.attributes, "remote_port", None),
-    }
+    let mut digits = itoa::Buffer::new();
+    let port = f.remote_port.map(|port| digits.format(port));
+    refill::attribute(&mut e.attributes, "remote_port", port);
     meta.location_into(&mut e.raw_location);
 }
 
@@ -320,7 +307,17 @@ pub fn from_value(
         .and_then(scalar_text),
     };
     let text = v.to_string();
-    let mut e = build(&f, time, opts, meta, is_request, text.as_bytes());
+    let mut e = new_row();
+    build_into(
+        &mut e,
+        &f,
+        time,
+        opts,
+        meta,
+        is_request,
+        text.as_bytes(),
+        None,
+    );
     if redacted > 0 {
         // After the time warning, before the path ones, as the warnings arose.
         let at = usize::from(time.assumed_utc);
@@ -541,7 +538,7 @@ pub fn from_text(
     meta: &RecordMeta,
     is_request: bool,
 ) -> Option<Event> {
-    let mut e = Event::new(SourceKind::Vault, FORMAT, String::new(), 0);
+    let mut e = new_row();
     from_text_into(&mut e, text, opts, meta, is_request)?;
     Some(e)
 }
